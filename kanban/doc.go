@@ -25,7 +25,8 @@
 //     few messages at a time, as a prefetch: it holds up to four per
 //     handler, and still runs no more than WIP handlers (see
 //     Memory.Consume).
-//   - PerKey handles the messages of one Key one at a time, in order; a
+//   - PerKey handles the messages of one Key one at a time, in order,
+//     within the consumer (not across consumers sharing the queue); a
 //     failed one is retried in place so the order survives. The messages
 //     of its key pulled behind it hold WIP slots while they wait, so a key
 //     that keeps failing can hold back the others (see

@@ -29,8 +29,10 @@ type ConsumeOptions struct {
 	// in the order they were pulled. A failed message is retried in place
 	// (its key waits for it) so that order survives retries; each attempt
 	// reads the message afresh from the backend, decoding its payload
-	// again, as a redelivery does. Across processes sharing a JetStream
-	// durable, order holds per process.
+	// again, as a redelivery does. The order holds within one consumer
+	// (one Consume call): two consumers of one queue (two Consume calls
+	// on a Memory queue, or processes sharing a JetStream durable) may
+	// each be handling a message of the same key at once.
 	//
 	// The messages of a key pulled behind one being retried wait in the
 	// consumer, each holding a WIP slot: while they fill the WIP, the

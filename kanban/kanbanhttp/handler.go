@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,7 +37,8 @@ const DefaultMaxBodyBytes = 64 << 10
 type Options struct {
 	// Prefix is the path the API is served under, such as "/ops". Empty
 	// means the root. It must start with "/", not end with one, and be a
-	// clean path (no "//", "." or ".." segment), unescaped (no '%').
+	// clean path (no "//", "." or ".." segment), unescaped (no '%'), with
+	// no '{', '}', '#', '?' or space.
 	Prefix string
 	// Token, if set, must be presented as "Authorization: Bearer <token>"
 	// (the scheme in any case) on every mutation (and read, with
@@ -60,7 +62,8 @@ type Options struct {
 	// any error (never payloads). nil means slog.Default().
 	Logger *slog.Logger
 	// OnRefresh, if set, is called after each Refresh (andon.Board.Notify,
-	// so live boards show the new rows at once).
+	// so live boards show the new rows at once). A panic in it is logged
+	// at Error level with its stack, and Refresh returns as it would.
 	OnRefresh func()
 }
 
@@ -78,17 +81,21 @@ type Handler struct {
 	queues map[string]kanban.DeadLetterStore
 	names  []string // in the order added
 	seen   map[string]snapshot
+	reads  uint64 // the reads of queues Refresh began (see snapshot)
 	dlSeen map[string][]kanban.DeadLetter
-	polled time.Time
 }
 
 var queueName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 
 // New returns a Handler, or an error naming the bad option.
 func New(opts Options) (*Handler, error) {
-	if opts.Prefix != "" && (!strings.HasPrefix(opts.Prefix, "/") || strings.HasSuffix(opts.Prefix, "/") ||
-		strings.ContainsAny(opts.Prefix, "{}# ?")) {
+	if opts.Prefix != "" && (!strings.HasPrefix(opts.Prefix, "/") || strings.HasSuffix(opts.Prefix, "/")) {
 		return nil, fmt.Errorf("kanbanhttp: Options.Prefix %q must start with / and not end with one (e.g. /ops)", opts.Prefix)
+	}
+	// The ServeMux reads braces as a wildcard, and a path holds no '#',
+	// '?' or space.
+	if i := strings.IndexAny(opts.Prefix, "{}# ?"); i >= 0 {
+		return nil, fmt.Errorf("kanbanhttp: Options.Prefix %q holds %q: give a plain path, with no '{', '}', '#', '?' or space", opts.Prefix, opts.Prefix[i])
 	}
 	// The ServeMux reads an escape in a pattern as the character it
 	// stands for ("/ops%20x" would serve "/ops x"), and a bare '%' makes
@@ -446,25 +453,43 @@ func (h *Handler) listQueues(w http.ResponseWriter, r *http.Request) error {
 		h.mu.Lock()
 		q := h.queues[name]
 		h.mu.Unlock()
-		j := queueJSON{Name: name, DeadLetters: h.deadLettersPath(name)}
-		if br, ok := q.(kanban.BacklogReader); ok {
-			b, err := br.Backlog(r.Context())
-			if err != nil {
-				// Its text may name servers: the log has it.
-				h.log.Warn("kanbanhttp: reading a backlog", "queue", name, "err", err)
-				j.BacklogError = "the backlog could not be read; the service's log has the detail"
-			} else {
-				j.Backlog = toBacklogJSON(b)
-			}
-		}
-		if s, ok := q.(interface{ Stats() kanban.QueueStats }); ok {
-			st := s.Stats()
-			j.Stats = &statsJSON{st.Published, st.Duplicates, st.Handled, st.Retried, st.Redelivered, st.DeadLettered, st.Redriven, st.InFlight}
-		}
-		out = append(out, j)
+		out = append(out, h.describe(r.Context(), name, q))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"queues": out})
 	return nil
+}
+
+// unreadBacklog is the backlog_error of a queue whose backlog could not be
+// read.
+const unreadBacklog = "the backlog could not be read; the service's log has the detail"
+
+// describe returns the queue name, q, as GET /queues shows it. A read of
+// q that panics (a store of the program's own) is logged, and shown as a
+// backlog that could not be read, as Refresh shows it: the other queues
+// are listed all the same.
+func (h *Handler) describe(ctx context.Context, name string, q kanban.DeadLetterStore) (j queueJSON) {
+	j = queueJSON{Name: name, DeadLetters: h.deadLettersPath(name)}
+	defer func() {
+		if v := recover(); v != nil {
+			h.log.Error("kanbanhttp: reading a queue panicked", "queue", name, "panic", v, "stack", string(debug.Stack()))
+			j.Backlog, j.Stats, j.BacklogError = nil, nil, unreadBacklog
+		}
+	}()
+	if br, ok := q.(kanban.BacklogReader); ok {
+		b, err := br.Backlog(ctx)
+		if err != nil {
+			// Its text may name servers: the log has it.
+			h.log.Warn("kanbanhttp: reading a backlog", "queue", name, "err", err)
+			j.BacklogError = unreadBacklog
+		} else {
+			j.Backlog = toBacklogJSON(b)
+		}
+	}
+	if s, ok := q.(interface{ Stats() kanban.QueueStats }); ok {
+		st := s.Stats()
+		j.Stats = &statsJSON{st.Published, st.Duplicates, st.Handled, st.Retried, st.Redelivered, st.DeadLettered, st.Redriven, st.InFlight}
+	}
+	return j
 }
 
 func (h *Handler) deadLettersPath(name string) string {
@@ -722,6 +747,12 @@ func (h *Handler) redriveFiltered(w http.ResponseWriter, r *http.Request, name s
 }
 
 func (h *Handler) redriveOne(w http.ResponseWriter, r *http.Request, name string, q kanban.DeadLetterStore) error {
+	// The path names the dead letter: a filter sent in a body, as a
+	// redrive of many takes it, would be ignored, and the dead letter
+	// redriven whether it matched or not.
+	if err := noBody(r, "redriving one dead letter takes no body: its seq is in the path"); err != nil {
+		return err
+	}
 	seq, err := seqOf(r)
 	if err != nil {
 		return err
@@ -735,7 +766,7 @@ func (h *Handler) redriveOne(w http.ResponseWriter, r *http.Request, name string
 }
 
 func (h *Handler) deleteFiltered(w http.ResponseWriter, r *http.Request, name string, q kanban.DeadLetterStore) error {
-	if err := noBody(r); err != nil {
+	if err := noBody(r, deleteBody); err != nil {
 		return err
 	}
 	params, err := queryOf(r)
@@ -758,7 +789,7 @@ func (h *Handler) deleteFiltered(w http.ResponseWriter, r *http.Request, name st
 }
 
 func (h *Handler) deleteOne(w http.ResponseWriter, r *http.Request, name string, q kanban.DeadLetterStore) error {
-	if err := noBody(r); err != nil {
+	if err := noBody(r, deleteBody); err != nil {
 		return err
 	}
 	seq, err := seqOf(r)
@@ -773,13 +804,16 @@ func (h *Handler) deleteOne(w http.ResponseWriter, r *http.Request, name string,
 	return h.act(w, r, name, "delete", kanban.DeadLetterFilter{Seq: seq}, q.DeleteDeadLetters)
 }
 
-// noBody refuses a delete with a body: its filter is in the query, and
-// one sent in a body as a redrive's is would be ignored, leaving the
-// query's filter, which may select more than both together.
-func noBody(r *http.Request) error {
+// deleteBody says why a delete with a body is refused: its filter is in
+// the query, and one sent in a body as a redrive's is would be ignored,
+// leaving the query's filter, which may select more than both together.
+const deleteBody = "a delete takes no body: its filter goes in the query"
+
+// noBody refuses a request with a body, with the message why.
+func noBody(r *http.Request, why string) error {
 	var b [1]byte
 	if n, _ := io.ReadFull(r.Body, b[:]); n > 0 {
-		return badRequest("a delete takes no body: its filter goes in the query")
+		return badRequest("%s", why)
 	}
 	return nil
 }

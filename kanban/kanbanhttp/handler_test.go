@@ -666,6 +666,23 @@ func TestDeleteRefusesABody(t *testing.T) {
 	assert.EqualValues(t, 2, r.body["deleted"])
 }
 
+// Redriving one dead letter takes no filter: a body, where a redrive of
+// many takes its filter, is refused rather than ignored, since the
+// dead letter would be redriven whether the filter matched it or not.
+func TestRedriveOneRefusesABody(t *testing.T) {
+	q := deadQueue(t, 0, 2)
+	_, s := newServer(t, kanbanhttp.Options{Token: token}, map[string]kanban.DeadLetterStore{"orders": q})
+	r := s.do("POST", "/queues/orders/deadletters/1/redrive", `{"key":"k-2"}`, bearer...)
+	assert.Equal(t, http.StatusBadRequest, r.status, "%s", r.raw)
+	assert.Equal(t, "bad_request", r.code())
+	dl, err := q.DeadLetters(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, dl, 2, "nothing was redriven")
+	r = s.do("POST", "/queues/orders/deadletters/1/redrive", "", bearer...)
+	assert.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	assert.EqualValues(t, 1, r.body["redriven"])
+}
+
 // TestAddQueueServesEveryNameItTakes: a queue AddQueue takes is served
 // at the path GET /queues and the panels link to; "." and "..", which a
 // request's path loses when it is cleaned (the ServeMux redirects it
@@ -777,4 +794,43 @@ func TestHugeMethodIsNotEchoedWhole(t *testing.T) {
 		assert.Contains(t, []int{http.StatusMethodNotAllowed, http.StatusNotFound}, r.status, "%s", target)
 		assert.Less(t, len(r.raw), 1000, "%s: %.300s", target, r.raw)
 	}
+}
+
+// A Prefix refused for a character a path pattern cannot hold is refused
+// for that character, not for how it begins or ends, which are right.
+func TestNewNamesWhatIsWrongWithAPrefix(t *testing.T) {
+	for _, c := range []struct{ prefix, char string }{
+		{"/o{p}s", `'{'`}, {"/ops x", `' '`}, {"/ops?x", `'?'`}, {"/ops#x", `'#'`}, {"/o}ps", `'}'`},
+	} {
+		_, err := kanbanhttp.New(kanbanhttp.Options{Prefix: c.prefix})
+		require.Error(t, err, c.prefix)
+		assert.Contains(t, err.Error(), "holds "+c.char, c.prefix)
+		assert.NotContains(t, err.Error(), "must start with", c.prefix)
+	}
+	for _, prefix := range []string{"ops", "/ops/"} {
+		_, err := kanbanhttp.New(kanbanhttp.Options{Prefix: prefix})
+		assert.ErrorContains(t, err, "must start with / and not end with one", prefix)
+	}
+}
+
+// GET /queues shows a queue whose backlog read panics as one whose
+// backlog could not be read, the panic logged, and lists the others, as
+// Refresh does: the panic ended the request, and the listing of every
+// queue with it.
+func TestListQueuesSurvivesABacklogThatPanics(t *testing.T) {
+	var logged bytes.Buffer
+	_, s := newServer(t, kanbanhttp.Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))}, nil)
+	h := s.h.(*kanbanhttp.Handler)
+	require.NoError(t, h.AddQueue("bad", panickyStore{deadQueue(t, 0, 1)}))
+	require.NoError(t, h.AddQueue("good", deadQueue(t, 0, 2)))
+	var r response
+	require.NotPanics(t, func() { r = s.do("GET", "/queues", "") })
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	qs := r.body["queues"].([]any)
+	require.Len(t, qs, 2)
+	bad, good := qs[0].(map[string]any), qs[1].(map[string]any)
+	assert.Equal(t, "the backlog could not be read; the service's log has the detail", bad["backlog_error"])
+	assert.NotContains(t, bad, "backlog")
+	assert.EqualValues(t, 2, good["backlog"].(map[string]any)["dead_letters"])
+	assert.Contains(t, logged.String(), "backlog bug")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"time"
@@ -18,6 +19,9 @@ type snapshot struct {
 	hasBacklog bool
 	dead       int // the dead letters kept, as the listing's Total says
 	err        error
+	// read numbers the read among every Refresh's reads, in the order
+	// they began: a read that began before the one shown is not shown.
+	read uint64
 }
 
 // PanelDeadLetters is the most dead letters Refresh reads per queue for
@@ -27,7 +31,11 @@ const PanelDeadLetters = 20
 // Refresh reads the backlog and the newest dead letters of every queue for
 // the panels, one queue after another, and then calls Options.OnRefresh.
 // It returns the errors of the queues it could not read (their panel rows
-// say so too).
+// say so too). A queue whose read panics (a store of the program's own)
+// is one it could not read: the panic is logged at Error level with its
+// stack, and the queues after it are read all the same. Refresh may be
+// called while another runs (Watch's, say): the panels show of each queue
+// the read that began last.
 func (h *Handler) Refresh(ctx context.Context) error {
 	h.mu.Lock()
 	names := slices.Clone(h.names)
@@ -39,41 +47,77 @@ func (h *Handler) Refresh(ctx context.Context) error {
 	var errs []error
 	for i, name := range names {
 		var s snapshot
-		if br, ok := queues[i].(kanban.BacklogReader); ok {
-			s.hasBacklog = true
-			s.backlog, s.err = br.Backlog(ctx)
-		}
-		page, err := queues[i].ListDeadLetters(ctx, kanban.DeadLetterQuery{Newest: true, Limit: PanelDeadLetters})
-		s.dead = page.Total
-		if s.err == nil {
-			s.err = err
-		}
+		h.mu.Lock()
+		h.reads++
+		s.read = h.reads
+		h.mu.Unlock()
+		letters, err := h.readQueue(ctx, name, queues[i], &s)
 		if s.err != nil {
 			errs = append(errs, fmt.Errorf("kanbanhttp: queue %s: %w", name, s.err))
 		}
 		h.mu.Lock()
-		h.seen[name] = s
-		if err == nil {
-			h.dlSeen[name] = page.Letters
-		} else {
-			// Those read before may have been redriven or deleted
-			// since: DeadLetterPanel says the queue is unreadable.
-			delete(h.dlSeen, name)
+		// A read that began before the one shown, and was slower, would
+		// bring back what that one found gone.
+		if s.read > h.seen[name].read {
+			h.seen[name] = s
+			if err == nil {
+				h.dlSeen[name] = letters
+			} else {
+				// Those read before may have been redriven or deleted
+				// since: DeadLetterPanel says the queue is unreadable.
+				delete(h.dlSeen, name)
+			}
 		}
 		h.mu.Unlock()
 	}
-	h.mu.Lock()
-	h.polled = time.Now()
-	h.mu.Unlock()
 	if h.opts.OnRefresh != nil {
-		h.opts.OnRefresh()
+		h.notify()
 	}
 	return errors.Join(errs...)
 }
 
+// readQueue reads q, the queue name, into s: its backlog, when it has
+// one, and how many dead letters it keeps; it returns the newest of them
+// and the error listing them. A read that panics fails as an error
+// does, and is logged.
+func (h *Handler) readQueue(ctx context.Context, name string, q kanban.DeadLetterStore, s *snapshot) (letters []kanban.DeadLetter, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			h.log.Error("kanbanhttp: reading a queue panicked", "queue", name, "panic", v, "stack", string(debug.Stack()))
+			err = fmt.Errorf("reading it panicked: %v", v)
+			letters = nil
+			if s.err == nil {
+				s.err = err
+			}
+		}
+	}()
+	if br, ok := q.(kanban.BacklogReader); ok {
+		s.hasBacklog = true
+		s.backlog, s.err = br.Backlog(ctx)
+	}
+	page, err := q.ListDeadLetters(ctx, kanban.DeadLetterQuery{Newest: true, Limit: PanelDeadLetters})
+	s.dead = page.Total
+	if s.err == nil {
+		s.err = err
+	}
+	return page.Letters, err
+}
+
+// notify calls Options.OnRefresh; a panic there is logged.
+func (h *Handler) notify() {
+	defer func() {
+		if v := recover(); v != nil {
+			h.log.Error("kanbanhttp: OnRefresh panicked", "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
+	h.opts.OnRefresh()
+}
+
 // Watch calls Refresh at once and then every interval, until ctx ends; it
-// runs in its caller's goroutine and returns ctx's error. Refresh errors
-// are logged at Warn level (they show on the panels too).
+// runs in its caller's goroutine and returns ctx's error. Each Refresh
+// has one interval to read every queue: a queue not read by then fails
+// with the deadline, and shows as unreadable. Refresh errors are logged
+// at Warn level (they show on the panels too).
 func (h *Handler) Watch(ctx context.Context, interval time.Duration) error {
 	if interval <= 0 {
 		return fmt.Errorf("kanbanhttp: Watch: interval %v must be positive", interval)

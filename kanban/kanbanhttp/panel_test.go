@@ -1,9 +1,11 @@
 package kanbanhttp_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http/httptest"
 	"strconv"
 	"sync/atomic"
@@ -168,4 +170,81 @@ func TestQueuePanelCountsDeadLettersWithoutABacklog(t *testing.T) {
 		require.Len(t, rows, 1)
 		assert.Equal(t, []string{"q", "", "", strconv.Itoa(n)}, rows[0].Cells, "%d dead letters", n)
 	}
+}
+
+// stalledStore is a queue whose first listing reads its dead letters and
+// then waits for release before it answers, as a slow server's does.
+type stalledStore struct {
+	*kanban.Memory[order]
+	read    chan struct{} // closed once the first listing has read
+	release chan struct{}
+	calls   atomic.Int64
+}
+
+func (s *stalledStore) ListDeadLetters(ctx context.Context, q kanban.DeadLetterQuery) (kanban.DeadLetterPage, error) {
+	page, err := s.Memory.ListDeadLetters(ctx, q)
+	if s.calls.Add(1) == 1 {
+		close(s.read)
+		<-s.release
+	}
+	return page, err
+}
+
+// A Refresh that read a queue before another Refresh did, and finishes
+// after it, does not put back on the panels what the later one found gone.
+func TestRefreshKeepsTheNewestRead(t *testing.T) {
+	q := deadQueue(t, 0, 2)
+	s := &stalledStore{Memory: q, read: make(chan struct{}), release: make(chan struct{})}
+	h, err := kanbanhttp.New(kanbanhttp.Options{})
+	require.NoError(t, err)
+	require.NoError(t, h.AddQueue("orders", s))
+	earlier := make(chan error)
+	go func() { earlier <- h.Refresh(context.Background()) }()
+	<-s.read
+	n, err := q.DeleteDeadLetters(context.Background(), kanban.DeadLetterFilter{All: true})
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	require.NoError(t, h.Refresh(context.Background()))
+	close(s.release)
+	require.NoError(t, <-earlier)
+
+	rows := h.QueuePanel(kanbanhttp.PanelOptions{}).Rows()
+	require.Len(t, rows, 1)
+	assert.Equal(t, []string{"orders", "0", "0s", "0"}, rows[0].Cells, "the later Refresh's read")
+	dp, err := h.DeadLetterPanel("orders", "")
+	require.NoError(t, err)
+	assert.Empty(t, dp.Rows(), "the later Refresh's read")
+}
+
+// panickyStore is a queue whose reads panic, as a program's own store
+// may.
+type panickyStore struct{ *kanban.Memory[order] }
+
+func (panickyStore) Backlog(context.Context) (kanban.Backlog, error) { panic("backlog bug") }
+
+// A queue whose reads panic is shown unreadable, its panic logged and
+// returned, and the queues after it are read all the same: Watch runs
+// in a goroutine of the program's, which the panic would end. So is an
+// OnRefresh that panics.
+func TestRefreshSurvivesAQueueThatPanics(t *testing.T) {
+	var logged bytes.Buffer
+	h, err := kanbanhttp.New(kanbanhttp.Options{
+		Logger:    slog.New(slog.NewTextHandler(&logged, nil)),
+		OnRefresh: func() { panic("notify bug") },
+	})
+	require.NoError(t, err)
+	require.NoError(t, h.AddQueue("bad", panickyStore{deadQueue(t, 0, 1)}))
+	require.NoError(t, h.AddQueue("good", deadQueue(t, 0, 2)))
+	require.NotPanics(t, func() {
+		err = h.Refresh(context.Background())
+	})
+	require.ErrorContains(t, err, "queue bad: ")
+	assert.ErrorContains(t, err, "backlog bug")
+	assert.NotContains(t, err.Error(), "queue good")
+	rows := h.QueuePanel(kanbanhttp.PanelOptions{}).Rows()
+	require.Len(t, rows, 2)
+	assert.Equal(t, []string{"bad", "?", "?", "unreadable; the service's log has the detail"}, rows[0].Cells)
+	assert.Equal(t, []string{"good", "0", "0s", "2"}, rows[1].Cells)
+	assert.Contains(t, logged.String(), "backlog bug")
+	assert.Contains(t, logged.String(), "notify bug")
 }
