@@ -892,7 +892,7 @@ func mapCodec(t reflect.Type, key keyCodec, elem *codec, omit map[string]bool) (
 		err := r.object(func(name []byte) error {
 			ks := string(name)
 			if err := key.dec(ks, k); err != nil {
-				return fmt.Errorf("key %q: %w", ks, err)
+				return fmt.Errorf("a key that does not read as %v", t.Key())
 			}
 			e := reflect.New(t.Elem()).Elem()
 			if err := elem.dec(r, e); err != nil {

@@ -23,7 +23,14 @@
 // only when the rule fires ("{{payload.Amount}} over the limit"). The
 // strings extension is on, so {{"%.2f".format([payload.Amount])}} formats a
 // number. An {{expr}} ends at the first "}}", so an expression in a reason
-// cannot contain "}}" (a nested map literal).
+// cannot contain "}}" (a nested map literal). A list, a map or a struct
+// is written as fmt's %v writes it but for two things, so that it is
+// written the same when its decision is replayed: where fmt writes the
+// address of a pointer within it, a reason writes what it points to
+// (<nil> for a nil one, <cycle> where a value comes again within
+// itself); and a struct is written with the fields CEL reads, its
+// exported and embedded ones. No more than MaxReasonValue bytes of one
+// value are written.
 //
 // # Typed rules
 //

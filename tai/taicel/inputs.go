@@ -192,7 +192,9 @@ func closeInputs(b []byte, rule string) json.RawMessage {
 // durations, bytes, uints and doubles (the NaN and infinities written as
 // strings; see Options.RecordInputs), as any Env does within an interface;
 // a value that is not of the type marked for it, or a mark that leads to
-// no value, is an error naming where it is.
+// no value, is an error naming where it is. An error names where the
+// value is and what it should be, never the value, which may be what
+// must not reach a log: a backtest's report holds them.
 func (e *Env[T]) DecodeInputs(data []byte) (Inputs[T], error) {
 	var in Inputs[T]
 	err := e.decodeInputs(data, &in)
@@ -209,7 +211,7 @@ func (e *Env[T]) decodeInputs(data []byte, in *Inputs[T]) error {
 		case "time":
 			t, err := r.time()
 			in.Time = t
-			return err
+			return member("time", err)
 		case "payload":
 			payload = true
 			if err := e.payload.dec(&r, reflect.ValueOf(&in.Payload).Elem()); err != nil {
@@ -523,6 +525,19 @@ func nilOf(t *cel.Type) any {
 	return nil
 }
 
+// keyType names K, the type of the keys of a map decodeMap reads other
+// than from strings, with its article.
+func keyType[K comparable]() string {
+	var k K
+	switch any(k).(type) {
+	case int64:
+		return "an int"
+	case uint64:
+		return "a uint"
+	}
+	return "a bool"
+}
+
 // decodeMap reads an object into a map whose keys key parses from the
 // members' names and whose values have the CEL type val.
 func decodeMap[K comparable](r *jsonReader, val *cel.Type, key func(string) (K, error)) (map[K]any, error) {
@@ -531,7 +546,7 @@ func decodeMap[K comparable](r *jsonReader, val *cel.Type, key func(string) (K, 
 		s := string(name)
 		k, err := key(s)
 		if err != nil {
-			return fmt.Errorf("key %q: %w", s, err)
+			return fmt.Errorf("a key that is not %s", keyType[K]())
 		}
 		v, err := decodeAs(r, val)
 		if err != nil {

@@ -135,14 +135,17 @@ func (r *jsonReader) int(bits int) (int64, error) {
 	if !float {
 		n, err := strconv.ParseInt(string(text), 10, bits)
 		if err != nil {
-			return 0, fmt.Errorf("%s does not fit an int%d", text, bits)
+			return 0, fmt.Errorf("a number that does not fit an int%d", bits)
 		}
 		return n, nil
 	}
 	f, err := strconv.ParseFloat(string(text), 64)
 	limit := math.Exp2(float64(bits - 1))
-	if err != nil || f != math.Trunc(f) || f < -limit || f >= limit {
-		return 0, fmt.Errorf("%s is not an int%d", text, bits)
+	switch {
+	case err == nil && f != math.Trunc(f):
+		return 0, fmt.Errorf("a number with a fraction is not an int%d", bits)
+	case err != nil || f < -limit || f >= limit:
+		return 0, fmt.Errorf("a number that does not fit an int%d", bits)
 	}
 	return int64(f), nil
 }
@@ -154,14 +157,22 @@ func (r *jsonReader) uint(bits int) (uint64, error) {
 	}
 	if !float {
 		n, err := strconv.ParseUint(string(text), 10, bits)
-		if err != nil {
-			return 0, fmt.Errorf("%s does not fit a uint%d", text, bits)
+		switch {
+		case err != nil && text[0] == '-':
+			return 0, fmt.Errorf("a negative number is not a uint%d", bits)
+		case err != nil:
+			return 0, fmt.Errorf("a number that does not fit a uint%d", bits)
 		}
 		return n, nil
 	}
 	f, err := strconv.ParseFloat(string(text), 64)
-	if err != nil || f != math.Trunc(f) || f < 0 || f >= math.Exp2(float64(bits)) {
-		return 0, fmt.Errorf("%s is not a uint%d", text, bits)
+	switch {
+	case err == nil && f != math.Trunc(f):
+		return 0, fmt.Errorf("a number with a fraction is not a uint%d", bits)
+	case err == nil && f < 0:
+		return 0, fmt.Errorf("a negative number is not a uint%d", bits)
+	case err != nil || f >= math.Exp2(float64(bits)):
+		return 0, fmt.Errorf("a number that does not fit a uint%d", bits)
 	}
 	return uint64(f), nil
 }
@@ -181,7 +192,7 @@ func (r *jsonReader) float(bits int) (float64, error) {
 		case "-Inf":
 			return math.Inf(-1), nil
 		}
-		return 0, fmt.Errorf("%q is not a number", s)
+		return 0, errors.New(`a string other than "NaN", "+Inf" and "-Inf" is not a number`)
 	}
 	text, _, err := r.number()
 	if err != nil {
@@ -189,7 +200,7 @@ func (r *jsonReader) float(bits int) (float64, error) {
 	}
 	f, err := strconv.ParseFloat(string(text), bits)
 	if err != nil {
-		return 0, fmt.Errorf("%s does not fit a float%d", text, bits)
+		return 0, fmt.Errorf("a number that does not fit a float%d", bits)
 	}
 	return f, nil
 }
@@ -199,23 +210,31 @@ func (r *jsonReader) time() (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	t, err := parseTime(string(s))
-	if err != nil {
-		return time.Time{}, fmt.Errorf("time: %w", err)
+	return parseTime(string(s))
+}
+
+// timeError is parseTime's error for err, time.Parse's, which quotes the
+// string it could not read: it says what is wrong (a month out of range)
+// without the string.
+func timeError(err error) error {
+	var pe *time.ParseError
+	if errors.As(err, &pe) && strings.HasSuffix(pe.Message, " out of range") && !strings.ContainsAny(pe.Message, `"'`) {
+		return errors.New("a string that is not a timestamp (an RFC 3339 string)" + pe.Message)
 	}
-	return t, nil
+	return errors.New("a string that is not a timestamp (an RFC 3339 string)")
 }
 
 // parseTime reads a time as appendTime writes it: RFC 3339 with
 // nanoseconds. A year beyond 9999 or before 0, which a time.Time holds
 // and RFC 3339 has no room for, is written with more digits or a minus
 // sign ("10000-01-01T00:00:00Z", "-0001-12-31T00:00:00Z"), and read back
-// as that year.
+// as that year. Its error quotes no part of s.
 func parseTime(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err == nil {
 		return t, nil
 	}
+	err = timeError(err)
 	digits, neg := strings.CutPrefix(s, "-")
 	n := 0
 	for n < len(digits) && digits[n] >= '0' && digits[n] <= '9' {

@@ -343,7 +343,7 @@ func writeVal(b *strings.Builder, v ref.Val) {
 		// does not have.
 		b.WriteString(v.Time.Round(0).String())
 	default:
-		fmt.Fprint(b, wallClock(v.Value()))
+		writeValue(b, v.Value())
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -108,9 +110,10 @@ func (r *Rule) fileLine() string {
 // second document is an error naming the line. The strings of a JSON
 // document read as encoding/json reads them, escaped slashes and UTF-16
 // surrogate pairs included, which YAML alone refuses. A document that is
-// not a mapping (a string, a number, a list: another file given for a
-// rule file, such as a key) is refused as not a rule file, with an error
-// that quotes none of it. Parse checks the shape of the file only;
+// not a mapping (a string, a number, a list), or a mapping with none of a
+// rule file's keys (version, name, thresholds, sets, rules): another file
+// given for a rule file, such as a key, is refused as not a rule file,
+// with an error that quotes none of it. Parse checks the shape of the file only;
 // Env.Compile checks the rules.
 func Parse(data []byte) (*Spec, error) {
 	data = yamlOfJSON(data)
@@ -165,10 +168,22 @@ func Parse(data []byte) (*Spec, error) {
 	return &spec, nil
 }
 
+// ruleFileKeys are the keys of a rule file's mapping: Spec's fields, in
+// order.
+var ruleFileKeys = func() []string {
+	t := reflect.TypeFor[Spec]()
+	keys := make([]string, t.NumField())
+	for i := range keys {
+		keys[i], _, _ = strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+	}
+	return keys
+}()
+
 // notRuleFile returns an error when root, a document, holds something
-// other than a mapping (or nothing): a string, a number or a list is no
-// rule file, but another file given for one, such as a key. The error
-// names the kind of value and its line, never the value.
+// other than a mapping (or nothing), or a mapping with none of
+// ruleFileKeys: a string, a number, a list or such a mapping is no rule
+// file, but another file given for one, such as a key. The error names
+// the kind of value and its line, never the value.
 func notRuleFile(root *yaml.Node) error {
 	if root.Kind != yaml.DocumentNode || len(root.Content) != 1 {
 		return nil
@@ -179,7 +194,20 @@ func notRuleFile(root *yaml.Node) error {
 	}
 	var what string
 	switch {
-	case n.Kind == yaml.MappingNode || isNull(n):
+	case n.Kind == yaml.MappingNode:
+		// A mapping with none of a rule file's keys is another file: the
+		// decoder's error would name each of its keys, which may be key
+		// material themselves ("sk_live_...: x").
+		for i := 0; i < len(n.Content); i += 2 {
+			if slices.Contains(ruleFileKeys, n.Content[i].Value) {
+				return nil
+			}
+		}
+		if len(n.Content) == 0 {
+			return nil
+		}
+		return fmt.Errorf("taicel: not a rule file: the mapping at line %d has none of a rule file's keys (%s)", n.Line, strings.Join(ruleFileKeys, ", "))
+	case isNull(n):
 		return nil
 	case n.Kind == yaml.SequenceNode:
 		what = "a list"

@@ -266,3 +266,29 @@ func TestParseJSONAsEncodersWriteIt(t *testing.T) {
 	assert.Equal(t, "bad", ce.Rule)
 	assert.Equal(t, 6, ce.FileLine)
 }
+
+// A key file that YAML reads as a mapping (a cloud provider's JSON key,
+// "api_key: sk_live_..." or "AKIA...: secret") was refused with YAML's
+// error, which named each of its keys ("field sk_live_... not found in
+// type taicel.Spec"). Parse says it is not a rule file, and quotes none
+// of it; a mapping with a rule file's key and a misspelt one still
+// names the misspelt key.
+func TestParseKeyFileMappingIsNotARuleFile(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		line     int
+	}{
+		{"json key", `{"type": "service_account", "private_key_id": "8f2c41d0", "private_key": "-----BEGIN PRIVATE KEY-----\nMIIEv\n-----END PRIVATE KEY-----\n"}`, 1},
+		{"api key", "api_key: sk_live_51HxYzAbCdEf\n", 1},
+		{"key as key", "\nAKIAIOSFODNN7EXAMPLE: wJalrXUtnFEMI/K7MDENG\n", 2},
+		{"nested", "sk_live_51HxYzAbCdEf:\n  rules: []\n", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, err := taicel.Parse([]byte(tc.in))
+			assert.Nil(t, spec)
+			assert.EqualError(t, err, fmt.Sprintf("taicel: not a rule file: the mapping at line %d has none of a rule file's keys (version, name, thresholds, sets, rules)", tc.line))
+		})
+	}
+	_, err := taicel.Parse([]byte("version: 1\nrulez: []\n"))
+	assert.ErrorContains(t, err, "line 2: field rulez not found")
+}

@@ -384,9 +384,11 @@ func keyMarks(marks []any) (key string, values any, err error) {
 	if len(marks) == 0 || len(marks) > 2 {
 		return "", nil, fmt.Errorf("a list of %d marks, not of a map's keys and values", len(marks))
 	}
-	key, _ = marks[0].(string)
-	switch key {
-	case markInt, markUint, markBool:
+	key, ok := marks[0].(string)
+	switch {
+	case key == markInt, key == markUint, key == markBool:
+	case ok: // a mark, not a value: named
+		return "", nil, fmt.Errorf("%q is no type of map keys", key)
 	default:
 		return "", nil, fmt.Errorf("%s is no type of map keys", describe(marks[0]))
 	}
@@ -417,7 +419,7 @@ func keysAs[K comparable](m map[string]any, mark string, parse func(string) (K, 
 	for _, s := range slices.Sorted(maps.Keys(m)) { // the first error is the same every time
 		k, err := parse(s)
 		if err != nil {
-			return nil, fmt.Errorf("key %q is not %s", s, article(mark))
+			return nil, fmt.Errorf("a key that is not %s", article(mark))
 		}
 		out[k] = m[s]
 	}
@@ -572,7 +574,7 @@ func typedLeaf(x any, mark string) (any, error) {
 		case string:
 			t, err := parseTime(x)
 			if err != nil {
-				return nil, fmt.Errorf("%q is not a timestamp: %w", x, err)
+				return nil, err
 			}
 			return t, nil
 		}
@@ -593,6 +595,9 @@ func typedLeaf(x any, mark string) (any, error) {
 			if x >= 0 {
 				return uint64(x), nil
 			}
+		}
+		if x, ok := x.(int64); ok && x < 0 {
+			return nil, errors.New("a negative int is not a uint")
 		}
 		return nil, fmt.Errorf("%s is not a uint (an int that is not negative)", describe(x))
 	case markDouble:
@@ -617,7 +622,7 @@ func typedLeaf(x any, mark string) (any, error) {
 		case string:
 			raw, err := base64.StdEncoding.DecodeString(x)
 			if err != nil {
-				return nil, fmt.Errorf("%q is not bytes in base64: %w", x, err)
+				return nil, fmt.Errorf("a string that is not bytes in base64: %w", err)
 			}
 			return raw, nil
 		}
@@ -657,18 +662,21 @@ func typeMark(t reflect.Type) string {
 
 // article returns the mark with the article its type takes.
 func article(mark string) string {
-	if mark == markBytes {
+	switch mark {
+	case markBytes:
 		return mark
+	case markInt:
+		return "an " + mark
 	}
 	return "a " + mark
 }
 
-// describe names x, a value jsonReader.any reads, for an error: a string
-// quoted, a number as written, a list or a map by kind.
+// describe names x, a value jsonReader.any reads, for an error, by its
+// kind: never the value, which may be what a trail must not show.
 func describe(x any) string {
-	switch x := x.(type) {
+	switch x.(type) {
 	case string:
-		return strconv.Quote(x)
+		return "a string"
 	case []any:
 		return "a list"
 	case map[string]any:
@@ -681,8 +689,14 @@ func describe(x any) string {
 		return "a duration"
 	case []byte:
 		return "bytes"
-	case bool, int64, uint64, float64:
-		return fmt.Sprint(x)
+	case bool:
+		return "a bool"
+	case int64:
+		return "an int"
+	case uint64:
+		return "a uint"
+	case float64:
+		return "a double"
 	}
 	return fmt.Sprintf("a %T", x)
 }

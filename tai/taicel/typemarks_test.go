@@ -153,20 +153,20 @@ func TestDecodeInputsTypeMismatch(t *testing.T) {
 	denv, err := taicel.NewEnv(taicel.Options[map[string]any]{})
 	require.NoError(t, err)
 	for _, tc := range []struct{ in, want string }{
-		{`{"payload":{"At":"soon"},"types":{"At":"timestamp"}}`, `types: "At": "soon" is not a timestamp`},
-		{`{"payload":{"At":5},"types":{"At":"timestamp"}}`, `types: "At": 5 is not a timestamp`},
-		{`{"payload":{"Stay":1.5},"types":{"Stay":"duration"}}`, `types: "Stay": 1.5 is not a duration`},
-		{`{"payload":{"Stay":"1s"},"types":{"Stay":"duration"}}`, `types: "Stay": "1s" is not a duration`},
-		{`{"payload":{"Token":"!!"},"types":{"Token":"bytes"}}`, `types: "Token": "!!" is not bytes in base64`},
-		{`{"payload":{"Stamps":["2026-03-01T10:00:00Z",7]},"types":{"Stamps":"timestamp"}}`, `types: "Stamps": [1]: 7 is not a timestamp`},
-		{`{"payload":{"Legs":[{"Left":"x"}]},"types":{"Legs":{"0":{"Left":"timestamp"}}}}`, `types: "Legs": "0": "Left": "x" is not a timestamp`},
+		{`{"payload":{"At":"soon"},"types":{"At":"timestamp"}}`, `types: "At": a string that is not a timestamp (an RFC 3339 string)`},
+		{`{"payload":{"At":5},"types":{"At":"timestamp"}}`, `types: "At": an int is not a timestamp`},
+		{`{"payload":{"Stay":1.5},"types":{"Stay":"duration"}}`, `types: "Stay": a double is not a duration`},
+		{`{"payload":{"Stay":"1s"},"types":{"Stay":"duration"}}`, `types: "Stay": a string is not a duration`},
+		{`{"payload":{"Token":"!!"},"types":{"Token":"bytes"}}`, `types: "Token": a string that is not bytes in base64`},
+		{`{"payload":{"Stamps":["2026-03-01T10:00:00Z",7]},"types":{"Stamps":"timestamp"}}`, `types: "Stamps": [1]: an int is not a timestamp`},
+		{`{"payload":{"Legs":[{"Left":"x"}]},"types":{"Legs":{"0":{"Left":"timestamp"}}}}`, `types: "Legs": "0": "Left": a string that is not a timestamp (an RFC 3339 string)`},
 		{`{"payload":{"At":"2026-03-01T10:00:00Z"},"types":{"At":"money"}}`, `types: "At": unknown type "money"`},
 		{`{"payload":{},"types":{"At":"timestamp"}}`, `types: "At": no such member`},
 		{`{"payload":{"Legs":[]},"types":{"Legs":{"0":"bytes"}}}`, `types: "Legs": "0": no such member`},
-		{`{"payload":{"At":"x"},"types":{"At":{"a":"bytes"}}}`, `types: "At": "x" has no members`},
+		{`{"payload":{"At":"x"},"types":{"At":{"a":"bytes"}}}`, `types: "At": a string has no members`},
 		{`{"payload":{},"types":[]}`, `types: want an object`},
 		{`{"payload":{"At":1},"types":{"At":3}}`, `types: "At": neither a type nor an object`},
-		{`{"payload":{},"vars":{"since":"noon"},"var_types":{"since":"timestamp"}}`, `var_types: "since": "noon" is not a timestamp`},
+		{`{"payload":{},"vars":{"since":"noon"},"var_types":{"since":"timestamp"}}`, `var_types: "since": a string that is not a timestamp (an RFC 3339 string)`},
 		{`{"payload":{},"vars":{},"var_types":{"since":"timestamp"}}`, `var_types: "since": no such variable`},
 	} {
 		_, err := denv.DecodeInputs([]byte(tc.in))
@@ -178,7 +178,7 @@ func TestDecodeInputsTypeMismatch(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{`{"payload":{"At":"2026-03-01T10:00:00Z"},"types":{"At":"bytes"}}`, `types: "At": a time.Time, not bytes`},
 		{`{"payload":{"Note":"2026-03-01T10:00:00Z"},"types":{"Note":"timestamp"}}`, `types: "Note": a string, not a timestamp`},
-		{`{"payload":{"Extra":["x"]},"types":{"Extra":"duration"}}`, `types: "Extra": [0]: "x" is not a duration`},
+		{`{"payload":{"Extra":["x"]},"types":{"Extra":"duration"}}`, `types: "Extra": [0]: a string is not a duration`},
 		{`{"payload":{},"types":{"Nope":"duration"}}`, `types: "Nope": taicel_test.Visit has no such field`},
 	} {
 		_, err := env.DecodeInputs([]byte(tc.in))
@@ -198,7 +198,7 @@ func TestDecodeInputsTypeMismatch(t *testing.T) {
 	assert.Equal(t, 1, rep.Errors)
 	assert.Equal(t, 1, rep.Replayed)
 	require.Len(t, rep.ErrorExamples, 1)
-	assert.Contains(t, rep.ErrorExamples[0].Error, `types: "At": "soon" is not a timestamp`)
+	assert.Contains(t, rep.ErrorExamples[0].Error, `types: "At": a string that is not a timestamp (an RFC 3339 string)`)
 }
 
 // A dynamic Env's payload and variables that hold timestamps, durations
@@ -290,10 +290,10 @@ func TestReplayListAndMapOfDynVariables(t *testing.T) {
 	assert.Equal(t, string(d.Inputs), string(again.Inputs))
 
 	for _, tc := range []struct{ in, want string }{
-		{`{"payload":{},"vars":{"stamps":["x"]},"var_types":{"stamps":"timestamp"}}`, `var_types: "stamps": [0]: "x" is not a timestamp`},
+		{`{"payload":{},"vars":{"stamps":["x"]},"var_types":{"stamps":"timestamp"}}`, `var_types: "stamps": [0]: a string that is not a timestamp (an RFC 3339 string)`},
 		{`{"payload":{},"vars":{"stamps":["x"]},"var_types":{"stamps":{"1":"timestamp"}}}`, `var_types: "stamps": "1": no such member`},
 		{`{"payload":{},"vars":{"byID":{"7":"x"}},"var_types":{"byID":{"8":"bytes"}}}`, `var_types: "byID": "8": no such member`},
-		{`{"payload":{},"vars":{"waits":{"a":"x"}},"var_types":{"waits":"duration"}}`, `var_types: "waits": "a": "x" is not a duration`},
+		{`{"payload":{},"vars":{"waits":{"a":"x"}},"var_types":{"waits":"duration"}}`, `var_types: "waits": "a": a string is not a duration`},
 		{`{"payload":{},"vars":{"waits":{}},"var_types":{"waits":3}}`, `var_types: "waits": neither a type nor an object`},
 	} {
 		_, err := env.DecodeInputs([]byte(tc.in))
@@ -394,7 +394,7 @@ func TestDecodeInputsPayloadOfOneMarkedType(t *testing.T) {
 	assert.Equal(t, d, again)
 
 	_, err = env.DecodeInputs([]byte(`{"payload":{"At":"x"},"types":"timestamp"}`))
-	assert.ErrorContains(t, err, `types: "At": "x" is not a timestamp`)
+	assert.ErrorContains(t, err, `types: "At": a string that is not a timestamp (an RFC 3339 string)`)
 	_, err = env.DecodeInputs([]byte(`{"payload":{},"types":3}`))
 	assert.ErrorContains(t, err, `types: want an object or a type's name`)
 }
