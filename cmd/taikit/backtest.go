@@ -166,13 +166,27 @@ func backtest(path, rules string, audits []string, opts taicel.BacktestOptions, 
 	}
 	switch {
 	case rep.Replayed == 0 && rep.Errors == 0:
-		fmt.Fprintf(stderr, "%s: no decision of policy %q to replay: %d lines read, %d without inputs, %d of other kinds or policies\n",
-			path, rep.Policy, rep.Read, rep.Skipped, rep.Filtered)
+		fmt.Fprintf(stderr, "%s: no decision of %s to replay: %d lines read, %d without inputs, %d of other kinds or policies\n",
+			path, replayedFilter(rep), rep.Read, rep.Skipped, rep.Filtered)
 		return exitUsage
 	case rep.Changed > 0 || rep.Errors > 0:
 		return exitProblem
 	}
 	return exitOK
+}
+
+// replayedFilter names the decisions rep's backtest replays, by the
+// kind and the policy they must have: policy "fraud", or kind "refund"
+// in any policy.
+func replayedFilter(rep *taicel.Report) string {
+	policy := fmt.Sprintf("policy %q", rep.Policy)
+	if rep.Policy == "*" {
+		policy = "any policy"
+	}
+	if rep.Kind == "" {
+		return policy
+	}
+	return fmt.Sprintf("kind %q in %s", rep.Kind, policy)
 }
 
 // compileRules compiles the rule file with a dynamic payload.

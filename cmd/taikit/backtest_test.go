@@ -304,7 +304,7 @@ func TestBacktestCommandErrors(t *testing.T) {
 		{"labels missing", append(base, "-labels", missing), "taikit backtest: -labels: open " + missing},
 		{"labels empty", append(base, "-labels", empty), "taikit backtest: -labels: " + empty + ": no signal ID"},
 		{"bad amount", append(base, "-amount", "payload.Amount +"), `taikit backtest: taicel: BacktestOptions.Amount "payload.Amount +": ERROR: amount:1:17: Syntax error`},
-		{"nothing to replay", append(base, "-kind", "refund"), `taikit backtest: no decision of policy "fraud" to replay: 200 lines read, 0 without inputs, 200 of other kinds or policies`},
+		{"nothing to replay", append(base, "-kind", "refund"), `taikit backtest: no decision of kind "refund" in policy "fraud" to replay: 200 lines read, 0 without inputs, 200 of other kinds or policies`},
 		{"another policy", append(base, "-policy", "fraud-v2"), `no decision of policy "fraud-v2" to replay`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -425,6 +425,29 @@ func TestBacktestRefusesEmptyFlagValues(t *testing.T) {
 			assert.Equal(t, 2, code)
 			assert.Empty(t, stdout)
 			assert.Equal(t, "taikit backtest: "+c.flag+": empty "+c.name+"\nRun \"taikit backtest -h\" for help.\n", stderr)
+		})
+	}
+}
+
+// When nothing is left to replay, the command names every filter that
+// left it so: a -kind no decision has was not named, and the message blamed
+// the policy, even -policy *, which takes any.
+func TestBacktestNothingToReplayNamesTheFilters(t *testing.T) {
+	f := newBacktestFixture(t)
+	base := []string{"backtest", "-rules", f.cand, "-audit", f.trailA}
+	for _, c := range []struct {
+		name  string
+		flags []string
+		want  string
+	}{
+		{"the policy", []string{"-policy", "fraud-v2"}, `no decision of policy "fraud-v2" to replay: 200 lines read`},
+		{"a kind", []string{"-kind", "refund"}, `no decision of kind "refund" in policy "fraud" to replay: 200 lines read`},
+		{"a kind, any policy", []string{"-kind", "refund", "-policy", "*"}, `no decision of kind "refund" in any policy to replay: 200 lines read`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(append(slices.Clone(base), c.flags...)...)
+			assert.Equal(t, 2, code, "stdout: %s", stdout)
+			assert.Equal(t, "taikit backtest: "+c.want+", 0 without inputs, 200 of other kinds or policies\n", stderr)
 		})
 	}
 }
