@@ -76,6 +76,15 @@ func (n *NATS) Connect() (*nats.Conn, error) {
 		nc, err = nats.Connect(n.url.Reveal(), n.opts...)
 	}
 	if err != nil {
+		// The error of a URL that does not parse quotes it whole,
+		// credentials and all; Location names the server.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = RedactURL(ue.URL)
+			if err == error(ue) {
+				err = ue.Err
+			}
+		}
 		return nil, fmt.Errorf("NATS %s: %w", n.Location(), err)
 	}
 	return nc, nil

@@ -111,6 +111,26 @@ func TestNATSPrintedHidesTheURLsSecret(t *testing.T) {
 	}
 }
 
+// A NATS URL that does not parse made Connect's error quote it whole, as
+// url.Parse's error does, token or password and all, and the service
+// printed it as it stopped. The error names the server as Location does,
+// and says what is wrong.
+func TestNATSConnectErrorOfAnUnparsableURLHidesItsSecret(t *testing.T) {
+	const secret = "s3cret-0123456789"
+	for _, c := range []struct{ url, why string }{
+		{"nats://" + secret + "@nats.example:bad", `invalid port ":bad" after host`},
+		{"nats://user:" + secret + "@[::1", "missing ']' in host"},
+		{"nats://nats.example:4222,nats://user:" + secret + "@nats.example:x", `invalid port ":x" after host`},
+	} {
+		n, err := svc.StartNATS(context.Background(), c.url, "", "test", svc.Logger(io.Discard, "info", "t"))
+		require.NoError(t, err)
+		_, err = n.Connect()
+		require.Error(t, err, c.url)
+		assert.NotContains(t, err.Error(), secret, c.url)
+		assert.Equal(t, "NATS "+n.Location()+": "+c.why, err.Error(), c.url)
+	}
+}
+
 // TestStoreRoomHint: JetStream's refusal to set aside a store's byte
 // limit says which limits to lower and where to free space; any other
 // error is left as it is.

@@ -24,8 +24,15 @@ import (
 // "info", "warn", "error", which CheckLogLevel checks; anything else is
 // info), each naming the instance.
 func Logger(w io.Writer, level, instance string) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
+	l := slog.LevelInfo
+	switch level {
+	case "debug":
+		l = slog.LevelDebug
+	case "warn":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})).With("instance", instance)
 }
 

@@ -362,6 +362,40 @@ func TestCheckLogLevel(t *testing.T) {
 	assert.Error(t, svc.CheckLogLevel("INFO"), "as -h says it: lower case")
 }
 
+// Logger logs at the level named, one CheckLogLevel knows, and at info
+// for any other name, as its doc says: "WARN", "error+4" or "debug-8",
+// which slog reads, set the level slog reads them as.
+func TestLoggerLevel(t *testing.T) {
+	for _, c := range []struct {
+		level          string
+		debug, info    bool
+		warn, errorish bool
+	}{
+		{"debug", true, true, true, true},
+		{"info", false, true, true, true},
+		{"warn", false, false, true, true},
+		{"error", false, false, false, true},
+		{"", false, true, true, true},
+		{"verbose", false, true, true, true},
+		{"WARN", false, true, true, true},
+		{"error+4", false, true, true, true},
+		{"debug-8", false, true, true, true},
+	} {
+		var logs bytes.Buffer
+		log := svc.Logger(&logs, c.level, "i")
+		log.Debug("d")
+		log.Info("i")
+		log.Warn("w")
+		log.Error("e")
+		for _, l := range []struct {
+			msg  string
+			want bool
+		}{{"msg=d", c.debug}, {"msg=i", c.info}, {"msg=w", c.warn}, {"msg=e", c.errorish}} {
+			assert.Equal(t, l.want, strings.Contains(logs.String(), l.msg), "level %q, %s", c.level, l.msg)
+		}
+	}
+}
+
 // pipeListener is an in-memory listener: each dial is one net.Pipe.
 type pipeListener struct {
 	conns  chan net.Conn

@@ -3,6 +3,7 @@ package svc
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -24,12 +25,14 @@ type Tracing struct {
 	Instance string // the replica's name
 	// Endpoint exports spans over OTLP/HTTP: a URL ("http://jaeger:4318",
 	// "/v1/traces" added to its path) without a query or user info, or
-	// host:port (plain HTTP). Credentials go in headers
-	// (OTEL_EXPORTER_OTLP_HEADERS). Empty exports nothing.
+	// host:port (plain HTTP); spaces around it are dropped. Credentials go
+	// in headers (OTEL_EXPORTER_OTLP_HEADERS). Empty exports nothing.
 	Endpoint string
 	// Processor, if set, also receives every span (tests).
 	Processor sdktrace.SpanProcessor
-	// Sampler decides which traces are recorded; nil records all.
+	// Sampler decides which traces are recorded; nil records every trace
+	// begun here and, of a trace a request joins (its traceparent), those
+	// its caller records (sdktrace.ParentBased(sdktrace.AlwaysSample())).
 	Sampler sdktrace.Sampler
 }
 
@@ -54,9 +57,11 @@ func (t Tracing) TracerProvider() (*sdktrace.TracerProvider, error) {
 	if t.Processor != nil {
 		opts = append(opts, sdktrace.WithSpanProcessor(t.Processor))
 	}
-	if endpoint := t.Endpoint; endpoint != "" {
+	// Spaces around it, a final newline from a file, are not part of it,
+	// as around a NATS URL.
+	if endpoint := strings.TrimSpace(t.Endpoint); endpoint != "" {
 		var eopts []otlptracehttp.Option
-		if strings.HasPrefix(endpoint, "http://") || strings.HasPrefix(endpoint, "https://") {
+		if scheme, _, _ := strings.Cut(endpoint, "://"); strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https") {
 			full, err := endpointURL(endpoint)
 			if err != nil {
 				return nil, err
@@ -68,6 +73,11 @@ func (t Tracing) TracerProvider() (*sdktrace.TracerProvider, error) {
 			// logged with that URL, token and all.
 			if u, err := url.Parse("http://" + endpoint); err != nil || u.Host != endpoint {
 				return nil, fmt.Errorf("OTLP endpoint %s is neither a URL (http://collector:4318) nor host:port (collector:4318)", RedactURL(endpoint))
+			}
+			// Without a port, the exporter sends to port 80, where no
+			// collector listens for OTLP/HTTP (4318).
+			if _, port, err := net.SplitHostPort(endpoint); err != nil || port == "" {
+				return nil, fmt.Errorf("OTLP endpoint %s has no port: give host:port (collector:4318) or a URL (http://collector:4318)", RedactURL(endpoint))
 			}
 			eopts = append(eopts, otlptracehttp.WithEndpoint(endpoint), otlptracehttp.WithInsecure())
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -180,8 +181,7 @@ func TestTraceHTTPNamesNoSpanByARedirectedPath(t *testing.T) {
 	}
 }
 
-// A nil skip traces every request, as a nil Sampler records every trace;
-// it made every request panic.
+// A nil skip traces every request; it made every request panic.
 func TestTraceHTTPNilSkipTracesAll(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) {})
@@ -194,4 +194,101 @@ func TestTraceHTTPNilSkipTracesAll(t *testing.T) {
 	assert.Equal(t, http.StatusOK, w.Code)
 	require.Len(t, rec.Ended(), 1)
 	assert.Equal(t, "GET /x", rec.Ended()[0].Name())
+}
+
+// An endpoint given as host alone, or host with an empty port, was taken
+// as host:port, and the spans went to port 80 of that host, not to the
+// collector's OTLP/HTTP port (4318); every export failed. It is refused
+// at start, saying to name the port.
+func TestTracerProviderHostEndpointWithoutAPort(t *testing.T) {
+	for _, bad := range []string{"collector", "collector:", "[::1]", "[::1]:"} {
+		tp, err := svc.Tracing{Service: "t", Instance: "i", Endpoint: bad}.TracerProvider()
+		if tp != nil {
+			assert.NoError(t, tp.Shutdown(context.Background()))
+		}
+		require.Error(t, err, bad)
+		assert.ErrorContains(t, err, "OTLP endpoint "+bad+" has no port", bad)
+	}
+}
+
+// A URL's scheme is read whatever its case, as url.Parse reads it:
+// "HTTP://collector:4318" was taken for host:port and refused as neither
+// a URL nor host:port.
+func TestTracerProviderEndpointSchemeInUpperCase(t *testing.T) {
+	got := make(chan string, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.URL.RequestURI()
+	}))
+	defer srv.Close()
+	tp, err := svc.Tracing{Service: "t", Instance: "i", Endpoint: "HTTP://" + srv.Listener.Addr().String() + "/otlp"}.TracerProvider()
+	require.NoError(t, err)
+	_, span := tp.Tracer("t").Start(context.Background(), "s")
+	span.End()
+	require.NoError(t, tp.ForceFlush(context.Background()))
+	require.NoError(t, tp.Shutdown(context.Background()))
+	require.Len(t, got, 1)
+	assert.Equal(t, "/otlp/v1/traces", <-got)
+}
+
+// Spaces and a final newline around the endpoint, as an environment file
+// or a secret store leaves them, are not part of it (as around a NATS
+// URL): the endpoint was refused as not a URL (or not host:port), named
+// without them, so that the message named a good endpoint as bad.
+func TestTracerProviderEndpointAmidSpaces(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		around func(url, hostPort string) string
+	}{
+		{"URL, newline", func(url, _ string) string { return url + "/otlp\n" }},
+		{"URL, spaces", func(url, _ string) string { return "  " + url + "/otlp " }},
+		{"host:port, newline", func(_, hostPort string) string { return hostPort + "\r\n" }},
+	} {
+		got := make(chan string, 10)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got <- r.URL.RequestURI()
+		}))
+		endpoint := c.around(srv.URL, srv.Listener.Addr().String())
+		tp, err := svc.Tracing{Service: "t", Instance: "i", Endpoint: endpoint}.TracerProvider()
+		require.NoError(t, err, c.name)
+		_, span := tp.Tracer("t").Start(context.Background(), "s")
+		span.End()
+		require.NoError(t, tp.ForceFlush(context.Background()), c.name)
+		require.NoError(t, tp.Shutdown(context.Background()), c.name)
+		srv.Close()
+		require.Len(t, got, 1, c.name)
+		if strings.HasPrefix(c.name, "URL") {
+			assert.Equal(t, "/otlp/v1/traces", <-got, c.name)
+		} else {
+			assert.Equal(t, "/v1/traces", <-got, c.name)
+		}
+	}
+}
+
+// A nil Sampler records every trace that begins in the service, and
+// follows the caller's decision for one it joins (a traceparent): a
+// caller that does not record its trace has none recorded here either.
+func TestTracerProviderNilSamplerFollowsTheCaller(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp, err := svc.Tracing{Service: "t", Instance: "i", Processor: rec}.TracerProvider()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) {})
+	h := svc.TraceHTTP(mux, mux, tp, propagation.TraceContext{}, nil)
+	for _, c := range []struct {
+		traceparent string
+		recorded    int
+	}{
+		{"", 1},
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", 1},
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", 0},
+	} {
+		rec.Reset()
+		r := httptest.NewRequest("GET", "/x", nil)
+		if c.traceparent != "" {
+			r.Header.Set("traceparent", c.traceparent)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		assert.Len(t, rec.Ended(), c.recorded, c.traceparent)
+	}
 }
