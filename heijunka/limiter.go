@@ -43,7 +43,9 @@ type LimiterOptions struct {
 // A time earlier than one used before counts as that much longer to wait:
 // going back never frees events, also across a change of Limit made at
 // such a time (SetLimitAt, or a WarmUp's StartAt), which counts the debt
-// as a change at the latest time used would.
+// as a change at the latest time used would. During a warm-up, a time
+// before the step in force was set counts as that many intervals of the
+// full Limit, not of the step's (see WarmUp).
 //
 // Code moving from golang.org/x/time/rate finds the same decisions for the
 // same calls and times, but for these differences: a Limit of Rate 0 admits
@@ -82,8 +84,11 @@ type Limiter struct {
 // change together: a call that read one Limit cannot book on a schedule
 // counted in another, nor book after the conversion has read it.
 type state struct {
-	p   params
-	tat atomic.Int64
+	p params
+	// back counts a time gone back before the state was installed by a
+	// WarmUp's climb: see goneBack.
+	back goneBack
+	tat  atomic.Int64
 	// hi is the latest time given to a call that booked events under
 	// this state, or at which a change of Limit converted the schedule
 	// into it (minTAT for none); see saw and converted.
@@ -111,10 +116,93 @@ type state struct {
 // newState returns a state of the Limit p with the schedule tat, used
 // last at hi.
 func newState(p *params, tat, hi int64) *state {
-	st := &state{p: *p, lastAct: math.MinInt64, end: tat}
+	st := &state{p: *p, back: goneBack{since: minTAT}, lastAct: math.MinInt64, end: tat}
 	st.tat.Store(tat)
 	st.hi.Store(hi)
 	return st
+}
+
+// newClimbState returns a state of p, a step of a climb to a full Limit
+// of interval fullIv, with the schedule tat converted into it at hi: a
+// call at a time before hi counts the time gone back to it as events of
+// the full Limit (see goneBack).
+func newClimbState(p *params, tat, hi, fullIv int64) *state {
+	st := newState(p, tat, hi)
+	st.back = goneBack{since: hi, fullIv: fullIv}
+	return st
+}
+
+// goneBack is how a state a climb installed counts the time from a call
+// at a time before since, when the climb converted the debt into it at
+// its start or at a step, back to since: as events of the full Limit,
+// fullIv nanoseconds each. Counted at the step's own slower rate, as one
+// Limit counts a time going back, the time gone back would be fewer
+// events than the full Limit counts for it, and events that the full
+// Limit would hold back would pass, in a window reaching back before
+// since. The debt counted at since is one the full Limit may have owed
+// then (see climb.startSchedule); before since it may have owed that
+// debt and one event more each interval of its own.
+type goneBack struct {
+	since  int64 // minTAT for a state no climb installed
+	fullIv int64
+}
+
+// base returns the schedule from which a call at now, before since,
+// books events under p, given the schedule tat: as a call at since
+// would; and the schedule the call is decided from: that and the time
+// gone back, counted in events of the full Limit, converted into p.
+func (g goneBack) base(p *params, tat, now int64) (from, base int64) {
+	from = max(tat, g.since)
+	back := g.since - now
+	if p.interval > g.fullIv {
+		// Rounded up: a time gone back never frees a nanosecond.
+		b := math.Ceil(float64(back) * float64(p.interval) / float64(g.fullIv))
+		if b >= float64(maxSchedule) {
+			back = maxSchedule
+		} else {
+			back = max(back, int64(b))
+		}
+	}
+	// Within maxSchedule, as every schedule: sums with it stay in int64.
+	return from, from + min(back, maxSchedule-from)
+}
+
+// decide is p.decide for a call at now with the schedule tat, counting
+// a time before since as base says: it returns the schedule to store
+// (tat when nothing is booked) and the Decision. The Decision's
+// RetryAfter is counted from now's schedule; see retry.
+func (g goneBack) decide(p *params, tat, now int64, n int) (int64, Decision) {
+	if now >= g.since {
+		return p.decide(tat, now, n)
+	}
+	from, base := g.base(p, tat, now)
+	next, d := p.decide(base, now, n)
+	if next == base {
+		return tat, d
+	}
+	return from + int64(n)*p.interval, d
+}
+
+// retry returns how long after now n events, no more than p's Burst and
+// denied at now with the schedule tat, pass under p if nothing else
+// happens, given wait, decide's RetryAfter: a call before since owes
+// less of the time gone back the later it comes, so it passes sooner
+// than wait, at the first time found by bisection (whether the call
+// passes rises with its time). From since on, wait is exact.
+func (g goneBack) retry(p *params, tat, now int64, n int, wait int64) int64 {
+	if now >= g.since {
+		return wait
+	}
+	lo, hi := now+1, now+wait // they pass at now+wait: see decide
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if _, d := g.decide(p, tat, mid, n); d.Allowed {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo - now
 }
 
 // saw records that a call at now, a time its caller gave (AllowN, DecideN,
@@ -217,9 +305,11 @@ func (l *Limiter) Allow() bool { return l.allow(l.nanos(), 1, false) }
 // AllowN reports whether n events may pass at time now, and records them if
 // so. AllowN with n = 0 records nothing and reports whether the limiter
 // is within its burst, as DecideN's Decision does: true unless Reserve or
-// Wait have booked events past the burst, or a WarmUp's Start kept a
-// debt past the Burst of the climb's first step (see WarmUp); false on
-// the zero Limiter, which admits nothing. n < 0 reports false, and so
+// Wait have booked events past the burst, a WarmUp's Start kept a debt
+// past the Burst of the climb's first step (see WarmUp), or now is so far
+// before a time used already that the time gone back, which counts as
+// debt, passes the burst; false on the zero Limiter, which admits
+// nothing. n < 0 reports false, and so
 // does n > Burst under a finite Limit; an Unlimited one admits any n.
 func (l *Limiter) AllowN(now time.Time, n int) bool { return l.allow(l.rel(now), n, true) }
 
@@ -242,8 +332,14 @@ func (l *Limiter) allow(now int64, n int, given bool) bool {
 			if tat == retired {
 				break
 			}
-			next := max(tat, now) + inc
-			if next-now > p.tolerance {
+			next, over := max(tat, now)+inc, int64(0)
+			if now < st.back.since {
+				// A time before the climb's step was set: decided with
+				// the time gone back, booked as at since.
+				from, base := st.back.base(p, tat, now)
+				next, over = from+inc, base-from
+			}
+			if next+over-now > p.tolerance {
 				return false
 			}
 			if n == 0 {
@@ -282,21 +378,24 @@ func (l *Limiter) decide(now int64, n int, given bool) Decision {
 			st = l.awaitChange()
 			continue
 		}
-		next, d := st.p.decide(tat, now, n)
+		next, d := st.back.decide(&st.p, tat, now, n)
 		if given && next != tat {
 			st.saw(now)
 		}
 		if next == tat || st.tat.CompareAndSwap(tat, next) {
 			if !d.Allowed && st.p.mode == modeFinite {
+				if d.RetryAfter != InfDuration {
+					d.RetryAfter = time.Duration(st.back.retry(&st.p, tat, now, n, int64(d.RetryAfter)))
+				}
 				if c := l.climb.Load(); c != nil {
 					if d.RetryAfter == InfDuration {
 						// More events than the Burst: a warm-up under
 						// way may reach a step that takes them.
-						if wait, _, ok := c.retryFor(&st.p, tat, st.hi.Load(), now, n); ok {
+						if wait, _, ok := c.retryFor(&st.p, st.back, tat, st.hi.Load(), now, n); ok {
 							d.RetryAfter = time.Duration(wait)
 						}
 					} else {
-						d.RetryAfter = time.Duration(c.sooner(&st.p, tat, st.hi.Load(), now, n, int64(d.RetryAfter)))
+						d.RetryAfter = time.Duration(c.sooner(&st.p, st.back, tat, st.hi.Load(), now, n, int64(d.RetryAfter)))
 					}
 				}
 			}
@@ -522,6 +621,14 @@ func (l *Limiter) reserve(r *Reservation, now int64, n int, maxDelay int64, give
 			}
 			next := max(tat, now) + inc
 			act := max(next-p.tolerance, now)
+			if now < st.back.since {
+				// Booked as at since, acting when a call would pass.
+				from, base := st.back.base(p, tat, now)
+				next, act = from+inc, now
+				if wait := base + inc - now - p.tolerance; wait > 0 {
+					act = now + st.back.retry(p, tat, now, n, wait)
+				}
+			}
 			if next-now > maxAhead || next > maxSchedule || act-now > maxDelay {
 				r.act = act
 				return
@@ -665,7 +772,7 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 				if tat == retired {
 					continue // the Limit changed: book under the new one
 				}
-				wait, begin, ok := c.retryFor(p, tat, r.st.hi.Load(), now, n)
+				wait, begin, ok := c.retryFor(p, r.st.back, tat, r.st.hi.Load(), now, n)
 				if !ok {
 					break
 				}
@@ -699,11 +806,12 @@ func (l *Limiter) climbWait(now int64, n int) (wait int64, ok bool) {
 	if tat == retired {
 		return 0, false // the Limit is changing: reserve waits for it
 	}
-	own := max(tat, now) + int64(n)*st.p.interval - now - st.p.tolerance
-	if own <= 0 {
+	_, d := st.back.decide(&st.p, tat, now, n)
+	if d.Allowed {
 		return 0, false
 	}
-	wait = c.sooner(&st.p, tat, st.hi.Load(), now, n, own)
+	own := st.back.retry(&st.p, tat, now, n, int64(d.RetryAfter))
+	wait = c.sooner(&st.p, st.back, tat, st.hi.Load(), now, n, own)
 	return wait, wait < own
 }
 
@@ -808,10 +916,11 @@ func (l *Limiter) SetLimitAt(now time.Time, limit Limit) error {
 	return nil
 }
 
-// setParams installs np at now, carrying the debt over. l.mu must be held.
-func (l *Limiter) setParams(np *params, now int64) {
+// setParams installs np, a step of a climb to a full Limit of interval
+// fullIv, at now, carrying the debt over. l.mu must be held.
+func (l *Limiter) setParams(np *params, now, fullIv int64) {
 	old, tat := l.retire()
-	l.install(old, tat, np, now)
+	l.install(old, tat, np, now, fullIv)
 }
 
 // retire ends the bookings under the state in force and returns it with
@@ -822,11 +931,12 @@ func (l *Limiter) retire() (*state, int64) {
 	return old, old.tat.Swap(retired)
 }
 
-// install makes np the limit in force, with the schedule tat of the
-// retired state old carried over at now. l.mu must be held.
-func (l *Limiter) install(old *state, tat int64, np *params, now int64) {
+// install makes np, a step of a climb to a full Limit of interval
+// fullIv, the limit in force, with the schedule tat of the retired state
+// old carried over at now. l.mu must be held.
+func (l *Limiter) install(old *state, tat int64, np *params, now, fullIv int64) {
 	sched, hi := old.converted(now, func(at int64) int64 { return carry(&old.p, np, tat, at) })
-	l.st.Store(newState(np, sched, hi))
+	l.st.Store(newClimbState(np, sched, hi, fullIv))
 }
 
 // carry converts a schedule under old into one under np with the same debt

@@ -55,7 +55,11 @@ type WarmUpOptions struct {
 // calls at those times would: it is exact, if nothing else happens, to
 // the nanosecond, also for a request at a time earlier than one used
 // before (decided under the step in force, which may be a later one than
-// the step of its time).
+// the step of its time). A call at a time before the step in force was
+// set, or the climb started, counts the time gone back to then as events
+// of the full Limit, and books its events as a call then would: the
+// step's slower rate would count fewer events for it, and let more pass
+// over a window reaching back before then than the full Limit would.
 //
 // Everything is a function of the time the Limiter's calls are made at, so
 // the explicit-time methods (AllowN, StartAt, ...) make a climb
@@ -71,12 +75,13 @@ type WarmUp struct {
 // climb is a warm-up under way on a Limiter: its limit rises from a
 // fraction of full to full in even steps.
 type climb struct {
-	full  Limit
-	from  float64
-	start int64 // nanoseconds since the limiter's epoch
-	over  int64 // nanoseconds, at least steps
-	steps int64
-	step  atomic.Int64 // the step in force, 0..steps-1
+	full   Limit
+	fullIv int64 // the full Limit's interval
+	from   float64
+	start  int64 // nanoseconds since the limiter's epoch
+	over   int64 // nanoseconds, at least steps
+	steps  int64
+	step   atomic.Int64 // the step in force, 0..steps-1
 	// gap bounds from below, at start, the debt the Limiter owes less
 	// the debt the full Limit alone would owe for the same calls, in
 	// events (see startSchedule). Set before the climb is stored.
@@ -137,7 +142,11 @@ func (w *WarmUp) newClimb(full Limit, start int64) (*climb, error) {
 	if full.IsClosed() || full.IsUnlimited() {
 		return nil, fmt.Errorf("heijunka: warm-up needs a finite limit, not %v", full)
 	}
-	c := &climb{full: full, from: w.from, start: start, over: int64(w.over), steps: w.steps}
+	fp, err := full.params()
+	if err != nil {
+		return nil, err
+	}
+	c := &climb{full: full, fullIv: fp.interval, from: w.from, start: start, over: int64(w.over), steps: w.steps}
 	// The first step has the lowest rate and the longest interval: if it
 	// is valid and finite, so is every later one (limitAt keeps their
 	// Burst within the refill a Limit may take). A From so small that
@@ -204,7 +213,7 @@ func (w *WarmUp) start(now func() int64) error {
 	}
 	tat = c.startSchedule(prev, &old.p, &np, tat)
 	l.climb.Store(c)
-	l.st.Store(newState(&np, tat, c.start))
+	l.st.Store(newClimbState(&np, tat, c.start, c.fullIv))
 	return nil
 }
 
@@ -452,7 +461,7 @@ func (c *climb) limitAt(step int64) Limit {
 // takes n events begins. used is the latest time the state was used at
 // (state.hi). ok is false when no step takes them (more than the full
 // Burst), or not before the Limiter's clock stops (nowBound).
-func (c *climb) retryFor(p *params, tat, used, now int64, n int) (wait, begin int64, ok bool) {
+func (c *climb) retryFor(p *params, back goneBack, tat, used, now int64, n int) (wait, begin int64, ok bool) {
 	if n > c.full.Burst {
 		return 0, 0, false
 	}
@@ -468,10 +477,10 @@ func (c *climb) retryFor(p *params, tat, used, now int64, n int) (wait, begin in
 		sp = -1
 	}
 	hi := min(max(c.end(), tat, now), nowBound)
-	if !c.passesAt(p, sp, tat, used, hi, n) {
+	if !c.passesAt(p, back, sp, tat, used, hi, n) {
 		return 0, 0, false
 	}
-	wait = c.firstPass(p, sp, tat, used, n, now, hi) - now
+	wait = c.firstPass(p, back, sp, tat, used, n, now, hi) - now
 	// The steps' Bursts rise with the steps (see limitAt), and the last
 	// step's is the full Burst.
 	first, last := int64(0), c.steps
@@ -489,14 +498,15 @@ func (c *climb) retryFor(p *params, tat, used, now int64, n int) (wait, begin in
 
 // sooner returns how long until n events, no more than the Burst of the
 // Limit p in force at now, pass with the schedule tat, given wait, the
-// time p alone would take. When that wait reaches into a later step, the
+// time p alone would take (see goneBack.retry; back is the state's, as in
+// passesAt). When that wait reaches into a later step, the
 // step's higher rate pays the debt off sooner: the first time that passes
 // is found by bisection, as retryFor finds it. A wait within the step of
 // p is exact already and costs a few multiplications. p is the step in
 // force: the step of now, or, at a time earlier than one used before, a
 // later one, which decides the calls until the step after it begins. used
 // is the latest time the state was used at (state.hi).
-func (c *climb) sooner(p *params, tat, used, now int64, n int, wait int64) int64 {
+func (c *climb) sooner(p *params, back goneBack, tat, used, now int64, n int, wait int64) int64 {
 	s, ok := c.stepOf(p, now)
 	if !ok || s >= c.steps {
 		return wait // the climb is over, or a change of limit raced with the call
@@ -510,14 +520,14 @@ func (c *climb) sooner(p *params, tat, used, now int64, n int, wait int64) int64
 	// counts from the latest time used (see state.converted), which may
 	// lie after now. It passes once the climb is over and the schedule
 	// has run out, if not before.
-	if at := now + wait; !c.passesAt(p, s, tat, used, at, n) {
+	if at := now + wait; !c.passesAt(p, back, s, tat, used, at, n) {
 		last := min(max(c.end(), tat, at), nowBound)
-		if !c.passesAt(p, s, tat, used, last, n) {
+		if !c.passesAt(p, back, s, tat, used, last, n) {
 			return wait // not reached: the full Burst takes n
 		}
-		return c.firstPass(p, s, tat, used, n, at, last) - now
+		return c.firstPass(p, back, s, tat, used, n, at, last) - now
 	}
-	return c.firstPass(p, s, tat, used, n, next, now+wait) - now
+	return c.firstPass(p, back, s, tat, used, n, next, now+wait) - now
 }
 
 // stepOf returns the step of the climb whose limit p is, in force at now:
@@ -545,10 +555,10 @@ func (c *climb) end() int64 {
 // firstPass returns the first time from lo to hi at which n events pass
 // with the schedule tat under p, the step sp (see passesAt), by bisection:
 // whether they pass rises with the time. They must pass at hi.
-func (c *climb) firstPass(p *params, sp, tat, used int64, n int, lo, hi int64) int64 {
+func (c *climb) firstPass(p *params, back goneBack, sp, tat, used int64, n int, lo, hi int64) int64 {
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		if c.passesAt(p, sp, tat, used, mid, n) {
+		if c.passesAt(p, back, sp, tat, used, mid, n) {
 			hi = mid
 		} else {
 			lo = mid + 1
@@ -559,13 +569,15 @@ func (c *climb) firstPass(p *params, sp, tat, used int64, n int, lo, hi int64) i
 
 // passesAt reports whether n events would pass at t, the first call since
 // the schedule tat under p, the step sp, was booked, the state last used
-// at used: a call at a t within step sp or before is decided under p; a
-// later one sets the limit of the step the climb has reached at t,
-// carrying the debt over as the Limiter does (see state.converted).
-func (c *climb) passesAt(p *params, sp, tat, used, t int64, n int) bool {
+// at used: a call at a t within step sp or before is decided under p,
+// counting a time gone back as back does; a later one sets the limit of
+// the step the climb has reached at t, carrying the debt over as the
+// Limiter does (see state.converted), and counts a time before used as
+// the state it installs would.
+func (c *climb) passesAt(p *params, back goneBack, sp, tat, used, t int64, n int) bool {
 	s := c.stepAt(t)
 	if s <= sp {
-		_, d := p.decide(tat, t, n)
+		_, d := back.decide(p, tat, t, n)
 		return d.Allowed
 	}
 	np, err := c.limitAt(s).params()
@@ -576,7 +588,7 @@ func (c *climb) passesAt(p *params, sp, tat, used, t int64, n int) bool {
 	if used > t {
 		next = max(next, carry(p, &np, tat, used))
 	}
-	_, d := np.decide(next, t, n)
+	_, d := goneBack{since: max(used, t), fullIv: c.fullIv}.decide(&np, next, t, n)
 	return d.Allowed
 }
 
@@ -614,5 +626,5 @@ func (l *Limiter) tick(c *climb, now int64) {
 		l.climb.Store(nil)
 	}
 	np, _ := c.limitAt(s).params() // valid, as step 0's is: see limitAt
-	l.setParams(&np, now)
+	l.setParams(&np, now, c.fullIv)
 }

@@ -38,7 +38,7 @@ func TestWarmUpTickAfterAnEarlierStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim.setParams(&np, lim.rel(t0.Add(2*time.Second)))
+	lim.setParams(&np, lim.rel(t0.Add(2*time.Second)), c.fullIv)
 	lim.mu.Unlock()
 
 	if !<-allowed {

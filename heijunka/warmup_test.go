@@ -910,7 +910,8 @@ func TestWarmUpWindowPropertyTimeGoingBack(t *testing.T) {
 		var ws []*heijunka.WarmUp
 		for range 2 {
 			w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{
-				From:  rapid.Float64Range(0.05, 1).Draw(t, "from"),
+				// Often near 1, where a step's Burst rounded up is the full one.
+				From:  rapid.OneOf(rapid.Float64Range(0.05, 1), rapid.Float64Range(0.7, 1)).Draw(t, "from"),
 				Over:  time.Duration(rapid.Int64Range(20, int64(40*iv)).Draw(t, "over")),
 				Steps: rapid.IntRange(1, 10).Draw(t, "steps"),
 			})
@@ -921,7 +922,11 @@ func TestWarmUpWindowPropertyTimeGoingBack(t *testing.T) {
 		}
 		var events []time.Time
 		now := t0
-		back := rapid.Int64Range(-8, 0).Draw(t, "back") // how far a step may go back, in quarter intervals
+		// How far a step may go back, in quarter intervals: as far as a
+		// full Burst and an interval more. Two intervals at most, with
+		// From drawn evenly, missed a call gone back before the step in
+		// force was set, counted at the step's slower rate.
+		back := -rapid.Int64Range(0, 4*int64(full.Burst+1)).Draw(t, "back")
 		for range rapid.IntRange(1, 150).Draw(t, "calls") {
 			now = now.Add(time.Duration(rapid.Int64Range(back, 8).Draw(t, "gap")) * iv / 4)
 			n := rapid.IntRange(0, full.Burst+1).Draw(t, "n")
@@ -1007,8 +1012,11 @@ func TestWarmUpRetryAfterPropertyTimeGoingBack(t *testing.T) {
 		}
 		calls := []call{{op: 0, at: t0}} // a climb from the start
 		now := t0
+		// How far a step may go back, in quarter intervals: as far as a
+		// full Burst and an interval more, before the step in force was set.
+		back := -rapid.Int64Range(8, 4*int64(full.Burst+1)+8).Draw(t, "back")
 		for range rapid.IntRange(1, 30).Draw(t, "calls") {
-			now = now.Add(time.Duration(rapid.Int64Range(-8, 8).Draw(t, "gap")) * iv / 4)
+			now = now.Add(time.Duration(rapid.Int64Range(back, 8).Draw(t, "gap")) * iv / 4)
 			calls = append(calls, call{op: rapid.IntRange(0, 2).Draw(t, "op"), at: now, n: rapid.IntRange(0, full.Burst).Draw(t, "n")})
 		}
 		// replay makes the calls on a new Limiter, each as it went the
@@ -1042,7 +1050,7 @@ func TestWarmUpRetryAfterPropertyTimeGoingBack(t *testing.T) {
 			return lim
 		}
 		lim := replay(true)
-		at := now.Add(time.Duration(rapid.Int64Range(-8, 8).Draw(t, "gap")) * iv / 4)
+		at := now.Add(time.Duration(rapid.Int64Range(back, 8).Draw(t, "gap")) * iv / 4)
 		n := rapid.IntRange(1, full.Burst).Draw(t, "n")
 		d := lim.DecideN(at, n)
 		if d.Allowed || d.RetryAfter == heijunka.InfDuration {
@@ -1167,4 +1175,138 @@ func TestWarmUpStartedAtAnEarlierTimeThanAnEvent(t *testing.T) {
 	assert.False(t, lim.AllowN(t0.Add(1250*time.Millisecond), 1), "750ms after the event")
 	assert.False(t, lim.AllowN(t0.Add(1500*time.Millisecond-1), 1), "a nanosecond before a second has passed")
 	assert.True(t, lim.AllowN(t0.Add(1500*time.Millisecond), 1), "a second after the event")
+}
+
+// TestWarmUpTimeGoneBackBeforeTheStep: a call at a time before the step
+// in force was set, at the climb's start or at a step a later call
+// reached, counts the time gone back as events of the full Limit. It
+// counted it at the step's slower rate, as fewer events: under a full
+// Limit of 0.5/s burst 2, a third event passed 1.75s after two, where the
+// full Limit allows at most 2.875. RetryAfter counts the time gone back
+// so, to the nanosecond.
+func TestWarmUpTimeGoneBackBeforeTheStep(t *testing.T) {
+	full := heijunka.Limit{Rate: 0.5, Burst: 2}
+	for _, tc := range []struct {
+		name  string
+		opts  heijunka.WarmUpOptions
+		start time.Duration
+		step  time.Duration // a call at this time sets a later step, if not 0
+		at    time.Duration
+	}{
+		{
+			name:  "before the start",
+			opts:  heijunka.WarmUpOptions{From: 0.77, Over: time.Hour, Steps: 1}, // 0.385/s burst 2
+			start: 3500 * time.Millisecond,
+			at:    1750 * time.Millisecond,
+		},
+		{
+			// 0.25/s burst 1, then 0.375/s burst 2 from 2.75s on.
+			name:  "before a step",
+			opts:  heijunka.WarmUpOptions{From: 0.5, Over: 4 * time.Second, Steps: 2},
+			start: 750 * time.Millisecond,
+			step:  2750 * time.Millisecond,
+			at:    1750 * time.Millisecond,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			build := func() *heijunka.Limiter {
+				lim := newLimiter(t, full)
+				w, err := heijunka.NewWarmUp(lim, tc.opts)
+				require.NoError(t, err)
+				require.True(t, lim.AllowN(t0, 2))
+				require.NoError(t, w.StartAt(t0.Add(tc.start)))
+				if tc.step != 0 {
+					lim.DecideN(t0.Add(tc.step), 0)
+					require.Equal(t, w.LimitAt(t0.Add(tc.step)), lim.DecideN(t0.Add(tc.at), 0).Limit, "the later step is in force")
+				}
+				return lim
+			}
+			at := t0.Add(tc.at)
+			assert.False(t, build().AllowN(at, 1), "a third event %v after two", tc.at)
+			d := build().DecideN(at, 1)
+			require.False(t, d.Allowed)
+			assert.False(t, build().AllowN(at.Add(d.RetryAfter-1), 1), "a nanosecond before RetryAfter %v", d.RetryAfter)
+			assert.True(t, build().AllowN(at.Add(d.RetryAfter), 1), "at RetryAfter %v", d.RetryAfter)
+			r := build().ReserveN(at, 1)
+			require.True(t, r.OK())
+			assert.Equal(t, d.RetryAfter, r.DelayFrom(at), "a reservation acts when a call would pass")
+		})
+	}
+}
+
+// TestWarmUpWindowPropertyBeforeTheStep: after a climb started on a
+// saturated Limiter, calls at times before the start, or at any times
+// around the climb (before the step a later call set, too), let no more
+// events pass in a window than the full Limit alone allows. The start
+// and the calls are drawn where that is most at risk: the first step's
+// Burst often rounded up, the debt at the start small, the call gone
+// back far.
+func TestWarmUpWindowPropertyBeforeTheStep(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		full := heijunka.Limit{
+			Rate:  rapid.Float64Range(0.5, 100).Draw(t, "rate"),
+			Burst: rapid.IntRange(1, 10).Draw(t, "burst"),
+		}
+		iv := full.Interval()
+		refill := iv * time.Duration(full.Burst)
+		opts := heijunka.WarmUpOptions{
+			From:  rapid.Float64Range(0.05, 1).Draw(t, "from"),
+			Over:  time.Duration(rapid.IntRange(1, 32*full.Burst).Draw(t, "over")) * iv / 8,
+			Steps: rapid.IntRange(1, 10).Draw(t, "steps"),
+		}
+		opts.Steps = int(min(int64(opts.Steps), int64(opts.Over)))
+		if rapid.Bool().Draw(t, "roundsUp") {
+			// Just past where the first step's Burst rounds up: its
+			// refill is the longest beside the full Limit's, and so is
+			// the time a call may go back and still pass.
+			k := full.Burst - rapid.IntRange(0, full.Burst-1).Draw(t, "stepBurstBelowFull")
+			opts.From = (float64(k) - 0.5 + rapid.Float64Range(0, 0.1).Draw(t, "past")) / float64(full.Burst)
+		}
+		lim, err := heijunka.NewLimiter(full, heijunka.LimiterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := heijunka.NewWarmUp(lim, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var events []time.Time
+		take := func(at time.Time, most int) {
+			for range most {
+				if !lim.AllowN(at, 1) {
+					return
+				}
+				events = append(events, at)
+			}
+		}
+		take(t0, full.Burst) // saturated, as in front of a service that failed
+		// Times in eighths of an interval; the start often late in the
+		// refill, when the debt is small and a call gone back may pass.
+		eighth := iv / 8
+		start := t0.Add(time.Duration(8*full.Burst-rapid.IntRange(0, 8*full.Burst).Draw(t, "startBeforeRefilled")) * eighth)
+		if err := w.StartAt(start); err != nil {
+			t.Fatal(err)
+		}
+		// First a call gone back before the start, often far, then any.
+		back := 8*full.Burst - rapid.IntRange(0, 8*full.Burst).Draw(t, "backLessThanARefill")
+		take(start.Add(-time.Duration(back)*eighth), full.Burst)
+		for range rapid.IntRange(0, 30).Draw(t, "calls") {
+			last := int64((opts.Over + refill) / eighth)
+			if rapid.Bool().Draw(t, "beforeTheStart") {
+				last = 0
+			}
+			at := start.Add(time.Duration(rapid.Int64Range(-int64(refill/eighth), last).Draw(t, "at")) * eighth)
+			take(at, rapid.IntRange(0, full.Burst).Draw(t, "most"))
+		}
+		sortTimes(events)
+		for i := range events {
+			for j := i; j < len(events); j++ {
+				w := events[j].Sub(events[i])
+				bound := float64(full.Burst) + w.Seconds()*1e9/float64(iv)
+				if float64(j-i+1) > bound+1e-6 {
+					t.Fatalf("%d events in a window of %v, bound %.3f", j-i+1, w, bound)
+				}
+			}
+		}
+	})
 }
