@@ -129,7 +129,12 @@ func stripComments(b []byte) []byte {
 //     targets a port they declare, a sidecar's included (one without,
 //     whose EndpointSlices are managed apart, and an ExternalName are not
 //     checked); every PodDisruptionBudget selects a Deployment's pods and
-//     leaves it room for a disruption (minAvailable below its replicas).
+//     leaves it room for a disruption (minAvailable below its replicas);
+//   - every emptyDir on the node's disk has a sizeLimit, and the pod
+//     requests at least as much ephemeral storage as those add up to, as
+//     the scheduler counts a pod's request: its containers and sidecars
+//     together, or an init container with the sidecars started before
+//     it, whichever is more.
 //
 // The error lists every problem found.
 func CheckManifests(ms []Manifest) error {
@@ -538,9 +543,11 @@ func goByteCount(v string) (int64, bool) {
 // with it) and that the containers request as much ephemeral storage as
 // those limits add up to: the scheduler counts requests, not sizeLimits,
 // and would place the pod on a node without room for its volumes. An
-// emptyDir in memory counts against the memory limit instead.
+// emptyDir in memory counts against the memory limit instead. The requests
+// are the pod's effective request, as the scheduler counts it (see
+// ephemeralStorageRequest).
 func checkEmptyDirs(p *problems, where string, pod corev1.PodSpec) {
-	var limits, requests resource.Quantity
+	var limits resource.Quantity
 	for _, v := range pod.Volumes {
 		if v.EmptyDir == nil || v.EmptyDir.Medium == corev1.StorageMediumMemory {
 			continue
@@ -551,14 +558,45 @@ func checkEmptyDirs(p *problems, where string, pod corev1.PodSpec) {
 		}
 		limits.Add(*v.EmptyDir.SizeLimit)
 	}
-	for _, c := range pod.Containers {
-		if r, ok := c.Resources.Requests[corev1.ResourceEphemeralStorage]; ok {
-			requests.Add(r)
-		}
-	}
+	requests := ephemeralStorageRequest(pod)
 	if requests.Cmp(limits) < 0 {
 		p.add("%s: its emptyDir volumes may hold %s, but its containers request %s of ephemeral-storage: the scheduler does not count the rest", where, limits.String(), requests.String())
 	}
+}
+
+// ephemeralStorageRequest returns the ephemeral storage the scheduler
+// reserves for a pod: the containers and the sidecars (init containers
+// with restartPolicy Always) run together, so their requests add up; an
+// init container that runs to its end runs beside only the sidecars
+// started before it; the pod asks for the larger of the two. The pod's
+// overhead is left out: the runtime uses it, not the pod's volumes; and a
+// pod-level request cannot name ephemeral storage.
+func ephemeralStorageRequest(pod corev1.PodSpec) resource.Quantity {
+	request := func(c corev1.Container) resource.Quantity {
+		q := c.Resources.Requests[corev1.ResourceEphemeralStorage]
+		return q.DeepCopy() // Add may change a Quantity in place
+	}
+	var running, sidecars, initPeak resource.Quantity
+	for _, c := range pod.Containers {
+		running.Add(request(c))
+	}
+	for _, c := range pod.InitContainers {
+		r := request(c)
+		if sidecar(c) {
+			sidecars.Add(r)
+			running.Add(r)
+			r = sidecars.DeepCopy()
+		} else {
+			r.Add(sidecars)
+		}
+		if r.Cmp(initPeak) > 0 {
+			initPeak = r
+		}
+	}
+	if initPeak.Cmp(running) > 0 {
+		return initPeak
+	}
+	return running
 }
 
 // checkDataDir checks that, on a read-only root filesystem, DATA_DIR (the

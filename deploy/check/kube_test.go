@@ -457,3 +457,48 @@ func TestCheckManifestsCountsASidecarsPorts(t *testing.T) {
 	ms := paymentManifests(t, "      containers:\n", sidecar, "      targetPort: http", "      targetPort: proxy", `prometheus.io/port: "3001"`, `prometheus.io/port: "9443"`)
 	assert.NoError(t, CheckManifests(ms))
 }
+
+// TestCheckManifestsCountsTheEphemeralStorageTheSchedulerCounts holds the
+// emptyDir check to the pod's effective request, as the scheduler computes
+// it: the containers and the sidecars (init containers with restartPolicy
+// Always) add up, as they run together; an init container that runs to its
+// end runs beside only the sidecars started before it, and the pod asks
+// for the larger of the two.
+func TestCheckManifestsCountsTheEphemeralStorageTheSchedulerCounts(t *testing.T) {
+	const request = "              ephemeral-storage: 1152Mi\n"
+	initContainer := func(name string, sidecar bool, storage string) string {
+		restart := ""
+		if sidecar {
+			restart = "          restartPolicy: Always\n"
+		}
+		return "        - name: " + name + "\n          image: taikit/proxy:dev\n" + restart +
+			"          resources:\n            requests: {cpu: 100m, memory: 64Mi, ephemeral-storage: " + storage + "}\n" +
+			"            limits: {cpu: 500m, memory: 128Mi}\n" +
+			"          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true}\n"
+	}
+	inits := func(main string, containers ...string) []string {
+		return []string{request, main, "      containers:\n", "      initContainers:\n" + strings.Join(containers, "") + "      containers:\n"}
+	}
+	for _, tc := range []struct {
+		name    string
+		replace []string
+		want    string // "" when the pod requests enough
+	}{
+		{"an init container that requests it all", inits("", initContainer("prepare", false, "1152Mi")), ""},
+		{"a sidecar that requests it all", inits("", initContainer("proxy", true, "1152Mi")), ""},
+		{"a sidecar beside the container", inits("              ephemeral-storage: 640Mi\n", initContainer("proxy", true, "512Mi")), ""},
+		{"an init container after a sidecar", inits("", initContainer("proxy", true, "512Mi"), initContainer("prepare", false, "600Mi")), ""},
+		{"init containers one after the other", inits("", initContainer("prepare", false, "600Mi"), initContainer("migrate", false, "600Mi")), "but its containers request 600Mi of ephemeral-storage"},
+		{"an init container before a sidecar", inits("", initContainer("prepare", false, "600Mi"), initContainer("proxy", true, "512Mi")), "but its containers request 600Mi of ephemeral-storage"},
+		{"an init container beside the container", inits("              ephemeral-storage: 640Mi\n", initContainer("prepare", false, "512Mi")), "but its containers request 640Mi of ephemeral-storage"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckManifests(paymentManifests(t, tc.replace...))
+			if tc.want == "" {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorContains(t, err, tc.want)
+		})
+	}
+}
