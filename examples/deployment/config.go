@@ -96,6 +96,12 @@ type Config struct {
 	// the deployments bucket, over each connection the records are
 	// written over.
 	WrapDeployments func(jetstream.KeyValue) jetstream.KeyValue
+	// Set by tests, not by flags: WrapLocks wraps the region locks'
+	// bucket (to give its server's clock another time, say).
+	WrapLocks func(jetstream.KeyValue) jetstream.KeyValue
+	// Set by tests, not by flags: how often the service looks for
+	// regions held by a deployment nothing will end (0: sweepEvery).
+	SweepEvery time.Duration
 }
 
 // Window is a time window, [From, To).

@@ -100,11 +100,7 @@ func TestCreateAnswerLostAndStoreFailing(t *testing.T) {
 	assert.Equal(t, id, again.errorBody(t)["details"].(map[string]any)["deployment_id"])
 
 	// Once its start is over, it is found with no job and ended.
-	got, rev, err := ts.store.Get(t.Context(), id)
-	require.NoError(t, err)
-	got.StartedAt = time.Now().Add(-time.Hour).UTC()
-	_, err = ts.store.Update(t.Context(), got, rev)
-	require.NoError(t, err)
+	ts.locksAged(id, time.Hour)
 	again = deploy(t, ts.URL, req)
 	require.Equal(t, http.StatusOK, again.Code, "%s", again.Body)
 	end := do(t, "GET", ts.URL+"/deploy/"+id, nil).deployment(t)
@@ -184,11 +180,7 @@ func TestNotQueuedEndNotStored(t *testing.T) {
 	f.mu.Lock()
 	f.fail = false
 	f.mu.Unlock()
-	got, rev, err := ts.store.Get(t.Context(), id)
-	require.NoError(t, err)
-	got.StartedAt = time.Now().Add(-time.Hour).UTC()
-	_, err = ts.store.Update(t.Context(), got, rev)
-	require.NoError(t, err)
+	ts.locksAged(id, time.Hour)
 	again = deploy(t, ts.URL, req)
 	require.Equal(t, http.StatusOK, again.Code, "%s", again.Body)
 	end := do(t, "GET", ts.URL+"/deploy/"+id, nil).deployment(t)

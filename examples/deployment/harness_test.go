@@ -51,7 +51,14 @@ type testService struct {
 	// streams end, then the server, then the service. The test's cleanup
 	// calls it too.
 	shutdown func()
+	// clock is the NATS server's clock as the service reads it from the
+	// region locks' bucket, unless the test wraps that bucket itself.
+	clock *serverClock
 }
+
+// locksAged makes the region locks of deployment id look taken by as
+// much earlier, as the NATS server's clock tells their age.
+func (ts *testService) locksAged(id string, by time.Duration) { ts.clock.age(id, by) }
 
 // startService starts the service with a fresh data dir and these flags.
 func startService(t testing.TB, args ...string) *testService {
@@ -70,6 +77,8 @@ func startServiceWith(t testing.TB, dir string, set func(*Config), args ...strin
 	t.Helper()
 	cfg, err := parseConfig(append([]string{"-data-dir", dir, "-instance", "test"}, args...), func(string) string { return "" })
 	require.NoError(t, err)
+	clock := &serverClock{}
+	cfg.WrapLocks = clock.wrap
 	if set != nil {
 		set(&cfg)
 	}
@@ -96,7 +105,7 @@ func startServiceWith(t testing.TB, dir string, set func(*Config), args ...strin
 			t.Logf("service log:\n%s", logs.String())
 		}
 	})
-	return &testService{Service: svc, URL: srv.URL, logs: logs, shutdown: shutdown}
+	return &testService{Service: svc, URL: srv.URL, logs: logs, shutdown: shutdown, clock: clock}
 }
 
 // reply is a decoded response.

@@ -220,10 +220,11 @@ func failedError(d *Deployment, code int) error {
 // landed, and the next try then finds the record (Store.Create) and
 // takes its revision. It returns the revision, or the error and whether
 // the record may be stored all the same (a try went unanswered). Such a
-// record, in progress with no job queued, must keep its regions: when
-// another deployment asks for one of them once its start is over, it is
-// found and ended (endCutOffStart), or, never stored, its locks are
-// stale (lockRegions). Freed now, nothing would ever end it.
+// record, in progress with no job queued, must keep its regions: once
+// its start is over, a replica's sweep (sweepRegions), or another
+// deployment asking for one of them, finds it and ends it
+// (endCutOffStart), or, never stored, its locks are stale (lockRegions).
+// Freed now, nothing would ever end it.
 func (s *Service) createRecord(ctx context.Context, d *Deployment) (rev uint64, perhapsStored bool, err error) {
 	err = s.retryStore(ctx, "deployment", []any{"deployment_id", d.ID}, func(ctx context.Context) error {
 		var cerr error
@@ -248,11 +249,12 @@ func (s *Service) createRecord(ctx context.Context, d *Deployment) (rev uint64, 
 // answered as a queued one. Should the write fail otherwise, the error is
 // logged, the deployment is not counted as ended (its record does not say
 // so), and it keeps its regions: in progress with no job, it is found and
-// ended when another deployment asks for one of them once its start is
-// over (endCutOffStart), and, should its end have been stored unanswered,
-// its locks are a finished deployment's, which the next lock takes
-// (lockRegions). Freed now, a record still in progress would stay so for
-// ever. It reports true: the request is answered as one not queued.
+// ended once its start is over, by a replica's sweep or by another
+// deployment asking for one of them (endCutOffStart), and, should its end
+// have been stored unanswered, its locks are a finished deployment's,
+// which the sweep or the next lock takes (lockRegions). Freed now, a
+// record still in progress would stay so for ever. It reports true: the
+// request is answered as one not queued.
 func (s *Service) notQueued(ctx context.Context, d *Deployment, rev uint64, err error) (ended bool) {
 	switch uerr := s.endNotQueued(ctx, d, rev, err); {
 	case uerr == nil:
@@ -303,23 +305,26 @@ func (s *Service) endNotQueued(ctx context.Context, d *Deployment, rev uint64, e
 // queuedWithin) ends.
 var errStartCutOff = errors.New("the service stopped between storing the deployment and queueing the region")
 
-// queuedWithin is how long after it started a deployment in progress none
-// of whose regions has begun may be without a job in the queue. Its
-// request queues its first region within startingFor, or else ends it
-// (notQueued); one still so well past that was cut off between storing
-// it and queueing the region (the process killed), and nothing will ever
-// run it. The margin over startingFor covers a publish that was on its
-// way at the request's deadline, and clocks of replicas a little apart
-// (the start is the replica's time).
+// queuedWithin is how long after it took its regions a deployment in
+// progress none of whose regions has begun may be without a job in the
+// queue. Its request queues its first region within startingFor of
+// taking them, or else ends it (notQueued); one still so well past that
+// was cut off between storing it and queueing the region (the process
+// killed), and nothing will ever run it. The margin over startingFor
+// covers a publish that was on its way at the request's deadline. The
+// time is the locks' (on the NATS server's clock, see Store.locksNow),
+// not the deployment's StartedAt: that is the clock of the replica that
+// took the request, which another's need not agree with.
 const queuedWithin = 2 * startingFor
 
 // endCutOffStart ends deployment d, stored at rev and holding a region
-// another asks for, if its start was cut off before its first region was
-// queued: it is in progress, none of its regions has begun, it started
-// more than queuedWithin ago, and no job of it is in the queue (waiting,
-// or taken by a consumer of any replica and not yet acknowledged). It
-// ends FAILED as when its publish fails (notQueued), and every region it
-// held is freed. It reports whether it ended d. A job of d taken up and
+// (for held, on the NATS server's clock), if its start was cut off before
+// its first region was queued: it is in progress, none of its regions has
+// begun, it took the region more than queuedWithin ago, and no job of it
+// is in the queue (waiting, or taken by a consumer of any replica and not
+// yet acknowledged). It ends FAILED as when its publish fails
+// (notQueued), and every region it held is freed. It reports whether it
+// ended d. A job of d taken up and
 // acknowledged between the record's read and the queue's has written the
 // record: the end, written over rev, is refused, and d holds its
 // regions. One queued after (a publish still on its way) finds d ended,
@@ -332,12 +337,12 @@ const queuedWithin = 2 * startingFor
 // last attempt while the store was out of reach, or delivered once more
 // than its attempts after a restart cut its last off), and nothing will
 // run it again. It ends FAILED, its job given up (endGivenUp, errJobGone).
-func (s *Service) endCutOffStart(ctx context.Context, d *Deployment, rev uint64) bool {
+func (s *Service) endCutOffStart(ctx context.Context, d *Deployment, rev uint64, held time.Duration) bool {
 	if terminal(d.Status) {
 		return false
 	}
 	begun := slices.ContainsFunc(d.Results, func(rr RegionResult) bool { return rr.Status != StatusPending })
-	if !begun && time.Since(d.StartedAt) <= queuedWithin {
+	if !begun && held <= queuedWithin {
 		return false
 	}
 	queued, err := s.jobQueued(ctx, d.ID, -1)
@@ -388,18 +393,16 @@ const startingFor = time.Minute
 // stored yet is a request in flight, and holds it. A holder stored in
 // progress whose first region was never queued (a start cut off between
 // the two), or one begun whose job was dead-lettered (no job of it left
-// in the queue), ends FAILED and frees its regions (endCutOffStart).
+// in the queue), ends FAILED and frees its regions (endCutOffStart). A
+// lock's age is read on the NATS server's clock (Store.locksNow). Every
+// replica frees such regions by itself too, at its start and every
+// sweepEvery (sweepRegions).
 func (s *Service) lockRegions(ctx context.Context, d *Deployment) error {
 	for i, reg := range d.Regions {
-		holder, since, err := s.store.Lock(ctx, d.Service, reg, d.ID)
+		holder, held, err := s.store.Lock(ctx, d.Service, reg, d.ID)
 		if err == nil && holder != "" {
-			hd, rev, gerr := s.store.Get(ctx, holder)
-			switch {
-			case errors.Is(gerr, ErrNotFound) && time.Since(since) > startingFor || (gerr == nil && terminal(hd.Status)):
-				if err = s.store.Unlock(ctx, d.Service, reg, holder); err == nil {
-					holder, _, err = s.store.Lock(ctx, d.Service, reg, d.ID)
-				}
-			case gerr == nil && s.endCutOffStart(ctx, hd, rev):
+			var freed bool
+			if freed, err = s.releaseStale(ctx, d.Service, reg, holder, held); freed {
 				holder, _, err = s.store.Lock(ctx, d.Service, reg, d.ID)
 			}
 		}
@@ -415,6 +418,26 @@ func (s *Service) lockRegions(ctx context.Context, d *Deployment) error {
 		}
 	}
 	return nil
+}
+
+// releaseStale frees service/region, held by deployment holder for held
+// (on the NATS server's clock, see Store.locksNow), if the holder is
+// stale (see lockRegions): it has ended, or was never stored and took the
+// lock over startingFor ago, or is stored in progress and nothing will
+// ever run it (endCutOffStart). It reports whether the region is free,
+// and the store's error should the release fail.
+func (s *Service) releaseStale(ctx context.Context, service, region, holder string, held time.Duration) (bool, error) {
+	hd, rev, err := s.store.Get(ctx, holder)
+	switch {
+	case errors.Is(err, ErrNotFound) && held > startingFor || (err == nil && terminal(hd.Status)):
+		if err := s.store.Unlock(ctx, service, region, holder); err != nil {
+			return false, err
+		}
+		return true, nil
+	case err == nil:
+		return s.endCutOffStart(ctx, hd, rev, held), nil
+	}
+	return false, nil
 }
 
 func (s *Service) unlockRegions(d *Deployment) {

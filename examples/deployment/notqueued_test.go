@@ -20,7 +20,8 @@ import (
 
 // startedAt stores a deployment of version of service to regions as a
 // request does (its regions taken, its record stored in progress, every
-// region pending), started at startedAt, and queues nothing: the state
+// region pending), started at startedAt (its regions taken then, as the
+// NATS server's clock tells), and queues nothing: the state
 // a process killed between storing a deployment and queueing its first
 // region leaves.
 func startedAt(t *testing.T, ts *testService, service, version string, startedAt time.Time, regions ...string) *Deployment {
@@ -35,6 +36,9 @@ func startedAt(t *testing.T, ts *testService, service, version string, startedAt
 		holder, _, err := ts.store.Lock(t.Context(), service, reg, d.ID)
 		require.NoError(t, err)
 		require.Empty(t, holder)
+	}
+	if age := time.Since(startedAt); age > 0 {
+		ts.locksAged(d.ID, age) // its regions taken as it started
 	}
 	_, err := ts.store.Create(t.Context(), d)
 	require.NoError(t, err)

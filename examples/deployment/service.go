@@ -159,6 +159,9 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 			s.store.writers[i] = cfg.WrapDeployments(kv)
 		}
 	}
+	if cfg.WrapLocks != nil {
+		s.store.locks = cfg.WrapLocks(s.store.locks)
+	}
 	s.versions = s.store
 	s.freezeWindows = freezeVar(cfg.Freeze)
 	// The catalog says what serves where at first; deployments move it
@@ -241,6 +244,18 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	if err := s.startConsumer(cctx); err != nil {
 		return nil, err
 	}
+	// What a crash left holding regions (a start cut off, a job
+	// dead-lettered) is freed before the service is ready, and then
+	// every sweepEvery: no deployment need ask for one of them first. A
+	// store too slow for it leaves the rest to the next sweep.
+	sweepCtx, cancelSweep := context.WithTimeout(ctx, startingFor)
+	s.sweepRegions(sweepCtx)
+	cancelSweep()
+	s.consumer.Add(1)
+	go func() {
+		defer s.consumer.Done()
+		s.sweep(cctx, cfg.SweepEvery)
+	}()
 	s.ready.Store(true)
 	return s, nil
 }
@@ -657,8 +672,8 @@ func (r *rollout) notStarted(ctx context.Context, err error) bool {
 // again): while another job of the deployment is in the queue, that job
 // carries the deployment on, and giveUp leaves it (reports false). So it
 // does when the queue cannot be read: the job is dead-lettered, and a
-// deployment no job runs is ended when another asks for its region (see
-// endCutOffStart).
+// deployment no job runs is ended by a replica's sweep, or when another
+// asks for its region (see endCutOffStart).
 func (s *Service) giveUp(ctx context.Context, job Job, cause error) bool {
 	reason := fmt.Sprintf("Job given up after %d attempts: %v", jobAttempts, cause)
 	attrs := []any{"deployment_id", job.ID, "region", job.Region}

@@ -218,28 +218,85 @@ func (s *Store) Watch(ctx context.Context, id string, fn func(*Deployment) bool)
 func lockKey(service, region string) string { return service + "." + region }
 
 // Lock takes service/region for deployment id. It returns the ID of the
-// deployment holding it, if another does, and when that one took it.
-func (s *Store) Lock(ctx context.Context, service, region, id string) (holder string, since time.Time, err error) {
+// deployment holding it, if another does, and how long that one has held
+// it (see locksNow).
+func (s *Store) Lock(ctx context.Context, service, region, id string) (holder string, held time.Duration, err error) {
 	for {
 		_, err := s.locks.Create(ctx, lockKey(service, region), []byte(id))
 		if err == nil {
-			return "", time.Time{}, nil
+			return "", 0, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return "", time.Time{}, err
+			return "", 0, err
 		}
 		e, gerr := s.locks.Get(ctx, lockKey(service, region))
 		if errors.Is(gerr, jetstream.ErrKeyNotFound) {
 			continue // released in between
 		}
 		if gerr != nil {
-			return "", time.Time{}, gerr
+			return "", 0, gerr
 		}
 		if string(e.Value()) == id {
-			return "", time.Time{}, nil // ours already (a retried request)
+			return "", 0, nil // ours already (a retried request)
 		}
-		return string(e.Value()), e.Created(), nil
+		now, err := s.locksNow(ctx)
+		if err != nil {
+			return "", 0, err
+		}
+		return string(e.Value()), now.Sub(e.Created()), nil
 	}
+}
+
+// locksNow returns the time on the clock that stamps the locks: the NATS
+// server's that holds their bucket (its stream's leader), as it reports
+// it with the stream's state. A lock's age is judged on that clock
+// alone, never on a replica's against the server's, nor on one
+// replica's against another's, so that clocks apart do not make a lock
+// taken a moment ago look stale (or one stale look fresh). A server that
+// reports no time leaves this process's clock.
+func (s *Store) locksNow(ctx context.Context) (time.Time, error) {
+	st, err := s.locks.Status(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if si, ok := st.(interface{ StreamInfo() *jetstream.StreamInfo }); ok && si.StreamInfo() != nil && !si.StreamInfo().TimeStamp.IsZero() {
+		return si.StreamInfo().TimeStamp, nil
+	}
+	return time.Now(), nil
+}
+
+// RegionLock is a service/region taken by a deployment: its holder, and
+// how long it has held it (see locksNow).
+type RegionLock struct {
+	Service, Region, Holder string
+	Held                    time.Duration
+}
+
+// Locks returns every service/region taken, and by which deployment.
+func (s *Store) Locks(ctx context.Context) ([]RegionLock, error) {
+	now, err := s.locksNow(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := s.locks.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = keys.Stop() }()
+	var out []RegionLock
+	for k := range keys.Keys() {
+		e, err := s.locks.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // released since the listing
+		}
+		if err != nil {
+			return nil, err
+		}
+		service, region := splitKey(k)
+		// Taken after now (while listing): as good as just taken.
+		out = append(out, RegionLock{Service: service, Region: region, Holder: string(e.Value()), Held: max(now.Sub(e.Created()), 0)})
+	}
+	return out, nil
 }
 
 // Unlock releases service/region if deployment id holds it.
