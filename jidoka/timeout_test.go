@@ -457,129 +457,105 @@ var timeoutParents = map[string]func() (context.Context, context.CancelFunc){
 // all the same: Err is nil before it and context.DeadlineExceeded from it
 // on, Done is closed then, and the call's error is a TimeoutError.
 func TestTimeoutErrWithoutDone(t *testing.T) {
-	for name, parent := range timeoutParents {
-		t.Run(name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				ctx, cancel := parent()
-				defer cancel()
-				to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Name: "t", Duration: time.Second})
-				require.NoError(t, err)
-				err = to.Do(ctx, func(ctx context.Context) error {
-					time.Sleep(time.Second - time.Nanosecond)
-					synctest.Wait()
-					assert.NoError(t, ctx.Err(), "before the deadline")
-					time.Sleep(time.Nanosecond)
-					synctest.Wait()
-					assert.ErrorIs(t, ctx.Err(), context.DeadlineExceeded, "at the deadline")
-					select {
-					case <-ctx.Done():
-					default:
-						t.Error("Done is open after Err said the deadline passed")
-					}
-					return ctx.Err()
-				})
-				assert.ErrorIs(t, err, jidoka.ErrTimeout)
-				assert.NoError(t, ctx.Err(), "the caller's context goes on")
-			})
+	underEachParent(t, jidoka.TimeoutOptions{Name: "t", Duration: time.Second}, func(t *testing.T, ctx context.Context, to *jidoka.Timeout) {
+		err := to.Do(ctx, func(ctx context.Context) error {
+			time.Sleep(time.Second - time.Nanosecond)
+			synctest.Wait()
+			assert.NoError(t, ctx.Err(), "before the deadline")
+			time.Sleep(time.Nanosecond)
+			synctest.Wait()
+			assert.ErrorIs(t, ctx.Err(), context.DeadlineExceeded, "at the deadline")
+			select {
+			case <-ctx.Done():
+			default:
+				t.Error("Done is open after Err said the deadline passed")
+			}
+			return ctx.Err()
 		})
-	}
+		assert.ErrorIs(t, err, jidoka.ErrTimeout)
+		assert.NoError(t, ctx.Err(), "the caller's context goes on")
+	})
 }
 
 // A call that ignores its context altogether and returns an error after
 // the deadline timed out; one that returns an error before it did not. Its
 // context, kept, says which.
 func TestTimeoutIgnoredContext(t *testing.T) {
-	for name, parent := range timeoutParents {
-		t.Run(name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				ctx, cancel := parent()
-				defer cancel()
-				to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Name: "t", Duration: time.Second})
-				require.NoError(t, err)
-				failure := errors.New("failed")
-				for _, tc := range []struct {
-					took    time.Duration
-					err     error
-					timeout bool
-					ctxErr  error
-				}{
-					{2 * time.Second, failure, true, context.DeadlineExceeded},
-					{2 * time.Second, nil, false, context.DeadlineExceeded},
-					{time.Second - 1, failure, false, context.Canceled},
-					{time.Second - 1, nil, false, context.Canceled},
-				} {
-					var kept context.Context
-					err := to.Do(ctx, func(ctx context.Context) error {
-						kept = ctx
-						time.Sleep(tc.took)
-						return tc.err
-					})
-					if tc.timeout {
-						assert.ErrorIs(t, err, jidoka.ErrTimeout, "took %v", tc.took)
-						assert.ErrorIs(t, err, failure, "took %v", tc.took)
-					} else {
-						assert.Equal(t, tc.err, err, "took %v", tc.took)
-					}
-					assert.ErrorIs(t, kept.Err(), tc.ctxErr, "took %v", tc.took)
-					select {
-					case <-kept.Done():
-					default:
-						t.Errorf("took %v: Done is open after the call returned", tc.took)
-					}
-				}
+	underEachParent(t, jidoka.TimeoutOptions{Name: "t", Duration: time.Second}, func(t *testing.T, ctx context.Context, to *jidoka.Timeout) {
+		failure := errors.New("failed")
+		for _, tc := range []struct {
+			took    time.Duration
+			err     error
+			timeout bool
+			ctxErr  error
+		}{
+			{2 * time.Second, failure, true, context.DeadlineExceeded},
+			{2 * time.Second, nil, false, context.DeadlineExceeded},
+			{time.Second - 1, failure, false, context.Canceled},
+			{time.Second - 1, nil, false, context.Canceled},
+		} {
+			var kept context.Context
+			err := to.Do(ctx, func(ctx context.Context) error {
+				kept = ctx
+				time.Sleep(tc.took)
+				return tc.err
 			})
-		})
-	}
+			if tc.timeout {
+				assert.ErrorIs(t, err, jidoka.ErrTimeout, "took %v", tc.took)
+				assert.ErrorIs(t, err, failure, "took %v", tc.took)
+			} else {
+				assert.Equal(t, tc.err, err, "took %v", tc.took)
+			}
+			assert.ErrorIs(t, kept.Err(), tc.ctxErr, "took %v", tc.took)
+			select {
+			case <-kept.Done():
+			default:
+				t.Errorf("took %v: Done is open after the call returned", tc.took)
+			}
+		}
+	})
 }
 
 // Done, AfterFunc and a derived context asked for before the deadline end
 // at the deadline, to the nanosecond; asked for after it, they are ended
 // at once.
 func TestTimeoutDoneAskedLate(t *testing.T) {
-	for name, parent := range timeoutParents {
-		t.Run(name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				ctx, cancel := parent()
-				defer cancel()
-				to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Second})
-				require.NoError(t, err)
-				start := time.Now()
-				var ranAt atomic.Int64
-				err = to.Do(ctx, func(ctx context.Context) error {
-					time.Sleep(time.Second / 2)
-					context.AfterFunc(ctx, func() { ranAt.Store(int64(time.Since(start))) })
-					child, cancelChild := context.WithCancel(ctx)
-					defer cancelChild()
-					<-ctx.Done()
-					assert.Equal(t, time.Second, time.Since(start), "Done closed")
-					<-child.Done()
-					assert.ErrorIs(t, child.Err(), context.DeadlineExceeded)
-					synctest.Wait()
-					assert.Equal(t, int64(time.Second), ranAt.Load(), "AfterFunc ran")
-					return ctx.Err()
-				})
-				assert.ErrorIs(t, err, jidoka.ErrTimeout)
-
-				err = to.Do(ctx, func(ctx context.Context) error {
-					time.Sleep(2 * time.Second)
-					var ran atomic.Bool
-					context.AfterFunc(ctx, func() { ran.Store(true) })
-					child, cancelChild := context.WithCancel(ctx)
-					defer cancelChild()
-					select {
-					case <-ctx.Done():
-					default:
-						t.Error("Done is open after the deadline")
-					}
-					assert.ErrorIs(t, child.Err(), context.DeadlineExceeded)
-					synctest.Wait()
-					assert.True(t, ran.Load(), "AfterFunc after the deadline")
-					return ctx.Err()
-				})
-				assert.ErrorIs(t, err, jidoka.ErrTimeout)
-			})
+	underEachParent(t, jidoka.TimeoutOptions{Duration: time.Second}, func(t *testing.T, ctx context.Context, to *jidoka.Timeout) {
+		start := time.Now()
+		var ranAt atomic.Int64
+		err := to.Do(ctx, func(ctx context.Context) error {
+			time.Sleep(time.Second / 2)
+			context.AfterFunc(ctx, func() { ranAt.Store(int64(time.Since(start))) })
+			child, cancelChild := context.WithCancel(ctx)
+			defer cancelChild()
+			<-ctx.Done()
+			assert.Equal(t, time.Second, time.Since(start), "Done closed")
+			<-child.Done()
+			assert.ErrorIs(t, child.Err(), context.DeadlineExceeded)
+			synctest.Wait()
+			assert.Equal(t, int64(time.Second), ranAt.Load(), "AfterFunc ran")
+			return ctx.Err()
 		})
-	}
+		assert.ErrorIs(t, err, jidoka.ErrTimeout)
+
+		err = to.Do(ctx, func(ctx context.Context) error {
+			time.Sleep(2 * time.Second)
+			var ran atomic.Bool
+			context.AfterFunc(ctx, func() { ran.Store(true) })
+			child, cancelChild := context.WithCancel(ctx)
+			defer cancelChild()
+			select {
+			case <-ctx.Done():
+			default:
+				t.Error("Done is open after the deadline")
+			}
+			assert.ErrorIs(t, child.Err(), context.DeadlineExceeded)
+			synctest.Wait()
+			assert.True(t, ran.Load(), "AfterFunc after the deadline")
+			return ctx.Err()
+		})
+		assert.ErrorIs(t, err, jidoka.ErrTimeout)
+	})
 }
 
 // When the caller's context ends, before the deadline, while the call
@@ -617,125 +593,101 @@ func TestTimeoutCallerEndsWhileTheCallLooksAway(t *testing.T) {
 // A panic in fn passes on, and the call's context has ended, whether the
 // call asked for Done or not and whether the deadline had passed.
 func TestTimeoutPanicEndsTheContext(t *testing.T) {
-	for name, parent := range timeoutParents {
-		t.Run(name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				ctx, cancel := parent()
-				defer cancel()
-				to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Second})
-				require.NoError(t, err)
-				for _, tc := range []struct {
-					took   time.Duration
-					done   bool
-					ctxErr error
-				}{
-					{0, false, context.Canceled},
-					{0, true, context.Canceled},
-					{2 * time.Second, false, context.DeadlineExceeded},
-					{2 * time.Second, true, context.DeadlineExceeded},
-				} {
-					var kept context.Context
-					var ran atomic.Bool
-					assert.PanicsWithValue(t, "boom", func() {
-						_ = to.Do(ctx, func(ctx context.Context) error {
-							kept = ctx
-							if tc.done {
-								context.AfterFunc(ctx, func() { ran.Store(true) })
-							}
-							time.Sleep(tc.took)
-							panic("boom")
-						})
-					})
-					assert.ErrorIs(t, kept.Err(), tc.ctxErr, "took %v, asked for Done %v", tc.took, tc.done)
-					synctest.Wait()
-					assert.Equal(t, tc.done, ran.Load(), "took %v, AfterFunc ran", tc.took)
-				}
-				require.NoError(t, to.Do(ctx, func(context.Context) error { return nil }))
+	underEachParent(t, jidoka.TimeoutOptions{Duration: time.Second}, func(t *testing.T, ctx context.Context, to *jidoka.Timeout) {
+		for _, tc := range []struct {
+			took   time.Duration
+			done   bool
+			ctxErr error
+		}{
+			{0, false, context.Canceled},
+			{0, true, context.Canceled},
+			{2 * time.Second, false, context.DeadlineExceeded},
+			{2 * time.Second, true, context.DeadlineExceeded},
+		} {
+			var kept context.Context
+			var ran atomic.Bool
+			assert.PanicsWithValue(t, "boom", func() {
+				_ = to.Do(ctx, func(ctx context.Context) error {
+					kept = ctx
+					if tc.done {
+						context.AfterFunc(ctx, func() { ran.Store(true) })
+					}
+					time.Sleep(tc.took)
+					panic("boom")
+				})
 			})
-		})
-	}
+			assert.ErrorIs(t, kept.Err(), tc.ctxErr, "took %v, asked for Done %v", tc.took, tc.done)
+			synctest.Wait()
+			assert.Equal(t, tc.done, ran.Load(), "took %v, AfterFunc ran", tc.took)
+		}
+		require.NoError(t, to.Do(ctx, func(context.Context) error { return nil }))
+	})
 }
 
 // Timeouts nest: the shorter deadline is the one that counts, and its
 // Timeout the one that reports it, whichever is outside.
 func TestTimeoutNested(t *testing.T) {
-	for name, parent := range timeoutParents {
-		t.Run(name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				ctx, cancel := parent()
-				defer cancel()
-				short, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Name: "short", Duration: time.Second})
-				require.NoError(t, err)
-				long, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Name: "long", Duration: time.Minute})
-				require.NoError(t, err)
-				for _, pair := range [][2]*jidoka.Timeout{{short, long}, {long, short}} {
-					start := time.Now()
-					err := pair[0].Do(ctx, func(ctx context.Context) error {
-						return pair[1].Do(ctx, func(ctx context.Context) error {
-							dl, ok := ctx.Deadline()
-							assert.True(t, ok)
-							assert.Equal(t, start.Add(time.Second), dl)
-							time.Sleep(2 * time.Second)
-							return ctx.Err()
-						})
-					})
-					var te *jidoka.TimeoutError
-					require.ErrorAs(t, err, &te)
-					assert.Equal(t, "short", te.Timeout)
-				}
+	underEachParent(t, jidoka.TimeoutOptions{Name: "short", Duration: time.Second}, func(t *testing.T, ctx context.Context, short *jidoka.Timeout) {
+		long, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Name: "long", Duration: time.Minute})
+		require.NoError(t, err)
+		for _, pair := range [][2]*jidoka.Timeout{{short, long}, {long, short}} {
+			start := time.Now()
+			err := pair[0].Do(ctx, func(ctx context.Context) error {
+				return pair[1].Do(ctx, func(ctx context.Context) error {
+					dl, ok := ctx.Deadline()
+					assert.True(t, ok)
+					assert.Equal(t, start.Add(time.Second), dl)
+					time.Sleep(2 * time.Second)
+					return ctx.Err()
+				})
 			})
-		})
-	}
+			var te *jidoka.TimeoutError
+			require.ErrorAs(t, err, &te)
+			assert.Equal(t, "short", te.Timeout)
+		}
+	})
 }
 
 // Many goroutines of one call ask its context for Done, Err and AfterFunc
 // as the deadline passes and as the call returns: they all see it end, with
 // the same error.
 func TestTimeoutContextConcurrentUse(t *testing.T) {
-	for name, parent := range timeoutParents {
-		t.Run(name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				ctx, cancel := parent()
-				defer cancel()
-				to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Second})
-				require.NoError(t, err)
-				for _, took := range []time.Duration{time.Second / 2, 2 * time.Second} {
-					var wg sync.WaitGroup
-					errs := make([]error, 12)
-					_ = to.Do(ctx, func(ctx context.Context) error {
-						for i := range errs {
-							wg.Go(func() {
-								time.Sleep(time.Duration(i) * time.Second / 4)
-								switch i % 3 {
-								case 0:
-									<-ctx.Done()
-								case 1:
-									ended := make(chan struct{})
-									context.AfterFunc(ctx, func() { close(ended) })
-									<-ended
-								case 2:
-									for ctx.Err() == nil {
-										time.Sleep(time.Millisecond)
-									}
-								}
-								errs[i] = ctx.Err()
-							})
+	underEachParent(t, jidoka.TimeoutOptions{Duration: time.Second}, func(t *testing.T, ctx context.Context, to *jidoka.Timeout) {
+		for _, took := range []time.Duration{time.Second / 2, 2 * time.Second} {
+			var wg sync.WaitGroup
+			errs := make([]error, 12)
+			_ = to.Do(ctx, func(ctx context.Context) error {
+				for i := range errs {
+					wg.Go(func() {
+						time.Sleep(time.Duration(i) * time.Second / 4)
+						switch i % 3 {
+						case 0:
+							<-ctx.Done()
+						case 1:
+							ended := make(chan struct{})
+							context.AfterFunc(ctx, func() { close(ended) })
+							<-ended
+						case 2:
+							for ctx.Err() == nil {
+								time.Sleep(time.Millisecond)
+							}
 						}
-						time.Sleep(took)
-						return nil
+						errs[i] = ctx.Err()
 					})
-					wg.Wait()
-					want := context.Canceled
-					if took > time.Second {
-						want = context.DeadlineExceeded
-					}
-					for i, err := range errs {
-						assert.ErrorIs(t, err, want, "goroutine %d, call took %v", i, took)
-					}
 				}
+				time.Sleep(took)
+				return nil
 			})
-		})
-	}
+			wg.Wait()
+			want := context.Canceled
+			if took > time.Second {
+				want = context.DeadlineExceeded
+			}
+			for i, err := range errs {
+				assert.ErrorIs(t, err, want, "goroutine %d, call took %v", i, took)
+			}
+		}
+	})
 }
 
 // A Timeout whose caller's context can end allocates only the call's
@@ -759,25 +711,34 @@ func TestTimeoutSuccessAllocatesOnlyItsContextCancelable(t *testing.T) {
 // package's contexts derived from it give theirs, runs at the deadline,
 // though nothing asked for Done.
 func TestTimeoutAfterFuncMethodRunsAtTheDeadline(t *testing.T) {
+	underEachParent(t, jidoka.TimeoutOptions{Duration: time.Second}, func(t *testing.T, ctx context.Context, to *jidoka.Timeout) {
+		start := time.Now()
+		ranAt := make(chan time.Duration, 1)
+		err := to.Do(ctx, func(ctx context.Context) error {
+			af, ok := ctx.(interface{ AfterFunc(func()) func() bool })
+			require.True(t, ok, "the context has an AfterFunc")
+			time.Sleep(time.Second / 2)
+			af.AfterFunc(func() { ranAt <- time.Since(start) })
+			time.Sleep(2 * time.Second)
+			return errors.New("late")
+		})
+		assert.ErrorIs(t, err, jidoka.ErrTimeout)
+		assert.Equal(t, time.Second, <-ranAt)
+	})
+}
+
+// underEachParent runs test in a synctest bubble under each kind of caller
+// context (timeoutParents), with a Timeout of opts.
+func underEachParent(t *testing.T, opts jidoka.TimeoutOptions, test func(t *testing.T, ctx context.Context, to *jidoka.Timeout)) {
+	t.Helper()
 	for name, parent := range timeoutParents {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				ctx, cancel := parent()
 				defer cancel()
-				to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Second})
+				to, err := jidoka.NewTimeout(opts)
 				require.NoError(t, err)
-				start := time.Now()
-				ranAt := make(chan time.Duration, 1)
-				err = to.Do(ctx, func(ctx context.Context) error {
-					af, ok := ctx.(interface{ AfterFunc(func()) func() bool })
-					require.True(t, ok, "the context has an AfterFunc")
-					time.Sleep(time.Second / 2)
-					af.AfterFunc(func() { ranAt <- time.Since(start) })
-					time.Sleep(2 * time.Second)
-					return errors.New("late")
-				})
-				assert.ErrorIs(t, err, jidoka.ErrTimeout)
-				assert.Equal(t, time.Second, <-ranAt)
+				test(t, ctx, to)
 			})
 		})
 	}
