@@ -7,8 +7,9 @@
 //
 // It sends no credentials (a URL with user information, which would be
 // sent as Basic credentials and printed, is refused, and so is any URL
-// with an '@': one of a path is written %40), follows no redirects
-// and reads at most 4 KiB of the answer, which it prints on failure
+// with an '@': one of a path is written %40) and follows no redirects.
+// The status decides: the body of a 2xx answer is not read. Of another
+// answer it reads at most 4 KiB, within the timeout, and prints it
 // (stderr) so `docker inspect` shows why a container is unhealthy.
 package main
 
@@ -60,12 +61,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	status, body, err := probe(ctx, target, *timeout)
-	if err != nil {
+	switch {
+	case status == 0:
 		fmt.Fprintln(stderr, "probe:", err)
 		return 1
-	}
-	if status < 200 || status > 299 {
-		fmt.Fprintf(stderr, "probe: %s answered %d: %s\n", target, status, strings.TrimSpace(body))
+	case status < 200 || status > 299:
+		shown := strings.TrimSpace(body)
+		if err != nil { // the status came, not the whole body
+			shown += " (" + err.Error() + ")"
+		}
+		fmt.Fprintf(stderr, "probe: %s answered %d: %s\n", target, status, shown)
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s answered %d\n", target, status)
@@ -113,8 +118,9 @@ func hideUserInfo(raw string) (string, bool) {
 	return raw[:start] + "xxxxx" + raw[at:], true
 }
 
-// probe GETs target within timeout and returns the status and the start
-// of the body.
+// probe GETs target within timeout and returns the status and, unless it
+// is 2xx, the start of the body. A status of 0 means no answer, and err
+// says why; with another status, err says why the body is incomplete.
 func probe(ctx context.Context, target string, timeout time.Duration) (int, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -136,9 +142,15 @@ func probe(ctx context.Context, target string, timeout time.Duration) (int, stri
 		return 0, "", err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	if err != nil {
-		return resp.StatusCode, "", fmt.Errorf("%s: reading the answer: %w", target, err)
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		return resp.StatusCode, "", nil
 	}
-	return resp.StatusCode, string(body), nil
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		err = fmt.Errorf("the rest of the answer did not come within %v", timeout)
+	case err != nil:
+		err = fmt.Errorf("reading the rest of the answer: %w", err)
+	}
+	return resp.StatusCode, string(body), err
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,5 +122,53 @@ func TestHelpExitsZero(t *testing.T) {
 		if !bytes.Contains(errOut.Bytes(), []byte("usage: probe")) {
 			t.Errorf("%s: stderr %q holds no usage", arg, errOut.String())
 		}
+	}
+}
+
+// An answer whose status came but whose body did not, in time: the
+// status decides. A 2xx is healthy, its body unread (it is printed only on
+// failure); another status is reported as such, with what of the body
+// came, not as a timeout that hides it. The timeout is long enough for
+// the status to come on a loaded machine: only the body ever stalls.
+func TestStatusCameBodyStalled(t *testing.T) {
+	release := make(chan struct{})
+	stalled := func(status int) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Length", "100")
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte(`{"nats":`))
+			w.(http.Flusher).Flush()
+			<-release
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/ok", stalled(http.StatusOK))
+	mux.Handle("/down", stalled(http.StatusServiceUnavailable))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+
+	for _, tc := range []struct {
+		path        string
+		code        int
+		out, stderr string
+	}{
+		{"/ok", 0, "answered 200", ""},
+		{"/down", 1, "", `answered 503: {"nats": (the rest of the answer did not come within 1s)`},
+	} {
+		t.Run(strings.TrimPrefix(tc.path, "/"), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if got := run(ctx, []string{"-timeout", "1s", srv.URL + tc.path}, &out, &errOut); got != tc.code {
+				t.Fatalf("exit code %d, want %d (stdout %q, stderr %q)", got, tc.code, out.String(), errOut.String())
+			}
+			if !bytes.Contains(out.Bytes(), []byte(tc.out)) {
+				t.Errorf("stdout %q does not contain %q", out.String(), tc.out)
+			}
+			if !bytes.Contains(errOut.Bytes(), []byte(tc.stderr)) {
+				t.Errorf("stderr %q does not contain %q", errOut.String(), tc.stderr)
+			}
+		})
 	}
 }
