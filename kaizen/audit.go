@@ -523,9 +523,10 @@ func (a *Audit) Last() (hash string, lines uint64) {
 // error wrapping ErrAuditUnwritten, saying why, when one of them was not
 // written: refused for a reason of its own, observed after Shutdown, or
 // lost with the write that stopped the trail (the error then wraps Err
-// too). Otherwise, whatever the context, it cannot tell a refused
-// record of its caller's from another's, and returns Err: nil while the
-// trail goes on, though a record was refused.
+// too); and nil when each was written, though a later write stopped the
+// trail (Err tells of that). Otherwise, whatever the context, it cannot
+// tell a refused record of its caller's from another's, and returns Err:
+// nil while the trail goes on, though a record was refused.
 func (a *Audit) WaitWritten(ctx context.Context) error {
 	target := a.observed.Load()
 	track := trackOf(ctx)
@@ -556,10 +557,12 @@ func (a *Audit) WaitWritten(ctx context.Context) error {
 }
 
 // waited is what WaitWritten returns once the records it waited for are
-// settled: the error of those of track not written, if any, or Err.
+// settled: for a track that noted records of a, the error of those not
+// written, nil when each was (whatever later stopped the trail); else
+// Err.
 func (a *Audit) waited(track *writtenTrack) error {
 	if track != nil {
-		if _, _, err := track.of(a); err != nil {
+		if _, ok, err := track.of(a); ok {
 			return err
 		}
 	}

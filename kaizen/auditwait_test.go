@@ -428,3 +428,46 @@ func TestAuditWaitWrittenTrackedConcurrently(t *testing.T) {
 	require.NoError(t, a.Shutdown(context.Background()))
 	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
 }
+
+// TestAuditWaitWrittenReportsAWrittenRecordAfterTheTrailFailed: a
+// tracked record that was written is reported written, though a later
+// write stopped the trail before WaitWritten was called: the caller's
+// line is in the trail, and an error would say it is not. Err tells of
+// the failure; a record lost with it is reported not written.
+func TestAuditWaitWrittenReportsAWrittenRecordAfterTheTrailFailed(t *testing.T) {
+	w := &failingAfterWrites{ok: 1}
+	a, err := kaizen.NewAudit(w, kaizen.AuditOptions{OnUnwritten: func(tai.Record, error) {}})
+	require.NoError(t, err)
+	bg := context.Background()
+	written := kaizen.TrackWritten(bg)
+	a.Observe(written, tai.Record{ID: "written", Kind: "k"})
+	require.NoError(t, a.WaitWritten(written))
+
+	lost := kaizen.TrackWritten(bg)
+	a.Observe(lost, tai.Record{ID: "lost", Kind: "k"})
+	require.Error(t, a.Flush(bg), "the second write fails")
+	require.Error(t, a.Err())
+
+	require.NoError(t, a.WaitWritten(written), "its line was written before the trail failed")
+	assert.Contains(t, w.buf.String(), `"id":"written"`)
+	err = a.WaitWritten(lost)
+	require.ErrorIs(t, err, kaizen.ErrAuditUnwritten)
+	require.ErrorIs(t, err, a.Err())
+	assert.NotContains(t, w.buf.String(), `"id":"lost"`)
+	require.Error(t, a.Shutdown(bg))
+}
+
+// failingAfterWrites writes its first ok Writes and fails every later
+// one, writing nothing.
+type failingAfterWrites struct {
+	ok  int
+	buf bytes.Buffer
+}
+
+func (w *failingAfterWrites) Write(p []byte) (int, error) {
+	if w.ok == 0 {
+		return 0, errors.New("disk gone")
+	}
+	w.ok--
+	return w.buf.Write(p)
+}
