@@ -255,8 +255,19 @@ func writeMap(b *bytes.Buffer, name string, m map[string]string) {
 	}
 	fmt.Fprintf(b, "        %s:\n", name)
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		fmt.Fprintf(b, "          %s: %s\n", k, yamlString(m[k]))
+		fmt.Fprintf(b, "          %s: %s\n", yamlKey(k), yamlString(m[k]))
 	}
+}
+
+// yamlKey writes a label or annotation name as a YAML key: as it is, or
+// quoted where YAML would read it as a word of its own ("null", which
+// Prometheus drops with its value, or a boolean such as "on").
+func yamlKey(name string) string {
+	switch strings.ToLower(name) {
+	case "null", "true", "false", "yes", "no", "on", "off", "y", "n":
+		return yamlString(name)
+	}
+	return name
 }
 
 // yamlString quotes s as a YAML double-quoted scalar (a JSON string is

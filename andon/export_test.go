@@ -782,3 +782,34 @@ func TestPrometheusRulesWindowNotWholeMilliseconds(t *testing.T) {
 		Condition: andon.ErrorRate(stats, "payment", odd, 0.05), Expr: "vector(1) > 0"}}, andon.ExportOptions{}))
 	assert.NotContains(t, b.String(), "1m]")
 }
+
+// TestPromtoolKeepsLabelsNamedLikeYAMLWords proves that a label or
+// annotation whose name YAML reads as a word of its own (null, ~, a
+// boolean) reaches Prometheus under its name.
+func TestPromtoolKeepsLabelsNamedLikeYAMLWords(t *testing.T) {
+	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
+	dir := t.TempDir()
+	var b bytes.Buffer
+	require.NoError(t, andon.PrometheusRules(&b, "g", []andon.Rule{{Name: "Words", Severity: andon.Page,
+		Condition: newSwitch(), Expr: "vector(1)",
+		Labels:      map[string]string{"null": "a", "NULL": "b", "Null": "c", "true": "d", "off": "e", "yes": "f"},
+		Annotations: map[string]string{"null": "g", "False": "h"}}}, andon.ExportOptions{}))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), b.Bytes(), 0o600))
+	const test = `rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series: []
+    alert_rule_test:
+      - eval_time: 1m
+        alertname: Words
+        exp_alerts:
+          - exp_labels: {severity: page, "null": a, "NULL": b, "Null": c, "true": d, "off": e, "yes": f}
+            exp_annotations: {"null": g, "False": h, summary: "Words is 1"}
+`
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(test), 0o600))
+	cmd := exec.Command(promtool, "test", "rules", "test.yml")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
+}
