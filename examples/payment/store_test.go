@@ -435,3 +435,151 @@ func TestServiceConfirmsWhatItStoredWithoutARead(t *testing.T) {
 	c.mu.Unlock()
 	assert.False(t, inCur || inPrev, "the consumer took the charge's revision")
 }
+
+// Confirmations of one charge consumed at once, one by the compare-and-set
+// at the revision it was stored at and the others by reading it, confirm
+// it once.
+func TestPaymentRecordsConfirmConcurrentlyOnce(t *testing.T) {
+	ctx := context.Background()
+	js := startJS(t)
+	here, err := NewPaymentRecords(ctx, []jetstream.JetStream{js}, RecordOptions{})
+	require.NoError(t, err)
+	there, err := NewPaymentRecords(ctx, []jetstream.JetStream{js}, RecordOptions{})
+	require.NoError(t, err)
+	for range 5 {
+		id := "txn_" + tai.NewID()
+		charged := storedOf(t, id, StatusSuccess, 200)
+		_, err := here.Create(ctx, id, charged)
+		require.NoError(t, err)
+		firsts := make(chan bool, 4)
+		for i := range cap(firsts) {
+			r := here
+			if i%2 == 1 {
+				r = there
+			}
+			go func() {
+				first, err := r.Confirm(ctx, id, time.Now(), charged)
+				assert.NoError(t, err)
+				firsts <- first
+			}()
+		}
+		confirmed := 0
+		for range cap(firsts) {
+			if <-firsts {
+				confirmed++
+			}
+		}
+		assert.Equal(t, 1, confirmed, "%s confirmed once", id)
+	}
+}
+
+// A payment stored as anything but a charge is not confirmed by a
+// confirmation whose copy says it was charged.
+func TestPaymentRecordsConfirmRefusesWhatWasNotCharged(t *testing.T) {
+	r, ctx := newRecords(t, RecordOptions{}), context.Background()
+	id := "txn_" + tai.NewID()
+	failed := storedOf(t, id, StatusFailed, 502)
+	_, err := r.Create(ctx, id, failed)
+	require.NoError(t, err)
+	for _, copied := range []storedPayment{failed, storedOf(t, id, StatusSuccess, 200), {Code: failed.Code, Status: StatusSuccess, Response: failed.Response}} {
+		first, err := r.Confirm(ctx, id, time.Now(), copied)
+		require.ErrorIs(t, err, ErrNotCharged)
+		assert.False(t, first)
+	}
+	p, _, err := r.Get(ctx, id)
+	require.NoError(t, err)
+	assert.Nil(t, p.ConfirmedAt)
+	assert.Equal(t, StatusFailed, p.Status)
+
+	// A charge whose confirmation carries another status is confirmed as
+	// stored: a charge.
+	id = "txn_" + tai.NewID()
+	charged := storedOf(t, id, StatusSuccess, 200)
+	_, err = r.Create(ctx, id, charged)
+	require.NoError(t, err)
+	first, err := r.Confirm(ctx, id, time.Now(), storedPayment{Code: 502, Status: StatusFailed, Response: charged.Response})
+	require.NoError(t, err)
+	assert.True(t, first)
+	p, _, err = r.Get(ctx, id)
+	require.NoError(t, err)
+	assert.Equal(t, charged.Code, p.Code)
+	assert.Equal(t, StatusSuccess, p.Status)
+	assert.NotNil(t, p.ConfirmedAt)
+}
+
+// A copy confirmed already, or unlike the charge stored in its code, is
+// not stored in the charge's place.
+func TestPaymentRecordsConfirmKeepsTheStoredCode(t *testing.T) {
+	r, ctx := newRecords(t, RecordOptions{}), context.Background()
+	early := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, forge := range []func(*storedPayment){
+		func(p *storedPayment) { p.Code = 201 },
+		func(p *storedPayment) { p.ConfirmedAt = &early },
+		func(p *storedPayment) { p.Code, p.ConfirmedAt = 201, &early },
+	} {
+		id := "txn_" + tai.NewID()
+		charged := storedOf(t, id, StatusSuccess, 200)
+		_, err := r.Create(ctx, id, charged)
+		require.NoError(t, err)
+		forged := charged
+		forge(&forged)
+		first, err := r.Confirm(ctx, id, time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), forged)
+		require.NoError(t, err)
+		assert.True(t, first, "the stored charge was not confirmed yet")
+		p, _, err := r.Get(ctx, id)
+		require.NoError(t, err)
+		assert.Equal(t, 200, p.Code)
+		require.NotNil(t, p.ConfirmedAt)
+		assert.Equal(t, 2026, p.ConfirmedAt.Year(), "confirmed when consumed, not when the copy says")
+		assert.JSONEq(t, string(charged.Response), string(p.Response))
+	}
+}
+
+// A charge whose confirmation overtook it is stored by the confirmation;
+// Create, finding it there, returns it and remembers no revision of its
+// own, and the confirmation consumed again is a duplicate.
+func TestPaymentRecordsCreateAfterItsConfirmation(t *testing.T) {
+	ctx := context.Background()
+	js := startJS(t)
+	here, err := NewPaymentRecords(ctx, []jetstream.JetStream{js}, RecordOptions{})
+	require.NoError(t, err)
+	there, err := NewPaymentRecords(ctx, []jetstream.JetStream{js}, RecordOptions{})
+	require.NoError(t, err)
+	id := "txn_" + tai.NewID()
+	charged := storedOf(t, id, StatusSuccess, 200)
+	first, err := there.Confirm(ctx, id, time.Now(), charged)
+	require.NoError(t, err)
+	require.True(t, first)
+	stored, err := here.Create(ctx, id, charged)
+	require.NoError(t, err)
+	require.NotNil(t, stored.ConfirmedAt, "the record the confirmation stored")
+	_, ok := here.created.take(id, charged)
+	assert.False(t, ok, "no revision is remembered for a record Create did not store")
+	again, err := here.Confirm(ctx, id, time.Now(), charged)
+	require.NoError(t, err)
+	assert.False(t, again)
+}
+
+// A charge whose record is gone since this process stored it — its bucket
+// deleted and made again — is stored from its confirmation's copy.
+func TestPaymentRecordsConfirmAfterTheBucketIsMadeAgain(t *testing.T) {
+	ctx := context.Background()
+	js := startJS(t)
+	here, err := NewPaymentRecords(ctx, []jetstream.JetStream{js}, RecordOptions{})
+	require.NoError(t, err)
+	id := "txn_" + tai.NewID()
+	charged := storedOf(t, id, StatusSuccess, 200)
+	_, err = here.Create(ctx, id, charged)
+	require.NoError(t, err)
+	require.NoError(t, js.DeleteKeyValue(ctx, "payments"))
+	again, err := NewPaymentRecords(ctx, []jetstream.JetStream{js}, RecordOptions{})
+	require.NoError(t, err)
+	first, err := here.Confirm(ctx, id, time.Now(), charged)
+	require.NoError(t, err)
+	assert.True(t, first)
+	p, found, err := again.Get(ctx, id)
+	require.NoError(t, err)
+	require.True(t, found)
+	assert.NotNil(t, p.ConfirmedAt)
+	assert.JSONEq(t, string(charged.Response), string(p.Response))
+}

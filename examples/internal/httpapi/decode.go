@@ -72,7 +72,16 @@ func CheckContentType(ct string) error {
 // ",string" takes its value inside a JSON string ("5"), as encoding/json
 // reads it, and a []byte field a base64 string.
 func Decode(data []byte, v any) error {
-	err := check(&plainTokens{data: data, stack: make([]byte, 0, 8)}, data, v)
+	return decode(data, v, true)
+}
+
+// decode is Decode; plain says whether its first pass tries plainTokens
+// before a json.Decoder.
+func decode(data []byte, v any, plain bool) error {
+	err := errNotPlain
+	if plain {
+		err = check(&plainTokens{data: data, stack: make([]byte, 0, 8)}, data, v)
+	}
 	if err == errNotPlain {
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.UseNumber() // the first pass judges numbers against their fields
