@@ -81,8 +81,13 @@ func TestPaymentRecordsCreateAndGet(t *testing.T) {
 	assert.Equal(t, 200, got.Code)
 }
 
+// A charge is confirmed once. Stored by this process, it is confirmed,
+// when its confirmation is consumed here, by a compare-and-set at the
+// revision it was stored at: without reading it first.
 func TestPaymentRecordsConfirmOnce(t *testing.T) {
 	r, ctx := newRecords(t, RecordOptions{}), context.Background()
+	counted := &countingKV{KeyValue: r.kv.kvs[0]}
+	r.kv.kvs = []jetstream.KeyValue{counted}
 	at := time.Date(2026, 11, 28, 10, 0, 0, 123, time.UTC)
 	id := "txn_" + tai.NewID()
 	charged := storedOf(t, id, StatusSuccess, 200)
@@ -92,6 +97,7 @@ func TestPaymentRecordsConfirmOnce(t *testing.T) {
 	first, err := r.Confirm(ctx, id, at, charged)
 	require.NoError(t, err)
 	assert.True(t, first)
+	assert.Zero(t, counted.gets.Load(), "confirmed without a read")
 	again, err := r.Confirm(ctx, id, at.Add(time.Hour), charged)
 	require.NoError(t, err)
 	assert.False(t, again, "a second confirmation is a duplicate")
@@ -101,6 +107,7 @@ func TestPaymentRecordsConfirmOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, rec.Confirmed)
 	assert.True(t, at.Equal(*rec.ConfirmedAt), "the first confirmation counts: %v", rec.ConfirmedAt)
+	assert.Equal(t, 12.5, rec.Amount)
 }
 
 // A confirmation whose record is missing (its process died between the
@@ -324,35 +331,6 @@ func TestPaymentRecordsGetCutShortOnALaggingReplicaFails(t *testing.T) {
 	_, found, err := r.Get(ended, id)
 	require.ErrorIs(t, err, context.Canceled)
 	assert.False(t, found)
-}
-
-// A charge stored by this process is confirmed, when its confirmation is
-// consumed here, by a compare-and-set at the revision it was stored at:
-// without reading it first.
-func TestPaymentRecordsConfirmWhatItStoredWithoutARead(t *testing.T) {
-	r, ctx := newRecords(t, RecordOptions{}), context.Background()
-	counted := &countingKV{KeyValue: r.kv.kvs[0]}
-	r.kv.kvs = []jetstream.KeyValue{counted}
-	id := "txn_" + tai.NewID()
-	charged := storedOf(t, id, StatusSuccess, 200)
-	_, err := r.Create(ctx, id, charged)
-	require.NoError(t, err)
-	at := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
-	first, err := r.Confirm(ctx, id, at, charged)
-	require.NoError(t, err)
-	assert.True(t, first)
-	assert.Zero(t, counted.gets.Load(), "confirmed without a read")
-
-	again, err := r.Confirm(ctx, id, at.Add(time.Hour), charged)
-	require.NoError(t, err)
-	assert.False(t, again, "a second confirmation is a duplicate")
-	p, _, err := r.Get(ctx, id)
-	require.NoError(t, err)
-	rec, err := p.record()
-	require.NoError(t, err)
-	require.True(t, rec.Confirmed)
-	assert.True(t, at.Equal(*rec.ConfirmedAt), "the first confirmation counts: %v", rec.ConfirmedAt)
-	assert.Equal(t, 12.5, rec.Amount)
 }
 
 // A record changed since this process stored it — confirmed by another
