@@ -33,7 +33,8 @@ type BoardOptions struct {
 	// Prefix is the path the board is served under, such as "/andon":
 	// the page at Prefix+"/", its JSON at Prefix+"/api/state". Empty means
 	// the root. It must start with "/", not end with one, and be a clean
-	// path (no "//", "." or ".." segment).
+	// path (no "//", "." or ".." segment), given unescaped: no '%', no
+	// control character, none of "{}#?" nor a space.
 	Prefix string
 	// Title heads the page. Empty means "Andon".
 	Title string
@@ -180,6 +181,15 @@ func NewBoard(ev *Evaluator, opts BoardOptions) (*Board, error) {
 		// ServeMux would read them as a wildcard, a method or a host
 		// separator; a request path never holds a # or ?.
 		return nil, fmt.Errorf("andon: BoardOptions.Prefix %q must not hold any of {, }, #, ? or a space", opts.Prefix)
+	}
+	// The ServeMux reads an escape in a pattern as the character it
+	// stands for ("/ops%20x" would serve "/ops x"), and a bare '%' makes
+	// the page's links no URL.
+	if strings.Contains(opts.Prefix, "%") {
+		return nil, fmt.Errorf("andon: BoardOptions.Prefix %q holds a '%%': give the path unescaped", opts.Prefix)
+	}
+	if strings.ContainsFunc(opts.Prefix, unicode.IsControl) {
+		return nil, fmt.Errorf("andon: BoardOptions.Prefix %q must not hold a control character", opts.Prefix)
 	}
 	if opts.Prefix != "" && path.Clean(opts.Prefix) != opts.Prefix {
 		// A request's path is cleaned before it is matched, so the board

@@ -432,6 +432,13 @@ func TestBoardOptionsValidation(t *testing.T) {
 		{andon.BoardOptions{Prefix: "/andon/."}, `BoardOptions.Prefix "/andon/." must be a clean path`},
 		{andon.BoardOptions{Prefix: "/{team}"}, `BoardOptions.Prefix "/{team}" must not hold any of {, }, #, ? or a space`},
 		{andon.BoardOptions{Prefix: "/ops board"}, `BoardOptions.Prefix "/ops board" must not hold any of {, }, #, ? or a space`},
+		// The ServeMux reads an escape as the character it stands for,
+		// and a bare '%' made the page's links no URL; a control
+		// character can be in no request's path.
+		{andon.BoardOptions{Prefix: "/a%"}, `BoardOptions.Prefix "/a%" holds a '%': give the path unescaped`},
+		{andon.BoardOptions{Prefix: "/ops%20board"}, `BoardOptions.Prefix "/ops%20board" holds a '%'`},
+		{andon.BoardOptions{Prefix: "/ops\x01"}, `BoardOptions.Prefix "/ops\x01" must not hold a control character`},
+		{andon.BoardOptions{Prefix: "/ops\u0085"}, `BoardOptions.Prefix "/ops\u0085" must not hold a control character`},
 		{andon.BoardOptions{Refresh: time.Millisecond}, "BoardOptions.Refresh 1ms is below 100ms"},
 		{andon.BoardOptions{Lines: []andon.Line{nil}}, "BoardOptions.Lines[0] is nil"},
 		{andon.BoardOptions{TrustedOrigins: []string{"not a url"}}, "BoardOptions.TrustedOrigins"},

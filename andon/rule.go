@@ -57,6 +57,9 @@ type Rule struct {
 	// Description is a longer text, a template like Summary. Optional.
 	Description string
 	// RunbookURL links to what to do; it is the "runbook_url" annotation.
+	// The Board links it when it is an http or https URL (the scheme in
+	// any case) or a path beginning with "/"; it shows no link for any
+	// other (javascript:, data:, a relative path).
 	RunbookURL string
 	// Annotations are further annotations, each a template like Summary.
 	Annotations map[string]string

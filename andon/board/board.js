@@ -109,7 +109,9 @@
     if (r.since) meta.push(since(r.since));
     if (r.unit !== "state") meta.push(el("span", { text: (meta.length ? " · " : "") + r.samples + " samples" }));
     if (r.last_error) meta.push(el("span", { text: " · " + r.last_error }));
-    if (r.runbook_url && /^https?:\/\//.test(r.runbook_url)) {
+    // An http(s) URL, the scheme in any case, or a path of this site:
+    // never another scheme (javascript:, data:).
+    if (r.runbook_url && /^(https?:\/\/|\/)/i.test(r.runbook_url)) {
       meta.push(document.createTextNode(" · "));
       meta.push(el("a", { href: r.runbook_url, rel: "noopener noreferrer", target: "_blank", text: "runbook" }));
     }

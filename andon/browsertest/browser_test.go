@@ -572,3 +572,43 @@ func serveBoard(t *testing.T, ev *andon.Evaluator, opts andon.BoardOptions) *htt
 	})
 	return srv
 }
+
+// TestBoardLinksRunbooks: a rule's runbook is linked when its URL is
+// http or https, the scheme in any case ("HTTPS://…" was shown without
+// its link), or a path on the board's own site ("/runbooks/x"); a URL of
+// another scheme (javascript:, data:) or a relative one is never a link.
+func TestBoardLinksRunbooks(t *testing.T) {
+	runbooks := map[string]string{
+		"Lower":      "https://runbooks.example/lower",
+		"Upper":      "HTTPS://runbooks.example/upper",
+		"Mixed":      "Http://runbooks.example/mixed",
+		"SameSite":   "/runbooks/same-site",
+		"Script":     "javascript:window.pwned=1",
+		"ScriptCase": "JavaScript:window.pwned=1",
+		"Data":       "data:text/html,<b>x</b>",
+		"Relative":   "runbooks/relative",
+		"SiteOf":     "//runbooks.example/protocol-relative",
+	}
+	linked := map[string]bool{"Lower": true, "Upper": true, "Mixed": true, "SameSite": true, "SiteOf": true}
+	var rules []andon.Rule
+	for name, url := range runbooks {
+		rules = append(rules, andon.Rule{Name: name, Severity: andon.Ticket, Condition: &switchCond{}, RunbookURL: url})
+	}
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: rules})
+	require.NoError(t, err)
+	srv := serveBoard(t, ev, andon.BoardOptions{})
+	ctx, thrown := browser(t, 60*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`article[data-rule="Lower"]`))))
+	for name, url := range runbooks {
+		href, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+			`(function (a) { return a ? a.getAttribute("href") : ""; })(document.querySelector('article[data-rule="`+name+`"] a'))`))
+		require.NoError(t, err, name)
+		if linked[name] {
+			assert.Equal(t, url, href, "%s: %s is linked", name, url)
+		} else {
+			assert.Empty(t, href, "%s: %s is not linked", name, url)
+		}
+	}
+	assert.Empty(t, thrown(), "no error on the page")
+}

@@ -171,7 +171,9 @@ func (h *Handler) AddQueue(name string, q kanban.DeadLetterStore) error {
 
 // ServeHTTP serves the API. A path it does not serve is answered 404
 // and a method its path does not take 405 (with Allow), in the JSON
-// error shape as every other error.
+// error shape as every other error. A store that panics (one of the
+// program's own) is answered 500 (internal_error), the panic logged with
+// its stack.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
@@ -368,10 +370,52 @@ func (h *Handler) queue(r *http.Request) (string, kanban.DeadLetterStore, error)
 	return name, q, nil
 }
 
+// answerWriter notes whether the answer has begun.
+type answerWriter struct {
+	http.ResponseWriter
+	begun bool
+}
+
+func (w *answerWriter) WriteHeader(code int) {
+	w.begun = true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *answerWriter) Write(b []byte) (int, error) {
+	w.begun = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap returns the ResponseWriter w wraps, for http.ResponseController.
+func (w *answerWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// recoverPanic, deferred, answers a panic of the request (a store of the
+// program's own that panics) 500 in the JSON error shape and logs it with
+// its stack, which the answer leaves out. One that comes once the answer
+// has begun aborts it (http.ErrAbortHandler): the client is not to take
+// an answer cut short for a whole one. http.ErrAbortHandler itself goes
+// on as it is.
+func (h *Handler) recoverPanic(w *answerWriter, r *http.Request) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler {
+		panic(v)
+	}
+	h.log.Error("kanbanhttp: a request panicked", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+	if w.begun {
+		panic(http.ErrAbortHandler)
+	}
+	fail(w, &apiError{http.StatusInternalServerError, "internal_error", "the request failed; the service's log has the detail"}, nil)
+}
+
 type endpoint func(w http.ResponseWriter, r *http.Request, name string, q kanban.DeadLetterStore) error
 
 func (h *Handler) read(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		w := &answerWriter{ResponseWriter: rw}
+		defer h.recoverPanic(w, r)
 		err := h.authorize(r, false)
 		if err == nil {
 			err = f(w, r)
@@ -383,7 +427,9 @@ func (h *Handler) read(f func(w http.ResponseWriter, r *http.Request) error) htt
 }
 
 func (h *Handler) mutate(f endpoint) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		w := &answerWriter{ResponseWriter: rw}
+		defer h.recoverPanic(w, r)
 		if err := h.csrf.Check(r); err != nil {
 			fail(w, &apiError{http.StatusForbidden, "cross_origin", err.Error()}, nil)
 			return

@@ -834,3 +834,44 @@ func TestListQueuesSurvivesABacklogThatPanics(t *testing.T) {
 	assert.EqualValues(t, 2, good["backlog"].(map[string]any)["dead_letters"])
 	assert.Contains(t, logged.String(), "backlog bug")
 }
+
+// panickingStore is a dead-letter store of a program's own whose every
+// listing, redrive and delete panics.
+type panickingStore struct{ *kanban.Memory[order] }
+
+func (panickingStore) ListDeadLetters(context.Context, kanban.DeadLetterQuery) (kanban.DeadLetterPage, error) {
+	panic("list bug")
+}
+func (panickingStore) RedriveDeadLetters(context.Context, kanban.DeadLetterFilter) (int, error) {
+	panic("redrive bug")
+}
+func (panickingStore) DeleteDeadLetters(context.Context, kanban.DeadLetterFilter) (int, error) {
+	panic("delete bug")
+}
+
+// A store that panics on a listing, a redrive or a delete is answered
+// 500 in the JSON error shape, the panic logged with its stack and not
+// shown: the panic ended the request, and the client read a connection
+// cut off (or, through a recorder, a 200 with no body).
+func TestStoreThatPanicsIsAnswered500(t *testing.T) {
+	var logged bytes.Buffer
+	_, s := newServer(t, kanbanhttp.Options{Token: token, Logger: slog.New(slog.NewTextHandler(&logged, nil))},
+		map[string]kanban.DeadLetterStore{"orders": panickingStore{deadQueue(t, 0, 1)}})
+	for _, c := range []struct{ method, target, body, bug string }{
+		{"GET", "/queues/orders/deadletters", "", "list bug"},
+		{"GET", "/queues/orders/deadletters?seq=1", "", "list bug"},
+		{"POST", "/queues/orders/deadletters/redrive", `{"all":true}`, "redrive bug"},
+		{"POST", "/queues/orders/deadletters/1/redrive", "", "redrive bug"},
+		{"DELETE", "/queues/orders/deadletters?all=true", "", "delete bug"},
+		{"DELETE", "/queues/orders/deadletters/1", "", "delete bug"},
+	} {
+		logged.Reset()
+		var r response
+		require.NotPanics(t, func() { r = s.do(c.method, c.target, c.body, bearer...) }, "%s %s", c.method, c.target)
+		assert.Equal(t, http.StatusInternalServerError, r.status, "%s %s: %s", c.method, c.target, r.raw)
+		assert.Equal(t, "internal_error", r.code(), "%s %s", c.method, c.target)
+		assert.NotContains(t, string(r.raw), "bug", "%s %s", c.method, c.target)
+		assert.Contains(t, logged.String(), c.bug, "%s %s", c.method, c.target)
+		assert.Contains(t, logged.String(), "goroutine", "%s %s: the stack is logged", c.method, c.target)
+	}
+}
