@@ -57,6 +57,14 @@ func TestProbe(t *testing.T) {
 		{"a token in the URL", []string{"http://t0ken@" + srv.Listener.Addr().String() + "/ok"}, 2, "", "carries credentials"},
 		{"credentials in a URL not http", []string{"https://admin:s3cret@localhost/ok"}, 2, "", "carries credentials"},
 		{"credentials in a bad URL", []string{"http://admin:s3cret@localhost:port/ok"}, 2, "", "URL is not valid: invalid port"},
+		// A query's values and a fragment are sent (the fragment not)
+		// but never printed: a token may ride there.
+		{"a token in the query", []string{srv.URL + "/ok?token=s3cret&x"}, 0, "/ok?token=xxxxx&xxxxx answered 200", ""},
+		{"a token in the query, a 503", []string{srv.URL + "/down?token=s3cret"}, 1, "", "/down?token=xxxxx answered 503"},
+		{"a token in the query, nothing listening", []string{closed + "?token=s3cret"}, 1, "", "/healthz?token=xxxxx"},
+		{"a token in the query, no answer in time", []string{"-timeout", "50ms", srv.URL + "/stuck?token=s3cret"}, 1, "", "no answer within 50ms"},
+		{"a token in the fragment", []string{srv.URL + "/ok#s3cret"}, 0, "/ok#xxxxx answered 200", ""},
+		{"a token in the query of a URL not http", []string{"ftp://localhost/?token=s3cret"}, 2, "", "is not http://host"},
 		{"bad timeout", []string{"-timeout", "0s", srv.URL + "/ok"}, 2, "", "must be positive"},
 		{"unknown flag", []string{"-x", srv.URL}, 2, "", "flag provided but not defined"},
 	} {
