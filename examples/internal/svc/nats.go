@@ -135,7 +135,8 @@ func CloseConn(nc *nats.Conn) func(context.Context) error {
 
 // RedactURL hides a URL's password (and a user name alone, which a token
 // is in a nats:// URL) and the values of its query, where a proxy's token
-// may be ("?token=..."); a string that is not a URL is hidden whole. NATS
+// may be ("?token=..."), and so is a fragment; a string that is not a URL
+// is hidden whole. NATS
 // takes a comma-separated list; each is redacted. One without a scheme
 // ("user:pass@host:4222"), which nats.Connect reads as nats://, is
 // redacted as that URL, and shown without the scheme. The user
@@ -173,6 +174,9 @@ func RedactURL(raw string) string {
 			continue
 		}
 		u.RawQuery = redactQuery(u.RawQuery)
+		if u.Fragment != "" {
+			u.Fragment, u.RawFragment = "xxxxx", ""
+		}
 		out = append(out, strings.TrimPrefix(u.String(), implicit))
 	}
 	return strings.Join(out, ",")

@@ -310,6 +310,10 @@ func TestRedactURLSecretWithReservedCharacters(t *testing.T) {
 		"redis://u:p@ss/w@rd@h:6379":          "redis://u:xxxxx@h:6379",
 		"nats://a:b@h1:4222,nats://tok/en@h2": "nats://a:xxxxx@h1:4222,nats://xxxxx@h2",
 		"nats://nats-1:4222/":                 "nats://nats-1:4222/",
+		// A fragment is hidden as a query's values are: a token put
+		// there by mistake was shown whole.
+		"http://prom:9090/#tok-abcd": "http://prom:9090/#xxxxx",
+		"http://prom:9090/?a=abcd#":  "http://prom:9090/?a=xxxxx",
 	} {
 		got := svc.RedactURL(in)
 		assert.Equal(t, want, got, in)
@@ -636,7 +640,9 @@ func TestRedactURLHidesTheQuery(t *testing.T) {
 		"http://am:9093/?a=&token=s3cret%zz":               "http://am:9093/?a=&token=xxxxx",
 		"nats://h1:4222?token=s3cret,nats://h2:4222":       "nats://h1:4222?token=xxxxx,nats://h2:4222",
 		"http://am:9093/path?":                             "http://am:9093/path?",
-		"http://am:9093/#section":                          "http://am:9093/#section",
+		// A fragment is never sent, but may hold a token all the same
+		// (#access_token=…): it is hidden whole.
+		"http://am:9093/#section": "http://am:9093/#xxxxx",
 	} {
 		got := svc.RedactURL(in)
 		assert.Equal(t, want, got, in)
