@@ -204,8 +204,11 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, closeService 
 	if !served {
 		// A stop before srv.Serve took the listener leaves it to
 		// srv.Serve to close, as it returns at once: the port is given
-		// back before the service closes, as it is otherwise.
-		<-serveErr
+		// back before the service closes, as it is otherwise. A failure
+		// of serving that came as ctx ended is returned as any other.
+		if sErr := <-serveErr; !errors.Is(sErr, http.ErrServerClosed) {
+			err = errors.Join(sErr, err)
+		}
 	}
 	closeCtx, cancelClose := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancelClose()

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -726,4 +727,52 @@ func TestServeClosesTheServiceAfterTheRequestsOfAServerClosedElsewhere(t *testin
 		assert.Error(t, <-got, "the request cut off has no answer")
 		client.CloseIdleConnections()
 	})
+}
+
+// brokenListener's Accept fails, for good, once ctx has ended; closed is
+// closed when it is closed (srv.Serve closes it as it returns).
+type brokenListener struct {
+	ctx    context.Context
+	once   sync.Once
+	closed chan struct{}
+}
+
+var errAcceptBroke = errors.New("accept broke")
+
+func (l *brokenListener) Accept() (net.Conn, error) {
+	<-l.ctx.Done()
+	return nil, errAcceptBroke
+}
+func (l *brokenListener) Close() error   { l.once.Do(func() { close(l.closed) }); return nil }
+func (l *brokenListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+// waitOnShutdown is a log handler whose "shutting down" waits until
+// served is closed: srv.Serve has returned by the time Serve stops srv.
+type waitOnShutdown struct {
+	slog.Handler
+	served <-chan struct{}
+}
+
+func (waitOnShutdown) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h waitOnShutdown) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "shutting down" {
+		<-h.served
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// Serving that fails as ctx ends (the listener broke) is returned,
+// whichever of the two Serve saw first: when it saw ctx's end, the
+// failure, read once the server had stopped, was dropped.
+func TestServeReturnsAFailureThatCameAsCtxEnded(t *testing.T) {
+	for range 30 {
+		ctx, cancel := context.WithCancel(context.Background())
+		ln := &brokenListener{ctx: ctx, closed: make(chan struct{})}
+		srv := &http.Server{Handler: http.NotFoundHandler()}
+		log := slog.New(waitOnShutdown{Handler: slog.DiscardHandler, served: ln.closed})
+		cancel()
+		err := svc.Serve(ctx, srv, ln, func(context.Context) error { return nil }, log)
+		require.ErrorIs(t, err, errAcceptBroke)
+	}
 }
