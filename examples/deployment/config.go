@@ -73,10 +73,18 @@ type Config struct {
 
 	Workers        int           // rollouts running at once in this process (one per service/region)
 	RequestTimeout time.Duration // how long a waiting POST /deploy waits before answering 202
-	PrintRules     bool
-	OTLPEndpoint   svc.URL // export traces over OTLP/HTTP here; "" keeps them in the process
-	Instance       string
-	LogLevel       string
+	// RolloutLease is how long a region's rollout stays with its replica
+	// without word from it: the rollout queue's AckWait, extended every
+	// third of it while the rollout runs. A replica that dies or is cut
+	// off from NATS for longer loses its rollouts to another, which rolls
+	// them back. On a JetStream cluster a third of it must outlast a
+	// leader election (see clusterRolloutLease). Every replica sharing the
+	// queue takes the same: the last to start sets it for all.
+	RolloutLease time.Duration
+	PrintRules   bool
+	OTLPEndpoint svc.URL // export traces over OTLP/HTTP here; "" keeps them in the process
+	Instance     string
+	LogLevel     string
 
 	// Set by tests, not by flags: also receives every span.
 	TraceProcessor sdktrace.SpanProcessor
@@ -113,6 +121,30 @@ type Window struct {
 func (w Window) Contains(t time.Time) bool {
 	return !t.Before(w.From) && t.Before(w.To)
 }
+
+// The rollout lease's defaults (-rollout-lease 0): soloRolloutLease where
+// each stream and bucket is on one server (-nats-replicas 1), and
+// clusterRolloutLease where they are replicated. A JetStream cluster
+// elects a new leader for a group whose leader was lost within 4 to 9 s
+// (the servers' election timeout), and the extensions of the rollouts'
+// leases sent meanwhile are lost. A lease is extended every third of it,
+// the first time up to two thirds of it after the rollout was taken up,
+// so it outlasts an outage of its queue's consumer a third of its length
+// long whenever the outage comes: at 45 s, 15 s, and an election is well
+// within it. At 10 s, the lease lapsed in such elections, and a healthy
+// rollout was handed to another replica and rolled back. A single server
+// holds no elections, and a rollout cut off there (by a crash, or by a
+// shutdown whose release of it the server did not store) is taken up
+// again by the next start at most 10 s after it was last extended.
+const (
+	soloRolloutLease    = 10 * time.Second
+	clusterRolloutLease = 45 * time.Second
+)
+
+// minRolloutLease is the shortest -rollout-lease: a run rereads its record
+// before a move of the fleet when recheckAfter has passed since it last
+// read or wrote it, which must come well within a lease.
+const minRolloutLease = 3 * recheckAfter
 
 // The demo profile: short bakes so a person sees a rollout finish in
 // seconds. The production profile is the reference's: a five-minute
@@ -152,6 +184,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.RulesInterval, "rules-interval", envDur("RULES_INTERVAL", 5*time.Second), "how often the -rules files are read for changes (RULES_INTERVAL)")
 	fs.IntVar(&c.Workers, "workers", envInt("WORKERS", 64), "rollouts running at once in this process, never two for one service and region (WORKERS)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", envDur("REQUEST_TIMEOUT", 5*time.Minute), "how long POST /deploy waits for the end before answering 202 IN_PROGRESS (REQUEST_TIMEOUT)")
+	fs.DurationVar(&c.RolloutLease, "rollout-lease", envDur("ROLLOUT_LEASE", 0), "how long a rollout stays with a replica that has gone silent (dead, or cut off from NATS) before another takes it up and rolls it back, 3s to 1h, the same on every replica; on a cluster a third of it must outlast a NATS leader election (up to 9 s); 0 takes 10s with -nats-replicas 1, 45s with more (ROLLOUT_LEASE)")
 	svc.URLVar(fs, &c.OTLPEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "export traces over OTLP/HTTP to this endpoint (a Jaeger or a collector); off when empty (OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.BoolVar(&c.PrintRules, "print-rules", false, "print the alert rules as a Prometheus rule file and exit")
 	host, _ := os.Hostname()
@@ -173,6 +206,12 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		c.Interval = 500 * time.Millisecond
 		if !*demo {
 			c.Interval = 10 * time.Second
+		}
+	}
+	if c.RolloutLease == 0 {
+		c.RolloutLease = soloRolloutLease
+		if c.NATSReplicas > 1 {
+			c.RolloutLease = clusterRolloutLease
 		}
 	}
 	var err error
@@ -253,6 +292,9 @@ func (c *Config) validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("-request-timeout %v must be positive", c.RequestTimeout))
+	}
+	if c.RolloutLease < minRolloutLease || c.RolloutLease > time.Hour {
+		errs = append(errs, fmt.Errorf("-rollout-lease %v is not in [%v, 1h]", c.RolloutLease, minRolloutLease))
 	}
 	if !svc.ValidInstance(c.Instance) {
 		errs = append(errs, fmt.Errorf("-instance %q must be 1 to 200 letters, digits, '_', '-' or '.', not beginning with '.', nor ending with one or holding \"..\" (it names the audit trail's file in -data-dir)", clip(c.Instance)))

@@ -90,6 +90,13 @@ func TestParseConfigRefusals(t *testing.T) {
 		{[]string{"-instance", "eu/1"}, nil, `-instance "eu/1" must be 1 to 200 letters, digits, '_', '-' or '.'`},
 		{[]string{"-instance", "../x"}, nil, `-instance "../x" must be 1 to 200 letters, digits, '_', '-' or '.'`},
 		{nil, map[string]string{"INSTANCE": "a b"}, `-instance "a b" must be 1 to 200 letters, digits, '_', '-' or '.'`},
+		// A lease within which a run rereads its record before a move
+		// of the fleet (recheckAfter) many times over, and not days.
+		{[]string{"-rollout-lease", "2999ms"}, nil, "-rollout-lease 2.999s is not in [3s, 1h]"},
+		{[]string{"-rollout-lease", "1ns"}, nil, "-rollout-lease 1ns is not in [3s, 1h]"},
+		{nil, map[string]string{"ROLLOUT_LEASE": "-45s"}, "-rollout-lease -45s is not in [3s, 1h]"},
+		{[]string{"-rollout-lease", "1h0m1s"}, nil, "-rollout-lease 1h0m1s is not in [3s, 1h]"},
+		{nil, map[string]string{"ROLLOUT_LEASE": "long"}, `ROLLOUT_LEASE="long" is not a duration`},
 	} {
 		_, err := parseConfig(append([]string{"-data-dir", t.TempDir()}, tc.args...), func(k string) string { return tc.env[k] })
 		require.Error(t, err, "%v %v", tc.args, tc.env)
@@ -99,6 +106,20 @@ func TestParseConfigRefusals(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 3, c.NATSReplicas)
 	assert.Equal(t, "127.0.0.1:3002", c.Addr, "loopback without a token")
+	assert.Equal(t, 45*time.Second, c.RolloutLease, "on a cluster, the lease outlasts an election")
+	// The rollout queue's AckWait is the lease.
+	assert.Equal(t, 45*time.Second, (&Service{cfg: c}).queueOptions().AckWait)
+	c, err = parseConfig([]string{"-data-dir", t.TempDir(), "-rollout-lease", "0"}, func(string) string { return "" })
+	require.NoError(t, err)
+	assert.Equal(t, 10*time.Second, c.RolloutLease, "on one server, which holds no elections")
+	c, err = parseConfig([]string{"-data-dir", t.TempDir(), "-nats-url", "nats://127.0.0.1:4222", "-nats-replicas", "5", "-rollout-lease", "20s"}, func(string) string { return "" })
+	require.NoError(t, err)
+	assert.Equal(t, 20*time.Second, c.RolloutLease, "as given")
+	for _, lease := range []time.Duration{3 * time.Second, time.Hour} {
+		c, err = parseConfig([]string{"-data-dir", t.TempDir(), "-rollout-lease", lease.String()}, func(string) string { return "" })
+		require.NoError(t, err, lease)
+		assert.Equal(t, lease, c.RolloutLease)
+	}
 	c, err = parseConfig([]string{"-data-dir", t.TempDir(), "-stages", "pre_check:1:1s,batch-b:5:1s,wave-2:50:1s,abcdefghijklmnopqrstuvwxyz012345:100:0s"}, func(string) string { return "" })
 	require.NoError(t, err)
 	assert.Len(t, c.Stages, 4)

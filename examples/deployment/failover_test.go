@@ -191,3 +191,66 @@ func TestWaveSurvivesNATSFailover(t *testing.T) {
 	}
 	t.Logf("%d of %d ends in the trails", endedOnce, len(ids))
 }
+
+// TestRolloutOutlivesALongElection: the node leading the rollout queue's
+// consumer and one more are killed just after a rollout was taken up,
+// and started again ten seconds later. The consumer has no leader until
+// they are back (11 s or more): the extensions of the rollout's lease
+// sent meanwhile are lost, as in the longest election that losing one
+// node of three makes (the servers elect a leader 4 to 9 s after losing
+// one). The lease (45 s on a cluster, extended first 15 to 30 s after the
+// rollout was taken up, then every 15 s) outlasts it: the rollout is not delivered
+// again, and succeeds. With the lease at 10 s (the queue's AckWait), it
+// lapsed: the rollout was delivered again, and another replica taking it
+// up rolled it back as cut off by a restart.
+func TestRolloutOutlivesALongElection(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-node NATS cluster")
+	}
+	nodes := svctest.StartNATSCluster(t, svctest.NATSServerBinary(t, ".."), 3)
+	ts := startServiceWith(t, t.TempDir(), nil, "-nats-url", svctest.ClientURLs(nodes), "-nats-replicas", "3",
+		"-stages", "canary:5:30s,prod:100:0s", "-health-interval", "100ms", "-min-requests", "0")
+	id := deploy(t, ts.URL, map[string]any{"service": "checkout", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	takenUp := time.Now()
+
+	var leader *svctest.NATSNode
+	require.Eventually(t, func() bool { leader = svctest.ConsumerLeader(nodes, queueStream, "rollouts"); return leader != nil },
+		30*time.Second, 50*time.Millisecond, "a node leads the rollouts consumer")
+	down := []*svctest.NATSNode{leader}
+	for _, n := range nodes {
+		if n != leader {
+			down = append(down, n)
+			break
+		}
+	}
+	for _, n := range down {
+		n.Kill()
+	}
+	time.Sleep(10 * time.Second)
+	for _, n := range down {
+		n.Start(t)
+	}
+	for _, n := range down {
+		n.WaitHealthy(t, time.Minute)
+	}
+	require.Eventually(t, func() bool { return svctest.ConsumerLeader(nodes, queueStream, "rollouts") != nil },
+		time.Minute, 50*time.Millisecond, "a node leads the rollouts consumer again")
+	t.Logf("the consumer had a leader again %v after the rollout was taken up", time.Since(takenUp).Round(100*time.Millisecond))
+
+	var d Deployment
+	require.Eventually(t, func() bool {
+		r := do(t, "GET", ts.URL+"/deploy/"+id, nil)
+		d = r.deployment(t)
+		return r.Code == http.StatusOK && ended(d)
+	}, 2*time.Minute, 100*time.Millisecond, "the deployment ends")
+	msg := ""
+	if d.ErrorMessage != nil {
+		msg = *d.ErrorMessage
+	}
+	assert.Equal(t, StatusSuccess, d.Status, "%s", msg)
+	m := do(t, "GET", ts.URL+"/metrics", nil).Body
+	assert.Equal(t, `taikit_queue_redelivered_total{queue="rollouts"} 0`, sampleLine(m, `taikit_queue_redelivered_total{queue="rollouts"}`),
+		"the rollout was not delivered again")
+}

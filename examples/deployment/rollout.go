@@ -295,7 +295,8 @@ func (r *rollout) update(ctx context.Context, change func(d *Deployment, rr *Reg
 // follows a wait, so that it stops rather than send traffic to a version
 // rolled back. Within recheckAfter of the run's last read or write of the
 // record it goes on without reading: a lease lapses only after its holder
-// has been silent for the queue's AckWait (10 s), and the read costs as
+// has been silent for the queue's AckWait (-rollout-lease, 3 s at the
+// least), and the read costs as
 // much as a write in a rollout with no bake. A server behind answers an
 // earlier revision, which passes, as a write just before the other run's
 // would; a record that holds a write of this run given up unanswered,

@@ -390,9 +390,9 @@ func (s *Service) queueOptions() natsjs.Options {
 		DeadLetterStream: "DEPLOYMENTS_DEAD",
 		Capacity:         100_000,
 		// A rollout holds its message for as long as it runs; the queue
-		// extends the lease while the handler works, and a short AckWait
-		// hands the rollout of a process that died to another soon.
-		AckWait: 10 * time.Second,
+		// extends the lease while the handler works. The lease hands the
+		// rollout of a process that died to another (see RolloutLease).
+		AckWait: s.cfg.RolloutLease,
 		// Waves publish their next region long after the first: keep IDs
 		// long enough that a retried publish is stored once.
 		DedupWindow: 10 * time.Minute,
@@ -409,6 +409,18 @@ func (s *Service) startConsumer(ctx context.Context) error {
 		return err
 	}); err != nil {
 		return fmt.Errorf("deployment queue: %w", err)
+	}
+	// The queue's counts (deliveries again among them: a lease that
+	// lapsed), depth and oldest message, as taikit_queue_* with
+	// queue="rollouts". Not its handler durations: a rollout runs for
+	// its bakes, past the histogram's highest bound, and its stages have
+	// histograms of their own.
+	kc, err := kaizenprom.NewKanbanCollector(s.registry, kaizenprom.CollectorOptions{})
+	if err != nil {
+		return err
+	}
+	if err := kc.AddQueue("rollouts", s.queue); err != nil {
+		return err
 	}
 	s.consumer.Add(1)
 	go func() {

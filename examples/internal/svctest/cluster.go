@@ -256,23 +256,30 @@ func Logs(nodes []*NATSNode) string {
 // included.
 var jszTimeout = 5 * time.Second
 
+// jszCluster is a group's cluster in /jsz: its leader's name.
+type jszCluster struct {
+	Leader string `json:"leader"`
+}
+
 type jszStreams struct {
 	AccountDetails []struct {
 		Streams []struct {
-			Name    string `json:"name"`
-			Cluster struct {
-				Leader string `json:"leader"`
-			} `json:"cluster"`
+			Name      string     `json:"name"`
+			Cluster   jszCluster `json:"cluster"`
+			Consumers []struct {
+				Name    string     `json:"name"`
+				Cluster jszCluster `json:"cluster"`
+			} `json:"consumer_detail"`
 		} `json:"stream_detail"`
 	} `json:"account_details"`
 }
 
-// jsz returns the node's /jsz with its streams. The request ends after
-// jszTimeout: a monitor that takes it and never answers would hold the
-// caller forever.
+// jsz returns the node's /jsz with its streams and their consumers. The
+// request ends after jszTimeout: a monitor that takes it and never
+// answers would hold the caller forever.
 func (n *NATSNode) jsz() (jszStreams, error) {
 	var jsz jszStreams
-	err := n.getJSON("/jsz?streams=true", &jsz)
+	err := n.getJSON("/jsz?consumers=true", &jsz)
 	return jsz, err
 }
 
@@ -300,6 +307,18 @@ func (n *NATSNode) getJSON(path string, v any) error {
 // group, as the nodes' /jsz reports it, or nil when none says. A node
 // whose monitor does not answer within a few seconds is passed over.
 func StreamLeader(nodes []*NATSNode, stream string) *NATSNode {
+	return groupLeader(nodes, stream, "")
+}
+
+// ConsumerLeader returns the running node that leads the group of the
+// named stream's consumer (a durable), as StreamLeader does the stream's.
+func ConsumerLeader(nodes []*NATSNode, stream, consumer string) *NATSNode {
+	return groupLeader(nodes, stream, consumer)
+}
+
+// groupLeader returns the running node leading stream's group, or its
+// consumer's when consumer is not empty.
+func groupLeader(nodes []*NATSNode, stream, consumer string) *NATSNode {
 	for _, n := range nodes {
 		if !n.Running() {
 			continue
@@ -310,11 +329,23 @@ func StreamLeader(nodes []*NATSNode, stream string) *NATSNode {
 		}
 		for _, a := range jsz.AccountDetails {
 			for _, s := range a.Streams {
-				if s.Name != stream || s.Cluster.Leader == "" {
+				if s.Name != stream {
+					continue
+				}
+				leader := s.Cluster.Leader
+				if consumer != "" {
+					leader = ""
+					for _, c := range s.Consumers {
+						if c.Name == consumer {
+							leader = c.Cluster.Leader
+						}
+					}
+				}
+				if leader == "" {
 					continue
 				}
 				for _, m := range nodes {
-					if m.Name == s.Cluster.Leader && m.Running() {
+					if m.Name == leader && m.Running() {
 						return m
 					}
 				}

@@ -42,3 +42,37 @@ func TestStreamLeaderPassesOverAHungMonitor(t *testing.T) {
 		t.Fatal("StreamLeader still waits on a monitor that never answers")
 	}
 }
+
+// ConsumerLeader reads the leader of the consumer's own group, which
+// need not be the stream's; a consumer of the same name on another
+// stream is not it.
+func TestConsumerLeader(t *testing.T) {
+	monitor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("consumers") != "true" {
+			t.Errorf("asked /jsz?%s, without the consumers", r.URL.RawQuery)
+		}
+		_, _ = w.Write([]byte(`{"account_details":[{"stream_detail":[` +
+			`{"name":"OTHER","cluster":{"leader":"n1"},"consumer_detail":[{"name":"work","cluster":{"leader":"n1"}}]},` +
+			`{"name":"S","cluster":{"leader":"n1"},"consumer_detail":[{"name":"idle","cluster":{"leader":"n1"}},{"name":"work","cluster":{"leader":"n3"}}]}]}]}`))
+	}))
+	defer monitor.Close()
+	nodes := []*NATSNode{
+		{Name: "n1", MonitorURL: monitor.URL, cmd: &exec.Cmd{}},
+		{Name: "n2", MonitorURL: monitor.URL, cmd: &exec.Cmd{}},
+		{Name: "n3", MonitorURL: monitor.URL, cmd: &exec.Cmd{}},
+	}
+	if n := ConsumerLeader(nodes, "S", "work"); n != nodes[2] {
+		t.Fatalf("ConsumerLeader(S, work) = %v, want n3", n)
+	}
+	if n := StreamLeader(nodes, "S"); n != nodes[0] {
+		t.Fatalf("StreamLeader(S) = %v, want n1", n)
+	}
+	if n := ConsumerLeader(nodes, "S", "none"); n != nil {
+		t.Fatalf("ConsumerLeader(S, none) = %v, want nil", n)
+	}
+	// A leader that is not running is no leader.
+	nodes[2].cmd = nil
+	if n := ConsumerLeader(nodes, "S", "work"); n != nil {
+		t.Fatalf("ConsumerLeader(S, work) with n3 down = %v, want nil", n)
+	}
+}
