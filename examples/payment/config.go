@@ -87,6 +87,9 @@ type Config struct {
 	// auditWrite runs on the audit trail's writer before each line is
 	// written (kaizen.AuditOptions.Redact): a slow disk, in tests.
 	auditWrite func(*kaizen.AuditEntry)
+	// confirmWait runs in the confirmation consumer before it confirms
+	// a transaction: a consumer that lags behind the requests, in tests.
+	confirmWait func(txnID string)
 	// confirmCapacity caps the confirmation queue's messages; 0:
 	// defaultConfirmCapacity.
 	confirmCapacity int64

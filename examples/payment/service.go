@@ -741,6 +741,9 @@ func (s *Service) confirm(ctx context.Context, d kanban.Delivery[Confirmation]) 
 	if c.TransactionID == "" || c.TransactionID != d.ID {
 		return kanban.Permanent(fmt.Errorf("confirmation %q names transaction %q", d.ID, c.TransactionID))
 	}
+	if s.cfg.confirmWait != nil {
+		s.cfg.confirmWait(c.TransactionID)
+	}
 	first, err := s.confirmer.Confirm(ctx, c.TransactionID, s.cfg.now(), c.Payment)
 	switch {
 	case errors.Is(err, ErrNotCharged):

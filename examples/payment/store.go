@@ -129,7 +129,9 @@ type PaymentRecords struct {
 // first. A record changed since (confirmed by another replica, say) fails
 // the compare-and-set and is read as any other. Two generations of at most
 // createdGen entries each bound it: a charge whose confirmation another
-// replica consumes is forgotten after twice that many others. It relies
+// replica consumes, or one whose confirmation was consumed before Create
+// had its acknowledgement (the two are written at once: see
+// Service.commit), is forgotten after twice that many others. It relies
 // on a bucket never using a revision twice: a bucket deleted and made again
 // while the process runs starts its revisions over, and a charge stored
 // there again (from its confirmation, by another replica) at the revision

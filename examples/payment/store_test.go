@@ -397,12 +397,25 @@ func TestCreatedRevsBounded(t *testing.T) {
 }
 
 // The confirmation consumer's bucket knows the charges the requests'
-// bucket stored, so that it confirms them without a read.
+// bucket stored, so that it confirms them without a read. The consumer
+// is held until the charge has been answered (and so stored): one that
+// gets there first, as it may under load (the confirmation is published
+// as the record is stored), confirms by reading, and the revision the
+// record's store remembers afterwards is left unused.
 func TestServiceConfirmsWhatItStoredWithoutARead(t *testing.T) {
-	ts := startService(t, testConfig(t))
+	cfg := testConfig(t)
+	answered := make(chan struct{})
+	cfg.confirmWait = func(string) {
+		select {
+		case <-answered:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	ts := startService(t, cfg)
 	require.NotNil(t, ts.records.created)
 	assert.Same(t, ts.records.created, ts.confirmer.created)
 	r := ts.pay(t, "cust_good", 50, nil)
+	close(answered)
 	require.Equal(t, http.StatusOK, r.Code, string(r.Raw))
 	id := r.str("transaction_id")
 	require.Eventually(t, func() bool { return ts.confirmed(t, id) }, 10*time.Second, 5*time.Millisecond)
