@@ -56,6 +56,21 @@ func newRecords(t *testing.T, o RecordOptions) *PaymentRecords {
 	return r
 }
 
+// twoReplicas returns the payments bucket of one JetStream as two
+// replicas see it: two PaymentRecords, each remembering the charges it
+// stored.
+func twoReplicas(t *testing.T) (here, there *PaymentRecords) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js := startJS(t)
+	here, err := NewPaymentRecords(ctx, []jetstream.JetStream{js}, RecordOptions{})
+	require.NoError(t, err)
+	there, err = NewPaymentRecords(ctx, []jetstream.JetStream{js}, RecordOptions{})
+	require.NoError(t, err)
+	return here, there
+}
+
 func TestPaymentRecordsCreateAndGet(t *testing.T) {
 	r, ctx := newRecords(t, RecordOptions{}), context.Background()
 	id := "txn_" + tai.NewID()
@@ -337,14 +352,10 @@ func TestPaymentRecordsGetCutShortOnALaggingReplicaFails(t *testing.T) {
 // replica — is not confirmed a second time.
 func TestPaymentRecordsConfirmWhatAnotherReplicaConfirmed(t *testing.T) {
 	ctx := context.Background()
-	js := startJS(t)
-	here, err := NewPaymentRecords(ctx, []jetstream.JetStream{js}, RecordOptions{})
-	require.NoError(t, err)
-	there, err := NewPaymentRecords(ctx, []jetstream.JetStream{js}, RecordOptions{})
-	require.NoError(t, err)
+	here, there := twoReplicas(t)
 	id := "txn_" + tai.NewID()
 	charged := storedOf(t, id, StatusSuccess, 200)
-	_, err = here.Create(ctx, id, charged)
+	_, err := here.Create(ctx, id, charged)
 	require.NoError(t, err)
 	first, err := there.Confirm(ctx, id, time.Now(), charged)
 	require.NoError(t, err)
@@ -432,11 +443,7 @@ func TestServiceConfirmsWhatItStoredWithoutARead(t *testing.T) {
 // it once.
 func TestPaymentRecordsConfirmConcurrentlyOnce(t *testing.T) {
 	ctx := context.Background()
-	js := startJS(t)
-	here, err := NewPaymentRecords(ctx, []jetstream.JetStream{js}, RecordOptions{})
-	require.NoError(t, err)
-	there, err := NewPaymentRecords(ctx, []jetstream.JetStream{js}, RecordOptions{})
-	require.NoError(t, err)
+	here, there := twoReplicas(t)
 	for range 5 {
 		id := "txn_" + tai.NewID()
 		charged := storedOf(t, id, StatusSuccess, 200)
@@ -531,11 +538,7 @@ func TestPaymentRecordsConfirmKeepsTheStoredCode(t *testing.T) {
 // own, and the confirmation consumed again is a duplicate.
 func TestPaymentRecordsCreateAfterItsConfirmation(t *testing.T) {
 	ctx := context.Background()
-	js := startJS(t)
-	here, err := NewPaymentRecords(ctx, []jetstream.JetStream{js}, RecordOptions{})
-	require.NoError(t, err)
-	there, err := NewPaymentRecords(ctx, []jetstream.JetStream{js}, RecordOptions{})
-	require.NoError(t, err)
+	here, there := twoReplicas(t)
 	id := "txn_" + tai.NewID()
 	charged := storedOf(t, id, StatusSuccess, 200)
 	first, err := there.Confirm(ctx, id, time.Now(), charged)
