@@ -40,11 +40,12 @@ var ErrDrainTimeout = errors.New("kanban: drain deadline passed with handlers ru
 // dead-lettered for (the handler's error), without running the handler.
 // Leases are extended from when they are pulled until they are settled:
 // while their handler runs, and while they wait for it (with PerKey,
-// behind an earlier message of their key). A heartbeat ticks every
-// src.HeartbeatInterval and extends each lease held for an interval or
-// more: a lease is extended first between one and two intervals after it
-// was pulled, then every interval. An Extend that panics or calls
-// runtime.Goexit is logged, and the extensions go on.
+// behind an earlier message of their key), every src.HeartbeatInterval:
+// a lease is extended an interval after it was pulled, then an interval
+// after each extension, or up to a quarter interval sooner, with another
+// lease due then (the leases pulled in a burst share a wake-up). An
+// Extend that panics or calls runtime.Goexit is logged, and the
+// extensions go on.
 //
 // When ctx ends Serve stops pulling, releases messages pulled and not yet
 // started — in the order that has them delivered again in the order they
@@ -1076,9 +1077,11 @@ func (e *engine[T]) panicked(d *Delivery[T], v any) *PanicError {
 	return p
 }
 
-// heartbeat extends the leases held every iv until stop closes, then
-// closes done. Should an Extend end its goroutine (runtime.Goexit), it
-// goes on in another.
+// heartbeat extends each lease held an interval after it was pulled, and
+// an interval after each extension, until stop closes; then it closes
+// done. A lease due within a quarter interval of another is extended
+// with it, so that the leases pulled in a burst share a wake-up. Should
+// an Extend end its goroutine (runtime.Goexit), it goes on in another.
 func (e *engine[T]) heartbeat(iv time.Duration, stop <-chan struct{}, done chan<- struct{}) {
 	stopped := false
 	defer func() {
@@ -1088,29 +1091,49 @@ func (e *engine[T]) heartbeat(iv time.Duration, stop <-chan struct{}, done chan<
 		}
 		close(done)
 	}()
-	tick := time.NewTicker(iv)
-	defer tick.Stop()
+	timer := time.NewTimer(e.nextBeat(iv))
+	defer timer.Stop()
 	for {
 		select {
 		case <-stop:
 			stopped = true
 			return
-		case <-tick.C:
+		case <-timer.C:
 		}
 		now := time.Now()
 		var due []Lease[T]
+		late := false // a lease is due: those nearly due go with it
 		e.mu.Lock()
-		for l, since := range e.held {
-			// A lease pulled less than an interval ago is fresh enough.
-			if now.Sub(since) >= iv {
+		for l, last := range e.held {
+			if held := now.Sub(last); held >= iv-iv/4 {
 				due = append(due, l)
+				late = late || held >= iv
 			}
 		}
 		e.mu.Unlock()
+		if !late {
+			due = nil
+		}
 		for _, l := range due {
 			e.extend(l)
 		}
+		timer.Reset(e.nextBeat(iv))
 	}
+}
+
+// nextBeat returns how long the heartbeat may wait: until the lease held
+// longest since its pull or last extension is due, or an interval when
+// none is held. A lease pulled meanwhile is due after either, as is one
+// extended since (only the heartbeat extends).
+func (e *engine[T]) nextBeat(iv time.Duration) time.Duration {
+	now := time.Now()
+	wait := iv
+	e.mu.Lock()
+	for _, last := range e.held {
+		wait = min(wait, last.Add(iv).Sub(now))
+	}
+	e.mu.Unlock()
+	return max(wait, 0)
 }
 
 // errSettling is the cause of the cancellation of an extension whose
@@ -1128,6 +1151,10 @@ func (e *engine[T]) extend(l Lease[T]) {
 		e.mu.Unlock()
 		return
 	}
+	// Due again an interval from now, whether this one succeeds or not:
+	// a backend that fails to extend (its connection down) is not asked
+	// again and again meanwhile.
+	e.held[l] = time.Now()
 	ctx, cancel := context.WithCancelCause(e.hctx)
 	e.extending, e.stopExtending = l, cancel
 	e.mu.Unlock()

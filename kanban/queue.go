@@ -58,10 +58,11 @@ type Source[T any] interface {
 	Pull(ctx context.Context, max int) ([]Lease[T], error)
 	// HeartbeatInterval is how often the runtime extends the leases it
 	// holds; 0 means leases never expire, and none is extended. A lease
-	// is extended first at the first tick an interval or more after its
-	// pull, up to two intervals after it (see Serve): return at most half
-	// the time a lease stays held without an extension (natsjs returns a
-	// third of its AckWait).
+	// is extended an interval after its pull and an interval after each
+	// extension, or up to a quarter interval sooner (see Serve): return
+	// well under the time a lease stays held without an extension, so that
+	// one extension lost on its way still leaves time for the next (natsjs
+	// returns a third of its AckWait).
 	HeartbeatInterval() time.Duration
 }
 

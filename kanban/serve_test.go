@@ -165,7 +165,7 @@ func TestServeExtendsRunningLeases(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBackend(&lease{id: "a"}, &lease{id: "b"})
 		b.heartbeat = 10 * time.Second
-		work := map[string]time.Duration{"a": 25 * time.Second, "b": 30 * time.Second}
+		work := map[string]time.Duration{"a": 25 * time.Second, "b": 32 * time.Second}
 		stop := serve(t, b, func(_ context.Context, d kanban.Delivery[int]) error {
 			time.Sleep(work[d.ID])
 			return nil
@@ -174,17 +174,17 @@ func TestServeExtendsRunningLeases(t *testing.T) {
 		require.NoError(t, stop())
 		assert.Equal(t, []string{
 			"extend a@10s", "extend a@20s", "ack a", // a runs from 0 to 25s
-			"extend b@40s", "extend b@50s", "ack b", // b from 25s to 55s: at 30s it is fresh
+			"extend b@35s", "extend b@45s", "extend b@55s", "ack b", // b from 25s to 57s
 		}, b.recorded())
 	})
 }
 
-// TestServeExtendsALeaseFirstWithinTwoIntervals: the heartbeat ticks
-// every interval from the start of Serve and extends the leases held for
-// an interval or more, so a lease pulled just after a tick is extended
-// first almost two intervals after its pull, as Source.HeartbeatInterval
-// warns.
-func TestServeExtendsALeaseFirstWithinTwoIntervals(t *testing.T) {
+// TestServeExtendsALeaseAnIntervalAfterItsPull: a lease pulled between
+// two of another's extensions is extended an interval after its own pull,
+// not at the other's next extension nor an interval after that: one
+// extension lost still leaves the next in time, whenever the lease was
+// pulled.
+func TestServeExtendsALeaseAnIntervalAfterItsPull(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBackend(&lease{id: "a"}, &lease{id: "b"})
 		b.heartbeat = 10 * time.Second
@@ -197,7 +197,38 @@ func TestServeExtendsALeaseFirstWithinTwoIntervals(t *testing.T) {
 		require.NoError(t, stop())
 		assert.Equal(t, []string{
 			"ack a",
-			"extend b@20s", "extend b@30s", "ack b", // b runs from 1s to 36s: at 10s it is fresh
+			"extend b@11s", "extend b@21s", "extend b@31s", "ack b", // b runs from 1s to 36s
+		}, b.recorded())
+	})
+}
+
+// TestServeExtendsLeasesOnTheirOwnSchedules: leases pulled half an
+// interval apart are each extended an interval after their own pull and
+// last extension; one nearly due (within a quarter interval) goes with one
+// that is due.
+func TestServeExtendsLeasesOnTheirOwnSchedules(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		late, later := make(chan struct{}), make(chan struct{})
+		b := newBackend()
+		b.heartbeat = 10 * time.Second
+		b.script = []pull{
+			{leases: []*lease{{id: "a"}}},
+			{leases: []*lease{{id: "b"}}, after: late},
+			{leases: []*lease{{id: "c"}}, after: later},
+		}
+		stop := serve(t, b, func(context.Context, kanban.Delivery[int]) error {
+			time.Sleep(24 * time.Second)
+			return nil
+		}, kanban.ConsumeOptions{WIP: 3})
+		time.Sleep(5 * time.Second)
+		close(late) // b is pulled at 5s
+		time.Sleep(2 * time.Second)
+		close(later) // c at 7s: nearly due at 15s, with b; not at 10s, with a
+		time.Sleep(time.Minute)
+		require.NoError(t, stop())
+		assert.ElementsMatch(t, []string{
+			"extend a@10s", "extend b@15s", "extend c@15s", "extend a@20s", "ack a", // a runs from 0 to 24s
+			"extend b@25s", "extend c@25s", "ack b", "ack c", // b from 5s to 29s, c from 7s to 31s
 		}, b.recorded())
 	})
 }
@@ -509,10 +540,12 @@ func TestServeExtendsLeasesHeldBackInTheDrain(t *testing.T) {
 		synctest.Wait()
 		cancel()
 		require.NoError(t, <-done)
+		// a3, held from 1s, is nearly due at 10s, and extended with the
+		// others.
 		assert.ElementsMatch(t, []string{
-			"extend a1@10s", "extend a2@10s", "extend a1@20s", "extend a2@20s", "extend a3@20s",
-		}, b.recorded()[:5])
-		assert.Equal(t, []string{"ack a1", "release a2", "release a3"}, b.recorded()[5:])
+			"extend a1@10s", "extend a2@10s", "extend a3@10s", "extend a1@20s", "extend a2@20s", "extend a3@20s",
+		}, b.recorded()[:6])
+		assert.Equal(t, []string{"ack a1", "release a2", "release a3"}, b.recorded()[6:])
 	})
 }
 
@@ -784,7 +817,7 @@ func TestServeExtendsLeasesThatAreNotComparable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBackend(&lease{id: "a"}, &lease{id: "b"})
 		b.heartbeat = 10 * time.Second
-		work := map[string]time.Duration{"a": 25 * time.Second, "b": 30 * time.Second}
+		work := map[string]time.Duration{"a": 25 * time.Second, "b": 32 * time.Second}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
@@ -798,7 +831,7 @@ func TestServeExtendsLeasesThatAreNotComparable(t *testing.T) {
 		require.NoError(t, <-done)
 		assert.Equal(t, []string{
 			"extend a@10s", "extend a@20s", "ack a",
-			"extend b@40s", "extend b@50s", "ack b",
+			"extend b@35s", "extend b@45s", "extend b@55s", "ack b",
 		}, b.recorded())
 	})
 	synctest.Test(t, func(t *testing.T) {
@@ -818,10 +851,12 @@ func TestServeExtendsLeasesThatAreNotComparable(t *testing.T) {
 		synctest.Wait()
 		cancel()
 		require.NoError(t, <-done)
+		// a3, held from 1s, is nearly due at 10s, and extended with the
+		// others.
 		assert.ElementsMatch(t, []string{
-			"extend a1@10s", "extend a2@10s", "extend a1@20s", "extend a2@20s", "extend a3@20s",
-		}, b.recorded()[:5])
-		assert.Equal(t, []string{"ack a1", "release a2", "release a3"}, b.recorded()[5:])
+			"extend a1@10s", "extend a2@10s", "extend a3@10s", "extend a1@20s", "extend a2@20s", "extend a3@20s",
+		}, b.recorded()[:6])
+		assert.Equal(t, []string{"ack a1", "release a2", "release a3"}, b.recorded()[6:])
 	})
 }
 

@@ -60,8 +60,9 @@
 // line breaks turned into spaces (a Memory queue keeps it whole), and
 // Publish refuses with ErrTooLarge a message too large for its dead letter
 // to fit within the server's max_payload, so that every message taken can
-// be dead-lettered. A message's lease is extended (InProgress) every third of
-// AckWait, the first time within two thirds of it from the pull, while its
+// be dead-lettered. A message's lease is extended (InProgress) at most a third
+// of AckWait after the pull and at most a third of it apart after that (so
+// that one extension lost leaves time for the next), while its
 // handler runs, and while it waits behind an earlier message of its key
 // (PerKey). A message handed back unstarted when a
 // consumer stops is negatively acknowledged at once — one that the open

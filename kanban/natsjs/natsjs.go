@@ -127,14 +127,15 @@ type Options struct {
 	// more than Capacity, as above. Allow Stream+".keeper" for the saving.
 	Storage Storage
 	// AckWait is how long a delivered message stays leased without an
-	// acknowledgement; the consumer extends it every third of it (the
-	// first time within two thirds of it from the pull) while the
+	// acknowledgement; the consumer extends it at most a third of it
+	// after the pull, then at most a third of it apart, while the
 	// message is handled or waits behind its key (PerKey). 0 means 30s.
 	// It is the durable's, which every process shares: Consume sets it,
 	// so the last process to start sets it for all, and one whose own
-	// AckWait is more than half as long again extends its leases too
-	// late — the server delivers its messages again while they are
-	// handled. Give every process sharing the durable the same AckWait.
+	// AckWait is three times as long or more extends its leases too late
+	// — the server delivers its messages again while they are handled —
+	// and one half as long again leaves no time for an extension lost.
+	// Give every process sharing the durable the same AckWait.
 	// A process not permitted to update the durable extends its leases
 	// within the durable's own AckWait (see Consume).
 	AckWait time.Duration
