@@ -127,11 +127,11 @@ func (w Window) Contains(t time.Time) bool {
 // clusterRolloutLease where they are replicated. A JetStream cluster
 // elects a new leader for a group whose leader was lost within 4 to 9 s
 // (the servers' election timeout), and the extensions of the rollouts'
-// leases sent meanwhile are lost. A lease is extended every third of it,
-// the first time up to two thirds of it after the rollout was taken up,
-// so it outlasts an outage of its queue's consumer a third of its length
-// long whenever the outage comes: at 45 s, 15 s, and an election is well
-// within it. At 10 s, the lease lapsed in such elections, and a healthy
+// leases sent meanwhile are lost. A lease is extended at most a third of
+// it after the rollout was taken up, then at most a third of it apart
+// (kanban.Serve), so it outlasts an outage of its queue's consumer
+// shorter than two thirds of it whenever the outage comes: at 45 s, 30 s,
+// and an election is well within it. At 10 s, the lease lapsed in such elections, and a healthy
 // rollout was handed to another replica and rolled back. A single server
 // holds no elections, and a rollout cut off there (by a crash, or by a
 // shutdown whose release of it the server did not store) is taken up

@@ -198,8 +198,8 @@ func TestWaveSurvivesNATSFailover(t *testing.T) {
 // they are back (11 s or more): the extensions of the rollout's lease
 // sent meanwhile are lost, as in the longest election that losing one
 // node of three makes (the servers elect a leader 4 to 9 s after losing
-// one). The lease (45 s on a cluster, extended first 15 to 30 s after the
-// rollout was taken up, then every 15 s) outlasts it: the rollout is not delivered
+// one). The lease (45 s on a cluster, extended at most 15 s after the
+// rollout was taken up, then at most 15 s apart) outlasts it: the rollout is not delivered
 // again, and succeeds. With the lease at 10 s (the queue's AckWait), it
 // lapsed: the rollout was delivered again, and another replica taking it
 // up rolled it back as cut off by a restart.
