@@ -69,12 +69,19 @@
 // pull request delivers after the stop, once the request has ended
 // (within FetchWait), its lease extended meanwhile, so that it does not
 // come back into the same request — and JetStream counts that delivery
-// among its attempts (see kanban.ConsumeOptions.MaxAttempts). The
+// among its attempts (see kanban.ConsumeOptions.MaxAttempts). Each such
+// release waits, up to PublishTimeout, for the server's answer, which
+// comes once the consumer has stored it: a server stopped right after the
+// consumer (a service shutting down with its embedded server) delivers
+// the messages handed back at once when it starts again, not once their
+// leases have run out. The
 // messages handed back are negatively acknowledged in the order they were
 // pulled, and with PerKey those waiting behind a running message of their
 // key once it is settled, not at once: JetStream delivers such messages
-// again in the order it is told of them, so the next consumer gets each
-// key's in their order (see kanban.ReleaseOrder).
+// again ahead of those it has not delivered yet, those handed back
+// together in the stream's order and the others in the order it is told
+// of them, so the next consumer gets each key's in their order (see
+// kanban.ReleaseOrder).
 //
 // The dead-letter stream keeps the newest DeadLetterLimit dead letters,
 // and, when DeadLetterMaxBytes is set, no more bytes than that: the

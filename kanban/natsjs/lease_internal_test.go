@@ -48,7 +48,7 @@ func TestDeadLetterFailureHandsBackWithADelay(t *testing.T) {
 	var delays []time.Duration
 	for _, attempts := range []int{1, 2, 1000} {
 		m := &settledMsg{}
-		err := (&lease[int]{q: q, m: m, attempt: attempts}).DeadLetter(ctx, "no", attempts)
+		err := (&lease[int]{s: &source[int]{q: q}, m: m, attempt: attempts}).DeadLetter(ctx, "no", attempts)
 		require.Error(t, err)
 		assert.Equal(t, []string{"nak with delay"}, m.settled, "after %d attempts", attempts)
 		require.Len(t, m.delays, 1)
@@ -69,7 +69,7 @@ func TestDeadLetterTwiceIsStoredOnce(t *testing.T) {
 	require.NoError(t, err)
 	for range 2 {
 		m := &settledMsg{}
-		require.NoError(t, (&lease[int]{q: q, m: m, attempt: 6}).DeadLetter(ctx, "no", 6))
+		require.NoError(t, (&lease[int]{s: &source[int]{q: q}, m: m, attempt: 6}).DeadLetter(ctx, "no", 6))
 		assert.Equal(t, []string{"term"}, m.settled)
 	}
 	b, err := q.Backlog(ctx)

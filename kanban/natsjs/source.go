@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,6 +49,9 @@ type source[T any] struct {
 	gone      bool                   // the last pull found no durable: look for it before the next
 	cur       jetstream.MessageBatch // the open pull request, nil when none
 	msgs      <-chan jetstream.Msg   // cur's messages, closed when it ends
+	// unconfirmed is set once a release went unanswered (see release):
+	// the releases after it are not waited for.
+	unconfirmed atomic.Bool
 }
 
 // minHeartbeat is the shortest HeartbeatInterval: a durable an
@@ -58,8 +62,10 @@ const minHeartbeat = time.Millisecond
 func (s *source[T]) HeartbeatInterval() time.Duration { return max(s.ackWait/3, minHeartbeat) }
 
 // ReleaseOrder implements kanban.ReleaseOrderer: the server delivers
-// messages negatively acknowledged again in the order it got the
-// acknowledgements, ahead of those it has not delivered yet.
+// messages handed back (see nakNow) again ahead of those it has not
+// delivered yet, in the order it got them, but for those handed back
+// within some milliseconds of each other, which come in the stream's
+// order. A key's messages are in the stream in their order.
 func (s *source[T]) ReleaseOrder() kanban.ReleaseOrder { return kanban.ReleaseInTurn }
 
 func (s *source[T]) fetch(n int) error {
@@ -294,7 +300,7 @@ func (s *source[T]) Pull(ctx context.Context, max int) ([]kanban.Lease[T], error
 			// began: handled, the message would be dead-lettered without
 			// its payload, and terminated. It is handed back, and the
 			// consumer stops.
-			_ = m.Nak()
+			_ = s.release(context.Background(), m)
 			if ferr == nil {
 				ferr = kanban.Permanent(s.q.headersOnlyError())
 			}
@@ -403,7 +409,7 @@ func headersOnly(m jetstream.Msg) bool {
 }
 
 func (s *source[T]) lease(m jetstream.Msg) *lease[T] {
-	l := &lease[T]{q: s.q, m: m, attempt: 1}
+	l := &lease[T]{s: s, m: m, attempt: 1}
 	if md, err := m.Metadata(); err == nil {
 		l.attempt = int(md.NumDelivered)
 	}
@@ -411,7 +417,7 @@ func (s *source[T]) lease(m jetstream.Msg) *lease[T] {
 }
 
 type lease[T any] struct {
-	q       *Queue[T]
+	s       *source[T]
 	m       jetstream.Msg
 	attempt int
 }
@@ -447,17 +453,61 @@ func (l *lease[T]) Message() (kanban.Message[T], error) {
 			msg.Headers[k] = v[0]
 		}
 	}
-	err := l.q.opts.Codec.Unmarshal(l.m.Data(), &msg.Payload)
+	err := l.s.q.opts.Codec.Unmarshal(l.m.Data(), &msg.Payload)
 	return msg, err
 }
 
 func (l *lease[T]) Ack(context.Context) error { return l.m.Ack() }
 
 func (l *lease[T]) Retry(_ context.Context, delay time.Duration) error {
-	return l.m.NakWithDelay(delay)
+	return l.m.NakWithDelay(max(delay, nakNow))
 }
 
-func (l *lease[T]) Release(context.Context) error { return l.m.Nak() }
+// Release hands the message back to be delivered again at once, and
+// waits, up to PublishTimeout, for the server to have taken it (see
+// release).
+func (l *lease[T]) Release(ctx context.Context) error { return l.s.release(ctx, l.m) }
+
+// nakNow is the delay of a negative acknowledgement meant to have its
+// message delivered again at once. A plain one (no delay) puts the message
+// on the consumer's redelivery queue, in the server's memory only: a
+// server stopped right after it (a service shutting down with its embedded
+// server), or a consumer whose leader changed, delivers the message again
+// only once its lease has run out. One with a delay records the message's
+// new deadline in the consumer's stored, replicated state; the server
+// delivers it again within some milliseconds, in the stream's order among
+// those handed back together.
+const nakNow = time.Nanosecond
+
+// nakNowBody is the body of a negative acknowledgement with the delay
+// nakNow, as jetstream.Msg.NakWithDelay writes it.
+var nakNowBody = []byte(`-NAK {"delay": 1}`)
+
+// release hands m back to be delivered again at once (see nakNow) and
+// waits for the server's answer, which comes once the consumer has
+// recorded it: a consumer stopping, then its server (a service shutting
+// down with its embedded server), had its releases, sent and not yet
+// taken, lost, and the messages came again only once their leases ran
+// out. A release not answered within PublishTimeout (a consumer with no
+// leader, a connection not permitted to acknowledge) returns the error,
+// and the source's releases after it are sent without waiting, so that a
+// drain handing back many does not wait for each in turn.
+func (s *source[T]) release(ctx context.Context, m jetstream.Msg) error {
+	if s.unconfirmed.Load() {
+		return nak(m)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.q.opts.PublishTimeout)
+	defer cancel()
+	if _, err := s.q.js.Conn().RequestWithContext(ctx, m.Reply(), nakNowBody); err != nil {
+		s.unconfirmed.Store(true)
+		return fmt.Errorf("natsjs: releasing %s: %w", messageID(m.Headers()), err)
+	}
+	return nil
+}
+
+// nak hands m back to be delivered again at once (see nakNow), without
+// waiting for the server.
+func nak(m jetstream.Msg) error { return m.NakWithDelay(nakNow) }
 
 func (l *lease[T]) Extend(context.Context) error { return l.m.InProgress() }
 
@@ -491,7 +541,7 @@ func (l *lease[T]) Extend(context.Context) error { return l.m.InProgress() }
 // back as above, instead of holding the handler's place for
 // PublishTimeout.
 func (l *lease[T]) DeadLetter(ctx context.Context, reason string, attempts int) error {
-	q := l.q
+	q := l.s.q
 	nh := make(nats.Header, len(l.m.Headers())+4)
 	for k, v := range l.m.Headers() {
 		nh[k] = v
