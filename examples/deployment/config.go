@@ -133,9 +133,9 @@ func (w Window) Contains(t time.Time) bool {
 // shorter than two thirds of it whenever the outage comes: at 45 s, 30 s,
 // and an election is well within it. At 10 s, the lease lapsed in such elections, and a healthy
 // rollout was handed to another replica and rolled back. A single server
-// holds no elections, and a rollout cut off there (by a crash, or by a
-// shutdown whose release of it the server did not store) is taken up
-// again by the next start at most 10 s after it was last extended.
+// holds no elections, and a rollout a crash cut off there is taken up
+// again by the next start at most 10 s after it was last extended (one a
+// shutdown cut off is handed back, and taken up at once).
 const (
 	soloRolloutLease    = 10 * time.Second
 	clusterRolloutLease = 45 * time.Second

@@ -16,11 +16,15 @@ import (
 // shut down starts no further stage, though its stage's bake ends during
 // the consumer's drain: the traffic stays at the canary's share. The
 // drain's deadline is logged as the normal end it is, not as an error;
-// started again on the same data, the service rolls the rollout back.
+// started again on the same data, the service rolls the rollout back at
+// once: the rollout's message was handed back as the shutdown ended, and
+// the server stopped with the service kept it. The server delivered it
+// again only once its lease had run out (7.3 s after the restart at the
+// default lease; here a minute).
 func TestShutdownHoldsRollouts(t *testing.T) {
 	dir := t.TempDir()
 	// The canary's bake ends within the drain (one second).
-	args := []string{"-stages", "canary:5:500ms,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0"}
+	args := []string{"-stages", "canary:5:500ms,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-rollout-lease", "1m"}
 	ts := startServiceIn(t, dir, args...)
 	id := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
 	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
@@ -36,8 +40,11 @@ func TestShutdownHoldsRollouts(t *testing.T) {
 	assert.Contains(t, logs, `level=WARN msg="rollout cut off by the shutdown; the next start takes it up"`)
 	assert.Contains(t, logs, `level=INFO msg="rollout consumer stopped with rollouts running; the next start takes them up"`)
 
+	restarted := time.Now()
 	ts = startServiceIn(t, dir, args...)
 	d := waitFor(t, ts.URL, id, ended)
+	t.Logf("rolled back %v after the restart began", time.Since(restarted))
+	assert.Less(t, time.Since(restarted), 30*time.Second, "taken up before its lease ran out")
 	assert.Equal(t, StatusRolledBack, d.Status)
 	require.NotNil(t, d.ErrorMessage)
 	assert.Contains(t, *d.ErrorMessage, "Interrupted at stage canary by a restart")
