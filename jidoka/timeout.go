@@ -310,17 +310,22 @@ func (c *deadlineCtx) AfterFunc(f func()) (stop func() bool) {
 	}
 }
 
+// Err returns nil until the context ends, and why it ended from then on.
+// Once it is not nil Done is closed, as the context.Context contract has
+// it: a caller's context that ended before its watch told c ends c here,
+// as in Done.
 func (c *deadlineCtx) Err() error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.err == nil && c.expiredLocked() {
 		c.cancelLocked(context.DeadlineExceeded, true)
 	}
-	err := c.err
-	c.mu.Unlock()
-	if err != nil {
-		return err
+	if c.err == nil {
+		if err := c.Context.Err(); err != nil {
+			c.cancelLocked(err, false)
+		}
 	}
-	return c.Context.Err()
+	return c.err
 }
 
 // Value looks key up in the caller's context.

@@ -446,6 +446,38 @@ func TestTimeoutAfterFuncRunsWhenDoneSeesTheCallerEnd(t *testing.T) {
 	})
 }
 
+// Err of a Timeout's context is not nil only once its Done is closed, as
+// the context.Context contract has it, also when the caller's context has
+// ended and the call's context has not been told yet: Err then ends it,
+// closes Done and runs what AfterFunc arranged, as Done does.
+func TestTimeoutErrOnlyOnceDoneIsClosed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Minute})
+		require.NoError(t, err)
+		parent := newHeldParent()
+		var ran atomic.Bool
+		err = to.Do(parent, func(ctx context.Context) error {
+			done := ctx.Done() // asked before the caller's context ends
+			context.AfterFunc(ctx, func() { ran.Store(true) })
+			parent.cancel()
+			err := ctx.Err()
+			require.ErrorIs(t, err, context.Canceled)
+			select {
+			case <-done:
+			default:
+				t.Errorf("Err is %v while Done is open", err)
+			}
+			synctest.Wait()
+			assert.True(t, ran.Load(), "the function given to AfterFunc did not run when Err reported the end")
+			return err
+		})
+		require.ErrorIs(t, err, context.Canceled)
+		assert.NotErrorIs(t, err, jidoka.ErrTimeout)
+		parent.release()
+		synctest.Wait()
+	})
+}
+
 // timeoutParents are the two kinds of caller's context a Timeout meets:
 // one that can never end (its Done is nil), and one that can.
 var timeoutParents = map[string]func() (context.Context, context.CancelFunc){
