@@ -134,8 +134,10 @@ type TransportOptions struct {
 // Timeout is true: use errors.As), a *jidoka.OpenError, a
 // *heijunka.LimitedError, GetBody's error. (An attempt not made because
 // GetBody failed does not count: the last response that failed on its
-// status is returned all the same.) The responses of attempts that failed
-// or lost a hedge are drained and closed. One that failed with a body
+// status is returned all the same.) The Request of the response returned
+// is req, as http.Transport sets it, not the copy an attempt sent, whose
+// context ends with the body. The responses of attempts that failed or
+// lost a hedge are drained and closed. One that failed with a body
 // longer than 64 KiB, which keeps its connection busy while it is open,
 // is closed before another attempt is sent, so that the attempt may have
 // the connection (a base may allow one per host): should it still be
@@ -606,7 +608,8 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	if rt.hold {
 		rt.release()
 	}
-	resp, err = rt.t.base.RoundTrip(req.WithContext(reqCtx))
+	sent := req.WithContext(reqCtx)
+	resp, err = rt.t.base.RoundTrip(sent)
 	if err == nil && resp == nil {
 		// As http.Client says of a base that breaks the contract.
 		err = fmt.Errorf("taihttp: base RoundTripper (%T) returned a nil *Response with a nil error", rt.t.base)
@@ -619,6 +622,12 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 			_ = resp.Body.Close()
 		}
 		resp = nil
+	}
+	if err == nil && resp.Request == sent {
+		// The request the caller gave, as http.Transport makes it, not
+		// the attempt's copy: its context ends with the body, and a
+		// request made after with resp.Request.Context() would fail.
+		resp.Request = rt.req
 	}
 	if err == nil && resp.Body == nil {
 		// A base transport may leave an empty body nil, as http.Client

@@ -1035,6 +1035,64 @@ func TestTransportEndsTheAttemptWithTheResponse(t *testing.T) {
 	assert.NoError(t, ctx.Err())
 }
 
+// The response's Request is the request given to RoundTrip, as
+// http.Transport makes it, whichever attempt answered: its context stays
+// the caller's once the body is read and closed, so that a follow-up
+// request made with resp.Request.Context() (the next page of a listing)
+// is not cancelled with the attempt.
+func TestTransportResponseRequestIsTheCallers(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fail   int // attempts answered 503 before one answered 200
+		status int
+	}{
+		{"first attempt", 0, http.StatusOK},
+		{"a retry", 1, http.StatusOK},
+		{"the last failed response", 3, http.StatusServiceUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+				if n <= tc.fail {
+					http.Error(w, "busy", http.StatusServiceUnavailable)
+					return
+				}
+				_, _ = io.WriteString(w, "page 1")
+			})
+			c := client(t, srv, taihttp.TransportOptions{
+				Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 3}), AttemptTimeout: time.Minute,
+			})
+			req, err := http.NewRequest(http.MethodPut, srv.URL, strings.NewReader("the payload"))
+			require.NoError(t, err)
+			resp, err := c.Transport.RoundTrip(req)
+			require.NoError(t, err)
+			assert.Equal(t, tc.status, resp.StatusCode)
+			readAll(t, resp)
+			assert.True(t, resp.Request == req, "resp.Request is the request given to RoundTrip")
+			assert.NoError(t, resp.Request.Context().Err(), "the caller's context is not the attempt's")
+		})
+	}
+	t.Run("a hedge", func(t *testing.T) {
+		var calls atomic.Int32
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if calls.Add(1) == 1 {
+				<-r.Context().Done() // the first copy answers only once it lost
+				return nil, r.Context().Err()
+			}
+			return response(r, http.StatusOK, nil, "page 1"), nil
+		})
+		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: time.Millisecond})
+		require.NoError(t, err)
+		c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge})
+		req, err := http.NewRequest(http.MethodGet, "http://example.test/", nil)
+		require.NoError(t, err)
+		resp, err := c.Transport.RoundTrip(req)
+		require.NoError(t, err)
+		assert.Equal(t, "page 1", readAll(t, resp))
+		assert.True(t, resp.Request == req, "resp.Request is the request given to RoundTrip")
+		assert.NoError(t, resp.Request.Context().Err())
+	})
+}
+
 // Reading each body to its end and closing it, sequential requests share
 // one connection.
 func TestTransportReusesConnections(t *testing.T) {
