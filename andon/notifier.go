@@ -183,19 +183,16 @@ type NotifierStats struct {
 // requestTimer is a Notifier that sends several requests in one Notify
 // call and bounds each with NotifyOptions.Timeout itself (a Webhook),
 // taking it from the context with requestContext: the evaluator then
-// gives the call the Timeout once per alert name of the batch.
+// gives the call the Timeout once per request it sends the batch in.
 type requestTimer interface {
 	Notifier
 	timesRequests()
 }
 
-// countNames returns the number of alert names in alerts, at least 1.
-func countNames(alerts []Alert) int {
-	names := make(map[string]struct{}, len(alerts))
-	for _, a := range alerts {
-		names[a.Name] = struct{}{}
-	}
-	return max(1, len(names))
+// countMessages returns the number of messages a Webhook sends alerts
+// in, one per alert name or more (see Webhook.Notify), at least 1.
+func countMessages(alerts []Alert) int {
+	return max(1, len(groupByName(alerts)))
 }
 
 // requestTimeoutKey is the context key of the timeout a requestTimer
@@ -501,10 +498,10 @@ func (d *dispatcher) send(batch []Alert) {
 			var cancel context.CancelFunc
 			if d.perRequest {
 				// Each request has the Timeout; the call, which sends one
-				// request per alert name, has as many of them, however the
+				// request per message, has as many of them, however the
 				// notifier (a type embedding a Webhook) spends them.
 				whole := time.Duration(math.MaxInt64)
-				if n := time.Duration(countNames(batch)); d.opts.Timeout <= whole/n {
+				if n := time.Duration(countMessages(batch)); d.opts.Timeout <= whole/n {
 					whole = d.opts.Timeout * n
 				}
 				ctx, cancel = context.WithTimeout(context.WithValue(d.ctx, requestTimeoutKey{}, d.opts.Timeout), whole)

@@ -42,7 +42,10 @@ type WebhookOptions struct {
 // Alertmanager understand it: one request per alert name, with status,
 // receiver, groupLabels (alertname), commonLabels, commonAnnotations,
 // externalURL, groupKey and alerts[] of status, labels, annotations,
-// startsAt, endsAt, generatorURL and fingerprint.
+// startsAt, endsAt, generatorURL and fingerprint. A message holds one
+// notification of each alert: an alert that fired and resolved while the
+// receiver was busy is sent firing and then resolved, in two messages, so
+// that no message says "firing" of an alert that has resolved.
 //
 // A 2xx answer is success; 5xx, 408, 425, 429 and transport errors are
 // retried, not before the answer's Retry-After (see NotifyOptions.Backoff);
@@ -136,15 +139,32 @@ func status(a Alert) string {
 	return "firing"
 }
 
-// Notify POSTs one message per alert name, one after the other. Called by
-// the evaluator, each request is bounded by NotifyOptions.Timeout; called
+// Notify POSTs one message per alert name, one after the other. A message
+// holds one notification of each alert: when alerts holds several of one
+// alert (it fired and resolved while the receiver was busy), they go in
+// messages of their own, in order, as Alertmanager would have sent them,
+// and a message is sent only once the one of the same name before it went
+// out; one that is not shares the failure of that one. Called by the
+// evaluator, each request is bounded by NotifyOptions.Timeout; called
 // directly, all are bounded by ctx alone. When some messages fail, the
 // error joins their errors and is permanent only if every failure is; the
 // evaluator then retries only the alert names whose failure is not. Its
 // retry hint (tai.RetryAfter) is the longest Retry-After among them.
 func (w *Webhook) Notify(ctx context.Context, alerts []Alert) error {
 	p := &partialError{}
+	// failedName holds the alert names whose last message failed, and
+	// whether for good: a later message of the name is not sent before
+	// it, as a resolution would reach the receiver before its alert.
+	failedName := map[string]bool{}
 	for _, group := range groupByName(alerts) {
+		if permanent, ok := failedName[group[0].Name]; ok {
+			if permanent {
+				p.failed = append(p.failed, group...)
+			} else {
+				p.retry = append(p.retry, group...)
+			}
+			continue
+		}
 		rctx, cancel := requestContext(ctx)
 		err := w.post(rctx, w.message(group))
 		cancel()
@@ -158,6 +178,7 @@ func (w *Webhook) Notify(ctx context.Context, alerts []Alert) error {
 			p.retry = append(p.retry, group...)
 			p.retryErrs = append(p.retryErrs, err)
 		}
+		failedName[group[0].Name] = kanban.IsPermanent(err)
 		p.errs = append(p.errs, err)
 	}
 	switch {
@@ -181,16 +202,33 @@ type partialError struct {
 }
 
 // delivered returns the alerts of batch, the alerts of the Notify call,
-// whose requests went out.
+// whose requests went out. The notifications of an alert that did not go
+// out are its last ones (a message waits for the one of its name before
+// it): of an alert with n notifications undelivered, all but its last n
+// went out.
 func (e *partialError) delivered(batch []Alert) []Alert {
-	undelivered := make(map[string]struct{}, len(e.failed)+len(e.retry))
+	undelivered := make(map[string]int, len(e.failed)+len(e.retry))
 	for _, a := range slices.Concat(e.failed, e.retry) {
-		undelivered[a.Fingerprint] = struct{}{}
+		undelivered[a.Fingerprint]++
 	}
-	return slices.DeleteFunc(slices.Clone(batch), func(a Alert) bool {
-		_, ok := undelivered[a.Fingerprint]
-		return ok
-	})
+	left := make(map[string]int, len(undelivered)) // notifications of each to come
+	for _, a := range batch {
+		if _, ok := undelivered[a.Fingerprint]; ok {
+			left[a.Fingerprint]++
+		}
+	}
+	out := make([]Alert, 0, len(batch))
+	for _, a := range batch {
+		n, ok := undelivered[a.Fingerprint]
+		if ok {
+			left[a.Fingerprint]--
+			if left[a.Fingerprint] < n {
+				continue // one of the last n
+			}
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // Error returns the failures' texts, one a line.
@@ -217,18 +255,26 @@ func (e *partialError) Unwrap() []error {
 	return out
 }
 
-// groupByName splits alerts by Name, keeping the order of first sight.
+// groupByName splits alerts by Name, keeping the order of first sight,
+// into groups that hold one notification of each alert (by Fingerprint):
+// a later one of an alert a group holds already starts the next group of
+// the name, after it.
 func groupByName(alerts []Alert) [][]Alert {
 	var groups [][]Alert
-	at := map[string]int{}
+	at := map[string]int{}   // name → its last group
+	last := map[string]int{} // fingerprint → the group of its last notification
 	for _, a := range alerts {
 		i, ok := at[a.Name]
+		if g, held := last[a.Fingerprint]; ok && held && g == i {
+			ok = false
+		}
 		if !ok {
 			i = len(groups)
 			at[a.Name] = i
 			groups = append(groups, nil)
 		}
 		groups[i] = append(groups[i], a)
+		last[a.Fingerprint] = i
 	}
 	return groups
 }

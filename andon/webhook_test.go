@@ -624,3 +624,175 @@ func TestWebhookErrorMarkedPermanentIsNotRetried(t *testing.T) {
 	assert.Zero(t, st.Retries)
 	assert.EqualValues(t, 1, st.Failed, "A failed for good")
 }
+
+// holdingTransport is a RoundTripper that holds its first request until
+// release is closed, answers 200 to every request and keeps the messages.
+type holdingTransport struct {
+	release chan struct{}
+	held    chan struct{} // closed once the first request is held
+	mu      sync.Mutex
+	n       int
+	msgs    []andon.WebhookMessage
+}
+
+func newHoldingTransport() *holdingTransport {
+	return &holdingTransport{release: make(chan struct{}), held: make(chan struct{})}
+}
+
+func (h *holdingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	var m andon.WebhookMessage
+	if err := json.NewDecoder(req.Body).Decode(&m); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.n++
+	first := h.n == 1
+	h.mu.Unlock()
+	if first {
+		close(h.held)
+		<-h.release
+	}
+	h.mu.Lock()
+	h.msgs = append(h.msgs, m)
+	h.mu.Unlock()
+	return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Header: http.Header{}, Request: req,
+		Body: io.NopCloser(strings.NewReader(""))}, nil
+}
+
+func (h *holdingTransport) messages() []andon.WebhookMessage {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]andon.WebhookMessage(nil), h.msgs...)
+}
+
+// An alert that fired and resolved while the receiver was busy is sent in
+// two messages, firing and then resolved, as Alertmanager would have sent
+// them: one message holding both would say "firing" for an alert that has
+// resolved, and a receiver that acts on the message's status and groupKey
+// (as Alertmanager's own PagerDuty and Opsgenie integrations do) would
+// hold it firing for good.
+func TestWebhookSendsTheFiringAndTheResolutionOfAnAlertApart(t *testing.T) {
+	tr := newHoldingTransport()
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: "http://receiver.test/hook", Client: &http.Client{Transport: tr}})
+	require.NoError(t, err)
+	a, other := newSwitch(), newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{wh}, Notify: noWait,
+		Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: a}, {Name: "S", Severity: andon.Page, Condition: other}}})
+	ctx := context.Background()
+	other.Set(true)
+	e.EvaluateAt(ctx, t0) // S fires; its request is held
+	<-tr.held
+	a.Set(true)
+	e.EvaluateAt(ctx, t0.Add(time.Minute)) // A fires
+	a.Set(false)
+	e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // and resolves, before the receiver answers
+	close(tr.release)
+	require.NoError(t, e.Flush(ctx))
+
+	var statuses []string
+	for _, m := range tr.messages() {
+		if m.GroupLabels["alertname"] != "A" {
+			continue
+		}
+		var alerts []string
+		for _, wa := range m.Alerts {
+			alerts = append(alerts, wa.Status)
+		}
+		statuses = append(statuses, m.Status+" "+strings.Join(alerts, ","))
+	}
+	assert.Equal(t, []string{"firing firing", "resolved resolved"}, statuses)
+	assert.EqualValues(t, 3, e.NotifierStats()[0].Sent)
+}
+
+// scriptedTransport answers the requests for each alert name with the
+// status codes given for it, in turn, and 200 after them, keeping the
+// statuses of the messages it answered 200.
+type scriptedTransport struct {
+	mu    sync.Mutex
+	codes map[string][]int
+	sent  []string // "name status" of each message taken
+}
+
+func (s *scriptedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	var m andon.WebhookMessage
+	if err := json.NewDecoder(req.Body).Decode(&m); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name := m.GroupLabels["alertname"]
+	code := http.StatusOK
+	if cs := s.codes[name]; len(cs) > 0 {
+		code, s.codes[name] = cs[0], cs[1:]
+	}
+	if code == http.StatusOK {
+		s.sent = append(s.sent, name+" "+m.Status)
+	}
+	return &http.Response{StatusCode: code, Status: http.StatusText(code), Header: http.Header{}, Request: req,
+		Body: io.NopCloser(strings.NewReader(""))}, nil
+}
+
+func (s *scriptedTransport) messages() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.sent...)
+}
+
+// When the firing message of an alert goes out and its resolution, in
+// the same batch, is given up, the receiver holds the alert firing: the
+// resolution is owed, and sent at the next evaluation.
+func TestWebhookResolutionGivenUpAfterItsFiringWentOutIsSentLater(t *testing.T) {
+	tr := &scriptedTransport{codes: map[string][]int{"A": {http.StatusOK, http.StatusServiceUnavailable, http.StatusServiceUnavailable}}}
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: "http://receiver.test/hook", Client: &http.Client{Transport: tr}})
+	require.NoError(t, err)
+	hold := make(chan struct{})
+	held := make(chan struct{})
+	first := true
+	n := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+		if first {
+			first = false
+			close(held)
+			<-hold
+		}
+		return wh.Notify(ctx, a)
+	})
+	a, other := newSwitch(), newSwitch()
+	opts := noWait
+	opts.MaxAttempts = 2
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Notify: opts, Logger: discardLogger(),
+		Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: a}, {Name: "S", Severity: andon.Page, Condition: other}}})
+	ctx := context.Background()
+	other.Set(true)
+	e.EvaluateAt(ctx, t0) // S fires; its send is held
+	<-held
+	a.Set(true)
+	e.EvaluateAt(ctx, t0.Add(time.Minute)) // A fires
+	a.Set(false)
+	e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // and resolves, in the same batch
+	close(hold)
+	require.NoError(t, e.Flush(ctx))
+	assert.Equal(t, []string{"S firing", "A firing"}, tr.messages(), "the resolution was given up")
+
+	evaluateAndFlush(t, e, 3*time.Minute)
+	assert.Equal(t, []string{"S firing", "A firing", "A resolved"}, tr.messages())
+}
+
+// A resolution is not sent before the firing message of its alert: when
+// that one fails, the resolution waits and is retried after it. Sent
+// first, it would leave the receiver holding the alert firing once the
+// retried firing message came.
+func TestWebhookResolutionWaitsForItsFailedFiringMessage(t *testing.T) {
+	tr := &scriptedTransport{codes: map[string][]int{"A": {http.StatusServiceUnavailable}}}
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: "http://receiver.test/hook", Client: &http.Client{Transport: tr}})
+	require.NoError(t, err)
+	fired := t0
+	f := andon.Alert{Name: "A", State: andon.Firing, FiredAt: fired, Fingerprint: "1", Labels: map[string]string{"alertname": "A"}}
+	r := f
+	r.State, r.ResolvedAt = andon.Resolved, fired.Add(time.Minute)
+	b := andon.Alert{Name: "B", State: andon.Firing, FiredAt: fired, Fingerprint: "2", Labels: map[string]string{"alertname": "B"}}
+	err = wh.Notify(context.Background(), []andon.Alert{f, b, r})
+	require.Error(t, err)
+	assert.False(t, kanban.IsPermanent(err))
+	assert.Equal(t, 1, strings.Count(err.Error(), "andon: POST"), "one failure: %v", err)
+	assert.Equal(t, []string{"B firing"}, tr.messages(), "A's resolution waits for its firing message")
+}
