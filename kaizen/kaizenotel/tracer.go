@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taipattern/taikit/tai"
@@ -96,7 +97,8 @@ type spanShape struct {
 
 // NewTracer returns a Tracer whose spans come from opts.Provider under the
 // scope ScopeName, versioned with the version of the module that holds
-// this package.
+// this package, with the schema URL of the version of the semantic
+// conventions its error.type follows, https://opentelemetry.io/schemas/1.40.0.
 func NewTracer(opts TracerOptions) *Tracer {
 	tp := opts.Provider
 	if tp == nil || typednil.Holds(tp) {
@@ -105,9 +107,11 @@ func NewTracer(opts TracerOptions) *Tracer {
 	return &Tracer{tracer: tracerOf(tp), signalID: opts.SignalID}
 }
 
-// tracerOf returns tp's tracer under the scope ScopeName.
+// tracerOf returns tp's tracer under the scope ScopeName, with the schema
+// URL of the semantic conventions, so a backend can translate error.type
+// to a later version.
 func tracerOf(tp trace.TracerProvider) trace.Tracer {
-	return tp.Tracer(ScopeName, trace.WithInstrumentationVersion(moduleVersion()))
+	return tp.Tracer(ScopeName, trace.WithInstrumentationVersion(moduleVersion()), trace.WithSchemaURL(semconv.SchemaURL))
 }
 
 // moduleVersion is the version, in the running binary, of the module
@@ -123,7 +127,7 @@ const (
 	attrOutcome  = attribute.Key("taikit.outcome")
 	attrVerdict  = attribute.Key("taikit.verdict")
 	attrPolicy   = attribute.Key("taikit.policy")
-	attrErrType  = attribute.Key("error.type")
+	attrErrType  = semconv.ErrorTypeKey
 	attrRejected = attribute.Key("taikit.rejection.type")
 )
 

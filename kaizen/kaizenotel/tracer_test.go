@@ -490,3 +490,24 @@ func TestTracerRecordsStagesUnderASampledSpanNotRecorded(t *testing.T) {
 	require.NotNil(t, policy, "the stage is in the trace")
 	assert.Equal(t, root.SpanContext().SpanID, tai.SpanID(policy.Parent().SpanID()))
 }
+
+// The spans' instrumentation scope names the schema of the semantic
+// conventions whose attribute (error.type) and values (_OTHER) they
+// carry, so a backend can translate them to a later version, as
+// kanbanotel's spans do; the zero Tracer's spans too.
+func TestTracerScopeNamesTheConventionsSchema(t *testing.T) {
+	sr, tp := newRecorder(t)
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(prev) })
+	for _, tr := range []*kaizenotel.Tracer{kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: tp}), new(kaizenotel.Tracer)} {
+		_, sp := tr.Start(context.Background(), tai.SpanInfo{Stage: tai.StageSignal, Kind: "payment"})
+		sp.End(errors.New("boom"))
+	}
+	ended := sr.Ended()
+	require.Len(t, ended, 2)
+	for _, s := range ended {
+		assert.Equal(t, kaizenotel.ScopeName, s.InstrumentationScope().Name)
+		assert.Equal(t, "https://opentelemetry.io/schemas/1.40.0", s.InstrumentationScope().SchemaURL)
+	}
+}
