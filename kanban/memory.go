@@ -19,7 +19,11 @@ type MemoryOptions struct {
 	// 1024. A worker of Consume that took a few messages at once (at
 	// most 4) settles the ones it handled when it takes more or stops,
 	// with one lock for both: until then they count here and in Len, and
-	// not yet in QueueStats.Handled, while it runs the next ones.
+	// not yet in QueueStats.Handled, while it runs the next ones. A
+	// handler that publishes to its own queue with Publish, which waits
+	// for room, can so wait for good on a queue full of messages not yet
+	// handled (with a WIP of 1, on room its own worker holds): publish
+	// there with TryPublish, or with a ctx that ends.
 	Capacity int
 	// DedupWindow is how long a published ID is remembered: a second
 	// publish of it within the window is dropped. 0 means 2 minutes, as
