@@ -366,3 +366,33 @@ func TestVerifyAuditFilesReadsAPipe(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyAuditFilesRefusesAnEmptyPipe: a pipe that gives nothing (the
+// shell's <(zcat FILE.gz) of an archive zcat could not read) is refused,
+// naming it, wherever it is in the list: a file rotated out holds a line
+// at least. Last in the list, or alone, it verified as a file of no
+// line, and the trail as whole.
+func TestVerifyAuditFilesRefusesAnEmptyPipe(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.jsonl")
+	appendTrail(t, good, kaizen.AuditOptions{}, "a", "b")
+	for name, before := range map[string][]string{"alone": nil, "last": {good}} {
+		t.Run(name, func(t *testing.T) {
+			fifo := filepath.Join(t.TempDir(), "audit.fifo")
+			require.NoError(t, mkfifo(fifo))
+			wrote := make(chan struct{})
+			go func() {
+				defer close(wrote)
+				if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+					w.Close() // nothing written
+				}
+			}()
+			defer func() { <-wrote }()
+			_, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, append(before, fifo)...)
+			var pe *fs.PathError
+			require.ErrorAs(t, err, &pe)
+			assert.Equal(t, fifo, pe.Path)
+			assert.ErrorContains(t, err, "the pipe gave no line")
+		})
+	}
+}

@@ -179,7 +179,10 @@ func VerifyAuditWith(r io.Reader, opts VerifyOptions) (AuditSummary, error) {
 // regular file nor a pipe (a device such as /dev/zero, which reads
 // without end: refused before it is read); or an error naming an invalid
 // option. A pipe (a FIFO, a shell's <(zcat FILE.gz)) is read as
-// VerifyAuditWith reads a reader that is not a regular file.
+// VerifyAuditWith reads a reader that is not a regular file; one that
+// gives nothing is refused with an *fs.PathError: a file of a trail
+// rotated out holds a line at least, and an empty pipe is what a zcat of
+// one that failed gives.
 func VerifyAuditFiles(opts VerifyOptions, paths ...string) (AuditSummary, error) {
 	if len(paths) == 0 {
 		return AuditSummary{}, errors.New("kaizen: VerifyAuditFiles: no file to verify")
@@ -233,9 +236,16 @@ func (c *chain) readFile(path string, end *fileEnd) error {
 	case !fi.Mode().IsRegular() && !fi.IsDir():
 		return &fs.PathError{Op: "open", Path: path, Err: errNotRegular(fi.Mode())}
 	}
+	before := c.lines
 	*end, err = c.read(f, path, maxNULs)
+	if err == nil && pipe && c.lines == before && end.torn == 0 {
+		return &fs.PathError{Op: "read", Path: path, Err: errEmptyPipe}
+	}
 	return err
 }
+
+// errEmptyPipe is the error of a pipe of a trail that gave nothing.
+var errEmptyPipe = errors.New("the pipe gave no line: whatever writes it (a zcat of an archived file) failed, or the file is empty (give it itself)")
 
 // errNotRegular is the error of a trail file of mode m, which is not a
 // regular file.

@@ -32,8 +32,9 @@ series are archived, give -genesis the prev of the first line left. The
 flags may come before or after the files; after "--" every argument is a
 file. Each FILE is a regular file or a pipe (a FIFO, or a shell's
 <(zcat FILE.gz) for an archived file), or a symbolic link to one: a device
-such as /dev/zero is refused as it is opened, and a symbolic link to no
-file is named as one.
+such as /dev/zero is refused as it is opened, a pipe that gives nothing (a
+zcat that failed) is refused once read, and a symbolic link to no file is
+named as one.
 
 On success it prints the number of lines and the hash of the last line,
 which is the -genesis of the file that will continue the trail. Otherwise
