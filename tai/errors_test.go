@@ -182,3 +182,46 @@ func TestRetryAfterIsNeverNegative(t *testing.T) {
 	}
 	assert.Equal(t, time.Second, tai.RetryAfter(errors.Join(neg, retryErr{time.Second})))
 }
+
+// A policy's error that holds a *PanicError or a *PolicyError of another
+// pipeline behind a rejection or a denial (errors.Join of two pipelines'
+// errors, a gate that wraps a pipeline's panic) still fails the signal:
+// the policy erred, whatever it consulted said.
+func TestPolicyErrorHoldingARejectionAndAPanicFails(t *testing.T) {
+	denied := &tai.DeniedError{Decision: tai.Decision{Verdict: tai.Deny}}
+	panicked := &tai.PanicError{Stage: tai.StageAction, Value: "boom"}
+	failed := &tai.PolicyError{Policy: "inner", Err: errors.New("store down")}
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"denial joined with a panic", errors.Join(denied, panicked)},
+		{"rejection wrapping a panic", &tai.RejectedError{Stage: tai.StageGate, Err: panicked}},
+		{"rejection wrapping a policy error", fmt.Errorf("lookup: %w", &tai.RejectedError{Stage: tai.StageGate, Err: failed})},
+	}
+	action := tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 1, nil })
+	for _, tt := range tests {
+		for _, combined := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/all=%v", tt.name, combined), func(t *testing.T) {
+				var policy tai.Policy[int] = tai.Named("outer", tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+					return tai.Decision{}, tt.err
+				}))
+				if combined {
+					policy = tai.All(policy)
+				}
+				var rec tai.Record
+				obs := tai.ObserverFunc(func(_ context.Context, r tai.Record) { rec = r })
+				p, err := tai.New(policy, action, tai.WithObservers(obs))
+				require.NoError(t, err)
+				res, err := p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+				assert.Equal(t, tai.Failed, tai.OutcomeOf(err), "%v", err)
+				assert.Equal(t, tai.Failed, res.Outcome)
+				assert.Equal(t, tai.Failed, rec.Outcome)
+				var pe *tai.PolicyError
+				require.ErrorAs(t, err, &pe)
+				assert.Equal(t, "outer", pe.Policy)
+				assert.ErrorIs(t, err, tt.err, "the policy's error is kept")
+			})
+		}
+	}
+}

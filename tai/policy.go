@@ -281,9 +281,20 @@ func nameOrDefault(name, def string) string {
 
 // namesPolicy reports whether err already says which policy failed and
 // how, as Process returns it: a *PolicyError of a combinator nested in
-// another, which names the policy that failed, or a *PanicError.
+// another, which names the policy that failed, or a *PanicError. Either
+// must be the outermost of tai's errors in err's tree, the one OutcomeOf
+// goes by: a rejection or a denial of another pipeline that holds one
+// (joined with it, or wrapping it) is an error of the policy like any
+// other, or the signal would end Rejected or Denied for a policy that
+// failed.
 func namesPolicy(err error) bool {
-	var pe *PolicyError
-	var pa *PanicError
-	return errors.As(err, &pe) || errors.As(err, &pa)
+	var o outcomer
+	if !errors.As(err, &o) {
+		return false
+	}
+	switch o.(type) {
+	case *PolicyError, *PanicError:
+		return true
+	}
+	return false
 }
