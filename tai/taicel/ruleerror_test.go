@@ -71,3 +71,50 @@ func TestRuleErrorNamesWhatTheRuleWrites(t *testing.T) {
 	_, err = set.Evaluate(t.Context(), tai.Signal[map[string]any]{Payload: map[string]any{"CardCountry": "FR", "At": "12x"}})
 	assert.EqualError(t, err, `taicel: rule "r": invalid RFC 3339 timestamp "12x"`)
 }
+
+// cardHolder is a type no Env declares: CEL cannot read a value of it.
+type cardHolder struct {
+	PAN string
+}
+
+// Metered holds, in an interface, values whose type CEL cannot read.
+type Metered struct {
+	Meta map[string]any
+	Any  any
+}
+
+// A value CEL cannot convert (a struct of a type no Env declares, held in
+// an interface of the payload) failed the rule with CEL's error, which
+// writes the value with %v: the card number it held reached logs and the
+// audit trail. The error names the value's Go type, not the value.
+func TestRuleErrorOfAnUnreadableValueQuotesNoValue(t *testing.T) {
+	const pan = "4111 1111 1111 1111"
+	card := cardHolder{PAN: pan}
+	tagged := struct {
+		PAN string `json:"pan)"`
+	}{pan}
+	payload := Metered{Meta: map[string]any{"card": card, "f": func(int) string { return pan }, "tagged": tagged}, Any: &card}
+	for _, tc := range []struct {
+		expr, reason, want string
+	}{
+		{`has(payload.Meta.card)`, `{{payload.Meta.card}}`, `rule "r" reason: unsupported conversion to ref.Val: (taicel_test.cardHolder)…`},
+		{`payload.Meta.card == payload.Meta.card`, ``, `rule "r": unsupported conversion to ref.Val: (taicel_test.cardHolder)…`},
+		{`payload.Any != null`, ``, `rule "r": unsupported conversion to ref.Val: (*taicel_test.cardHolder)…`},
+		{`payload.Meta.f != null`, ``, `rule "r": unsupported conversion to ref.Val: (func(int) string)…`},
+		{`payload.Meta.tagged != null`, ``, `rule "r": unsupported conversion to ref.Val: (struct { PAN string "…" })…`},
+	} {
+		t.Run(tc.expr, func(t *testing.T) {
+			env, err := taicel.NewEnv(taicel.Options[Metered]{})
+			require.NoError(t, err)
+			set, err := env.Compile(&taicel.Spec{Version: "v", Rules: []taicel.Rule{{Name: "r", Verdict: tai.Deny, Expr: tc.expr, Reason: tc.reason}}})
+			require.NoError(t, err)
+			_, err = set.Evaluate(t.Context(), tai.Signal[Metered]{Payload: payload})
+			var re *taicel.RuleError
+			require.ErrorAs(t, err, &re)
+			msg := err.Error()
+			assert.NotContains(t, msg, "4111")
+			assert.NotContains(t, msg, "0x", "nor an address")
+			assert.Contains(t, msg, tc.want)
+		})
+	}
+}

@@ -263,7 +263,8 @@ func (s *Set[T]) decide(ctx context.Context, act *activation) (tai.Decision, int
 // ending in a comprehension (Err wraps the context's error, such as
 // context.DeadlineExceeded). Its message, which logs and audit trails
 // keep, quotes no value the evaluation read: where CEL's would (a string
-// timestamp() could not read, a key a map lacks, an index), it has …
+// timestamp() could not read, a key a map lacks, an index, a value of a
+// Go type CEL cannot read, of which it names only the type), it has …
 // instead, unless the expression itself writes that text ("no such key:
 // CardCountry" for payload.CardCountry).
 type RuleError struct {

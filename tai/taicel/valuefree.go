@@ -48,9 +48,45 @@ var valueTails = []*regexp.Regexp{
 // type's name ('string', 'google.protobuf.Duration', 'list(int)').
 var typeName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*(\([A-Za-z0-9_., ()]*\))?$`)
 
+// unconvertible is how CEL's error for a value it cannot read (of a Go
+// type no Env declares, held in an interface) begins; the value's Go
+// type in parentheses and the value itself, as %v writes it, follow.
+const unconvertible = "unsupported conversion to ref.Val: ("
+
+// typeEnd returns the index in s of the parenthesis that closes the one
+// at open, around a Go type's name as %T writes it (func(int) string,
+// struct { X int "tag" }), past the quoted tags of a struct, or -1.
+func typeEnd(s string, open int) int {
+	depth := 0
+	for i := open; i < len(s); i++ {
+		switch s[i] {
+		case '(':
+			depth++
+		case ')':
+			if depth--; depth == 0 {
+				return i
+			}
+		case '"':
+			if i = closingQuote(s, i); i < 0 {
+				return -1
+			}
+		}
+	}
+	return -1
+}
+
 // scrubValues is valueFree's message.
 func scrubValues(msg, src string) string {
 	keep := func(v string) bool { return v == "" || strings.Contains(src, v) }
+	if i := strings.Index(msg, unconvertible); i >= 0 {
+		// The value ends the message; its type is no input, and stays.
+		open := i + len(unconvertible) - 1
+		if end := typeEnd(msg, open); end < 0 {
+			msg = msg[:open] + redacted // no type to tell from the value
+		} else if !keep(msg[end+1:]) {
+			msg = msg[:end+1] + redacted
+		}
+	}
 	for _, re := range valueTails {
 		m := re.FindStringSubmatchIndex(msg)
 		if m == nil {
