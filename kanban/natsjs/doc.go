@@ -71,10 +71,12 @@
 // come back into the same request — and JetStream counts that delivery
 // among its attempts (see kanban.ConsumeOptions.MaxAttempts). Each such
 // release waits, up to PublishTimeout, for the server's answer, which
-// comes once the consumer has stored it: a server stopped right after the
-// consumer (a service shutting down with its embedded server) delivers
-// the messages handed back at once when it starts again, not once their
-// leases have run out. The
+// comes once the consumer has stored it, and so does every
+// acknowledgement, retry and dead letter's termination made once
+// Consume's ctx has ended: a server stopped right after the consumer (a
+// service shutting down with its embedded server) delivers the messages
+// handed back at once when it starts again, not once their leases have
+// run out, and not again those handled during the drain. The
 // messages handed back are negatively acknowledged in the order they were
 // pulled, and with PerKey those waiting behind a running message of their
 // key once it is settled, not at once: JetStream delivers such messages

@@ -1043,7 +1043,7 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 	if err != nil || cons == nil {
 		return err
 	}
-	src := &source[T]{q: q, cons: cons, wip: opts.WithDefaults().WIP, ackWait: q.opts.AckWait, ackSeen: q.js.Conn().LastError()}
+	src := &source[T]{q: q, cons: cons, wip: opts.WithDefaults().WIP, ackWait: q.opts.AckWait, ackSeen: q.js.Conn().LastError(), stop: ctx.Done()}
 	if info := cons.CachedInfo(); info != nil {
 		if info.Config.HeadersOnly {
 			// Its deliveries have no payload: each would be dead-lettered

@@ -161,3 +161,80 @@ func TestReleasesUnansweredAreNotWaitedForEach(t *testing.T) {
 	assert.Contains(t, failed[0], context.DeadlineExceeded.Error())
 	require.NoError(t, q.Shutdown(ctx))
 }
+
+// TestSettledDuringTheDrainOutlivesARestart: a message its handler
+// settles while the consumer drains — acknowledged, or failed and retried
+// after a short back-off — is settled for the server started next on the
+// same store, however soon the server stops after Consume returns. The
+// settlement was sent without waiting for the server, which had not
+// taken it when it stopped (a service shutting down with its embedded
+// server): the message acknowledged was handled again after the restart,
+// and the one retried came again only once its lease ran out.
+func TestSettledDuringTheDrainOutlivesARestart(t *testing.T) {
+	const ackWait = time.Minute
+	for _, tc := range []struct {
+		name string
+		err  error // the handler's
+		// depth is the work stream's after the restart.
+		depth int64
+	}{
+		{name: "acknowledged", err: nil, depth: 0},
+		{name: "retried", err: errors.New("failing"), depth: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for round := range 3 {
+				dir := t.TempDir()
+				ctx := context.Background()
+				opts := natsjs.Options{Stream: "DRAINED", AckWait: ackWait, FetchWait: 100 * time.Millisecond}
+				srv, err := natsembed.Start(ctx, natsembed.Options{StoreDir: dir, InProcess: true})
+				require.NoError(t, err)
+				q, err := natsjs.New[int](ctx, connect(t, srv.Connect), opts)
+				require.NoError(t, err)
+				require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m0", Payload: 0}))
+				// The handler returns once the consumer is stopping, its
+				// WIP taken: no pull request is open as it drains.
+				cctx, cancel := context.WithCancel(ctx)
+				done := make(chan error, 1)
+				go func() {
+					done <- q.Consume(cctx, func(context.Context, kanban.Delivery[int]) error {
+						<-cctx.Done()
+						return tc.err
+					}, kanban.ConsumeOptions{WIP: 1, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Millisecond })})
+				}()
+				require.Eventually(t, func() bool { return q.Stats().InFlight == 1 }, 10*time.Second, time.Millisecond)
+				cancel()
+				require.NoError(t, <-done)
+				require.NoError(t, q.Shutdown(ctx))
+				require.NoError(t, srv.Shutdown(ctx))
+
+				srv = startServer(t, natsembed.Options{StoreDir: dir, InProcess: true})
+				q, err = natsjs.New[int](ctx, connect(t, srv.Connect), opts)
+				require.NoError(t, err)
+				b, err := q.Backlog(ctx)
+				require.NoError(t, err)
+				require.Equal(t, tc.depth, b.Depth, "round %d: messages in the work stream after the restart", round)
+				if tc.depth == 0 {
+					continue
+				}
+				got := make(chan int, 1)
+				cctx, cancel = context.WithCancel(ctx)
+				done = make(chan error, 1)
+				go func() {
+					done <- q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
+						got <- d.Attempt
+						return nil
+					}, kanban.ConsumeOptions{WIP: 1})
+				}()
+				select {
+				case attempt := <-got:
+					assert.Equal(t, 2, attempt, "round %d", round)
+				case <-time.After(ackWait / 2):
+					t.Fatalf("round %d: the message retried after 1ms not delivered again within %v of the restart", round, ackWait/2)
+				}
+				cancel()
+				require.NoError(t, <-done)
+				require.NoError(t, q.Shutdown(ctx))
+			}
+		})
+	}
+}

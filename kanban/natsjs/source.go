@@ -49,9 +49,24 @@ type source[T any] struct {
 	gone      bool                   // the last pull found no durable: look for it before the next
 	cur       jetstream.MessageBatch // the open pull request, nil when none
 	msgs      <-chan jetstream.Msg   // cur's messages, closed when it ends
-	// unconfirmed is set once a release went unanswered (see release):
-	// the releases after it are not waited for.
+	// stop is closed once the consumer is stopping (Consume's ctx
+	// ended): settlements from then on wait for the server (see confirm).
+	// nil never is.
+	stop <-chan struct{}
+	// unconfirmed is set once a release, or a settlement made while the
+	// consumer stops, went unanswered (see confirm): the ones after it
+	// are not waited for.
 	unconfirmed atomic.Bool
+}
+
+// stopping reports whether the consumer is stopping (see stop).
+func (s *source[T]) stopping() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // minHeartbeat is the shortest HeartbeatInterval: a durable an
@@ -457,10 +472,25 @@ func (l *lease[T]) Message() (kanban.Message[T], error) {
 	return msg, err
 }
 
-func (l *lease[T]) Ack(context.Context) error { return l.m.Ack() }
+// Ack acknowledges the message. While the consumer stops, it waits, up to
+// PublishTimeout, for the server to have taken the acknowledgement (see
+// confirm).
+func (l *lease[T]) Ack(ctx context.Context) error {
+	if l.s.stopping() {
+		return l.s.confirm(ctx, l.m, ackBody, "acknowledging")
+	}
+	return l.m.Ack()
+}
 
-func (l *lease[T]) Retry(_ context.Context, delay time.Duration) error {
-	return l.m.NakWithDelay(max(delay, nakNow))
+// Retry hands the message back to be delivered again after delay. While
+// the consumer stops, it waits, up to PublishTimeout, for the server to
+// have taken it (see confirm).
+func (l *lease[T]) Retry(ctx context.Context, delay time.Duration) error {
+	delay = max(delay, nakNow)
+	if l.s.stopping() {
+		return l.s.confirm(ctx, l.m, nakBody(delay), "retrying")
+	}
+	return l.m.NakWithDelay(delay)
 }
 
 // Release hands the message back to be delivered again at once, and
@@ -479,35 +509,50 @@ func (l *lease[T]) Release(ctx context.Context) error { return l.s.release(ctx, 
 // those handed back together.
 const nakNow = time.Nanosecond
 
-// nakNowBody is the body of a negative acknowledgement with the delay
-// nakNow, as jetstream.Msg.NakWithDelay writes it.
-var nakNowBody = []byte(`-NAK {"delay": 1}`)
+// Bodies of acknowledgements, as jetstream.Msg writes them.
+var (
+	ackBody  = []byte("+ACK")
+	termBody = []byte("+TERM")
+	// nakNowBody is that of a negative acknowledgement with the delay
+	// nakNow.
+	nakNowBody = nakBody(nakNow)
+)
+
+// nakBody is the body of a negative acknowledgement with delay.
+func nakBody(delay time.Duration) []byte {
+	return []byte(`-NAK {"delay": ` + strconv.FormatInt(delay.Nanoseconds(), 10) + `}`)
+}
 
 // release hands m back to be delivered again at once (see nakNow) and
-// waits for the server's answer, which comes once the consumer has
-// recorded it: a consumer stopping, then its server (a service shutting
-// down with its embedded server), had its releases, sent and not yet
-// taken, lost, and the messages came again only once their leases ran
-// out. A release not answered within PublishTimeout (a consumer with no
-// leader, a connection not permitted to acknowledge) returns the error,
-// and the source's releases after it are sent without waiting, so that a
-// drain handing back many does not wait for each in turn.
+// waits for the server's answer (see confirm).
 func (s *source[T]) release(ctx context.Context, m jetstream.Msg) error {
+	return s.confirm(ctx, m, nakNowBody, "releasing")
+}
+
+// confirm sends body, an acknowledgement of m, and waits for the
+// server's answer, which comes once the consumer has taken it: a consumer
+// stopping, then its server (a service shutting down with its embedded
+// server), had its settlements sent and not yet taken lost — a message
+// handed back came again only once its lease ran out, and one
+// acknowledged was handled again. Releases are confirmed so, and the
+// other settlements while the consumer stops. One not answered within
+// PublishTimeout (a consumer with no leader, a connection not permitted
+// to acknowledge) returns the error (what names the settlement), and the
+// source's settlements after it are sent without waiting, so that a
+// drain handing back many does not wait for each in turn.
+func (s *source[T]) confirm(ctx context.Context, m jetstream.Msg, body []byte, what string) error {
+	nc := s.q.js.Conn()
 	if s.unconfirmed.Load() {
-		return nak(m)
+		return nc.Publish(m.Reply(), body)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.q.opts.PublishTimeout)
 	defer cancel()
-	if _, err := s.q.js.Conn().RequestWithContext(ctx, m.Reply(), nakNowBody); err != nil {
+	if _, err := nc.RequestWithContext(ctx, m.Reply(), body); err != nil {
 		s.unconfirmed.Store(true)
-		return fmt.Errorf("natsjs: releasing %s: %w", messageID(m.Headers()), err)
+		return fmt.Errorf("natsjs: %s %s: %w", what, messageID(m.Headers()), err)
 	}
 	return nil
 }
-
-// nak hands m back to be delivered again at once (see nakNow), without
-// waiting for the server.
-func nak(m jetstream.Msg) error { return m.NakWithDelay(nakNow) }
 
 func (l *lease[T]) Extend(context.Context) error { return l.m.InProgress() }
 
@@ -557,15 +602,19 @@ func (l *lease[T]) DeadLetter(ctx context.Context, reason string, attempts int) 
 	if q.opts.DeadLetterMaxBytes > 0 {
 		// Stored, it would be dropped at once with every dead letter kept.
 		if n := q.storedSize(q.opts.DeadLetterStream, headerSize(nh), len(l.m.Data())); n > q.opts.DeadLetterMaxBytes {
-			_ = l.m.NakWithDelay(q.backoff.Delay(attempts))
+			_ = l.Retry(ctx, q.backoff.Delay(attempts))
 			return fmt.Errorf("natsjs: dead-lettering message %s: %w: its dead letter takes %d bytes, more than DeadLetterMaxBytes %d", l.ID(), ErrTooLarge, n, q.opts.DeadLetterMaxBytes)
 		}
 	}
 	pctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
 	defer cancel()
 	if _, err := q.sendProbed(pctx, &nats.Msg{Subject: q.opts.DeadLetterStream, Data: l.m.Data(), Header: nh}, &q.deadTaken); err != nil {
-		_ = l.m.NakWithDelay(q.backoff.Delay(attempts))
+		_ = l.Retry(ctx, q.backoff.Delay(attempts))
 		return fmt.Errorf("natsjs: dead-lettering message %s: %w", l.ID(), err)
 	}
-	return l.m.Term() // not TermWithReason: servers before 2.10 ignore it
+	// Not TermWithReason: servers before 2.10 ignore it.
+	if l.s.stopping() {
+		return l.s.confirm(ctx, l.m, termBody, "terminating")
+	}
+	return l.m.Term()
 }
