@@ -149,8 +149,17 @@ func (req *PaymentRequest) validate() (Payment, error) {
 		return p, invalid("amount", "amount %s: %v", clip(string(req.Amount)), err)
 	}
 	p.Minor, p.Amount = minor, amount
-	if len(req.Metadata) > maxMetadataKeys {
-		return p, invalid("metadata", "metadata has %d keys; at most %d are allowed", len(req.Metadata), maxMetadataKeys)
+	// A key whose value is null is absent, and is not one of the keys
+	// allowed (its name is checked below all the same, as a null field's
+	// is).
+	keys := 0
+	for _, v := range req.Metadata {
+		if v != nil {
+			keys++
+		}
+	}
+	if keys > maxMetadataKeys {
+		return p, invalid("metadata", "metadata has %d keys; at most %d are allowed", keys, maxMetadataKeys)
 	}
 	// In the keys' order: a request with several entries out of bounds is
 	// refused naming the same one each time it is sent.
@@ -176,7 +185,7 @@ func (req *PaymentRequest) validate() (Payment, error) {
 			return p, invalid("metadata", "metadata value of %q holds a control character", clip(k))
 		}
 		if p.Metadata == nil {
-			p.Metadata = make(map[string]string, len(req.Metadata))
+			p.Metadata = make(map[string]string, keys)
 		}
 		p.Metadata[k] = v
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -186,4 +187,32 @@ func TestMetadataRefusalIsStable(t *testing.T) {
 		require.Error(t, err)
 		require.Contains(t, err.Error(), `"a key"`)
 	}
+}
+
+// A metadata key whose value is null reads as absent, so it is not one of
+// the 50 keys a payment may hold: 50 values and a null are accepted, and
+// are the same request as the 50 values alone. 51 values are refused.
+func TestMetadataNullValuesAreNotCountedAsKeys(t *testing.T) {
+	body := func(values, nulls int) string {
+		var meta []string
+		for i := range values {
+			meta = append(meta, fmt.Sprintf(`"k%02d": "v"`, i))
+		}
+		for i := range nulls {
+			meta = append(meta, fmt.Sprintf(`"n%02d": null`, i))
+		}
+		return `{"amount": 1, "customer_id": "c", "currency": "USD", "merchant_id": "m", "metadata": {` + strings.Join(meta, ", ") + `}}`
+	}
+	want, err := parsePayment([]byte(body(maxMetadataKeys, 0)))
+	require.NoError(t, err)
+	p, err := parsePayment([]byte(body(maxMetadataKeys, 3)))
+	require.NoError(t, err, "null values read as absent")
+	assert.Len(t, p.Metadata, maxMetadataKeys)
+	assert.Equal(t, want.fingerprint(), p.fingerprint())
+
+	_, err = parsePayment([]byte(body(maxMetadataKeys+1, 0)))
+	var re *requestError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, "metadata", re.Field)
+	assert.Contains(t, re.Message, "metadata has 51 keys; at most 50 are allowed")
 }
