@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -490,10 +491,16 @@ var listParams = []string{"service", "region", "status", "limit", "offset"}
 // handleList answers GET /deployments?service=&region=&status=&limit=&offset=,
 // newest first.
 func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	// A parameter given twice, or one the list does not have, is refused:
-	// taking the first of two filters, or none for a misspelt one, would
-	// answer a list the client did not ask for, without a word.
+	// A pair that does not parse (a bad escape, a semicolon), which
+	// URL.Query drops, a parameter given twice, or one the list does not
+	// have, is refused: leaving out the filter it held, taking the first
+	// of two filters, or none for a misspelt one, would answer a list the
+	// client did not ask for, without a word.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		httpapi.WriteError(w, httpapi.Invalid("query", "query string does not parse: %v", err))
+		return
+	}
 	for _, name := range slices.Sorted(maps.Keys(q)) {
 		if !slices.Contains(listParams, name) {
 			httpapi.WriteError(w, httpapi.Invalid(name, "query parameter %q is not one of %s", clip(name), strings.Join(listParams, ", ")))

@@ -184,10 +184,12 @@ func TestCordPulledTwice(t *testing.T) {
 	assert.True(t, got.At.Equal(pulled.At), "pulled at %v, reported after a restart %v", pulled.At, got.At)
 }
 
-// TestListRefusesRepeatedAndUnknownParameters: a filter given twice, or a
-// parameter the list does not have, is a 400 naming it; the list took the
-// first of two services and left the other out without a word, and a
-// misspelt filter (?staus=FAILED) answered every deployment.
+// TestListRefusesRepeatedAndUnknownParameters: a filter given twice, a
+// parameter the list does not have, or a query string that does not
+// parse, is a 400 naming it; the list took the first of two services and
+// left the other out without a word, and a misspelt filter
+// (?staus=FAILED), or one with a bad escape (?service=orders%zz), answered
+// every deployment.
 func TestListRefusesRepeatedAndUnknownParameters(t *testing.T) {
 	ts := startService(t, fastArgs...)
 	for query, want := range map[string]string{
@@ -196,6 +198,11 @@ func TestListRefusesRepeatedAndUnknownParameters(t *testing.T) {
 		"status=&status=FAILED":       `query parameter "status" is given 2 times; give it once`,
 		"staus=FAILED":                `query parameter "staus" is not one of service, region, status, limit, offset`,
 		"limit=5&page=2&x=1":          `query parameter "page" is not one of service, region, status, limit, offset`,
+		// A pair that does not parse was dropped: the filter it held was
+		// left out, and every deployment answered.
+		"service=orders%zz":      `query string does not parse: invalid URL escape "%zz"`,
+		"service=orders;limit=1": `query string does not parse: invalid semicolon separator in query`,
+		"limit=5&status=FAIL%E":  `query string does not parse: invalid URL escape "%E"`,
 	} {
 		r := do(t, "GET", ts.URL+"/deployments?"+query, nil)
 		require.Equal(t, http.StatusBadRequest, r.Code, "%s: %s", query, r.Body)
