@@ -25,7 +25,12 @@ import (
 // Prometheus's service discovery, Prometheus scrapes them, and the
 // rollout's analysis reads their health back with PromQL. A healthy
 // version is promoted; bad-service's 7.2% of errors, as Prometheus saw
-// them, roll it back.
+// them, roll it back. A stage waits for health data ten health intervals
+// beyond its bake before it fails for want of it: Prometheus learns of a
+// new process from its file within a second, scrapes it every second,
+// and counts requests from two scrapes, which on a loaded machine took
+// longer than the 6 s ten intervals of 500 ms left (a healthy canary
+// failed with no data); at 2 s they leave 20 s.
 func TestPrometheusAnalysis(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the local fleet reads /proc: Linux only")
@@ -33,7 +38,7 @@ func TestPrometheusAnalysis(t *testing.T) {
 	dir := t.TempDir()
 	prom := startPrometheusSD(t, filepath.Join(dir, targetsFile))
 	ts := startServiceIn(t, dir, "-fleet", "local", "-local-traffic", "50", "-prometheus-url", prom,
-		"-stages", "canary:50:6s,prod:100:3s", "-health-interval", "500ms", "-min-requests", "20")
+		"-stages", "canary:50:6s,prod:100:3s", "-health-interval", "2s", "-min-requests", "20")
 
 	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"})
 	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
