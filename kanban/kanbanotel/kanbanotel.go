@@ -151,9 +151,20 @@ func (global) Extract(ctx context.Context, h kanban.Header) context.Context {
 }
 
 // createdKey holds, in the ctx a propagator of this package extracted
-// from a message, the trace context it extracted: the message's creation
-// context, which a process span links to (see NewTracer).
+// from a message, a *creation: the message's creation context, which a
+// process span links to (see NewTracer).
 type createdKey struct{}
+
+// creation is the trace context a propagator extracted from a message, and
+// the ctx it returned holding it. A ctx derived from that one holds the
+// creation too, but is not the message's: a consumer started under a job
+// whose trace was extracted from a message of another queue would
+// otherwise link every process span to the job's creation context, for
+// messages that carry none of their own.
+type creation struct {
+	sc  trace.SpanContext
+	ctx context.Context
+}
 
 // created returns ctx, which a propagator extracted from a message into
 // parent, noting the span context it extracted, if it did. A span context
@@ -164,5 +175,18 @@ func created(parent, ctx context.Context) context.Context {
 	if !sc.IsValid() || sc.Equal(trace.SpanContextFromContext(parent)) {
 		return ctx
 	}
-	return context.WithValue(ctx, createdKey{}, sc)
+	c := &creation{sc: sc}
+	c.ctx = context.WithValue(ctx, createdKey{}, c)
+	return c.ctx
+}
+
+// creationOf returns the creation context of the message whose headers a
+// propagator of this package extracted into ctx: only ctx as the
+// propagator returned it holds one.
+func creationOf(ctx context.Context) (trace.SpanContext, bool) {
+	c, ok := ctx.Value(createdKey{}).(*creation)
+	if !ok || c.ctx != ctx {
+		return trace.SpanContext{}, false
+	}
+	return c.sc, true
 }

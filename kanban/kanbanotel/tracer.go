@@ -66,9 +66,13 @@ type TracerOptions struct {
 // spans are children of the process span. A message without a trace
 // context, or with one the Propagator cannot read (a malformed
 // traceparent), gets a process span without a link, a child of whatever
-// span the consumer's ctx holds. A Propagator of another package gives
-// the parent but no link: the Tracer cannot tell the context it extracted
-// from one the consumer's ctx held already.
+// span the consumer's ctx holds, even one a Propagator of this package
+// extracted from another message (a consumer started in the handler of
+// another queue's message): a process span links only to what the
+// Propagator extracted for its own message, found in the ctx the queue
+// passes from the Propagator to the Tracer as it is. A Propagator of
+// another package gives the parent but no link: the Tracer cannot tell
+// the context it extracted from one the consumer's ctx held already.
 //
 // The spans come from the instrumentation scope named after this
 // package's import path, versioned with the version of the module that
@@ -167,10 +171,12 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 		// The conventions ask a process span to link to its message's
 		// creation context, even when it is also its child: here the
 		// send span the Propagator extracted, a remote parent. A remote
-		// parent the consumer's ctx held already is not the message's.
-		// The link is the span's parent, which the sampler was given:
-		// added once the span records, it costs a dropped span nothing.
-		if sc, ok := parent.Value(createdKey{}).(trace.SpanContext); ok && sc.Equal(trace.SpanContextFromContext(parent)) {
+		// parent the consumer's ctx held already is not the message's,
+		// even one a Propagator of this package extracted from another
+		// message. The link is the span's parent, which the sampler was
+		// given: added once the span records, it costs a dropped span
+		// nothing.
+		if sc, ok := creationOf(parent); ok {
 			span.AddLink(trace.Link{SpanContext: sc})
 		}
 	}

@@ -306,61 +306,76 @@ func TestTracerNilPointerProviderIsTheGlobalOne(t *testing.T) {
 // started under a job's extracted trace) links each process span to its
 // message's creation context alone: a message without one, or with one the
 // Propagator cannot read, links to nothing, not to the consumer's parent.
+// That holds too when the job's trace was extracted by a Propagator of
+// this package (the job came as a message of another queue): it is the
+// job's creation context, not the message's.
 func TestTracerLinksOnlyTheMessagesCreationContext(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	for _, p := range []struct {
+	job := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{7}, SpanID: trace.SpanID{7}, TraceFlags: trace.FlagsSampled, Remote: true,
+	})
+	for _, jc := range []struct {
 		name string
-		p    kanban.Propagator
+		ctx  func() context.Context
 	}{
-		{"TraceContext", kanbanotel.TraceContext()},
-		{"New", kanbanotel.New(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))},
+		{"remote", func() context.Context { return trace.ContextWithRemoteSpanContext(context.Background(), job) }},
+		{"extracted", func() context.Context {
+			return kanbanotel.TraceContext().Extract(context.Background(), kanban.Header{
+				"traceparent": "00-" + job.TraceID().String() + "-" + job.SpanID().String() + "-01",
+			})
+		}},
 	} {
-		t.Run(p.name, func(t *testing.T) {
-			rec.Reset()
-			q, err := kanban.NewMemory[string](kanban.MemoryOptions{
-				Name: "ORDERS", Propagator: p.p,
-				Tracer: processOnly{kanbanotel.NewTracer(kanbanotel.TracerOptions{Provider: tp})},
-			})
-			require.NoError(t, err)
-			const valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-			for _, m := range []kanban.Message[string]{
-				{ID: "none", Payload: "x"},
-				{ID: "other-headers", Payload: "x", Headers: kanban.Header{"x-tenant": "t-1"}},
-				{ID: "malformed", Payload: "x", Headers: kanban.Header{"traceparent": "garbage"}},
-				{ID: "valid", Payload: "x", Headers: kanban.Header{"traceparent": valid}},
-			} {
-				require.NoError(t, q.Publish(context.Background(), m))
-			}
-
-			job := trace.NewSpanContext(trace.SpanContextConfig{
-				TraceID: trace.TraceID{7}, SpanID: trace.SpanID{7}, TraceFlags: trace.FlagsSampled, Remote: true,
-			})
-			ctx, cancel := context.WithTimeout(trace.ContextWithRemoteSpanContext(context.Background(), job), 30*time.Second)
-			defer cancel()
-			calls := 0
-			require.NoError(t, q.Consume(ctx, func(context.Context, kanban.Delivery[string]) error {
-				if calls++; calls == 4 {
-					cancel()
+		for _, p := range []struct {
+			name string
+			p    kanban.Propagator
+		}{
+			{"TraceContext", kanbanotel.TraceContext()},
+			{"New", kanbanotel.New(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))},
+		} {
+			t.Run(jc.name+"/"+p.name, func(t *testing.T) {
+				rec.Reset()
+				q, err := kanban.NewMemory[string](kanban.MemoryOptions{
+					Name: "ORDERS", Propagator: p.p,
+					Tracer: processOnly{kanbanotel.NewTracer(kanbanotel.TracerOptions{Provider: tp})},
+				})
+				require.NoError(t, err)
+				const valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+				for _, m := range []kanban.Message[string]{
+					{ID: "none", Payload: "x"},
+					{ID: "other-headers", Payload: "x", Headers: kanban.Header{"x-tenant": "t-1"}},
+					{ID: "malformed", Payload: "x", Headers: kanban.Header{"traceparent": "garbage"}},
+					{ID: "valid", Payload: "x", Headers: kanban.Header{"traceparent": valid}},
+				} {
+					require.NoError(t, q.Publish(context.Background(), m))
 				}
-				return nil
-			}, kanban.ConsumeOptions{}))
 
-			procs := byName(rec.Ended(), "process ORDERS")
-			require.Len(t, procs, 4)
-			for _, s := range procs {
-				id := attrs(s)["messaging.message.id"].AsString()
-				if id == "valid" {
-					require.Len(t, s.Links(), 1)
-					assert.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", s.Links()[0].SpanContext.TraceID().String())
-					assert.Equal(t, s.Links()[0].SpanContext.SpanID(), s.Parent().SpanID())
-					continue
+				ctx, cancel := context.WithTimeout(jc.ctx(), 30*time.Second)
+				defer cancel()
+				calls := 0
+				require.NoError(t, q.Consume(ctx, func(context.Context, kanban.Delivery[string]) error {
+					if calls++; calls == 4 {
+						cancel()
+					}
+					return nil
+				}, kanban.ConsumeOptions{}))
+
+				procs := byName(rec.Ended(), "process ORDERS")
+				require.Len(t, procs, 4)
+				for _, s := range procs {
+					id := attrs(s)["messaging.message.id"].AsString()
+					if id == "valid" {
+						require.Len(t, s.Links(), 1)
+						assert.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", s.Links()[0].SpanContext.TraceID().String())
+						assert.Equal(t, s.Links()[0].SpanContext.SpanID(), s.Parent().SpanID())
+						continue
+					}
+					assert.Empty(t, s.Links(), "%s: the consumer's parent is not the message's creation context", id)
+					assert.Equal(t, job.SpanID(), s.Parent().SpanID(), "%s: a child of the consumer's parent", id)
 				}
-				assert.Empty(t, s.Links(), "%s: the consumer's parent is not the message's creation context", id)
-				assert.Equal(t, job.SpanID(), s.Parent().SpanID(), "%s: a child of the consumer's parent", id)
-			}
-		})
+			})
+		}
 	}
 }
 
