@@ -192,3 +192,55 @@ func TestDecidesAsMemoryStoreAtNanoseconds(t *testing.T) {
 		})
 	}
 }
+
+// TestDecidesAsMemoryStoreAtRandomLimits is TestDecidesAsMemoryStore with
+// Limits drawn at random, each a rate whose interval is a whole number of
+// microseconds from ten seconds to a minute and a burst up to twenty, two
+// replicas (each a Store with a client of its own) taking turns on the
+// same keys, and times that step by any number of nanoseconds: the shared
+// schedule decides as the MemoryStore's does.
+func TestDecidesAsMemoryStoreAtRandomLimits(t *testing.T) {
+	srv := servers.StartRedis(t)
+	ctx := context.Background()
+	for seed := range uint64(10) {
+		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) {
+			prefix := "rand" + strconv.FormatUint(seed, 10) + ":"
+			replicas := []*redisgcra.Store{
+				newStore(t, redisClient(t, srv), redisgcra.Options{Prefix: prefix}),
+				newStore(t, redisClient(t, srv), redisgcra.Options{Prefix: prefix}),
+			}
+			ms, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{MaxKeys: 16})
+			require.NoError(t, err)
+			rng := rand.New(rand.NewPCG(seed, 4))
+			var limits []heijunka.Limit
+			for len(limits) < 5 {
+				iv := time.Duration(10_000_000+rng.IntN(50_000_000)) * time.Microsecond
+				l := heijunka.Limit{Rate: float64(time.Second) / float64(iv), Burst: 1 + rng.IntN(20)}
+				require.NoError(t, l.Validate())
+				if l.Interval()%time.Microsecond == 0 { // not every rate rounds back to whole microseconds
+					limits = append(limits, l)
+				}
+			}
+			now := time.Unix(1_900_000_000, int64(rng.IntN(1e9)))
+			for step := range 1000 {
+				switch r := rng.IntN(100); {
+				case r < 20: // the same instant
+				case r < 50: // within a few microseconds
+					now = now.Add(time.Duration(rng.IntN(3000)))
+				case r < 90:
+					now = now.Add(time.Duration(rng.Int64N(int64(40 * time.Second))))
+				default: // past most schedules
+					now = now.Add(time.Duration(rng.Int64N(int64(1000 * time.Second))))
+				}
+				key := strconv.Itoa(rng.IntN(3))
+				limit := limits[rng.IntN(len(limits))]
+				n := rng.IntN(limit.Burst + 2)
+				want, err := ms.Take(ctx, key, limit, now, n)
+				require.NoError(t, err)
+				got, err := replicas[rng.IntN(len(replicas))].Take(ctx, key, limit, now, n)
+				require.NoError(t, err)
+				require.Equal(t, want, got, "step %d: key %q, %v (interval %v), n %d at %v", step, key, limit, limit.Interval(), n, now.Format(time.RFC3339Nano))
+			}
+		})
+	}
+}
