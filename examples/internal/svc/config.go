@@ -108,6 +108,7 @@ type Serving struct {
 
 	port                                                int
 	apiTokenFile, adminTokenFile, auditKeyFile, allowed string
+	fs                                                  *flag.FlagSet // the flags Register added, to see which were given
 }
 
 // Redacted stands for a secret that is set where a Secret or SecretBytes
@@ -262,7 +263,7 @@ type Usage struct {
 // -api-token, -api-token-file, -admin-token, -admin-token-file,
 // -audit-key-file and -allowed-hosts. Call Finish after fs.Parse.
 func (s *Serving) Register(fs *flag.FlagSet, env *Env, port int, u Usage) {
-	s.port = port
+	s.port, s.fs = port, fs
 	fs.StringVar(&s.Addr, "addr", env.String("ADDR", ""), fmt.Sprintf("listen address; default 127.0.0.1:%d (loopback only) without -api-token, :%[1]d with one. Without a token only a loopback address is accepted (ADDR)", port))
 	SecretVar(fs, &s.APIToken, "api-token", env.String("API_TOKEN", ""), "require Authorization: Bearer <token> on "+u.API+"; prefer -api-token-file, as a flag shows in the process list (API_TOKEN)")
 	fs.StringVar(&s.apiTokenFile, "api-token-file", env.String("API_TOKEN_FILE", ""), "read the API token from this file (API_TOKEN_FILE)")
@@ -274,15 +275,34 @@ func (s *Serving) Register(fs *flag.FlagSet, env *Env, port int, u Usage) {
 
 // Finish reads the token and key files, fills in the defaults and checks
 // the whole: a token-less service listens on loopback only, and the admin
-// token is not the API token.
+// token is not the API token. A token given one way on the command line
+// (-api-token or -api-token-file) wins over the other way's variable
+// (API_TOKEN_FILE or API_TOKEN), as a flag wins over its own: the
+// variables are fallbacks. A token given both ways on the command line, or
+// both ways in the environment, is refused.
 func (s *Serving) Finish() error {
 	var errs []error
+	given := map[string]bool{}
+	if s.fs != nil {
+		s.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	}
 	for _, tok := range []struct {
-		name string
-		v    *Secret
-		file string
-	}{{"api-token", &s.APIToken, s.apiTokenFile}, {"admin-token", &s.AdminToken, s.adminTokenFile}} {
-		v, err := httpapi.ReadToken(tok.name, tok.v.Reveal(), tok.file)
+		name, env string
+		v         *Secret
+		file      string
+	}{{"api-token", "API_TOKEN", &s.APIToken, s.apiTokenFile}, {"admin-token", "ADMIN_TOKEN", &s.AdminToken, s.adminTokenFile}} {
+		value, file := tok.v.Reveal(), tok.file
+		switch byFlag, byFileFlag := given[tok.name], given[tok.name+"-file"]; {
+		case byFlag && !byFileFlag:
+			file = ""
+		case byFileFlag && !byFlag:
+			value = ""
+		case !byFlag && !byFileFlag && value != "" && file != "":
+			errs = append(errs, fmt.Errorf("%s and %s_FILE are both set; use one", tok.env, tok.env))
+			*tok.v = NewSecret("")
+			continue
+		}
+		v, err := httpapi.ReadToken(tok.name, value, file)
 		if err != nil {
 			errs = append(errs, err)
 		}

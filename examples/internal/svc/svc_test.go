@@ -116,6 +116,35 @@ func TestServingRefusesAnAllowedHostNoHostHeaderMatches(t *testing.T) {
 	assert.Len(t, s.AllowedHosts, 8)
 }
 
+// A token flag given on the command line wins over the environment's
+// fallback for the token's other form, as over its own: ADMIN_TOKEN left
+// exported in a shell does not stop a start with -admin-token-file, nor
+// API_TOKEN_FILE set in a container one with -api-token. Both forms given
+// on the command line, or both in the environment, are still refused.
+func TestServingTokenFlagWinsOverTheEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	apiFile, adminFile := filepath.Join(dir, "api"), filepath.Join(dir, "admin")
+	require.NoError(t, os.WriteFile(apiFile, []byte("api-from-file-0123456789\n"), 0o600))
+	require.NoError(t, os.WriteFile(adminFile, []byte("admin-from-file-0123456789\n"), 0o600))
+
+	s, err := parse(t, map[string]string{"ADMIN_TOKEN": "admin-from-env-0123456789", "API_TOKEN_FILE": apiFile},
+		"-admin-token-file", adminFile, "-api-token", "api-from-flag-0123456789")
+	require.NoError(t, err)
+	assert.Equal(t, "admin-from-file-0123456789", s.AdminToken.Reveal())
+	assert.Equal(t, "api-from-flag-0123456789", s.APIToken.Reveal())
+
+	s, err = parse(t, map[string]string{"API_TOKEN": "api-from-env-0123456789", "ADMIN_TOKEN_FILE": adminFile},
+		"-api-token-file", apiFile, "-admin-token", "admin-from-flag-0123456789")
+	require.NoError(t, err)
+	assert.Equal(t, "api-from-file-0123456789", s.APIToken.Reveal())
+	assert.Equal(t, "admin-from-flag-0123456789", s.AdminToken.Reveal())
+
+	_, err = parse(t, nil, "-api-token", "api-from-flag-0123456789", "-api-token-file", apiFile)
+	assert.ErrorContains(t, err, "-api-token and -api-token-file are both set")
+	_, err = parse(t, map[string]string{"ADMIN_TOKEN": "admin-from-env-0123456789", "ADMIN_TOKEN_FILE": adminFile})
+	assert.ErrorContains(t, err, "ADMIN_TOKEN and ADMIN_TOKEN_FILE are both set")
+}
+
 func TestEnv(t *testing.T) {
 	e := svc.NewEnv(func(k string) string {
 		return map[string]string{"D": "2s", "N": "7", "F": "0.5", "BAD_D": "soon", "BAD_N": "many", "BAD_F": "half"}[k]
