@@ -174,7 +174,10 @@ func unexpected(stderr io.Writer, cmd, arg string) int {
 	return 2
 }
 
-// serve runs one of the stack's helper servers until a signal.
+// serve runs one of the stack's helper servers until a signal, and
+// returns once the requests in flight have been answered (or 5 seconds
+// have passed): srv.Serve returns as soon as the shutdown begins, and the
+// process exits after serve returns.
 func serve(ctx context.Context, name string, args []string, stderr io.Writer, handler func(*slog.Logger, []string) (http.Handler, error)) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -194,7 +197,11 @@ func serve(ctx context.Context, name string, args []string, stderr io.Writer, ha
 		return 1
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -205,5 +212,6 @@ func serve(ctx context.Context, name string, args []string, stderr io.Writer, ha
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}
+	<-stopped
 	return 0
 }

@@ -2,11 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -78,4 +84,69 @@ func TestCommandsRefuseArguments(t *testing.T) {
 			assert.Contains(t, stderr.String(), "stack "+args[0]+": unexpected argument \""+args[len(args)-1]+"\"")
 		})
 	}
+}
+
+// TestHelperServerFinishesRequestsInFlight: a helper server (the sink, the
+// NATS exporter) stopped by a signal answers the requests it is serving
+// before it returns, and the process exits: an alert Alertmanager is
+// delivering as make down stops the sink is answered, not cut off. The
+// handler holds its answer until the server has begun to shut down, then
+// until serve has returned or a second has passed.
+func TestHelperServerFinishesRequestsInFlight(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	entered, returned := make(chan struct{}), make(chan struct{})
+	var cutOff atomic.Bool
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		began := make(chan struct{})
+		r.Context().Value(http.ServerContextKey).(*http.Server).RegisterOnShutdown(func() { close(began) })
+		close(entered)
+		<-began
+		select {
+		case <-returned:
+			cutOff.Store(true)
+		case <-time.After(time.Second):
+		}
+		_, _ = io.WriteString(w, "answered")
+	})
+	var stderr bytes.Buffer
+	code := make(chan int, 1)
+	go func() {
+		defer close(returned)
+		code <- serve(ctx, "stack test", []string{"-addr", addr}, &stderr, func(*slog.Logger, []string) (http.Handler, error) { return h, nil })
+	}()
+
+	body := make(chan string, 1)
+	go func() {
+		for {
+			resp, err := http.Get("http://" + addr + "/")
+			if err != nil {
+				select {
+				case <-returned:
+					body <- err.Error()
+					return
+				case <-time.After(10 * time.Millisecond): // not listening yet
+					continue
+				}
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				body <- err.Error()
+				return
+			}
+			body <- string(b)
+			return
+		}
+	}()
+	<-entered
+	cancel()
+	assert.Equal(t, 0, <-code, "stderr: %s", stderr.String())
+	assert.Equal(t, "answered", <-body)
+	assert.False(t, cutOff.Load(), "serve returned while a request was in flight")
 }
