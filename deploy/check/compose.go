@@ -331,7 +331,7 @@ func loopback(addr string) bool {
 	if err != nil {
 		return false
 	}
-	if host == "localhost" {
+	if strings.EqualFold(host, "localhost") { // as the services read it
 		return true
 	}
 	ip := net.ParseIP(host)

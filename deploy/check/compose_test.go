@@ -192,3 +192,18 @@ func TestCheckComposeDataDirAndTokens(t *testing.T) {
 		})
 	}
 }
+
+// TestLoopbackAsTheServicesReadIt: an ADDR is loopback for the check as
+// for the services (httpapi.IsLoopback), localhost in any case among
+// them; LOCALHOST was reported as listening beyond loopback, and the
+// service as refusing to start, though it starts.
+func TestLoopbackAsTheServicesReadIt(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"localhost:3001": true, "LOCALHOST:3001": true, "LocalHost:3001": true,
+		"127.0.0.1:3001": true, "127.1.2.3:3001": true, "[::1]:3001": true,
+		":3001": false, "0.0.0.0:3001": false, "[::]:3001": false, "example.com:3001": false,
+		"localhost.example.com:3001": false, "localhost": false,
+	} {
+		assert.Equal(t, want, loopback(addr), addr)
+	}
+}
