@@ -1,6 +1,7 @@
 package servers
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -31,53 +32,66 @@ func StartPrometheus(t testing.TB, config string) string {
 	// should another process grab it first.
 	for attempt := 1; ; attempt++ {
 		addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
-		out := &syncBuffer{}
-		cmd := exec.Command(binary,
-			"--config.file="+configFile,
-			"--storage.tsdb.path="+filepath.Join(dir, "data"),
-			"--web.listen-address="+addr,
-			"--log.level=warn")
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting prometheus: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() {
-			_ = cmd.Wait()
-			close(exited)
-		}()
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		})
-		url := "http://" + addr
-		if prometheusReady(t, url, exited) {
+		url, out, ok := tryStartPrometheus(t, binary, dir, configFile, addr)
+		if ok {
 			return url
 		}
-		if attempt == 3 || !strings.Contains(out.String(), "address already in use") {
+		if attempt == 3 || !strings.Contains(out, "address already in use") {
 			t.Fatalf("prometheus did not become ready: %s", out)
 		}
 	}
 }
 
+// tryStartPrometheus runs prometheus on addr, stopped by the test's
+// cleanup, and returns its URL once it is ready; or false and its output
+// when it exited first.
+func tryStartPrometheus(t testing.TB, binary, dir, configFile, addr string) (url, output string, ok bool) {
+	t.Helper()
+	out := &syncBuffer{}
+	cmd := exec.Command(binary,
+		"--config.file="+configFile,
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr,
+		"--log.level=warn")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting prometheus: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	url = "http://" + addr
+	if prometheusReady(t, url, configFile, exited) {
+		return url, "", true
+	}
+	return "", out.String(), false
+}
+
 // prometheusReady polls /-/ready for up to 30 s; false if the server
-// exited first.
-func prometheusReady(t testing.TB, url string, exited <-chan struct{}) bool {
+// exited first. Only a server run with configFile counts: another one may
+// have taken the port, and this one then exits.
+func prometheusReady(t testing.TB, url, configFile string, exited <-chan struct{}) bool {
 	t.Helper()
 	c := &http.Client{Timeout: time.Second}
 	defer c.CloseIdleConnections()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := c.Get(url + "/-/ready")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+		if ok, _ := get(c, url+"/-/ready", nil); ok {
+			var flags struct {
+				Data map[string]string `json:"data"`
+			}
+			if ok, err := get(c, url+"/api/v1/status/flags", &flags); ok && err == nil && flags.Data["config.file"] == configFile {
 				return true
 			}
 		}
@@ -89,6 +103,25 @@ func prometheusReady(t testing.TB, url string, exited <-chan struct{}) bool {
 	}
 	t.Fatal("prometheus not ready within 30s")
 	return false
+}
+
+// get reports whether url answers 200, and decodes the answer into v
+// unless v is nil.
+func get(c *http.Client, url string, v any) (bool, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return false, nil
+	}
+	if v == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return true, err
+	}
+	return true, json.NewDecoder(resp.Body).Decode(v)
 }
 
 // syncBuffer collects a process's output.

@@ -7,12 +7,14 @@
 package servers
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -94,9 +96,14 @@ func tryStartRedis(bin string, port int) (*Redis, error) {
 	go func() { s.done <- s.cmd.Wait() }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		err := pingRedis(s.Addr)
-		if err == nil {
+		// Another redis-server may hold the port (this one then exits):
+		// only this process's answer says it is ready.
+		pid, err := redisPID(s.Addr)
+		if err == nil && pid == s.cmd.Process.Pid {
 			return s, nil
+		}
+		if err == nil {
+			err = fmt.Errorf("%s is served by another redis-server (process %d)", s.Addr, pid)
 		}
 		select {
 		case werr := <-s.done:
@@ -122,24 +129,35 @@ func (s *Redis) Stop() {
 // URL returns a redis:// URL of the server.
 func (s *Redis) URL() string { return "redis://" + s.Addr }
 
-// pingRedis sends PING in the Redis protocol and expects +PONG, so that
-// this package needs no Redis client.
-func pingRedis(addr string) error {
+// redisPID asks the server at addr, in the Redis protocol, for the ID of
+// its process (INFO server), so that this package needs no Redis client.
+func redisPID(addr string) (int, error) {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
-	if _, err := c.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
-		return err
+	if _, err := c.Write([]byte("*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")); err != nil {
+		return 0, err
 	}
-	buf := make([]byte, 7)
-	if _, err := io.ReadFull(c, buf); err != nil {
-		return err
+	r := bufio.NewReader(c)
+	head, err := r.ReadString('\n')
+	if err != nil {
+		return 0, err
 	}
-	if string(buf) != "+PONG\r\n" {
-		return fmt.Errorf("redis-server answered PING with %q", buf)
+	n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(head, "$"), "\r\n"))
+	if !strings.HasPrefix(head, "$") || err != nil || n < 0 || n > 1<<20 {
+		return 0, fmt.Errorf("redis-server answered INFO with %q", head)
 	}
-	return nil
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(line, "process_id:"); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return 0, fmt.Errorf("redis-server answered INFO without its process_id")
 }
