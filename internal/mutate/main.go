@@ -232,6 +232,7 @@ func run(ctx context.Context, cfg config) (bool, error) {
 	for i, m := range mutants {
 		m.id = i + 1
 	}
+	leaveOutUncompilable(ctx, cfg, pkg, sources, mutants)
 	schemaBin, err := buildSchema(ctx, cfg, pkg, sources, mutants, work)
 	if err != nil {
 		return false, err

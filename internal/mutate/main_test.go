@@ -74,8 +74,15 @@ const (
 
 func writeSample(t *testing.T) string {
 	t.Helper()
+	return writeModule(t, sample)
+}
+
+// writeModule writes the files of a module of its own, outside this
+// workspace, and makes it the working directory.
+func writeModule(t *testing.T, files map[string]string) string {
+	t.Helper()
 	dir := t.TempDir()
-	for name, src := range sample {
+	for name, src := range files {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644))
 	}
 	// The sample is a module of its own, outside this workspace.
@@ -142,4 +149,41 @@ func TestRunFilterRejected(t *testing.T) {
 	require.ErrorContains(t, err, `-run "Test(": error parsing regexp`)
 	_, err = mutate(t, dir, "TestNothingOfTheSort")
 	require.ErrorContains(t, err, `no test of example.com/sample matching -run "TestNothingOfTheSort" reaches its code`)
+}
+
+// A mutant that drops the only use of a variable does not compile on its
+// own ("declared and not used"), though its branch of the schema does,
+// where the original beside it still uses the variable: it is not built,
+// whatever the tests would say of it.
+func TestMutantThatOnlyTheSchemaCompiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs test binaries")
+	}
+	dir := writeModule(t, map[string]string{
+		"go.mod": "module example.com/sample\n\ngo 1.26\n",
+		"sample.go": `package sample
+
+import "strconv"
+
+// Parse reads a number.
+func Parse(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	return n, err
+}
+`,
+		"sample_test.go": `package sample
+
+import "testing"
+
+func TestParse(t *testing.T) {
+	if _, err := Parse("x"); err == nil {
+		t.Fatal("no error")
+	}
+}
+`,
+	})
+	out, err := mutate(t, dir, "")
+	require.NoError(t, err)
+	// mutants, killed, survived, uncovered, equivalent, not built, score
+	assert.Contains(t, spaces.ReplaceAllString(out, " "), "example.com/sample 1 0 0 0 0 1 100.0%", out)
 }

@@ -24,8 +24,9 @@ import (
 // and a statement becomes an if/else chain whose last branch is the
 // original. Each operand is evaluated once whichever mutant is on. Mutants
 // that cannot be switched this way (arithmetic, whose type a schema would
-// need, and statements in an init or post position) and mutants whose
-// branch does not compile are tested one build each, as before.
+// need, and statements in an init or post position), mutants whose
+// branch does not compile, and those that compile only beside the original
+// (see leaveOutUncompilable) are tested one build each, as before.
 
 type hostKind uint8
 
