@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -162,10 +163,10 @@ func (c *Child) WaitLog(ctx context.Context, t testing.TB, s string) {
 }
 
 // Stop sends the process sig and waits, until ctx ends, for its exit,
-// which it returns.
+// which it returns; that of a process that has exited already, too.
 func (c *Child) Stop(ctx context.Context, t testing.TB, sig os.Signal) error {
 	t.Helper()
-	if err := c.Cmd.Process.Signal(sig); err != nil {
+	if err := c.Cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Fatal(err)
 	}
 	select {

@@ -104,6 +104,23 @@ type fatalTB struct {
 
 func (f fatalTB) Fatalf(format string, args ...any) { f.failed <- fmt.Sprintf(format, args...) }
 
+// A child that has exited by itself is not an error of Stop: its exit,
+// what Stop returns, is there to read.
+func TestStopAfterTheChildExited(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := svctest.LaunchChild(t, childEnv, "fail", regexp.MustCompile(`never`))
+	<-c.Done
+	tb := fatalTB{TB: t, failed: make(chan string, 1)}
+	err := c.Stop(ctx, tb, syscall.SIGTERM)
+	select {
+	case msg := <-tb.failed:
+		t.Fatalf("Stop failed the test: %s", msg)
+	default:
+	}
+	assert.ErrorContains(t, err, "exit status 1")
+}
+
 func TestWaitHealthyGivesUpOnAHungMonitor(t *testing.T) {
 	hung := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
