@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -77,11 +78,14 @@ func appendRequest(b []byte, host string, body []byte, idempotencyKey, token str
 type client struct {
 	target  target
 	timeout time.Duration // 0: requestTimeout
-	mu      sync.Mutex    // guards conn against close
+	mu      sync.Mutex    // guards conn, closed and stopDial against close
 	conn    net.Conn
 	closed  bool
-	br      *bufio.Reader
-	body    []byte
+	// stopDial ends the dial in progress, if any: close does not wait
+	// for a connection that may take the whole timeout to be set up.
+	stopDial context.CancelFunc
+	br       *bufio.Reader
+	body     []byte
 	// When the last answer on conn was read: how long conn has idled.
 	answered time.Time
 }
@@ -142,24 +146,38 @@ func (c *client) send(conn net.Conn, req []byte) error {
 }
 
 // connect returns the client's connection, dialling one if it has none,
-// and whether it had one already.
+// and whether it had one already. close ends a dial in progress.
 func (c *client) connect() (conn net.Conn, reused bool, err error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil, false, net.ErrClosed
 	}
 	if c.conn != nil {
-		return c.conn, true, nil
+		conn = c.conn
+		c.mu.Unlock()
+		return conn, true, nil
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.stopDial = cancel
+	c.mu.Unlock()
 	d := net.Dialer{Timeout: cmp.Or(c.timeout, requestTimeout)}
 	if c.target.tls {
-		conn, err = tls.DialWithDialer(&d, "tcp", c.target.addr, &tls.Config{ServerName: hostOnly(c.target.host)})
+		td := tls.Dialer{NetDialer: &d, Config: &tls.Config{ServerName: hostOnly(c.target.host)}}
+		conn, err = td.DialContext(ctx, "tcp", c.target.addr)
 	} else {
-		conn, err = d.Dial("tcp", c.target.addr)
+		conn, err = d.DialContext(ctx, "tcp", c.target.addr)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopDial = nil
 	if err != nil {
 		return nil, false, err
+	}
+	if c.closed { // while it dialled
+		conn.Close()
+		return nil, false, net.ErrClosed
 	}
 	c.conn = conn
 	if c.br == nil {
@@ -191,9 +209,12 @@ func (c *client) drop(conn net.Conn) {
 func (c *client) close() {
 	c.mu.Lock()
 	c.closed = true
-	conn := c.conn
+	conn, stopDial := c.conn, c.stopDial
 	c.conn = nil
 	c.mu.Unlock()
+	if stopDial != nil {
+		stopDial()
+	}
 	if conn != nil {
 		conn.Close()
 	}

@@ -428,8 +428,6 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 		return nil, err
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, o.duration)
-	defer cancel()
 	var done, others atomic.Int64
 	type result struct {
 		lat      []time.Duration
@@ -447,7 +445,15 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 		fraudSent, fraudCaught, normalSent, normalFlagged int
 	}
 	results := make([]result, o.clients)
+	// The run ends at start + duration by the clock, not when ctx's
+	// timer fires: on a busy machine it fires late, and a schedule behind
+	// would send a burst meanwhile. Nor before: the payments a second are
+	// counted over the whole run, at a low -rate too, where the
+	// schedule's last payment is answered well before the end.
 	start := time.Now()
+	end := start.Add(o.duration)
+	ctx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
 	var wg sync.WaitGroup
 	for i := range o.clients {
 		wg.Go(func() {
@@ -469,10 +475,6 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 				interval = time.Duration(float64(o.clients) / o.rate * float64(time.Second))
 				next = start.Add(time.Duration(float64(i) / o.rate * float64(time.Second)))
 			}
-			// The run ends at start + duration by the clock, not when
-			// ctx's timer fires: on a busy machine it fires late, and a
-			// schedule behind would send a burst meanwhile.
-			end := start.Add(o.duration)
 			if interval > 0 {
 				// The payments still owed when the client stops: left
 				// out of the latencies, a stall at the end of the run
@@ -490,7 +492,11 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 			}
 			pause := minErrorPause
 			for ctx.Err() == nil {
-				if interval > 0 && !next.Before(end) || interval == 0 && !time.Now().Before(end) {
+				if interval > 0 && !next.Before(end) {
+					<-ctx.Done() // the schedule is done; the run is not
+					return
+				}
+				if interval == 0 && !time.Now().Before(end) {
 					return
 				}
 				if interval > 0 {

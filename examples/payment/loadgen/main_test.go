@@ -1000,3 +1000,74 @@ func TestBaselineEchoesMetadataAndRefusesAStringAmount(t *testing.T) {
 		t.Errorf("an error answered as %q, want application/json", ct)
 	}
 }
+
+// TestRunLastsItsDurationAtALowRate: at a fixed rate whose last payment
+// is scheduled well before the end (10/s for 250 ms: at 0, 100 and 200
+// ms), the run still lasts -d and its payments a second are over -d;
+// ended with its last answer, it reported 3 payments in about 200 ms,
+// 15/s for a rate of 10.
+func TestRunLastsItsDurationAtALowRate(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"status":"SUCCESS"}`))
+	}))
+	defer srv.Close()
+	o := options{url: srv.URL, clients: 1, duration: 250 * time.Millisecond, customers: 10, rate: 10}
+	rep, err := run(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.elapsed < o.duration {
+		t.Fatalf("the run lasted %v of -d %v; %d decided, %.1f payments/s at -rate 10", rep.elapsed, o.duration, rep.decisions(), rep.rate())
+	}
+	if n := rep.decisions() + rep.owed; n != 3 {
+		t.Fatalf("%d payments decided and %d owed, want 3 scheduled", rep.decisions(), rep.owed)
+	}
+}
+
+// TestCloseEndsADialInProgress: a connection being set up when the run
+// ends (a TLS handshake the server never answers, a dial whose SYN is
+// dropped) is cut by close, as a request in flight is; it held close
+// until the dial's timeout, so the run, and the time its payments a
+// second are counted over, went on up to 10 s past its end.
+func TestCloseEndsADialInProgress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if conn, err := ln.Accept(); err == nil {
+			accepted <- conn // and never a byte of the handshake
+		}
+	}()
+	c := &client{target: target{addr: ln.Addr().String(), host: ln.Addr().String(), tls: true}, timeout: 10 * time.Minute}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := c.do(appendRequest(nil, c.target.host, []byte("{}"), "", ""))
+		done <- err
+	}()
+	conn := <-accepted
+	defer conn.Close()
+	closed := make(chan struct{})
+	go func() { c.close(); close(closed) }()
+	// The guards are against hanging, not measures.
+	select {
+	case <-closed:
+	case <-time.After(time.Minute):
+		t.Fatal("close still waits for the dial a minute later")
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a request on a client closed while it dialled: no error")
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the request still waits for the dial a minute after close")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != nil {
+		t.Error("a connection kept after close")
+	}
+}
