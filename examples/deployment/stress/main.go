@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"slices"
 	"sort"
@@ -59,6 +60,12 @@ func run(args []string, out io.Writer) error {
 	skip := fs.String("skip", "bad-service,slow-service,degrading-service,hungry-service,regional-service", "services left out (the demo catalog's unhealthy ones)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *n < 1 {
+		return fmt.Errorf("-n %d: at least one deployment", *n)
+	}
+	if u, err := neturl.Parse(*url); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("-url %s: give the service's base URL, http://host:port", *url)
 	}
 	client := &http.Client{Timeout: 10 * time.Minute}
 	get := func(path string, v any) error {
