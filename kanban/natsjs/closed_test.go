@@ -17,17 +17,27 @@ import (
 	"github.com/taipattern/taikit/kanban/natsjs"
 )
 
-// recordLog keeps the message of every record logged to it.
+// recordLog keeps the message of every record logged to it, and the
+// value of its "err" attribute, if any.
 type recordLog struct {
 	mu   sync.Mutex
 	msgs []string
+	errs []string // by record; "" for one without err
 }
 
 func (l *recordLog) Enabled(context.Context, slog.Level) bool { return true }
 func (l *recordLog) Handle(_ context.Context, r slog.Record) error {
+	e := ""
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" {
+			e = a.Value.String()
+		}
+		return true
+	})
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.msgs = append(l.msgs, r.Message)
+	l.errs = append(l.errs, e)
 	return nil
 }
 func (l *recordLog) WithAttrs([]slog.Attr) slog.Handler { return l }
@@ -37,6 +47,19 @@ func (l *recordLog) messages() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]string(nil), l.msgs...)
+}
+
+// errsOf returns the err attributes of the records whose message is msg.
+func (l *recordLog) errsOf(msg string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for i, m := range l.msgs {
+		if m == msg {
+			out = append(out, l.errs[i])
+		}
+	}
+	return out
 }
 
 // TestConsumeReturnsWhenTheConnectionCloses closes the connection under a

@@ -25,15 +25,23 @@ import (
 // retry as the consumer stops, and comes back after its back-off.
 func TestStoppedConsumerHandsBackAKeysMessagesInOrder(t *testing.T) {
 	const n = 5
-	ctx := context.Background()
 	q := keyedMessages(t, "RELEASE_ORDER", n)
+	handBackBehindAFailure(t, q, n)
+	assert.Equal(t, []string{"m1", "m2", "m3", "m4"}, handledInOrder(t, q, n-1))
+}
 
+// handBackBehindAFailure runs a PerKey consumer of q, which holds n
+// messages of one key m0 to m(n-1), until it has pulled them all: m0
+// fails and waits an hour for its retry, the others wait behind it. Then
+// it stops the consumer, which hands them back.
+func handBackBehindAFailure(t *testing.T, q *natsjs.Queue[int], n int) {
+	t.Helper()
 	failed := make(chan struct{})
-	cctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
+		done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
 			if d.ID != "m0" || d.Attempt != 1 {
 				t.Errorf("%s handled at attempt %d by the consumer stopping", d.ID, d.Attempt)
 				return nil
@@ -44,11 +52,9 @@ func TestStoppedConsumerHandsBackAKeysMessagesInOrder(t *testing.T) {
 	}()
 	<-failed
 	// Every message pulled: m0 waiting for its retry, the others behind it.
-	require.Eventually(t, func() bool { return q.Stats().InFlight == n }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return q.Stats().InFlight == int64(n) }, 10*time.Second, time.Millisecond)
 	cancel()
 	require.NoError(t, <-done)
-
-	assert.Equal(t, []string{"m1", "m2", "m3", "m4"}, handledInOrder(t, q, n-1))
 }
 
 // TestDrainTimeoutKeepsAKeysOrder: when the drain deadline cancels a

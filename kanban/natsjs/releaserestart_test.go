@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,21 +42,7 @@ func TestReleaseOutlivesARestart(t *testing.T) {
 	}
 	// m0 fails and waits an hour for its retry; m1 to m4, pulled behind
 	// it, are handed back as the consumer stops.
-	failed := make(chan struct{})
-	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
-			if d.ID == "m0" && d.Attempt == 1 {
-				close(failed)
-			}
-			return errors.New("failing")
-		}, kanban.ConsumeOptions{WIP: 2 * n, PerKey: true, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Hour })})
-	}()
-	<-failed
-	require.Eventually(t, func() bool { return q.Stats().InFlight == n }, 10*time.Second, time.Millisecond)
-	cancel()
-	require.NoError(t, <-done)
+	handBackBehindAFailure(t, q, n)
 	require.NoError(t, q.Shutdown(ctx))
 	require.NoError(t, srv.Shutdown(ctx))
 	stopped := time.Now()
@@ -66,9 +51,9 @@ func TestReleaseOutlivesARestart(t *testing.T) {
 	q, err = natsjs.New[int](ctx, connect(t, srv.Connect), opts)
 	require.NoError(t, err)
 	got := make(chan string, n)
-	cctx, cancel = context.WithCancel(ctx)
+	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done = make(chan error, 1)
+	done := make(chan error, 1)
 	go func() {
 		done <- q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
 			got <- d.ID
@@ -91,36 +76,6 @@ func TestReleaseOutlivesARestart(t *testing.T) {
 	require.NoError(t, q.Shutdown(ctx))
 }
 
-// settleLog keeps the error of every settlement that failed.
-type settleLog struct {
-	mu   sync.Mutex
-	errs []string
-}
-
-func (l *settleLog) Enabled(context.Context, slog.Level) bool { return true }
-func (l *settleLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "kanban: settling a message failed" {
-		return nil
-	}
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "err" {
-			l.mu.Lock()
-			l.errs = append(l.errs, a.Value.String())
-			l.mu.Unlock()
-		}
-		return true
-	})
-	return nil
-}
-func (l *settleLog) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *settleLog) WithGroup(string) slog.Handler      { return l }
-
-func (l *settleLog) failed() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.errs...)
-}
-
 // TestReleasesUnansweredAreNotWaitedForEach: a consumer whose releases go
 // unanswered (here a connection not permitted to acknowledge) waits for
 // the first one's answer until PublishTimeout, and sends the others
@@ -141,7 +96,7 @@ func TestReleasesUnansweredAreNotWaitedForEach(t *testing.T) {
 	// m0 runs until the drain deadline; the others wait behind it, and
 	// are handed back after it.
 	started := make(chan struct{})
-	var log settleLog
+	var log recordLog
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
@@ -155,7 +110,7 @@ func TestReleasesUnansweredAreNotWaitedForEach(t *testing.T) {
 	require.Eventually(t, func() bool { return q.Stats().InFlight == n }, 10*time.Second, time.Millisecond)
 	cancel()
 	require.ErrorIs(t, <-done, kanban.ErrDrainTimeout)
-	failed := log.failed()
+	failed := log.errsOf("kanban: settling a message failed")
 	require.Len(t, failed, 1, "the first release unanswered, the others not waited for: %q", failed)
 	assert.Contains(t, failed[0], "natsjs: releasing m0: ")
 	assert.Contains(t, failed[0], context.DeadlineExceeded.Error())
