@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -28,6 +29,11 @@ const (
 )
 
 func jkRetryTimeout(b *testing.B) func(context.Context) error {
+	return jkRetryTimeoutOf(b, jkOkCall)
+}
+
+// jkRetryTimeoutOf is jkRetryTimeout around call.
+func jkRetryTimeoutOf(b *testing.B, call func(context.Context) error) func(context.Context) error {
 	r, err := jidoka.NewRetry(jidoka.RetryOptions{MaxAttempts: guardBenchAttempts, BaseDelay: guardBenchBase, MaxDelay: guardBenchMaxDelay})
 	if err != nil {
 		b.Fatal(err)
@@ -38,7 +44,7 @@ func jkRetryTimeout(b *testing.B) func(context.Context) error {
 	}
 	// Retry(Timeout(call)), as a pipeline with WithGuards(retry, timeout)
 	// nests them.
-	attempt := func(ctx context.Context) error { return to.Do(ctx, jkOkCall) }
+	attempt := func(ctx context.Context) error { return to.Do(ctx, call) }
 	return func(ctx context.Context) error { return r.Do(ctx, attempt) }
 }
 
@@ -81,6 +87,43 @@ func BenchmarkRetryTimeoutFailsafeBudget(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := ex.Run(jkOkPlain); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Retry + Timeout, successful call that asks its context for Done, as a
+// call handing it to network or database I/O does. The rows above time a
+// call that never does, for which jidoka's Timeout sets no timer (see
+// jidoka.Timeout); failsafe-go's sets one for every call.
+
+// errNoDone fails a call whose context has no Done channel: a Timeout's
+// always has one.
+var errNoDone = errors.New("the call's context has no Done channel")
+
+func jkReadsDone(ctx context.Context) error {
+	if ctx.Done() == nil {
+		return errNoDone
+	}
+	return nil
+}
+
+func BenchmarkRetryTimeoutReadsDone(b *testing.B) {
+	call, ctx := jkRetryTimeoutOf(b, jkReadsDone), context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := call(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRetryTimeoutReadsDoneFailsafe(b *testing.B) {
+	ex := fsRetryTimeout(false)
+	call := func(e failsafe.Execution[any]) error { return jkReadsDone(e.Context()) }
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ex.RunWithExecution(call); err != nil {
 			b.Fatal(err)
 		}
 	}

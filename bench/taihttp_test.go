@@ -90,24 +90,31 @@ func (ml *mapLimiter) middleware(next http.Handler) http.Handler {
 }
 
 // withFields is the same middleware setting the fields taihttp sets on
-// every response, as hand-written code would: RateLimit formatted per
-// request from the limiter's tokens, RateLimit-Policy, which does not
-// change, formatted once.
+// every response, written as lean as taihttp writes them: the canonical
+// keys assigned directly, RateLimit-Policy's value (which does not change)
+// made once and shared, RateLimit's appended into a buffer on the stack —
+// two allocations a request, as taihttp's, so that the pair compares the
+// limiting and not the habits of writing headers. Written as it commonly
+// is, with h.Set and strings joined by +, it made seven allocations a
+// request and took about twice as long.
 func (ml *mapLimiter) withFields(next http.Handler) http.Handler {
 	window := int64(math.Ceil(float64(ml.b) / float64(ml.r)))
-	policy := `"default";q=` + strconv.Itoa(ml.b) + ";w=" + strconv.FormatInt(window, 10)
+	policy := []string{`"default";q=` + strconv.Itoa(ml.b) + ";w=" + strconv.FormatInt(window, 10)}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		l := ml.limiter(r)
 		now := time.Now()
 		ok := l.AllowN(now, 1)
 		tokens := l.TokensAt(now)
 		h := w.Header()
-		h.Set("RateLimit-Policy", policy)
-		field := `"default";r=` + strconv.Itoa(max(int(tokens), 0))
+		h["Ratelimit-Policy"] = policy
+		var buf [64]byte
+		field := append(buf[:0], `"default";r=`...)
+		field = strconv.AppendInt(field, int64(max(int(tokens), 0)), 10)
 		if missing := 1 - (tokens - math.Floor(tokens)); tokens < float64(ml.b) {
-			field += ";t=" + strconv.FormatInt(int64(math.Ceil(missing/float64(ml.r))), 10)
+			field = append(field, ";t="...)
+			field = strconv.AppendInt(field, int64(math.Ceil(missing/float64(ml.r))), 10)
 		}
-		h.Set("RateLimit", field)
+		h["Ratelimit"] = []string{string(field)}
 		if !ok {
 			h.Set("Retry-After", "1")
 			http.Error(w, "too many requests", http.StatusTooManyRequests)
