@@ -223,14 +223,7 @@ func (c *deadlineCtx) Done() <-chan struct{} {
 		return c.done
 	}
 	c.armLocked()
-	if c.err == nil {
-		if err := c.Context.Err(); err != nil {
-			// The caller's context ended before its watch told c: end
-			// c now, and run what AfterFunc arranged, which the watch,
-			// seeing c ended, will not.
-			c.cancelLocked(err, false)
-		}
-	}
+	c.seeCallerEndLocked()
 	if c.err != nil {
 		c.done = closedChan
 		return c.done
@@ -320,12 +313,20 @@ func (c *deadlineCtx) Err() error {
 	if c.err == nil && c.expiredLocked() {
 		c.cancelLocked(context.DeadlineExceeded, true)
 	}
-	if c.err == nil {
-		if err := c.Context.Err(); err != nil {
-			c.cancelLocked(err, false)
-		}
-	}
+	c.seeCallerEndLocked()
 	return c.err
+}
+
+// seeCallerEndLocked ends c if the caller's context ended before its
+// watch told c, and runs what AfterFunc arranged, which the watch, seeing
+// c ended, will not.
+func (c *deadlineCtx) seeCallerEndLocked() {
+	if c.err != nil {
+		return
+	}
+	if err := c.Context.Err(); err != nil {
+		c.cancelLocked(err, false)
+	}
 }
 
 // Value looks key up in the caller's context.
