@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -151,16 +152,24 @@ func TestInterruptedStageEndsInTheAudit(t *testing.T) {
 	require.Equal(t, StatusRolledBack, d.Status)
 	st := d.Results[0].Stages[0]
 	require.NotNil(t, st.EndedAt)
-	require.NoError(t, ts.audit.Flush(t.Context()))
+	// The deployment's end is audited once it is stored, a moment after
+	// the record reads ended.
 	var kinds []string
 	var end *auditRecord
-	for _, line := range auditRecords(t, filepath.Join(dir, "audit-test.jsonl")) {
-		if line.ID != id {
-			continue
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		require.NoError(t, ts.audit.Flush(t.Context()))
+		kinds, end = nil, nil
+		for _, line := range auditRecords(t, filepath.Join(dir, "audit-test.jsonl")) {
+			if line.ID != id {
+				continue
+			}
+			kinds = append(kinds, line.Kind)
+			if line.Kind == "deployment.canary.end" {
+				end = &line
+			}
 		}
-		kinds = append(kinds, line.Kind)
-		if line.Kind == "deployment.canary.end" {
-			end = &line
+		if slices.Contains(kinds, "deployment.end") || time.Now().After(deadline) {
+			break
 		}
 	}
 	require.NotNil(t, end, "the canary's end is not in the audit trail: %v", kinds)
