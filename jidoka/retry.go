@@ -85,7 +85,7 @@ type RetryOptions struct {
 	// BaseDelay if that is larger.
 	MaxDelay time.Duration
 	// Multiplier is the growth of the backoff per retry. Zero means
-	// DefaultMultiplier (2); it must be at least 1.
+	// DefaultMultiplier (2); it must be finite and at least 1.
 	Multiplier float64
 	// MaxRetryAfter is the longest RetryAfter hint (see RetryAfter) a
 	// retry waits for. An error whose hint is longer ends the retries at
@@ -151,8 +151,8 @@ func NewRetry(opts RetryOptions) (*Retry, error) {
 		return nil, fmt.Errorf("jidoka: RetryOptions.BaseDelay is %v, want >= 0", opts.BaseDelay)
 	case r.maxWait < 0:
 		return nil, fmt.Errorf("jidoka: RetryOptions.MaxDelay is %v, want >= 0", opts.MaxDelay)
-	case math.IsNaN(r.mult) || (r.mult != 0 && r.mult < 1):
-		return nil, fmt.Errorf("jidoka: RetryOptions.Multiplier is %v, want >= 1", opts.Multiplier)
+	case math.IsNaN(r.mult) || math.IsInf(r.mult, 0) || (r.mult != 0 && r.mult < 1):
+		return nil, fmt.Errorf("jidoka: RetryOptions.Multiplier is %v, want a finite value >= 1", opts.Multiplier)
 	case r.maxHint < 0:
 		return nil, fmt.Errorf("jidoka: RetryOptions.MaxRetryAfter is %v, want >= 0", opts.MaxRetryAfter)
 	}

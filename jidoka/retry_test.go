@@ -34,6 +34,8 @@ func TestNewRetryRejectsBadOptions(t *testing.T) {
 		{jidoka.RetryOptions{MaxDelay: -time.Second}, "RetryOptions.MaxDelay is -1s"},
 		{jidoka.RetryOptions{BaseDelay: time.Second, MaxDelay: time.Millisecond}, "MaxDelay 1ms is less than BaseDelay 1s"},
 		{jidoka.RetryOptions{Multiplier: 0.5}, "RetryOptions.Multiplier is 0.5"},
+		{jidoka.RetryOptions{Multiplier: math.Inf(1)}, "RetryOptions.Multiplier is +Inf"},
+		{jidoka.RetryOptions{Multiplier: math.NaN()}, "RetryOptions.Multiplier is NaN"},
 		{jidoka.RetryOptions{MaxRetryAfter: -1}, "RetryOptions.MaxRetryAfter is -1ns"},
 	} {
 		t.Run(tt.want, func(t *testing.T) {
