@@ -122,6 +122,9 @@
       sparkline(r),
       value,
       el("div", { class: "summary-text", text: r.summary }),
+      // What the measurement says in words (why a line stopped, a
+      // breaker's state and cause), which its value cannot.
+      r.detail ? el("div", { class: "detail", text: r.detail }) : null,
       el("div", { class: "meta" }, meta)
     ]);
   }

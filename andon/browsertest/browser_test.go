@@ -612,3 +612,35 @@ func TestBoardLinksRunbooks(t *testing.T) {
 	}
 	assert.Empty(t, thrown(), "no error on the page")
 }
+
+// TestBoardShowsARulesDetail: a rule whose measurement says in words what
+// its value cannot (why a line stopped) shows that on its tile, as text.
+// The board sent it and the page never showed it: a stopped line's rule
+// read "ON" and nothing more.
+func TestBoardShowsARulesDetail(t *testing.T) {
+	const evil = `<img src=x onerror="window.pwned=1">`
+	line, err := jidoka.NewLine(jidoka.LineOptions{Name: "checkout"})
+	require.NoError(t, err)
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
+		{Name: "LineStopped", Severity: andon.Page, Condition: andon.LineStopped(line)},
+		{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}},
+	}})
+	require.NoError(t, err)
+	line.Stop("gateway errors " + evil)
+	ev.EvaluateAt(context.Background(), time.Now())
+	srv := serveBoard(t, ev, andon.BoardOptions{})
+	ctx, thrown := browser(t, 60*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`article[data-rule="HighErrorRate"]`))))
+	details, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
+		`Array.from(document.querySelectorAll("article.rule")).map(a => a.dataset.rule + ": " + (a.querySelector(".detail") || {}).textContent)`))
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{
+		"LineStopped: line checkout stopped: gateway errors " + evil,
+		"HighErrorRate: undefined", // no detail, no line for it
+	}, details)
+	imgs, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("img").length`))
+	require.NoError(t, err)
+	assert.Zero(t, imgs, "no element made from the text")
+	assert.Empty(t, thrown(), "no error on the page")
+}
