@@ -60,6 +60,14 @@ func TestKilledHolderLeavesNoStaleLock(t *testing.T) {
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
+	// Should an assertion end the test before the kill below, the child,
+	// which waits to be killed, does not outlive it.
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
 	line, err := bufio.NewReader(out).ReadString('\n')
 	require.NoError(t, err)
 	require.Equal(t, "held", strings.TrimSpace(line))
