@@ -13,6 +13,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/examples/internal/httpapi"
 	"github.com/taipattern/taikit/examples/internal/svc"
 )
 
@@ -68,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		// Sample contention too, for /debug/pprof/block and /mutex.
 		runtime.SetBlockProfileRate(int(100 * time.Microsecond))
 		runtime.SetMutexProfileFraction(100)
-		dbg := &http.Server{Addr: cfg.DebugAddr, Handler: debugMux(), ReadHeaderTimeout: 5 * time.Second}
+		dbg := &http.Server{Addr: cfg.DebugAddr, Handler: debugMux(cfg.DebugAddr), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := dbg.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("debug server", "err", err)
@@ -107,7 +109,12 @@ func newHTTPServer(cfg Config, svc *Service, log *slog.Logger) *http.Server {
 
 // debugMux serves the runtime profiles. Not the command line
 // (/debug/pprof/cmdline): it holds whatever tokens were given as flags.
-func debugMux() *http.ServeMux {
+// Only to a loopback Host: the listener is on loopback, and a web page
+// whose name an attacker points at 127.0.0.1 (DNS rebinding) would
+// otherwise have the visitor's browser read the profiles, or keep the
+// CPU profiler busy, for it. addr is the listener's address, whose host
+// is allowed too (127.0.0.2).
+func debugMux(addr string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", func(w http.ResponseWriter, _ *http.Request) {
@@ -116,7 +123,11 @@ func debugMux() *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h, _, err := net.SplitHostPort(addr); err == nil && h != "" {
+		hosts = append(hosts, h)
+	}
+	return httpapi.AllowHosts(hosts, mux)
 }
 
 // printRules writes the alert rules as a Prometheus rule file over the

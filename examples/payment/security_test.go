@@ -261,7 +261,7 @@ func TestBoardStreamsAreCapped(t *testing.T) {
 // The debug server serves the profiles, but not the command line, which
 // holds the tokens given as flags.
 func TestDebugServerHidesTheCommandLine(t *testing.T) {
-	srv := httptest.NewServer(debugMux())
+	srv := httptest.NewServer(debugMux("127.0.0.1:6060"))
 	defer srv.Close()
 	get := func(path string) (int, string) {
 		resp, err := srv.Client().Get(srv.URL + path)
@@ -278,4 +278,26 @@ func TestDebugServerHidesTheCommandLine(t *testing.T) {
 	assert.Equal(t, http.StatusOK, code, "the index")
 	code, _ = get("/debug/pprof/heap?debug=1")
 	assert.Equal(t, http.StatusOK, code, "a profile")
+}
+
+// TestDebugServerAnswersLoopbackHostsOnly: the profiles are served to a
+// request naming a loopback host (or the listener's own), and refused
+// with 421 to one naming any other: a page whose name an attacker points
+// at 127.0.0.1 (DNS rebinding) had the visitor's browser read them.
+func TestDebugServerAnswersLoopbackHostsOnly(t *testing.T) {
+	srv := httptest.NewServer(debugMux("127.0.0.2:6060"))
+	defer srv.Close()
+	for host, want := range map[string]int{
+		"localhost:6060": http.StatusOK, "127.0.0.1:6060": http.StatusOK, "[::1]:6060": http.StatusOK,
+		"127.0.0.2:6060": http.StatusOK, "LOCALHOST": http.StatusOK,
+		"rebind.example:6060": http.StatusMisdirectedRequest, "10.0.0.1:6060": http.StatusMisdirectedRequest,
+	} {
+		req, err := http.NewRequest(http.MethodGet, srv.URL+"/debug/pprof/goroutine?debug=1", nil)
+		require.NoError(t, err)
+		req.Host = host
+		resp, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		assert.Equal(t, want, resp.StatusCode, "Host %s", host)
+	}
 }
