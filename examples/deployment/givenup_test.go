@@ -36,17 +36,25 @@ func (f *regionTarget) Route(ctx context.Context, service, region, stable, next 
 }
 
 // deploymentEnds counts the deployment.end lines of deployment id in the
-// audit trail of ts.
+// audit trail of ts, once there is one (or 10 s have passed): a
+// deployment's end is counted and audited once it is stored, a moment
+// after its record reads ended, so a trail read at once can miss it. The
+// end's metrics are counted before it is audited: read after this, they
+// hold it.
 func deploymentEnds(t *testing.T, ts *testService, id string) int {
 	t.Helper()
-	require.NoError(t, ts.audit.Flush(t.Context()))
-	n := 0
-	for _, line := range auditLines(t, filepath.Join(ts.cfg.DataDir, "audit-test.jsonl")) {
-		if line.ID == id && line.Kind == "deployment.end" {
-			n++
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		require.NoError(t, ts.audit.Flush(t.Context()))
+		n := 0
+		for _, line := range auditLines(t, filepath.Join(ts.cfg.DataDir, "audit-test.jsonl")) {
+			if line.ID == id && line.Kind == "deployment.end" {
+				n++
+			}
+		}
+		if n > 0 || time.Now().After(deadline) {
+			return n
 		}
 	}
-	return n
 }
 
 // TestNextRegionJobGivenUp: the next region's job of a wave, failing on
@@ -101,8 +109,8 @@ func TestNextRegionJobGivenUp(t *testing.T) {
 	require.NotNil(t, d.ErrorMessage)
 	assert.Contains(t, *d.ErrorMessage, "us-east-1: Job given up after 10 attempts: ")
 	assert.NotNil(t, d.CompletedAt)
-	assert.Equal(t, 1.0, testutil.ToFloat64(ts.metrics.failed.WithLabelValues(Canary)), "the end is counted")
 	assert.Equal(t, 1, deploymentEnds(t, ts, id), "the end is in the audit trail")
+	assert.Equal(t, 1.0, testutil.ToFloat64(ts.metrics.failed.WithLabelValues(Canary)), "the end is counted")
 
 	// A redelivery of the job, and a second give-up of it (a replica
 	// whose lease on its last attempt lapsed), change nothing.
@@ -151,8 +159,8 @@ func TestDeadLetteredRegionFreed(t *testing.T) {
 	require.Equal(t, StatusFailed, got.Status)
 	assert.Equal(t, []string{StatusSuccess, StatusFailed}, regionStatuses(got))
 	assert.Contains(t, got.Results[1].ErrorMessage, "Job given up: ")
-	assert.Equal(t, 1.0, testutil.ToFloat64(ts.metrics.failed.WithLabelValues(Canary)), "the end is counted")
 	assert.Equal(t, 1, deploymentEnds(t, ts, stuck.ID), "the end is in the audit trail")
+	assert.Equal(t, 1.0, testutil.ToFloat64(ts.metrics.failed.WithLabelValues(Canary)), "the end is counted")
 	// Every region it held is free again, not only the one asked for.
 	r = deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"})
 	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)

@@ -401,8 +401,15 @@ func TestBadInput(t *testing.T) {
 func TestListKaizenMetricsAudit(t *testing.T) {
 	dir := t.TempDir()
 	ts := startServiceIn(t, dir, fastArgs...)
-	require.Equal(t, 200, deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}).Code)
-	require.Equal(t, 202, deploy(t, ts.URL, map[string]any{"service": "bad-service", "version": "v1.0.0", "target_region": "us-east-1"}).Code)
+	good := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"})
+	require.Equal(t, 200, good.Code)
+	bad := deploy(t, ts.URL, map[string]any{"service": "bad-service", "version": "v1.0.0", "target_region": "us-east-1"})
+	require.Equal(t, 202, bad.Code)
+	// Each answered once its end was stored; its metrics and audit record
+	// follow a moment later.
+	for _, id := range []string{good.deployment(t).ID, bad.deployment(t).ID} {
+		require.Equal(t, 1, deploymentEnds(t, ts, id), "deployment %s", id)
+	}
 	require.Equal(t, 422, deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v9", "target_region": "us-east-1"}).Code)
 
 	r := do(t, "GET", ts.URL+"/deployments?status=ROLLED_BACK", nil)
