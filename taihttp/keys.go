@@ -44,7 +44,11 @@ func remoteHost(a string) (host string, colon bool) {
 		// An IPv6 address in brackets without a port, as RFC 7239's
 		// Forwarded header writes one and middleware that copies it
 		// into RemoteAddr leaves it: the address, or RemoteNetwork would
-		// give each address of a /64 a key of its own.
+		// give each address of a /64 a key of its own. Anything else in
+		// brackets ("[:]") is malformed, and whole.
+		if ip, err := netip.ParseAddr(a[1 : n-1]); err != nil || !ip.Is6() {
+			return a, true
+		}
 		host = unmap(a[1 : n-1])
 		return host, strings.IndexByte(host, ':') >= 0
 	}

@@ -143,3 +143,14 @@ func TestHeaderHost(t *testing.T) {
 		assert.Equal(t, "b.example:8080", taihttp.Header(name)(b))
 	}
 }
+
+// Only an IPv6 address loses its brackets when there is no port: what
+// is not one, in brackets or not, is RemoteAddr whole, as SplitHostPort
+// fails it, and RemoteNetwork keys it as it is.
+func TestRemoteIPBracketsAroundANonAddress(t *testing.T) {
+	for _, addr := range []string{"[:]", "[x:y]", "[1.2.3.4:80]", "[::1::2]", "[:::]"} {
+		r := &http.Request{RemoteAddr: addr}
+		assert.Equal(t, addr, taihttp.RemoteIP(r), "%q", addr)
+		assert.Equal(t, addr, taihttp.RemoteNetwork(r), "%q", addr)
+	}
+}
