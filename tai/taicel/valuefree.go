@@ -31,17 +31,20 @@ func valueFree(err error, src string) error {
 
 // valueTails match the messages of CEL and its extensions that end with,
 // or hold, a value unquoted: its first group is kept, the value (the
-// rest, or the second group) is left out.
+// rest, or the second group) is left out. They match across lines: a
+// value may hold a line break.
 var valueTails = []*regexp.Regexp{
-	regexp.MustCompile(`^(.*?no such key: )(.+)$`),
-	regexp.MustCompile(`^(.*?unknown time zone )(.+)$`),
-	regexp.MustCompile(`^(.*?timestamp overflow: )(.+)$`),
-	regexp.MustCompile(`^(.*?index out of (?:bounds|range): )(.+)$`),
-	regexp.MustCompile(`^(.*?join: invalid input: )(.+)$`),
-	regexp.MustCompile(`^(.*?unsupported index value )(.+?)( in list.*)$`),
-	regexp.MustCompile(`^(.*?insert failed: key )(.+?)( already exists.*)$`),
-	regexp.MustCompile(`^(.*?index )(-?\d+)( out of range.*)$`),
-	regexp.MustCompile(`^(.*?invalid substring range\. start: )(-?\d+)(, end: )(-?\d+)(.*)$`),
+	regexp.MustCompile(`(?s)^(.*?no such key: )(.+)$`),
+	regexp.MustCompile(`(?s)^(.*?unknown time zone )(.+)$`),
+	regexp.MustCompile(`(?s)^(.*?timezone offset (?:hours|minutes) out of range \[-?\d+, \d+\]: )(.+)$`),
+	regexp.MustCompile(`(?s)^(.*?precision )(-?\d+)( exceeds maximum allowed precision.*)$`),
+	regexp.MustCompile(`(?s)^(.*?timestamp overflow: )(.+)$`),
+	regexp.MustCompile(`(?s)^(.*?index out of (?:bounds|range): )(.+)$`),
+	regexp.MustCompile(`(?s)^(.*?join: invalid input: )(.+)$`),
+	regexp.MustCompile(`(?s)^(.*?unsupported index value )(.+?)( in list.*)$`),
+	regexp.MustCompile(`(?s)^(.*?insert failed: key )(.+?)( already exists.*)$`),
+	regexp.MustCompile(`(?s)^(.*?index )(-?\d+)( out of range.*)$`),
+	regexp.MustCompile(`(?s)^(.*?invalid substring range\. start: )(-?\d+)(, end: )(-?\d+)(.*)$`),
 }
 
 // typeName matches what CEL quotes in single quotes that is no value: a

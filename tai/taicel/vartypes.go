@@ -43,7 +43,9 @@ func (e *Env[T]) typedVars(vars map[string]any) (map[string]any, error) {
 		}
 		n, changed, err := asNumber(want.Kind(), v)
 		if err != nil {
-			return nil, fmt.Errorf("variable %q is %v; declared %s: %w", name, v, want, err)
+			// The value is not written: a variable may hold what must
+			// not reach a log (an account number).
+			return nil, fmt.Errorf("variable %q is a %T its declared %s cannot hold: %w", name, v, want, err)
 		}
 		if !changed {
 			continue
