@@ -180,10 +180,25 @@ func (s *Stats) Observe(_ context.Context, r tai.Record) {
 		}
 	}
 	k.mu.Unlock()
-	for kept {
+	if kept && t < s.since.Load() {
+		s.beginAt(k, t)
+	}
+}
+
+// beginAt takes the start of the statistics back to t, the time of a
+// record of k that a ring took, if a window ending now reads t: a ring
+// puts a record in the slot that holds its time already without reading
+// the clock, also when that slot is too old for any window to read.
+func (s *Stats) beginAt(k *kindStats, t int64) {
+	now := time.Now().UnixNano()
+	read := false
+	for i := range k.rings { // a ring's width and slots are set once, when it is made
+		read = read || !k.rings[i].tooOld(t, now)
+	}
+	for read {
 		since := s.since.Load()
 		if t >= since || s.since.CompareAndSwap(since, t) {
-			break
+			return
 		}
 	}
 }

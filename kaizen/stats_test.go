@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -614,6 +615,47 @@ func TestStatsConcurrentObserveAndSnapshot(t *testing.T) {
 	assert.Equal(t, uint64(8000), a.Current.Total+b.Current.Total)
 }
 
+// TestStatsConcurrentRecordsBeforeTheStart: records finished before the
+// Stats was made, most too old for every window, observed from several
+// goroutines while snapshots are taken, are counted where a window reads
+// them, and the statistics begin with the earliest of those.
+func TestStatsConcurrentRecordsBeforeTheStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		time.Sleep(30 * time.Second)
+		s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, time.Hour}, Resolution: 1})
+		require.NoError(t, err)
+		now := time.Now()
+		var wg sync.WaitGroup
+		for g := range 4 {
+			wg.Go(func() {
+				for i := range 500 {
+					// From 0s to 4h9m50s back, every 10s, and those up to
+					// 1h23m10s back twice.
+					back := time.Duration((i*4+g)%1500) * 10 * time.Second
+					s.Observe(context.Background(), rec("k", tai.Succeeded, tai.Allow, now.Add(-back), 0))
+				}
+			})
+		}
+		for range 20 {
+			_ = s.Snapshot()
+		}
+		wg.Wait()
+		w, ok := s.Window("k", time.Hour)
+		require.True(t, ok)
+		// Now is 00:00:30; the hour window reads 23:00 to 01:00: the
+		// records 0s to 1h0m30s back, twice each.
+		assert.Equal(t, uint64(8), w.Current.Total, "0s, 10s, 20s and 30s back")
+		assert.Equal(t, uint64(720), w.Previous.Total)
+		assert.InDelta(t, 8/30.0, w.Current.Throughput, 1e-9)
+		assert.InDelta(t, 720/3600.0, w.Previous.Throughput, 1e-9)
+		m, ok := s.Window("k", time.Minute)
+		require.True(t, ok)
+		assert.Equal(t, uint64(8), m.Current.Total)
+		assert.Equal(t, uint64(12), m.Previous.Total, "23:59:00 to 23:59:50")
+		assert.InDelta(t, 12/60.0, m.Previous.Throughput, 1e-9, "the statistics began before the previous minute")
+	})
+}
+
 func TestStatsObserveAllocatesNothing(t *testing.T) {
 	s, err := kaizen.NewStats(kaizen.StatsOptions{})
 	require.NoError(t, err)
@@ -822,6 +864,35 @@ func TestStatsTooOldRecordDoesNotMoveTheStart(t *testing.T) {
 		assert.Equal(t, uint64(1), w.Current.Total)
 		assert.Zero(t, w.Previous.Total)
 		assert.InDelta(t, 0.1, w.Current.Throughput, 1e-9, "one signal in the 10s since the Stats was made")
+	})
+}
+
+// TestStatsTooOldRecordInAStaleSlotDoesNotMoveTheStart: a record too old
+// for every window is left out also when a ring's slot for its time still
+// holds records of that time, from before the windows moved on: it does
+// not take the statistics' start back to its time, and the Throughput of
+// a window that began before the Stats was made still counts only the
+// time since.
+func TestStatsTooOldRecordInAStaleSlotDoesNotMoveTheStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		time.Sleep(8*time.Minute + 30*time.Second)
+		s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute, 100 * time.Second}, Resolution: 1})
+		require.NoError(t, err)
+		ctx := context.Background()
+		made := time.Now()
+		// In the 1m ring's slot of 8:00 to 9:00, and the 100s ring's of
+		// 8:20 to 10:00.
+		s.Observe(ctx, rec("k", tai.Succeeded, tai.Allow, made, 0))
+		time.Sleep(2*time.Minute + 25*time.Second)
+		// At 10:55 the 1m ring reads 9:00 to 11:00 and the 100s ring 8:20 to
+		// 11:40: 8:10 is too old for both, though the 1m ring's slot of 8:00
+		// has not been reused yet.
+		s.Observe(ctx, rec("k", tai.Failed, tai.Allow, made.Add(-20*time.Second), 0))
+		w, ok := s.Window("k", 100*time.Second)
+		require.True(t, ok)
+		assert.Equal(t, uint64(1), w.Previous.Total)
+		assert.Zero(t, w.Previous.Outcomes.Failed)
+		assert.InDelta(t, 1/90.0, w.Previous.Throughput, 1e-9, "one signal in the 90s of 8:20 to 10:00 since the Stats was made")
 	})
 }
 

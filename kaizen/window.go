@@ -91,12 +91,15 @@ func newRing(window time.Duration, n int) ring {
 
 // slotAt returns the slot for time t (Unix nanoseconds), reset if it held
 // an older slot, or nil when t is too old for the ring: before the window
-// that ends now and the one before it. A slot that holds a later time
-// than t but one ahead of now is reset too: its records were stamped by a
-// wall clock that has since been set back, and no window reads them until
-// the clock catches up, while t's is read now. For the same reason a t
-// more than a slot ahead of now does not take a slot that a window reads
-// now (the current window or the one before it): it gets nil.
+// that ends now and the one before it. A slot that holds t's epoch
+// already is returned without reading the clock, even one too old: no
+// window reads it, and it is reset when it is reused. A slot that holds a
+// later time than t but one ahead of now is reset too: its records were
+// stamped by a wall clock that has since been set back, and no window
+// reads them until the clock catches up, while t's is read now. For the
+// same reason a t more than a slot ahead of now does not take a slot that
+// a window reads now (the current window or the one before it): it gets
+// nil.
 func (r *ring) slotAt(t int64) *slot {
 	if t < 0 {
 		return nil
@@ -106,8 +109,9 @@ func (r *ring) slotAt(t int64) *slot {
 	if s.epoch == epoch {
 		return s
 	}
-	now := time.Now().UnixNano() / r.width
-	if epoch <= now-int64(len(r.slots)) {
+	nowNanos := time.Now().UnixNano()
+	now := nowNanos / r.width
+	if r.tooOld(t, nowNanos) {
 		// No window ending now reads t: the slot would keep a record
 		// nobody counts, and Stats would take its time for when the
 		// statistics began.
@@ -123,6 +127,12 @@ func (r *ring) slotAt(t int64) *slot {
 	}
 	s.reset(epoch)
 	return s
+}
+
+// tooOld reports whether time t is before the window that ends at now
+// (Unix nanoseconds) and the one before it.
+func (r *ring) tooOld(t, now int64) bool {
+	return t/r.width <= now/r.width-int64(len(r.slots))
 }
 
 // period merges the n slots that end with the slot of epoch last. Its
