@@ -197,6 +197,9 @@ type deadlineCtx struct {
 	inherited bool
 
 	expired bool // it ended at its deadline; the fields from here on are mu's
+	// callers says it ended because the caller's context did: its cause
+	// is then the caller's (see Value).
+	callers bool
 	mu      sync.Mutex
 	timer   *expiryTimer  // set to end c at its deadline, once set
 	done    chan struct{} // made by Done, closed when the context ends
@@ -329,8 +332,54 @@ func (c *deadlineCtx) seeCallerEndLocked() {
 	}
 }
 
-// Value looks key up in the caller's context.
-func (c *deadlineCtx) Value(key any) any { return c.Context.Value(key) }
+// Value looks key up in the caller's context. context.Cause asks it for
+// the nearest context.WithCancel to learn why the context ended: once it
+// ended of itself (its deadline, the call's return) rather than as the
+// caller's did, there is none, and Cause gives Err, as for a
+// context.WithTimeout's; a later end of the caller's context does not
+// change it.
+func (c *deadlineCtx) Value(key any) any {
+	if key == cancelCtxKey && cancelCtxKey != nil {
+		c.mu.Lock()
+		own := c.err != nil && !c.callers
+		c.mu.Unlock()
+		if own {
+			return nil
+		}
+	}
+	return c.Context.Value(key)
+}
+
+// cancelCtxKey is the key with which context.Cause asks a context for its
+// nearest context.WithCancel; the context package does not export it, and
+// Cause tells it to the first context that is asked. It is nil should
+// Cause ask for something else: a context.WithCancel answers it with
+// itself.
+var cancelCtxKey = func() any {
+	p := &keyProbe{Context: context.Background()}
+	_ = context.Cause(p)
+	cc, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if p.key == nil || cc.Value(p.key) != cc {
+		return nil
+	}
+	return p.key
+}()
+
+// keyProbe is an ended context that keeps the first key it is asked for.
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Err() error { return context.Canceled }
+
+func (p *keyProbe) Value(key any) any {
+	if p.key == nil {
+		p.key = key
+	}
+	return nil
+}
 
 // expire is the timer's function.
 func (c *deadlineCtx) expire() { c.cancel(context.DeadlineExceeded, true) }
@@ -349,6 +398,7 @@ func (c *deadlineCtx) cancelLocked(err error, expired bool) {
 	if perr := c.Context.Err(); perr != nil {
 		// The caller's context ended first; its error wins.
 		err, expired = perr, false
+		c.callers = true
 	}
 	c.err, c.expired = err, expired
 	if c.done != nil && c.done != closedChan {

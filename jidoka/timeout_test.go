@@ -775,3 +775,44 @@ func underEachParent(t *testing.T, opts jidoka.TimeoutOptions, test func(t *test
 		})
 	}
 }
+
+// context.Cause of a call's context tells why it ended, as for a context
+// of context.WithTimeout: the caller's cause when the caller's context
+// ended first, and the call's own end (its deadline, its return) when that
+// came first, whatever becomes of the caller's context later.
+func TestTimeoutCauseIsWhatEndedTheContext(t *testing.T) {
+	cause := errors.New("the caller gave up")
+	for _, tc := range []struct {
+		name      string
+		took      time.Duration // before the call returns
+		cancelAt  time.Duration // when the caller's context ends
+		askAt     time.Duration // when Cause is asked, after the call returned
+		wantCause error
+	}{
+		{"the caller's end first", 2 * time.Second, time.Second / 2, 3 * time.Second, cause},
+		{"the deadline first", 2 * time.Second, 3 * time.Second / 2, 3 * time.Second, context.DeadlineExceeded},
+		{"the return first", time.Second / 2, 3 * time.Second / 4, 2 * time.Second, context.Canceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Second})
+				require.NoError(t, err)
+				ctx, cancel := context.WithCancelCause(context.Background())
+				defer cancel(nil)
+				time.AfterFunc(tc.cancelAt, func() { cancel(cause) })
+				start := time.Now()
+				var kept context.Context
+				_ = to.Do(ctx, func(ctx context.Context) error {
+					kept = ctx
+					time.Sleep(tc.took)
+					if ctx.Err() != nil {
+						assert.Equal(t, tc.wantCause, context.Cause(ctx), "in the call")
+					}
+					return ctx.Err()
+				})
+				time.Sleep(tc.askAt - time.Since(start))
+				assert.Equal(t, tc.wantCause, context.Cause(kept), "after the call")
+			})
+		})
+	}
+}
