@@ -892,21 +892,12 @@ func (s *Service) runRegion(ctx context.Context, r *rollout) error {
 	// A command sent before this rollout began (an abort while it was
 	// queued, or before a restart) is acted on; later ones come through
 	// the process's watcher (dispatchCommand).
+	// An abort before the region began ends it before the new version
+	// starts or takes any traffic.
+	if aborted, err := s.abortBeforeStart(ctx, r); aborted {
+		return err
+	}
 	if c, ok := s.pendingCommand(r.d.ID); ok {
-		// An abort before the region began ends it before the new
-		// version starts or takes any traffic.
-		if c.Action == "abort" {
-			r.mu.Lock()
-			r.lastCmd = c.Seq // taken: dropped at the deployment's end
-			r.mu.Unlock()
-			// Outside the pipeline, it is counted as the pipeline counts
-			// an abort while the prerequisites are judged.
-			if err := r.abortedBeforeStart(ctx, c.Reason); err != nil {
-				return err
-			}
-			s.countRolledBack(r, "Aborted: "+c.Reason)
-			return nil
-		}
 		r.deliver(c)
 	}
 	s.metrics.active.Inc()
@@ -920,7 +911,16 @@ func (s *Service) runRegion(ctx context.Context, r *rollout) error {
 		return nil
 	case errors.As(err, &rb):
 		return nil // recorded by the rollout
-	case res.Outcome == tai.Denied:
+	}
+	if _, _, ruleFailed := ruleFailure(err); res.Outcome == tai.Denied || ruleFailed && ctx.Err() == nil {
+		// An abort that came while the prerequisites were judged ends the
+		// region as one before it began, whatever they decided: answered
+		// 202, it is not left for the deployment to end FAILED.
+		if aborted, err := s.abortBeforeStart(ctx, r); aborted {
+			return err
+		}
+	}
+	if res.Outcome == tai.Denied {
 		now := time.Now().UTC()
 		return r.update(ctx, func(_ *Deployment, rr *RegionResult) {
 			rr.Status, rr.ErrorMessage, rr.Decision, rr.CompletedAt = StatusFailed, res.Decision.Reason, res.Decision.Policy, &now
@@ -989,6 +989,24 @@ func (r *rollout) abortedEarly(ctx context.Context) (bool, error) {
 		return true, err
 	}
 	return true, &errRolledBack{"Aborted: " + c.Reason}
+}
+
+// abortBeforeStart ends the region as aborted before it began
+// (abortedEarly), and counts it, if its deployment has an abort pending:
+// it reports whether it did, with the store's error. Outside the
+// pipeline, the region is counted as the pipeline counts an abort while
+// the prerequisites are judged.
+func (s *Service) abortBeforeStart(ctx context.Context, r *rollout) (bool, error) {
+	aborted, err := r.abortedEarly(ctx)
+	if !aborted {
+		return false, nil
+	}
+	var rb *errRolledBack
+	if !errors.As(err, &rb) {
+		return true, err
+	}
+	s.countRolledBack(r, rb.reason)
+	return true, nil
 }
 
 // aborted reports whether deployment id has an abort pending: it does not
