@@ -198,6 +198,12 @@ func TestParseBlacklist(t *testing.T) {
 	assert.Equal(t, map[string]bool{"merc_1": true}, b.Merchants)
 	assert.Equal(t, map[string]bool{"KP": true}, b.Countries, "countries in upper case")
 
+	// Space around the colon is no part of the kind or the value.
+	b, err = ParseBlacklist("customer : cust_7,country :de")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]bool{"cust_7": true}, b.Customers)
+	assert.Equal(t, map[string]bool{"DE": true}, b.Countries)
+
 	b, err = ParseBlacklist("")
 	require.NoError(t, err)
 	assert.Empty(t, b.Customers)
@@ -556,6 +562,7 @@ func TestMovedFor(t *testing.T) {
 		time.Minute + 400*time.Millisecond:    "1m0s",
 		90*time.Minute + 600*time.Millisecond: "1h30m1s",
 		-5_200 * time.Millisecond:             "-5.2s",
+		-1_234_567 * time.Nanosecond:          "-1.23ms",
 		-2 * time.Hour:                        "-2h0m0s",
 	} {
 		assert.Equal(t, want, movedFor(d), "%d ns", int64(d))
