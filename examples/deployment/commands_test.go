@@ -304,6 +304,32 @@ func TestCommandOnStoppedLine(t *testing.T) {
 // read from a slow Prometheus) ends the region before any traffic moves
 // to the new version: no stage starts.
 func TestAbortDuringValidation(t *testing.T) {
+	ts, d := abortDuringValidation(t, "v2.0.0")
+	assert.Equal(t, StatusRolledBack, d.Status)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
+	assert.Empty(t, d.Results[0].Stages, "a stage started, and traffic moved to the new version, after the abort")
+	assert.Equal(t, "v1.0.0", stableOf(t, ts, "auth", "us-west-2"))
+}
+
+// TestAbortDuringValidationOfARefusedRegion: an abort sent while the
+// prerequisites of a region they then refuse (a version not in the
+// catalog) are being judged ends the region ROLLED_BACK with the abort's
+// reason, as for a region they let through. The abort was answered 202
+// and then ignored: the deployment ended FAILED.
+func TestAbortDuringValidationOfARefusedRegion(t *testing.T) {
+	_, d := abortDuringValidation(t, "v9.9.9")
+	assert.Equal(t, StatusRolledBack, d.Status)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
+	assert.Equal(t, StatusRolledBack, d.Results[0].Status)
+}
+
+// abortDuringValidation deploys version of auth to us-west-2 and aborts
+// it while its prerequisites read the health of the version serving from
+// a Prometheus that answers once the abort has reached the rollout. It
+// returns the service and the deployment ended.
+func abortDuringValidation(t *testing.T, version string) (*testService, Deployment) {
 	const admin = "admin-token-0123456789"
 	validating, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
@@ -324,27 +350,21 @@ func TestAbortDuringValidation(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[%d,%q]}]}}`, time.Now().Unix(), v)
 	}))
-	defer prom.Close()
+	t.Cleanup(prom.Close)
 	releaseAll := sync.OnceFunc(func() { close(release) })
-	defer releaseAll()
+	t.Cleanup(releaseAll)
 	ts := startService(t, "-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0",
 		"-admin-token", admin, "-prometheus-url", prom.URL)
 	auth := []string{"Authorization", "Bearer " + admin}
 
-	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": version, "target_region": "us-west-2"},
 		"Prefer", "respond-async").deployment(t).ID
 	<-validating
 	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "wrong build"}, auth...)
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
 	require.Eventually(t, func() bool { return ts.aborted(id) }, 10*time.Second, time.Millisecond, "the abort never reached the rollout's process")
 	releaseAll()
-
-	d := waitFor(t, ts.URL, id, ended)
-	assert.Equal(t, StatusRolledBack, d.Status)
-	require.NotNil(t, d.ErrorMessage)
-	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
-	assert.Empty(t, d.Results[0].Stages, "a stage started, and traffic moved to the new version, after the abort")
-	assert.Equal(t, "v1.0.0", stableOf(t, ts, "auth", "us-west-2"))
+	return ts, waitFor(t, ts.URL, id, ended)
 }
 
 // TestAbortBetweenRegions: an abort that comes once a region's last stage

@@ -132,9 +132,16 @@ func (r reply) errorBody(t *testing.T) map[string]any {
 	return e.Error
 }
 
+// helperT is what do needs of a test: a *testing.T, or a *rapid.T in a
+// model test.
+type helperT interface {
+	require.TestingT
+	Helper()
+}
+
 // do sends a request with a JSON body (a string sent as is) and headers
 // given as name, value pairs.
-func do(t testing.TB, method, url string, body any, header ...string) reply {
+func do(t helperT, method, url string, body any, header ...string) reply {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {

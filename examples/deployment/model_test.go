@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"net/url"
@@ -215,36 +213,6 @@ func checkEnd(t *rapid.T, md *modelDeployment, d Deployment) {
 	}
 }
 
-// modelCall sends a request with a JSON body (a string as is) and the
-// admin token, unless header gives other headers.
-func modelCall(t *rapid.T, method, url string, body any, header ...string) reply {
-	t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		raw, err := json.Marshal(b)
-		require.NoError(t, err)
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	require.NoError(t, err)
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return reply{Code: resp.StatusCode, Header: resp.Header, Body: raw}
-}
-
 func decodeAs[V any](t *rapid.T, r reply) V {
 	t.Helper()
 	var v V
@@ -269,7 +237,7 @@ var adminAuth = []string{"Authorization", "Bearer " + modelAdmin}
 
 func (m *deploymentModel) get(t *rapid.T, id string) Deployment {
 	t.Helper()
-	r := modelCall(t, "GET", m.base+"/deploy/"+id, nil)
+	r := do(t, "GET", m.base+"/deploy/"+id, nil)
 	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
 	return decodeAs[Deployment](t, r)
 }
@@ -340,7 +308,7 @@ func (m *deploymentModel) deploy(t *rapid.T, dr deployRequest) *modelDeployment 
 	if dr.async {
 		header = []string{"Prefer", "respond-async"}
 	}
-	r := modelCall(t, "POST", m.base+"/deploy", dr.body, header...)
+	r := do(t, "POST", m.base+"/deploy", dr.body, header...)
 	switch {
 	case m.cord:
 		require.Equal(t, http.StatusServiceUnavailable, r.Code, "the cord is pulled: %s", r.Body)
@@ -408,7 +376,7 @@ func (m *deploymentModel) deploy(t *rapid.T, dr deployRequest) *modelDeployment 
 // command sends action to md with the admin token and checks the answer.
 func (m *deploymentModel) command(t *rapid.T, md *modelDeployment, action string) reply {
 	t.Helper()
-	r := modelCall(t, "POST", m.base+"/deploy/"+md.id+"/"+action, map[string]any{"reason": "model " + action}, adminAuth...)
+	r := do(t, "POST", m.base+"/deploy/"+md.id+"/"+action, map[string]any{"reason": "model " + action}, adminAuth...)
 	if r.Code == http.StatusAccepted {
 		require.Nil(t, md.ended, "%s of deployment %s, ended %s, accepted", action, md.id, statusOf(md))
 		require.False(t, md.aborted && action != "abort", "%s of deployment %s accepted after its abort", action, md.id)
@@ -455,7 +423,7 @@ func (m *deploymentModel) setCord(t *rapid.T, pull bool) {
 	if pull {
 		body = map[string]any{"action": "stop", "reason": "model"}
 	}
-	r := modelCall(t, "POST", m.base+"/andon/cord", body, adminAuth...)
+	r := do(t, "POST", m.base+"/andon/cord", body, adminAuth...)
 	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
 	require.Equal(t, pull, decodeAs[struct {
 		Stopped bool `json:"stopped"`
@@ -495,7 +463,7 @@ func (m *deploymentModel) list(t *rapid.T, service, region, status string) {
 			q.Set(k, v)
 		}
 	}
-	r := modelCall(t, "GET", m.base+"/deployments?"+q.Encode(), nil)
+	r := do(t, "GET", m.base+"/deployments?"+q.Encode(), nil)
 	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
 	l := decodeAs[struct {
 		Deployments []Deployment `json:"deployments"`
@@ -589,7 +557,7 @@ func (m *deploymentModel) checkRecorded(t *rapid.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		got := map[string]int{}
-		r := modelCall(t, "GET", m.base+"/metrics", nil)
+		r := do(t, "GET", m.base+"/metrics", nil)
 		require.Equal(t, http.StatusOK, r.Code)
 		for _, line := range strings.Split(string(r.Body), "\n") {
 			name, value, ok := strings.Cut(line, " ")
@@ -600,7 +568,7 @@ func (m *deploymentModel) checkRecorded(t *rapid.T) {
 				got[name] = n
 			}
 		}
-		k := decodeAs[Kaizen](t, modelCall(t, "GET", m.base+"/kaizen", nil))
+		k := decodeAs[Kaizen](t, do(t, "GET", m.base+"/kaizen", nil))
 		ends := map[string]int{}
 		for _, rec := range readAudit(t, m.auditPath) {
 			if rec.Kind == "deployment.end" {
@@ -689,7 +657,7 @@ func (m *deploymentModel) step(t *rapid.T) {
 		}
 	case "cord":
 		m.setCord(t, rapid.Bool().Draw(t, "pull"))
-		r := modelCall(t, "GET", m.base+"/andon/cord", nil)
+		r := do(t, "GET", m.base+"/andon/cord", nil)
 		require.Equal(t, http.StatusOK, r.Code)
 		require.Equal(t, m.cord, decodeAs[struct {
 			Stopped bool `json:"stopped"`
@@ -704,7 +672,7 @@ func (m *deploymentModel) step(t *rapid.T) {
 	case "page":
 		limit := rapid.IntRange(1, 5).Draw(t, "limit")
 		offset := rapid.IntRange(0, len(m.deployments)+2).Draw(t, "offset")
-		r := modelCall(t, "GET", fmt.Sprintf("%s/deployments?limit=%d&offset=%d", m.base, limit, offset), nil)
+		r := do(t, "GET", fmt.Sprintf("%s/deployments?limit=%d&offset=%d", m.base, limit, offset), nil)
 		require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
 		l := decodeAs[struct {
 			Deployments []Deployment `json:"deployments"`
@@ -714,24 +682,24 @@ func (m *deploymentModel) step(t *rapid.T) {
 		require.Len(t, l.Deployments, max(0, min(limit, l.Total-offset)), "limit %d offset %d", limit, offset)
 	case "bad list":
 		q := rapid.SampledFrom([]string{"status=SKIPPED", "limit=0", "limit=501", "offset=-1", "limit=x", "sort=newest", "service=a&service=b", "region=%zz", "service=a;region=b"}).Draw(t, "bad query")
-		r := modelCall(t, "GET", m.base+"/deployments?"+q, nil)
+		r := do(t, "GET", m.base+"/deployments?"+q, nil)
 		require.Equal(t, http.StatusBadRequest, r.Code, "%s: %s", q, r.Body)
 		require.Equal(t, "invalid_request", errorCode(t, r))
 	case "bad command":
 		md := m.pick(t)
 		action := rapid.SampledFrom([]string{"abort", "promote", "resume"}).Draw(t, "action")
 		if rapid.Bool().Draw(t, "no token") {
-			r := modelCall(t, "POST", m.base+"/deploy/"+md.id+"/"+action, map[string]any{"reason": "no token"})
+			r := do(t, "POST", m.base+"/deploy/"+md.id+"/"+action, map[string]any{"reason": "no token"})
 			require.Equal(t, http.StatusUnauthorized, r.Code, "%s", r.Body)
 		} else {
-			r := modelCall(t, "POST", m.base+"/deploy/"+md.id+"/"+action, map[string]any{"reason": "bidi \u202e"}, adminAuth...)
+			r := do(t, "POST", m.base+"/deploy/"+md.id+"/"+action, map[string]any{"reason": "bidi \u202e"}, adminAuth...)
 			require.Equal(t, http.StatusBadRequest, r.Code, "%s", r.Body)
 		}
 	case "unknown":
 		id := fmt.Sprintf("dpl_%032x", rapid.Uint64().Draw(t, "unknown id"))
 		action := rapid.SampledFrom([]string{"", "/abort", "/promote", "/resume"}).Draw(t, "unknown action")
 		method := map[bool]string{true: "GET", false: "POST"}[action == ""]
-		r := modelCall(t, method, m.base+"/deploy/"+id+action, nil, adminAuth...)
+		r := do(t, method, m.base+"/deploy/"+id+action, nil, adminAuth...)
 		require.Equal(t, http.StatusNotFound, r.Code, "%s %s: %s", method, action, r.Body)
 		require.Equal(t, "not_found", errorCode(t, r))
 	}
