@@ -57,15 +57,6 @@ func runKeyedModel(maxKeys int, limit Limit, steps []keyedStep) string {
 	p, _ := limit.params()
 	ctx := context.Background()
 	model := map[string]int64{} // the schedules of the keys that owe
-	held := func(key string) (int64, bool) {
-		sh, h1 := s.hash(key)
-		sh.mu.Lock()
-		defer sh.mu.Unlock()
-		if i, ok := sh.find(h1); ok {
-			return sh.slots[i].tat, true
-		}
-		return 0, false
-	}
 	for i, st := range steps {
 		time.Sleep(st.sleep)
 		now := s.rel(time.Now())
@@ -110,7 +101,7 @@ func runKeyedModel(maxKeys int, limit Limit, steps []keyedStep) string {
 		if nearest != nil {
 			var dropped []string
 			for _, key := range nearest {
-				if _, ok := held(key); !ok {
+				if _, ok := s.scheduleOf(key); !ok {
 					dropped = append(dropped, key)
 				}
 			}
@@ -123,7 +114,7 @@ func runKeyedModel(maxKeys int, limit Limit, steps []keyedStep) string {
 			model[key] = next
 		}
 		for key, v := range model {
-			if tat, ok := held(key); !ok || tat != v {
+			if tat, ok := s.scheduleOf(key); !ok || tat != v {
 				return fmt.Sprintf("step %d: key %s owes until %v: held %v at %v", i, key, time.Duration(v), ok, time.Duration(tat))
 			}
 		}

@@ -35,15 +35,6 @@ func TestMemoryStoreMatchesScheduleModel(t *testing.T) {
 		start := time.Unix(1_900_000_000, 0)
 		now := start
 		model := map[string]int64{} // key: schedule, for the keys that owe or may
-		held := func(key string) (int64, bool) {
-			sh, h1 := s.hash(key)
-			sh.mu.Lock()
-			defer sh.mu.Unlock()
-			if i, ok := sh.find(h1); ok {
-				return sh.slots[i].tat, true
-			}
-			return 0, false
-		}
 		for range rapid.IntRange(1, 400).Draw(t, "steps") {
 			key := "k" + strconv.Itoa(rapid.IntRange(0, 40).Draw(t, "key"))
 			limit := limits[rapid.IntRange(0, len(limits)-1).Draw(t, "limit")]
@@ -100,7 +91,7 @@ func TestMemoryStoreMatchesScheduleModel(t *testing.T) {
 			}
 			rel := s.rel(now)
 			for k, v := range model {
-				tat, ok := held(k)
+				tat, ok := s.scheduleOf(k)
 				switch {
 				case ok && tat != v:
 					t.Fatalf("key %s: schedule %d, model %d", k, tat, v)
@@ -115,4 +106,16 @@ func TestMemoryStoreMatchesScheduleModel(t *testing.T) {
 			}
 		}
 	})
+}
+
+// scheduleOf returns the schedule the store holds for key, and whether it
+// holds one: what a model of the store compares.
+func (m *MemoryStore) scheduleOf(key string) (int64, bool) {
+	sh, h1 := m.hash(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if i, ok := sh.find(h1); ok {
+		return sh.slots[i].tat, true
+	}
+	return 0, false
 }
