@@ -115,15 +115,36 @@ func limitOf(l heijunka.Limit) limitInfo {
 // appendRateLimit appends the RateLimit field for d, decided under the
 // limit of li.
 func (li *limitInfo) appendRateLimit(b []byte, name string, d *heijunka.Decision) []byte {
-	if d.FailedOpen || !li.quota || !li.made(d) {
+	r, t, ok := li.rateLimitItems(d)
+	if !ok {
 		return b
 	}
+	return appendRateLimitItems(b, name, r, t)
+}
+
+// rateLimitItems returns the r and t of the RateLimit field for d,
+// decided under the limit of li, t 0 when the field has none; ok is false
+// when d has no field.
+func (li *limitInfo) rateLimitItems(d *heijunka.Decision) (r, t int64, ok bool) {
+	if d.FailedOpen || !li.quota || !li.made(d) {
+		return 0, 0, false
+	}
+	r = min(int64(max(d.Remaining, 0)), maxSFInteger)
+	if refill := li.refill(d); refill > 0 {
+		t = min(ceilSeconds(refill), maxSFInteger)
+	}
+	return r, t, true
+}
+
+// appendRateLimitItems appends the RateLimit field of the policy name
+// with r and t, leaving t out when it is 0.
+func appendRateLimitItems(b []byte, name string, r, t int64) []byte {
 	b = appendSFString(b, name)
 	b = append(b, ";r="...)
-	b = appendSFInteger(b, int64(max(d.Remaining, 0)))
-	if t := li.refill(d); t > 0 {
+	b = appendSFInteger(b, r)
+	if t > 0 {
 		b = append(b, ";t="...)
-		b = appendSFInteger(b, ceilSeconds(t))
+		b = appendSFInteger(b, t)
 	}
 	return b
 }

@@ -100,6 +100,11 @@ type RateLimitOptions struct {
 // says the quota is spent (r=0): a retry before then would be refused
 // here.
 //
+// The fields' values are formatted once and shared by the responses that
+// send the same ones, so that a response costs no allocation: a handler
+// that changes a field replaces it (Header.Set, Add or Del), and never
+// assigns into its slice.
+//
 // It returns an error naming the field for invalid options, or for a nil
 // l: nil itself, one holding a nil pointer (a *heijunka.Keyed whose
 // constructor failed), or SharedLimiter of a nil *heijunka.Limiter.
@@ -144,6 +149,42 @@ type rateLimit struct {
 type policyValue struct {
 	limitInfo
 	field []string // shared by the responses: len and cap 1, so Add copies
+	// fields holds RateLimit fields made under this limit, each in the
+	// slot its r and t hash to, so that the values a busy server sends
+	// over and over (a quota nearly full, a second to refill) are
+	// formatted once and sent without an allocation. A slot holds the
+	// last field made there.
+	fields [fieldSlots]atomic.Pointer[rateLimitValue]
+}
+
+// fieldSlots is the number of RateLimit fields a middleware keeps per
+// limit: 256 pointers, 2 KiB.
+const fieldSlots = 256
+
+// rateLimitValue is one RateLimit field: its r, its t (0 when it has
+// none) and the field, shared by the responses as policyValue.field is.
+type rateLimitValue struct {
+	r, t  int64
+	field [1]string
+}
+
+// rateLimitField returns the RateLimit field for d, decided under the
+// limit of pv, as a slice of len and cap 1 shared by the responses that
+// send the same field; nil when d has none (see RateLimitField).
+func (pv *policyValue) rateLimitField(policy string, d *heijunka.Decision) []string {
+	r, t, ok := pv.rateLimitItems(d)
+	if !ok {
+		return nil
+	}
+	slot := &pv.fields[(uint64(r)+uint64(t)*97)%fieldSlots]
+	if v := slot.Load(); v != nil && v.r == r && v.t == t {
+		return v.field[:]
+	}
+	var buf [64]byte
+	v := &rateLimitValue{r: r, t: t}
+	v.field[0] = string(appendRateLimitItems(buf[:0], policy, r, t))
+	slot.Store(v)
+	return v.field[:]
 }
 
 // admit decides on r, sets the fields and answers r when it may not pass.
@@ -167,18 +208,10 @@ func (rl *rateLimit) admit(w http.ResponseWriter, r *http.Request) bool {
 	h := w.Header()
 	pv := rl.policyValue(d.Limit)
 	if pv.field != nil && pv.made(&d) {
-		if old := h[headerRateLimitPolicy]; len(old) > 0 {
-			h[headerRateLimitPolicy] = append(old, pv.field[0])
-		} else {
-			h[headerRateLimitPolicy] = pv.field
-		}
+		addShared(h, headerRateLimitPolicy, pv.field)
 	}
-	var buf [64]byte
-	if v := pv.appendRateLimit(buf[:0], rl.policy, &d); len(v) > 0 {
-		// A RateLimit middleware around this one has its own policy in
-		// the fields: the lists get one item more (the draft lets a list
-		// span field lines).
-		h[headerRateLimit] = append(h[headerRateLimit], string(v))
+	if v := pv.rateLimitField(rl.policy, &d); v != nil {
+		addShared(h, headerRateLimit, v)
 	}
 	if d.Allowed {
 		return true
@@ -193,6 +226,19 @@ func (rl *rateLimit) admit(w http.ResponseWriter, r *http.Request) bool {
 	rl.fail(w, r, &heijunka.LimitedError{Name: rl.name, Decision: d}, Problem{Status: http.StatusTooManyRequests,
 		Code: codeRateLimited, Message: "too many requests; retry later", RetryAfter: ra, Policy: rl.policy})
 	return false
+}
+
+// addShared adds the field value v, a slice of len and cap 1 shared by
+// responses, to the field name of h: v itself when h has no such field,
+// else a list's item more (a RateLimit middleware around this one has its
+// own policy in the fields; the draft lets a list span field lines), which
+// copies v.
+func addShared(h http.Header, name string, v []string) {
+	if old := h[name]; len(old) > 0 {
+		h[name] = append(old, v[0])
+		return
+	}
+	h[name] = v
 }
 
 // policyValue returns the field and the limitInfo of l, made once per

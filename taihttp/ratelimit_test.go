@@ -481,3 +481,61 @@ func TestDecisionHeadersBehindRateLimit(t *testing.T) {
 		})
 	}
 }
+
+// decisions is a KeyLimiter that gives its decisions in turn.
+type decisions struct {
+	mu sync.Mutex
+	ds []heijunka.Decision
+}
+
+func (s *decisions) Allow(context.Context, string) (heijunka.Decision, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.ds[0]
+	s.ds = s.ds[1:]
+	return d, nil
+}
+
+// The middleware keeps the RateLimit fields it made, to send them again
+// without formatting them: every response still carries the field of its
+// own decision, also when decisions whose fields are kept in one place
+// (a remaining count 256 apart) alternate, and when a response's field is
+// added to by a handler inside.
+func TestRateLimitFieldsKeptAreEachResponsesOwn(t *testing.T) {
+	limit := heijunka.Limit{Rate: 1, Burst: 1000}
+	var ds []heijunka.Decision
+	for _, r := range []int{999, 743, 999, 487, 743, 231, 999, 0, 256, 512, 0} {
+		ds = append(ds, heijunka.Decision{Allowed: true, Limit: limit, Remaining: r,
+			ResetAfter: time.Duration(limit.Burst-r) * time.Second})
+	}
+	for _, ra := range []time.Duration{time.Second, 257 * time.Second, time.Second, 2 * time.Second} {
+		ds = append(ds, heijunka.Decision{Limit: limit, RetryAfter: ra, ResetAfter: ra + 999*time.Second})
+	}
+	want := make([]string, len(ds))
+	for i, d := range ds {
+		want[i] = taihttp.RateLimitField(taihttp.DefaultPolicy, d)
+		require.NotEmpty(t, want[i])
+	}
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("add") {
+			w.Header().Add("RateLimit", `"inner";r=1`)
+		}
+	})
+	h := rateLimit(t, &decisions{ds: ds}, taihttp.RateLimitOptions{})(inner)
+	for i := range ds {
+		r := get("192.0.2.1:1")
+		add := i%3 == 0 && ds[i].Allowed // a denial is not passed on
+		if add {
+			r = httptest.NewRequest(http.MethodGet, "/?add", nil)
+		}
+		rec := serve(h, r)
+		got := rec.Header().Values("RateLimit")
+		require.NotEmpty(t, got, "response %d", i)
+		assert.Equal(t, want[i], got[0], "response %d", i)
+		if add {
+			assert.Equal(t, []string{want[i], `"inner";r=1`}, got, "response %d", i)
+		} else {
+			assert.Len(t, got, 1, "response %d: a field added to before", i)
+		}
+	}
+}
