@@ -325,12 +325,18 @@ type Record struct {
 	Start    time.Time     // when Process began
 	Duration time.Duration // from Start to the end of the last stage reached
 	// Stages holds the time spent in each stage, indexed by Stage, when an
-	// observer of the pipeline is a StageObserver; otherwise only the
-	// StageSignal entry is set. The StageSignal entry equals Duration; a
-	// stage not reached is zero. A stage reached may be zero too (under
-	// testing/synctest, or with a clock coarser than the stage): Reached
-	// tells the two apart.
+	// observer of the pipeline is a StageObserver (StagesTimed); otherwise
+	// only the StageSignal entry is set. The StageSignal entry equals
+	// Duration; a stage not reached is zero. A stage reached may be zero
+	// too (under testing/synctest, or with a clock coarser than the
+	// stage): Reached tells the two apart.
 	Stages [numStages]time.Duration
+	// StagesTimed reports that the pipeline read the clock at each stage
+	// boundary, so Stages holds the time of every stage reached, zero
+	// ones included. Without it a stage reached has no time of its own,
+	// which a signal that took no time at all does not tell apart from
+	// one timed at zero.
+	StagesTimed bool
 	// Reached marks, indexed by Stage, the stages the signal entered,
 	// whether or not an observer is a StageObserver: the gate stage when
 	// the pipeline has gates, the policy stage, the action stage, each

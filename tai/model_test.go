@@ -563,6 +563,9 @@ func TestPipelineMatchesModel(t *testing.T) {
 			if r.Start.IsZero() || r.Duration < 0 || r.Stages[tai.StageSignal] != r.Duration {
 				t.Fatalf("record times %v %v %v", r.Start, r.Duration, r.Stages)
 			}
+			if r.StagesTimed != c.stages {
+				t.Fatalf("record StagesTimed %v, want %v", r.StagesTimed, c.stages)
+			}
 			for st := tai.StageSignal; st <= tai.StageAction; st++ {
 				want := st == tai.StageSignal || (st <= reached && (st != tai.StageGate || len(c.gates) > 0))
 				if r.Reached[st] != want {

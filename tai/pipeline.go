@@ -858,6 +858,7 @@ func (p *Pipeline[T, R]) report(ctx context.Context, s *Signal[T], res *Result[R
 		// before the next.
 		rec.Stages = f.stages
 		rec.Stages[f.stage] += rec.Duration - f.since
+		rec.StagesTimed = true
 	}
 	rec.Stages[StageSignal] = rec.Duration
 	// The stages run in order, and f.stage is the last one entered; the

@@ -1346,6 +1346,7 @@ func TestRecordReachedMarksTheStagesEntered(t *testing.T) {
 					_, _ = p.Process(context.Background(), sig())
 					r := obs.last(t)
 					assert.Equal(t, c.want, r.Reached)
+					assert.Equal(t, stages, r.StagesTimed, "the stages are timed only for a StageObserver")
 					for st := range r.Stages {
 						assert.Zero(t, r.Stages[st], "no time passes in the bubble")
 					}

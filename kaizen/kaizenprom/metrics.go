@@ -152,7 +152,8 @@ type MetricsOptions struct {
 // and one it reached is, even when it took no time (tai.Record.Reached).
 // Stage times need the pipeline to read the clock at each stage boundary,
 // which it does because Metrics is a tai.StageObserver (Metrics behind
-// an observer that is not one observes no stage);
+// an observer that is not one observes no stage, since the Record has no
+// time for it: tai.Record.StagesTimed);
 // MetricsOptions.NoStages turns that off (and the family has no series).
 //
 // An Observer sees only finished signals, so in-flight counting needs the
@@ -384,20 +385,16 @@ func (m *Metrics) observeExemplar(k *kindMetrics, r *tai.Record) {
 	k.observeStages(r)
 }
 
-// observeStages observes the time of each stage r reached: one timed at
-// zero too (under testing/synctest, or with a coarse clock), and one with
-// a time in a Record made without Reached. A pipeline that timed the
-// stages gives them times that add up to the signal's; one that did not
-// (Metrics behind an observer that is no tai.StageObserver) leaves them
-// zero, and a stage it reached, which took its time, is not observed.
+// observeStages observes the time of each stage r reached when the
+// pipeline timed the stages (tai.Record.StagesTimed): one timed at zero
+// too (under testing/synctest, or with a coarse clock). A pipeline that
+// did not (Metrics behind an observer that is no tai.StageObserver)
+// leaves them zero, and a stage it reached, which took its time, is not
+// observed, even in a signal that took no time on the clock. A stage with
+// a time of its own, as in a Record made without StagesTimed, is.
 func (k *kindMetrics) observeStages(r *tai.Record) {
-	var sum time.Duration
 	for st := tai.StageGate; st <= tai.StageAction; st++ {
-		sum += r.Stages[st]
-	}
-	timed := sum == r.Stages[tai.StageSignal]
-	for st := tai.StageGate; st <= tai.StageAction; st++ {
-		if d := r.Stages[st]; d > 0 || r.Reached[st] && timed {
+		if d := r.Stages[st]; d > 0 || r.Reached[st] && r.StagesTimed {
 			k.stages[st].Observe(seconds(d))
 		}
 	}

@@ -244,14 +244,13 @@ func TestMetricsMatchesModel(t *testing.T) {
 				}
 				timed := rapid.Bool().Draw(rt, "timed")
 				if !timed {
-					// Only the whole signal is timed, and took some time.
+					// Only the whole signal is timed, and may have taken
+					// no time on the clock.
 					r.Stages = [len(r.Stages)]time.Duration{}
 					r.Duration = duration.Draw(rt, "duration")
-					if r.Duration == 0 {
-						r.Duration = time.Millisecond
-					}
 				}
 				r.Stages[tai.StageSignal] = r.Duration
+				r.StagesTimed = timed
 				metrics.Observe(context.Background(), r)
 				m.observe(r, timed)
 			case 3, 4:

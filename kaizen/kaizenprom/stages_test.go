@@ -111,3 +111,39 @@ func TestMetricsBehindAnotherObserverObservesNoUntimedStages(t *testing.T) {
 		})
 	}
 }
+
+// A signal that took no time on the clock (under testing/synctest, or
+// with a clock coarser than the signal) behind an observer that is not a
+// tai.StageObserver has Stages all zero, as a timed one of no time has
+// them: Metrics observed each stage it reached at zero, though none was
+// timed. It observes none of them.
+func TestMetricsObservesNoUntimedStagesOfZeroTime(t *testing.T) {
+	for _, sampled := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
+			require.NoError(t, err)
+			relabel := tai.ObserverFunc(func(ctx context.Context, r tai.Record) { m.Observe(ctx, r) })
+			opts := []tai.Option{tai.WithObservers(relabel), tai.WithGates(tai.GateFunc(func(context.Context, string) error { return nil }))}
+			if sampled {
+				opts = append(opts, tai.WithTracer(sampledTracer{}))
+			}
+			p, err := tai.New(
+				tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+					return tai.Decision{Verdict: tai.Allow}, nil
+				}),
+				tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 1, nil }),
+				opts...)
+			require.NoError(t, err)
+			_, err = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
+			require.NoError(t, err)
+			for _, stage := range []string{"gate", "policy", "action"} {
+				s := series(t, reg, "taikit_stage_duration_seconds", map[string]string{"kind": "k", "stage": stage})
+				assert.Zero(t, s.GetHistogram().GetSampleCount(), "sampled %v: stage %s observed untimed", sampled, stage)
+			}
+			s := series(t, reg, "taikit_signal_duration_seconds", map[string]string{"kind": "k", "outcome": "succeeded"})
+			require.NotNil(t, s, "sampled %v", sampled)
+			assert.Equal(t, uint64(1), s.GetHistogram().GetSampleCount(), "sampled %v", sampled)
+		})
+	}
+}

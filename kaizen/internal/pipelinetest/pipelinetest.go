@@ -112,5 +112,7 @@ func RealisticRecord() tai.Record {
 	r.Stages[tai.StageGate] = 2 * time.Microsecond
 	r.Stages[tai.StagePolicy] = 340 * time.Microsecond
 	r.Stages[tai.StageAction] = 12 * time.Millisecond
+	r.StagesTimed = true
+	r.Reached = [len(r.Reached)]bool{true, true, true, true}
 	return r
 }
