@@ -74,8 +74,11 @@
 // (a kanban.Backoff; errors marked with kanban.Permanent are not
 // retried), and a slow or failing notifier never blocks evaluation: when
 // its queue is full notifications are dropped, counted in NotifierStats
-// and logged. Flush waits for delivery; Shutdown delivers what is queued
-// and stops the workers.
+// and logged. A notification dropped, or given up after its retries, is
+// offered again at the next evaluation; a resolution still owed when the
+// alert fires again gives way to the new firing alert, so that a receiver
+// holding the old one learns its new start. Flush waits for delivery;
+// Shutdown delivers what is queued and stops the workers.
 //
 // A panic in a condition, a hook or a notifier is recovered: it becomes a
 // *PanicError, logged with its stack. One that ends its goroutine with

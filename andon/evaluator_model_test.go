@@ -96,12 +96,16 @@ type modelRule struct {
 	measuredValue float64
 	measuredCount uint64
 	// What the notifier knows of the alert: a firing alert queued (and
-	// when), one the receiver took, and a resolution it is owed.
+	// when), one the receiver took, a resolution it is owed, and whether
+	// it missed a notification after the one it holds (a resolution, or
+	// a firing alert, dropped or given up), so that the alert firing is
+	// sent again at once.
 	sent    bool
 	sentAt  time.Time
 	refused bool
 	held    bool
 	owed    bool
+	missed  bool
 }
 
 // modelSilence is a silence the model keeps: it matches by one label.
@@ -245,7 +249,10 @@ func (m *evalModel) notify(rules []*modelRule, now, wall time.Time) {
 				if r.sent && r.held && due {
 					tell = "firing"
 				}
-			case !r.sent || due:
+			case !r.sent || due || r.missed:
+				// A receiver that missed the resolution, or the alert
+				// firing again, still holds the older firing alert: it
+				// hears of this one, with its FiredAt.
 				tell = "firing"
 			}
 		case andon.Resolved:
@@ -274,10 +281,11 @@ func (m *evalModel) notify(rules []*modelRule, now, wall time.Time) {
 			// A newer re-send replaces the queued one.
 		case len(m.queued) == m.queue:
 			// Dropped: a firing alert is offered again while it fires, a
-			// resolution is owed while the alert does not fire.
+			// resolution is owed while the alert does not fire, and the
+			// alert firing again first is sent in its place.
 			m.stats.Dropped++
 			if tell == "resolved" {
-				r.owed = true
+				r.owed, r.missed, r.sentAt = true, true, time.Time{}
 			}
 			continue
 		default:
@@ -288,6 +296,7 @@ func (m *evalModel) notify(rules []*modelRule, now, wall time.Time) {
 		} else {
 			r.sent, r.owed = false, false
 		}
+		r.missed = false
 	}
 	m.work()
 }
@@ -335,10 +344,15 @@ func (m *evalModel) deliver(batch []told) {
 			r.refused = r.sent
 		case m.rec.mode.Load() == receiverRefuses:
 		case b.tell == "firing":
-			r.sentAt = time.Time{} // a Refresher is offered it again at once
+			// Offered again at once: to a Refresher, as a re-send; to
+			// another notifier, as the alert firing again, which the
+			// receiver, holding the older firing alert, missed.
+			r.sentAt, r.missed = time.Time{}, true
 		case r.held:
-			// The receiver holds it firing: it is owed the resolution.
-			r.sent, r.sentAt, r.owed = true, time.Time{}, true
+			// The receiver holds it firing: it is owed the resolution,
+			// and, should the alert fire again first, the new firing
+			// alert.
+			r.sent, r.sentAt, r.owed, r.missed = true, time.Time{}, true, true
 		}
 	}
 }

@@ -1042,6 +1042,45 @@ func TestSilenceKeepsRefreshingAnAlertTheRefresherHolds(t *testing.T) {
 	})
 }
 
+// A Refresher that holds a silenced alert firing is re-sent it every
+// ResendInterval, not at every evaluation; a re-send given up is tried
+// again at the next evaluation, as the Refresher may let the alert
+// expire otherwise, and then every ResendInterval again.
+func TestSilencedAlertIsReSentToTheRefresherEveryResendInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &flakyRefresher{}
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
+			Interval: 15 * time.Second, Notify: andon.NotifyOptions{MaxAttempts: 1, ResendInterval: time.Minute},
+			Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: cond}}})
+		ctx := context.Background()
+		sends := func(after time.Duration) int {
+			t.Helper()
+			time.Sleep(after)
+			e.Evaluate(ctx)
+			require.NoError(t, e.Flush(ctx))
+			return len(n.events())
+		}
+		cond.Set(true)
+		require.Equal(t, 1, sends(0)) // fires: delivered
+		_, err := e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "alertname", Value: "A"}}, Duration: time.Hour})
+		require.NoError(t, err)
+		var got []int
+		for range 4 {
+			got = append(got, sends(15*time.Second))
+		}
+		assert.Equal(t, []int{1, 1, 1, 2}, got, "re-sent once a minute has passed")
+
+		n.down.Store(true)
+		require.Equal(t, 2, sends(time.Minute)) // the re-send is given up
+		require.EqualValues(t, 1, e.NotifierStats()[0].Failed)
+		n.down.Store(false)
+		assert.Equal(t, 3, sends(15*time.Second), "re-sent at the next evaluation")
+		assert.Equal(t, []int{3, 3, 3, 4}, []int{sends(15 * time.Second), sends(15 * time.Second), sends(15 * time.Second),
+			sends(15 * time.Second)}, "then once a minute again")
+	})
+}
+
 // measureError is a condition's error type whose methods read its
 // fields, as many do: a nil one panics in them.
 type measureError struct{ cause error }

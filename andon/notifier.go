@@ -53,7 +53,9 @@ type Notifier interface {
 // hear of again before the alert's ValidUntil, as Alertmanager does: the
 // evaluator re-sends firing alerts to it every NotifyOptions.ResendInterval.
 // Other notifiers hear of an alert once when it fires and once when it
-// resolves.
+// resolves; one whose resolution did not go out (dropped or given up)
+// before the alert fired again hears of the new firing alert, with its
+// FiredAt, in its place.
 type Refresher interface {
 	Notifier
 	// Refreshes reports whether firing alerts must be re-sent.
@@ -72,7 +74,12 @@ type NotifyOptions struct {
 	// evaluation, with the count and the first ten alert names), and offered
 	// again at the next evaluation if the alert still fires; a resolution
 	// is offered again while the alert does not fire, resolved, pending or
-	// inactive. Zero means 256; otherwise from 1 to 1048576 (1<<20).
+	// inactive. Should the alert fire again before its resolution goes
+	// out, the resolution is out of date and is not sent: the new firing
+	// alert is, in its place (to a Refresher too, without waiting for
+	// ResendInterval), so that a receiver still holding the old one
+	// learns the new FiredAt, Alertmanager's startsAt, rather than keep
+	// the old. Zero means 256; otherwise from 1 to 1048576 (1<<20).
 	QueueSize int
 	// Timeout bounds each Notify call; each retry has the whole of it
 	// again. A Webhook, which sends one request per alert name, gives it
@@ -84,7 +91,8 @@ type NotifyOptions struct {
 	// up (counted in NotifierStats.Failed and logged). Alerts given up
 	// after a failure worth a retry are offered again at the next
 	// evaluation, as dropped ones are: a firing alert while it still
-	// fires, a resolution while the alert does not fire. Alerts that
+	// fires, a resolution while the alert does not fire (or, once the
+	// alert fires again, the new firing alert in its place). Alerts that
 	// failed for good (a permanent error, a panic) are not. A resolution
 	// goes only to a receiver that took the alert firing: one whose
 	// firing alert was given up (or refused for good) and never delivered
@@ -212,8 +220,15 @@ func requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // firingSent is what a dispatcher knows of a firing alert it queued,
 // by fingerprint, until the alert's resolution is queued.
 type firingSent struct {
-	at      time.Time // when it was queued; zero to offer a re-send at once
+	at      time.Time // when it was queued
 	firedAt time.Time // the FiredAt of the alert queued
+	// missed is set when the receiver may hold the alert firing but
+	// missed a later notification of it, dropped or given up: a re-send,
+	// the alert firing again, or its resolution. While the alert fires,
+	// it is offered again at once, to any notifier, so that the receiver
+	// hears of it as it fires now, with its FiredAt, rather than keep an
+	// older firing alert, or one that has resolved since.
+	missed bool
 	// refused is set when the receiver, which did not hold the alert
 	// firing, refused it for good: no resolution is owed for it, and it
 	// is not offered again while it fires (the alert firing again, with
@@ -301,7 +316,10 @@ func newDispatcher(ctx context.Context, n Notifier, t notifierTraits, opts Notif
 // receiver refused that for good. A resolution that was dropped or given
 // up is queued again while the alert does not fire, Pending or Inactive
 // as well as Resolved: the receiver holds the alert firing until it hears
-// of it. It never blocks.
+// of it. Should the alert fire again first, the resolution is out of
+// date and the new firing alert is queued in its place, to any notifier:
+// the receiver, which holds the old one, learns the new FiredAt. It
+// never blocks.
 func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 	var dropped int
 	var names []string // of the alerts dropped, the first few
@@ -323,7 +341,7 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 		if a.State == Firing && len(d.owed) > 0 {
 			// Firing again: the resolution owed is out of date, and the
 			// receiver, which still holds the alert firing, hears of
-			// the next one.
+			// the new one instead (owe marked it missed).
 			d.forgive(a.Fingerprint)
 		}
 		switch {
@@ -333,11 +351,18 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 			// still re-sent it, or its ValidUntil passes and
 			// Alertmanager tells its receivers the alert resolved.
 			if _, held := d.held[a.Fingerprint]; !d.refresh || !firing || s.refused || !held ||
-				now.Sub(s.at) < d.opts.ResendInterval {
+				!s.missed && now.Sub(s.at) < d.opts.ResendInterval {
 				continue
 			}
 		case a.State == Firing:
-			if firing && s.refused && !a.FiredAt.Equal(s.firedAt) {
+			switch {
+			case firing && s.missed:
+				// The receiver missed what followed the firing alert it
+				// holds (its resolution, say, with the alert firing
+				// again since): it hears of the alert as it fires now,
+				// or it keeps the old one, with its old FiredAt.
+				firing = false
+			case firing && s.refused && !a.FiredAt.Equal(s.firedAt):
 				// Fired again since the refused one, which resolved
 				// while the alert was not offered (pending or inactive
 				// with no resolution owed): a new alert.
@@ -371,7 +396,8 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 		} else if len(d.queue) >= d.opts.QueueSize {
 			// Not marked as sent: the next evaluation offers it again
 			// while the alert fires; a resolution, kept as owed, while
-			// the alert does not fire.
+			// the alert does not fire, or, should the alert fire again
+			// first, the new firing alert in its place.
 			d.stats.Dropped++
 			dropped++
 			if len(names) < 10 && !slices.Contains(names, a.Name) {
@@ -725,10 +751,12 @@ func (d *dispatcher) delivered(alerts []Alert) {
 // the next evaluation offers them again: a firing alert while it still
 // fires, a resolution while the alert does not fire, as for a
 // notification dropped from a full queue. Only a receiver that holds the
-// alert firing, from an earlier send, is owed its resolution (a
-// Refresher is offered the firing alert again at once); one that never
-// took it firing is owed none. An alert queued again since, in a newer
-// state, is left to that notification.
+// alert firing, from an earlier send, is owed its resolution, and should
+// the alert fire again first, the new firing alert; one that never took
+// it firing is owed none. A firing alert given up while the receiver
+// holds an older one (a re-send to a Refresher, or the alert firing
+// again) is offered again at once, to any notifier. An alert queued
+// again since, in a newer state, is left to that notification.
 func (d *dispatcher) unsend(batch []Alert) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -742,13 +770,11 @@ func (d *dispatcher) unsend(batch []Alert) {
 			d.unhear(a.Fingerprint, false)
 		case d.queued(a.Fingerprint):
 		case a.State == Firing:
-			d.sent[a.Fingerprint] = firingSent{}
+			d.sent[a.Fingerprint] = firingSent{missed: true}
 		case a.State == Resolved && held:
 			if _, firing := d.sent[a.Fingerprint]; !firing {
 				// The receiver still has it firing: offer the
-				// resolution again, and for a Refresher, a firing
-				// alert at once.
-				d.sent[a.Fingerprint] = firingSent{}
+				// resolution again, or the alert firing again.
 				d.owe(a)
 			}
 		}
@@ -826,12 +852,14 @@ func (d *dispatcher) unhear(fingerprint string, refused bool) {
 }
 
 // owe keeps a resolution that did not go out until it does, or the alert
-// fires again; d.mu is held.
+// fires again, when the new firing alert is offered at once in its
+// place: the receiver holds the old one; d.mu is held.
 func (d *dispatcher) owe(a Alert) {
 	if _, ok := d.owed[a.Fingerprint]; !ok {
 		d.owedAll.Add(1)
 	}
 	d.owed[a.Fingerprint] = a
+	d.sent[a.Fingerprint] = firingSent{missed: true}
 }
 
 // forgive forgets the resolution owed for fingerprint, if any; d.mu is

@@ -1729,6 +1729,136 @@ func TestAlertFiringAgainAfterARefusedOneIsSent(t *testing.T) {
 	})
 }
 
+// A Webhook whose receiver missed a resolution (every attempt was
+// answered 503) hears of the alert firing again, with its new startsAt:
+// it still holds the old firing alert, and the resolution owed is out of
+// date once the alert fires again.
+func TestWebhookHearsTheAlertFiringAgainAfterAGivenUpResolution(t *testing.T) {
+	var down atomic.Bool
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "try later", http.StatusServiceUnavailable)
+			return
+		}
+		var m andon.WebhookMessage
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, a := range m.Alerts {
+			got = append(got, fmt.Sprintf("%s %s %v", a.Status, a.Labels["alertname"], a.StartsAt.UTC().Sub(t0)))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL})
+	require.NoError(t, err)
+	cond := newSwitch()
+	opts := noWait
+	opts.MaxAttempts = 2
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{wh}, Notify: opts, Logger: discardLogger(),
+		Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+
+	cond.Set(true)
+	evaluateAndFlush(t, e, 0) // fires: delivered
+	down.Store(true)
+	cond.Set(false)
+	evaluateAndFlush(t, e, time.Minute) // resolves: given up
+	require.EqualValues(t, 1, e.NotifierStats()[0].Failed)
+	down.Store(false)
+	cond.Set(true)
+	evaluateAndFlush(t, e, 2*time.Minute) // fires again, before the resolution went out
+	evaluateAndFlush(t, e, 3*time.Minute) // and once only
+	cond.Set(false)
+	evaluateAndFlush(t, e, 4*time.Minute)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"firing R 0s", "firing R 2m0s", "resolved R 2m0s"}, got)
+	st := e.NotifierStats()[0]
+	assert.EqualValues(t, 3, st.Sent)
+	assert.EqualValues(t, 1, st.Failed)
+}
+
+// A receiver whose resolution was dropped from a full queue hears of the
+// alert firing again, as a new alert, and then of its resolution.
+func TestAlertFiringAgainAfterADroppedResolutionIsSent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		hold := make(chan struct{})
+		held := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			<-hold
+			return rec.Notify(ctx, a)
+		})
+		e, cond := dropResolutionBehindAHeldSend(t, held)
+		ctx := context.Background()
+		close(hold)
+		require.NoError(t, e.Flush(ctx))
+		evaluateAndFlush(t, e, 4*time.Minute) // A fires again
+		a, _ := e.Alert("A")
+		require.Equal(t, andon.Firing, a.State)
+		evaluateAndFlush(t, e, 5*time.Minute)
+		cond.Set(false)
+		evaluateAndFlush(t, e, 6*time.Minute)
+		assert.Equal(t, []string{"A firing", "S firing", "A firing", "A resolved"}, rec.events())
+		if ev := rec.events(); len(ev) == 4 {
+			rec.mu.Lock()
+			assert.Equal(t, t0.Add(4*time.Minute), rec.alerts[2].FiredAt, "the new firing alert")
+			rec.mu.Unlock()
+		}
+	})
+}
+
+// A batch that holds an alert's resolution and its firing again, given
+// up, while the receiver holds the alert firing from before: the
+// receiver missed both, and hears of the newer firing alert at the next
+// evaluation.
+func TestFiringAgainGivenUpWithItsResolutionIsOfferedAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		hold := make(chan struct{})
+		var calls atomic.Int32
+		n := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+			switch calls.Add(1) {
+			case 2:
+				<-hold
+			case 3:
+				return errors.New("connection refused")
+			}
+			return rec.Notify(ctx, a)
+		})
+		cond, other := newSwitch(), newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
+			Notify: andon.NotifyOptions{MaxAttempts: 1},
+			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond},
+				{Name: "S", Severity: andon.Page, Condition: other}}})
+		ctx := context.Background()
+
+		cond.Set(true)
+		evaluateAndFlush(t, e, 0) // R fires: delivered
+		other.Set(true)
+		e.EvaluateAt(ctx, t0.Add(time.Minute)) // S fires; the worker holds its send
+		synctest.Wait()
+		cond.Set(false)
+		e.EvaluateAt(ctx, t0.Add(2*time.Minute)) // R resolves
+		cond.Set(true)
+		e.EvaluateAt(ctx, t0.Add(3*time.Minute)) // and fires again, in the same batch
+		close(hold)
+		require.NoError(t, e.Flush(ctx)) // that batch is given up
+		require.EqualValues(t, 2, e.NotifierStats()[0].Failed)
+		evaluateAndFlush(t, e, 4*time.Minute)
+		evaluateAndFlush(t, e, 5*time.Minute)
+		assert.Equal(t, []string{"R firing", "S firing", "R firing"}, rec.events())
+		if ev := rec.events(); len(ev) == 3 {
+			rec.mu.Lock()
+			assert.Equal(t, t0.Add(3*time.Minute), rec.alerts[2].FiredAt, "the newer firing alert")
+			rec.mu.Unlock()
+		}
+	})
+}
+
 // brokenNotifier is a notifier whose Name or Refreshes method panics.
 type brokenNotifier struct {
 	recorder
