@@ -69,21 +69,29 @@
 // pull request delivers after the stop, once the request has ended
 // (within FetchWait), its lease extended meanwhile, so that it does not
 // come back into the same request — and JetStream counts that delivery
-// among its attempts (see kanban.ConsumeOptions.MaxAttempts). Each such
-// release waits, up to PublishTimeout, for the server's answer, which
-// comes once the consumer has stored it, and so does every
-// acknowledgement, retry and dead letter's termination made once
-// Consume's ctx has ended: a server stopped right after the consumer (a
-// service shutting down with its embedded server) delivers the messages
-// handed back at once when it starts again, not once their leases have
-// run out, and not again those handled during the drain. The
+// among its attempts (see kanban.ConsumeOptions.MaxAttempts). Consume
+// returns once the server has answered each such release, which it does
+// once the consumer has stored it, or once the release has waited
+// PublishTimeout from its send; and every acknowledgement, retry and
+// dead letter's termination made once Consume's ctx has ended waits so
+// for its answer: a server stopped right after the consumer (a service
+// shutting down with its embedded server) delivers the messages handed
+// back at once when it starts again, not once their leases have run out,
+// and not again those handled during the drain. The releases are sent
+// one after the other without waiting for each answer in turn, up to 256
+// unanswered, so that a drain handing back many over a slow link takes a
+// round trip or so, not one for each. The first release that fails (no
+// answer within PublishTimeout, a connection closed) is logged to
+// kanban.ConsumeOptions.Logger, as a settlement that fails is, and the
+// settlements after it are sent without waiting. The
 // messages handed back are negatively acknowledged in the order they were
 // pulled, and with PerKey those waiting behind a running message of their
 // key once it is settled, not at once: JetStream delivers such messages
 // again ahead of those it has not delivered yet, those handed back
 // together in the stream's order and the others in the order it is told
 // of them, so the next consumer gets each key's in their order (see
-// kanban.ReleaseOrder).
+// kanban.ReleaseOrder). A connection hands the server what it sends in
+// the order sent, so releases sent without waiting keep that order.
 //
 // The dead-letter stream keeps the newest DeadLetterLimit dead letters,
 // and, when DeadLetterMaxBytes is set, no more bytes than that: the

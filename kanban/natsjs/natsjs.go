@@ -960,12 +960,14 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 
 // Consume creates or updates the durable consumer with MaxAckPending set
 // to the WIP and runs h on the messages until ctx ends, then drains; see
-// kanban.Serve. A message waiting out the back-off of a failed attempt
-// holds its slot of MaxAckPending until JetStream delivers it again (see
-// the package doc): while WIP messages wait so, the durable delivers
-// nothing else. Every process sharing the durable should use the same WIP
-// and AckWait: the last one to start sets them for all (see
-// Options.AckWait). A durable that goes away while
+// kanban.Serve. It returns once the server has answered the releases of
+// the messages handed back, which are sent without waiting for each
+// answer in turn (see the package doc). A message waiting out the
+// back-off of a failed attempt holds its slot of MaxAckPending until
+// JetStream delivers it again (see the package doc): while WIP messages
+// wait so, the durable delivers nothing else. Every process sharing the
+// durable should use the same WIP and AckWait: the last one to start
+// sets them for all (see Options.AckWait). A durable that goes away while
 // Consume runs — deleted by an operator, or with its stream, which New
 // then creates again — is created again, with this call's WIP, at the
 // pull after its loss, also by a connection not permitted to read the
@@ -1043,7 +1045,10 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 	if err != nil || cons == nil {
 		return err
 	}
-	src := &source[T]{q: q, cons: cons, wip: opts.WithDefaults().WIP, ackWait: q.opts.AckWait, ackSeen: q.js.Conn().LastError(), stop: ctx.Done()}
+	src := &source[T]{
+		q: q, cons: cons, wip: opts.WithDefaults().WIP, ackWait: q.opts.AckWait, ackSeen: q.js.Conn().LastError(), stop: ctx.Done(),
+		log: opts.WithDefaults().Logger,
+	}
 	if info := cons.CachedInfo(); info != nil {
 		if info.Config.HeadersOnly {
 			// Its deliveries have no payload: each would be dead-lettered
@@ -1068,6 +1073,7 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 		Tracer: q.opts.Tracer, System: natsSystem, Queue: q.opts.Stream, Consumer: q.opts.Durable,
 	})
 	src.wait()
+	src.awaitReleases()
 	return err
 }
 

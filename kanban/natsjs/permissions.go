@@ -118,11 +118,12 @@ func subscribeDenied(err error, subj string) bool {
 // expected.
 const replySlots = 4
 
-// replySub is the subscription a probe (see probeRequest and
-// firstKeeper) waits for its one reply on: a channel of replySlots. A
-// synchronous subscription's channel has the connection's SubChanLen
-// slots (65,536 by default, 512 KiB of pointers), allocated for every
-// probe.
+// replySub is a subscription whose replies come on a channel: the one
+// reply a probe (see probeRequest and firstKeeper) waits for, on a
+// channel of replySlots, or the answers to a consumer's releases (see
+// release). A synchronous subscription's channel has the connection's
+// SubChanLen slots (65,536 by default, 512 KiB of pointers), allocated
+// for every probe.
 type replySub struct {
 	sub     *nats.Subscription
 	replies chan *nats.Msg
@@ -132,8 +133,15 @@ type replySub struct {
 
 // subscribeReply subscribes to a new inbox of nc for a probe's reply.
 func subscribeReply(nc *nats.Conn) (*replySub, error) {
-	r := &replySub{replies: make(chan *nats.Msg, replySlots), closed: make(chan struct{}, 1)}
-	sub, err := nc.ChanSubscribe(nc.NewInbox(), r.replies)
+	return subscribeReplies(nc, nc.NewInbox(), replySlots)
+}
+
+// subscribeReplies subscribes to subj, an inbox of nc, with room for
+// slots replies not yet read: one more is dropped, and the connection's
+// error handler told of a slow consumer.
+func subscribeReplies(nc *nats.Conn, subj string, slots int) (*replySub, error) {
+	r := &replySub{replies: make(chan *nats.Msg, slots), closed: make(chan struct{}, 1)}
+	sub, err := nc.ChanSubscribe(subj, r.replies)
 	if err != nil {
 		return nil, err
 	}

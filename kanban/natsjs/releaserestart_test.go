@@ -147,16 +147,28 @@ func TestSettledDuringTheDrainOutlivesARestart(t *testing.T) {
 				require.NoError(t, err)
 				require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m0", Payload: 0}))
 				// The handler returns once the consumer is stopping, its
-				// WIP taken: no pull request is open as it drains.
+				// WIP taken: no pull request is open as it drains. The
+				// consumer stops once the handler has started: stopped
+				// once the message was only pulled (in flight), it handed
+				// the message back unhandled.
 				cctx, cancel := context.WithCancel(ctx)
+				started := make(chan struct{}, 1)
 				done := make(chan error, 1)
 				go func() {
 					done <- q.Consume(cctx, func(context.Context, kanban.Delivery[int]) error {
+						select {
+						case started <- struct{}{}:
+						default:
+						}
 						<-cctx.Done()
 						return tc.err
 					}, kanban.ConsumeOptions{WIP: 1, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Millisecond })})
 				}()
-				require.Eventually(t, func() bool { return q.Stats().InFlight == 1 }, 10*time.Second, time.Millisecond)
+				select {
+				case <-started:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("round %d: the message not handled", round)
+				}
 				cancel()
 				require.NoError(t, <-done)
 				require.NoError(t, q.Shutdown(ctx))

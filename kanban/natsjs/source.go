@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,11 @@ type source[T any] struct {
 	// consumer stops, went unanswered (see confirm): the ones after it
 	// are not waited for.
 	unconfirmed atomic.Bool
+	// releases are the releases sent and not yet answered (see release).
+	releases releases
+	// log is the consumer's Logger (kanban.ConsumeOptions.Logger): a
+	// release that fails is logged to it (see release).
+	log *slog.Logger
 }
 
 // stopping reports whether the consumer is stopping (see stop).
@@ -315,7 +321,7 @@ func (s *source[T]) Pull(ctx context.Context, max int) ([]kanban.Lease[T], error
 			// began: handled, the message would be dead-lettered without
 			// its payload, and terminated. It is handed back, and the
 			// consumer stops.
-			_ = s.release(context.Background(), m)
+			_ = s.release(context.Background(), m, false)
 			if ferr == nil {
 				ferr = kanban.Permanent(s.q.headersOnlyError())
 			}
@@ -392,9 +398,12 @@ func (s *source[T]) collect(take func(jetstream.Msg, bool), held *[]kanban.Lease
 
 // wait hands back what the open request still delivers, once Serve has
 // returned and nothing pulls any more: it collects the messages until the
-// request ends, then negatively acknowledges them in their order.
+// request ends, then releases them in their order (see release).
 func (s *source[T]) wait() {
-	var out []kanban.Lease[T]
+	var (
+		out  []kanban.Lease[T]
+		msgs []jetstream.Msg
+	)
 	s.collect(func(m jetstream.Msg, ok bool) {
 		if !ok {
 			_ = s.end()
@@ -405,9 +414,10 @@ func (s *source[T]) wait() {
 			return
 		}
 		out = append(out, s.lease(m))
+		msgs = append(msgs, m)
 	}, &out)
-	for _, l := range out {
-		_ = l.Release(context.Background())
+	for _, m := range msgs {
+		_ = s.release(context.Background(), m, false)
 	}
 }
 
@@ -493,10 +503,10 @@ func (l *lease[T]) Retry(ctx context.Context, delay time.Duration) error {
 	return l.m.NakWithDelay(delay)
 }
 
-// Release hands the message back to be delivered again at once, and
-// waits, up to PublishTimeout, for the server to have taken it (see
-// release).
-func (l *lease[T]) Release(ctx context.Context) error { return l.s.release(ctx, l.m) }
+// Release hands the message back to be delivered again at once. It does
+// not wait for the server to have taken it: Consume does, before it
+// returns (see release).
+func (l *lease[T]) Release(ctx context.Context) error { return l.s.release(ctx, l.m, true) }
 
 // nakNow is the delay of a negative acknowledgement meant to have its
 // message delivered again at once. A plain one (no delay) puts the message
@@ -523,23 +533,18 @@ func nakBody(delay time.Duration) []byte {
 	return []byte(`-NAK {"delay": ` + strconv.FormatInt(delay.Nanoseconds(), 10) + `}`)
 }
 
-// release hands m back to be delivered again at once (see nakNow) and
-// waits for the server's answer (see confirm).
-func (s *source[T]) release(ctx context.Context, m jetstream.Msg) error {
-	return s.confirm(ctx, m, nakNowBody, "releasing")
-}
-
 // confirm sends body, an acknowledgement of m, and waits for the
 // server's answer, which comes once the consumer has taken it: a consumer
 // stopping, then its server (a service shutting down with its embedded
 // server), had its settlements sent and not yet taken lost — a message
 // handed back came again only once its lease ran out, and one
-// acknowledged was handled again. Releases are confirmed so, and the
-// other settlements while the consumer stops. One not answered within
-// PublishTimeout (a consumer with no leader, a connection not permitted
-// to acknowledge) returns the error (what names the settlement), and the
-// source's settlements after it are sent without waiting, so that a
-// drain handing back many does not wait for each in turn.
+// acknowledged was handled again. The settlements while the consumer
+// stops are confirmed so; releases are too, but without waiting for each
+// answer in turn (see release). One not answered within PublishTimeout
+// (a consumer with no leader, a connection not permitted to acknowledge)
+// returns the error (what names the settlement), and the source's
+// settlements after it are sent without waiting, so that a drain
+// settling many does not wait PublishTimeout for each in turn.
 func (s *source[T]) confirm(ctx context.Context, m jetstream.Msg, body []byte, what string) error {
 	nc := s.q.js.Conn()
 	if s.unconfirmed.Load() {
