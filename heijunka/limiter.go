@@ -700,7 +700,9 @@ func (l *Limiter) Wait(ctx context.Context) error { return l.WaitN(ctx, 1) }
 // deadline has passed already; a *LimitedError at once when n is
 // negative, n exceeds the Burst of a finite Limit, the Limit is closed
 // (and n is not 0), or the wait would outlast ctx's deadline (nothing is
-// booked then).
+// booked then). The error's Decision is the one DecideN would give at
+// that time, Remaining and ResetAfter included, so that RateLimit fields
+// can be set from it; its RetryAfter is how long WaitN would wait.
 // During a warm-up, n above the Burst of the step in force but not above
 // the full Burst waits for the step that takes n events, then books them
 // under it; and n within it that a later step lets pass sooner than the
@@ -733,12 +735,12 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 			return err
 		}
 		woke = false
-		if wait, ok := l.climbWait(now, n); ok {
+		if d, ok := l.climbWait(now, n); ok {
 			// A step of the warm-up lets the events pass sooner than the
 			// step in force would: wait for it, then book under it.
+			wait := int64(d.RetryAfter)
 			if wait > maxDelay {
-				st := l.st.Load()
-				return &LimitedError{Name: l.name, Decision: Decision{Limit: st.p.limit, RetryAfter: time.Duration(wait)}}
+				return &LimitedError{Name: l.name, Decision: d}
 			}
 			if woke, err = l.sleepUntil(ctx, now+wait); !woke {
 				return err
@@ -753,66 +755,80 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 		if r.ok {
 			return r.wait(ctx, now)
 		}
-		d := Decision{RetryAfter: InfDuration}
-		if r.st != nil {
-			p := &r.st.p
-			d.Limit = p.limit
-			switch {
-			case r.act > now && n <= p.burst:
-				d.RetryAfter = time.Duration(r.act - now)
-			case p.mode == modeFinite && n > p.burst:
-				// More events than the Burst: a warm-up under way may
-				// reach a step that takes them. Wait for that step, then
-				// book under it.
-				c := l.climb.Load()
-				if c == nil {
-					break
+		st := r.st
+		if st == nil || n < 0 || st.p.mode != modeFinite {
+			// n < 0, a closed Limit or the zero Limiter: the events never
+			// pass, and DecideN says no more than that.
+			d := Decision{RetryAfter: InfDuration}
+			if st != nil {
+				d.Limit = st.p.limit
+			}
+			return &LimitedError{Name: l.name, Decision: d}
+		}
+		p := &st.p
+		tat := st.tat.Load()
+		if tat == retired {
+			continue // the Limit changed: book under the new one
+		}
+		// The Decision is DecideN's at now, so that RateLimit fields set
+		// from the error tell the quota as it is (a ResetAfter of 0 would
+		// say the limiter is full); only RetryAfter is WaitN's own.
+		_, d := st.back.decide(p, tat, now, n)
+		if d.Allowed {
+			continue // events came back since reserve: book them now
+		}
+		switch {
+		case r.act > now && n <= p.burst:
+			d.RetryAfter = time.Duration(r.act - now)
+		case n > p.burst:
+			// More events than the Burst: a warm-up under way may reach
+			// a step that takes them. Wait for that step, then book
+			// under it.
+			c := l.climb.Load()
+			if c == nil {
+				break
+			}
+			wait, begin, ok := c.retryFor(p, st.back, tat, st.hi.Load(), now, n)
+			if !ok {
+				break
+			}
+			d.RetryAfter = time.Duration(wait)
+			if wait <= maxDelay && begin > now {
+				if woke, err = l.sleepUntil(ctx, begin); !woke {
+					return err
 				}
-				tat := r.st.tat.Load()
-				if tat == retired {
-					continue // the Limit changed: book under the new one
-				}
-				wait, begin, ok := c.retryFor(p, r.st.back, tat, r.st.hi.Load(), now, n)
-				if !ok {
-					break
-				}
-				d.RetryAfter = time.Duration(wait)
-				if wait <= maxDelay && begin > now {
-					if woke, err = l.sleepUntil(ctx, begin); !woke {
-						return err
-					}
-					continue
-				}
+				continue
 			}
 		}
 		return &LimitedError{Name: l.name, Decision: d}
 	}
 }
 
-// climbWait returns, during a warm-up, how long n events within the Burst
-// of the step in force must wait at now, when a later step lets them pass
-// sooner than that step would (see climb.sooner); ok is false otherwise:
-// no warm-up, no wait, or the step's own wait, which is exact.
-func (l *Limiter) climbWait(now int64, n int) (wait int64, ok bool) {
+// climbWait returns, during a warm-up, the Decision DecideN gives at now
+// for n events within the Burst of the step in force, when it denies
+// them and a later step lets them pass sooner than that step would (see
+// climb.sooner): its RetryAfter is how long they must wait. ok is false
+// otherwise: no warm-up, no wait, or the step's own wait, which is exact.
+func (l *Limiter) climbWait(now int64, n int) (d Decision, ok bool) {
 	c := l.climb.Load()
 	if c == nil {
-		return 0, false
+		return d, false
 	}
 	st := l.stateAt(now)
 	if st == nil || st.p.mode != modeFinite || n < 0 || n > st.p.burst {
-		return 0, false
+		return d, false
 	}
 	tat := st.tat.Load()
 	if tat == retired {
-		return 0, false // the Limit is changing: reserve waits for it
+		return d, false // the Limit is changing: reserve waits for it
 	}
-	_, d := st.back.decide(&st.p, tat, now, n)
-	if d.Allowed {
-		return 0, false
+	if _, d = st.back.decide(&st.p, tat, now, n); d.Allowed {
+		return d, false
 	}
 	own := st.back.retry(&st.p, tat, now, n, int64(d.RetryAfter))
-	wait = c.sooner(&st.p, st.back, tat, st.hi.Load(), now, n, own)
-	return wait, wait < own
+	wait := c.sooner(&st.p, st.back, tat, st.hi.Load(), now, n, own)
+	d.RetryAfter = time.Duration(wait)
+	return d, wait < own
 }
 
 // wait waits for the events of r, booked at now, to act, or cancels them

@@ -296,28 +296,126 @@ func TestLimiterWaitPastDeadline(t *testing.T) {
 }
 
 // TestLimiterWaitNeverPasses: a WaitN that can never pass fails at once
-// with a RetryAfter of InfDuration.
+// with a RetryAfter of InfDuration; a full limiter says so with its whole
+// burst remaining.
 func TestLimiterWaitNeverPasses(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
-		name  string
-		limit heijunka.Limit
-		n     int
+		name      string
+		limit     heijunka.Limit
+		n         int
+		remaining int
 	}{
-		{"negative n", heijunka.PerSecond(10), -1},
-		{"more than the burst", heijunka.PerSecond(10), 11},
-		{"closed", heijunka.Limit{}, 1},
+		{"negative n", heijunka.PerSecond(10), -1, 0},
+		{"more than the burst", heijunka.PerSecond(10), 11, 10},
+		{"closed", heijunka.Limit{}, 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lim := newLimiter(t, tc.limit)
 			err := lim.WaitN(ctx, tc.n)
 			var le *heijunka.LimitedError
 			require.ErrorAs(t, err, &le)
-			assert.Equal(t, heijunka.Decision{Limit: tc.limit, RetryAfter: heijunka.InfDuration}, le.Decision)
+			assert.Equal(t, heijunka.Decision{Limit: tc.limit, Remaining: tc.remaining, RetryAfter: heijunka.InfDuration}, le.Decision)
 		})
 	}
 	require.NoError(t, newLimiter(t, heijunka.Unlimited()).WaitN(ctx, 1000))
 	require.NoError(t, newLimiter(t, heijunka.Limit{}).WaitN(ctx, 0))
+}
+
+// TestLimiterWaitErrorCarriesTheDecision: a WaitN that fails at once,
+// because its wait would outlast ctx's deadline or it can never pass,
+// carries the Decision DecideN gives at that moment: its Remaining and
+// ResetAfter too, which RateLimit fields are set from. Left at 0, the
+// ResetAfter said the limiter was full when it was not. The RetryAfter
+// is WaitN's own; it books nothing.
+func TestLimiterWaitErrorCarriesTheDecision(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit heijunka.Limit
+		// warmUp starts a climb from a tenth of limit over 10 s in 10
+		// steps, startIn from now: step s begins at s seconds after that.
+		warmUp   bool
+		startIn  time.Duration
+		booked   int           // events reserved one at a time at the start
+		deadline time.Duration // 0 for none
+		n        int
+		want     heijunka.Decision
+	}{
+		{
+			name: "wait past the deadline", limit: heijunka.Limit{Rate: 10, Burst: 3}, booked: 2,
+			deadline: 50 * time.Millisecond, n: 2,
+			want: heijunka.Decision{Remaining: 1, RetryAfter: 100 * time.Millisecond, ResetAfter: 200 * time.Millisecond},
+		},
+		{
+			name: "booked past the burst", limit: heijunka.Limit{Rate: 10, Burst: 3}, booked: 5,
+			deadline: 100 * time.Millisecond, n: 1,
+			want: heijunka.Decision{RetryAfter: 300 * time.Millisecond, ResetAfter: 500 * time.Millisecond},
+		},
+		{
+			name: "more than the burst", limit: heijunka.Limit{Rate: 10, Burst: 3}, booked: 1, n: 4,
+			want: heijunka.Decision{Remaining: 2, RetryAfter: heijunka.InfDuration, ResetAfter: 100 * time.Millisecond},
+		},
+		{
+			// Step 0 (1/s, Burst 1) owes 2 s; step 1 pays it off by 1 s.
+			name: "warm-up, a later step passes it sooner", limit: heijunka.Limit{Rate: 10, Burst: 10}, warmUp: true,
+			booked: 2, deadline: 500 * time.Millisecond, n: 1,
+			want: heijunka.Decision{Limit: heijunka.Limit{Rate: 1, Burst: 1}, RetryAfter: time.Second, ResetAfter: 2 * time.Second},
+		},
+		{
+			name: "warm-up, within the step", limit: heijunka.Limit{Rate: 10, Burst: 10}, warmUp: true,
+			booked: 1, deadline: 500 * time.Millisecond, n: 1,
+			want: heijunka.Decision{Limit: heijunka.Limit{Rate: 1, Burst: 1}, RetryAfter: time.Second, ResetAfter: time.Second},
+		},
+		{
+			// The climb starts in 1 s: a call now counts the time until
+			// then as events of the full Limit, 10 s of step 0's (1/s,
+			// Burst 1), but passes once the climb starts.
+			name: "warm-up, before the climb starts", limit: heijunka.Limit{Rate: 10, Burst: 10}, warmUp: true,
+			startIn: time.Second, deadline: 500 * time.Millisecond, n: 1,
+			want: heijunka.Decision{Limit: heijunka.Limit{Rate: 1, Burst: 1}, RetryAfter: time.Second, ResetAfter: 11 * time.Second},
+		},
+		{
+			// Step 0 is 10/s burst 10; step 2, from 2 s on, takes 20.
+			name: "warm-up, more than the step's Burst", limit: heijunka.Limit{Rate: 100, Burst: 100}, warmUp: true,
+			booked: 1, deadline: time.Second, n: 20,
+			want: heijunka.Decision{Limit: heijunka.Limit{Rate: 10, Burst: 10}, Remaining: 9, RetryAfter: 2 * time.Second, ResetAfter: 100 * time.Millisecond},
+		},
+		{
+			name: "warm-up, more than the full Burst", limit: heijunka.Limit{Rate: 100, Burst: 100}, warmUp: true,
+			booked: 1, n: 101,
+			want: heijunka.Decision{Limit: heijunka.Limit{Rate: 10, Burst: 10}, Remaining: 9, RetryAfter: heijunka.InfDuration, ResetAfter: 100 * time.Millisecond},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				lim := newLimiter(t, tc.limit)
+				want := tc.want
+				if tc.warmUp {
+					w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 0.1, Over: 10 * time.Second, Steps: 10})
+					require.NoError(t, err)
+					require.NoError(t, w.StartAt(time.Now().Add(tc.startIn)))
+				} else {
+					want.Limit = tc.limit
+				}
+				for range tc.booked {
+					require.True(t, lim.Reserve().OK())
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				if tc.deadline > 0 {
+					ctx, cancel = context.WithTimeout(context.Background(), tc.deadline)
+				}
+				defer cancel()
+				begin := time.Now()
+				err := lim.WaitN(ctx, tc.n)
+				var le *heijunka.LimitedError
+				require.ErrorAs(t, err, &le)
+				assert.Equal(t, begin, time.Now(), "it fails at once")
+				assert.Equal(t, want, le.Decision)
+				assert.Equal(t, lim.DecideN(time.Now(), tc.n), le.Decision, "as DecideN decides")
+				assert.Equal(t, want.ResetAfter, lim.DecideN(time.Now(), 0).ResetAfter, "and booked nothing")
+			})
+		})
+	}
 }
 
 // TestReservationCancelsOnce cancels one reservation through several

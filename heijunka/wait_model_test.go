@@ -26,9 +26,11 @@ type waitStep struct {
 // calls latest first, against a model that keeps the schedule (the time
 // the limiter is full again): a WaitN passes at once when the model says
 // the events fit, else waits exactly until they do; one whose deadline
-// comes before that fails at once with the wait as RetryAfter and books
-// nothing; one canceled while it waits fails then and gives back exactly
-// what it booked, so the schedule is as if it had never been made.
+// comes before that fails at once with the wait as RetryAfter, and the
+// model's Remaining and ResetAfter, and books nothing, as does one for
+// more than the burst, with a RetryAfter of InfDuration; one canceled
+// while it waits fails then and gives back exactly what it booked, so the
+// schedule is as if it had never been made.
 func TestLimiterWaitMatchesModel(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		limit := heijunka.Limit{Rate: 10, Burst: rapid.IntRange(1, 3).Draw(rt, "burst")}
@@ -83,6 +85,18 @@ func runWaitModel(limit heijunka.Limit, steps []waitStep) string {
 			tat = next
 		}
 		return wait
+	}
+	// denial returns the Decision of a WaitN for events that do not pass
+	// now, to wait wait: what DecideN would say.
+	denial := func(wait time.Duration) heijunka.Decision {
+		ahead := max(time.Until(tat), 0)
+		return heijunka.Decision{Limit: limit, Remaining: max(int((tol-ahead)/iv), 0), RetryAfter: wait, ResetAfter: ahead}
+	}
+	// denied reports whether err is a *LimitedError carrying want, whose
+	// RetryAfter tai.RetryAfter finds.
+	denied := func(err error, want heijunka.Decision) bool {
+		var le *heijunka.LimitedError
+		return errors.As(err, &le) && le.Decision == want && tai.RetryAfter(err) == want.RetryAfter
 	}
 	// settle collects the waiters that returned, and checks each passed
 	// when the model said.
@@ -152,8 +166,8 @@ func runWaitModel(limit heijunka.Limit, steps []waitStep) string {
 			if s.n > limit.Burst {
 				err := lim.WaitN(ctx, s.n)
 				cancel()
-				if tai.RetryAfter(err) != heijunka.InfDuration {
-					return fmt.Sprintf("step %d: WaitN(%d) over the burst: %v", i, s.n, err)
+				if want := denial(heijunka.InfDuration); !denied(err, want) {
+					return fmt.Sprintf("step %d: WaitN(%d) over the burst: %#v, model %+v", i, s.n, err, want)
 				}
 				break
 			}
@@ -162,9 +176,9 @@ func runWaitModel(limit heijunka.Limit, steps []waitStep) string {
 			if wait > maxWait {
 				res := <-w.done
 				cancel()
-				if !errors.Is(res.err, heijunka.ErrLimited) || tai.RetryAfter(res.err) != wait || !res.at.Equal(time.Now()) {
-					return fmt.Sprintf("step %d: WaitN(%d) waiting %v past its deadline in %v: %v at %v",
-						i, s.n, wait, maxWait, res.err, res.at)
+				if want := denial(wait); !denied(res.err, want) || !res.at.Equal(time.Now()) {
+					return fmt.Sprintf("step %d: WaitN(%d) waiting %v past its deadline in %v: %#v at %v, model %+v",
+						i, s.n, wait, maxWait, res.err, res.at, want)
 				}
 				break
 			}
