@@ -454,18 +454,11 @@ func (d *Deployment) failedOnServer() bool {
 // (continue_on_failure) and then rolled back says why it rolled back.
 func (d *Deployment) finish(now time.Time) {
 	now = now.UTC()
-	status := StatusSuccess
+	status := endStatus(d.Results)
 	d.RegionsDone = d.RegionsDone[:0]
 	for _, r := range d.Results {
-		switch r.Status {
-		case StatusSuccess:
+		if r.Status == StatusSuccess {
 			d.RegionsDone = append(d.RegionsDone, r.Region)
-		case StatusRolledBack:
-			status = StatusRolledBack
-		case StatusFailed:
-			if status == StatusSuccess {
-				status = StatusFailed
-			}
 		}
 	}
 	d.Status = status
@@ -480,6 +473,31 @@ func (d *Deployment) finish(now time.Time) {
 	}
 	d.CompletedAt = &now
 	d.DurationSecs = now.Sub(d.StartedAt).Seconds()
+}
+
+// endStatus is the status of a deployment whose regions ended as results
+// say: ROLLED_BACK if one rolled back, else FAILED if one failed, else
+// SUCCESS.
+func endStatus(results []RegionResult) string {
+	status := StatusSuccess
+	for _, r := range results {
+		switch r.Status {
+		case StatusRolledBack:
+			return StatusRolledBack
+		case StatusFailed:
+			status = StatusFailed
+		}
+	}
+	return status
+}
+
+// endsWith is the status d ends with once its region i ends with status,
+// the regions after it skipped: the status its commands are closed with
+// when that end is decided (see Store.EndCommands).
+func (d *Deployment) endsWith(i int, status string) string {
+	results := slices.Clone(d.Results[:i+1])
+	results[i].Status = status
+	return endStatus(results)
 }
 
 // utc is t in UTC, as every time of a deployment is written: a time in

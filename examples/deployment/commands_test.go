@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -304,7 +305,7 @@ func TestCommandOnStoppedLine(t *testing.T) {
 // read from a slow Prometheus) ends the region before any traffic moves
 // to the new version: no stage starts.
 func TestAbortDuringValidation(t *testing.T) {
-	ts, d := abortDuringValidation(t, "v2.0.0")
+	ts, d := abortDuringValidation(t, "v2.0.0", false)
 	assert.Equal(t, StatusRolledBack, d.Status)
 	require.NotNil(t, d.ErrorMessage)
 	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
@@ -318,18 +319,35 @@ func TestAbortDuringValidation(t *testing.T) {
 // reason, as for a region they let through. The abort was answered 202
 // and then ignored: the deployment ended FAILED.
 func TestAbortDuringValidationOfARefusedRegion(t *testing.T) {
-	_, d := abortDuringValidation(t, "v9.9.9")
+	_, d := abortDuringValidation(t, "v9.9.9", false)
 	assert.Equal(t, StatusRolledBack, d.Status)
 	require.NotNil(t, d.ErrorMessage)
 	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
 	assert.Equal(t, StatusRolledBack, d.Results[0].Status)
 }
 
+// TestAbortUnheardOfWhenARegionIsRefused: an abort stored while the
+// prerequisites of the deployment's last region were judged, and not yet
+// heard of by the process that runs it when they refuse the region,
+// ends the region ROLLED_BACK with the abort's reason, as one heard of
+// does: the refusal closes the deployment's commands in the store, and
+// finds the abort there. The abort was answered 202 and then ignored:
+// the deployment ended FAILED.
+func TestAbortUnheardOfWhenARegionIsRefused(t *testing.T) {
+	_, d := abortDuringValidation(t, "v9.9.9", true)
+	assert.Equal(t, StatusRolledBack, d.Status)
+	require.NotNil(t, d.ErrorMessage)
+	assert.Equal(t, "Aborted: wrong build", *d.ErrorMessage)
+	assert.Equal(t, StatusRolledBack, d.Results[0].Status)
+	assert.Empty(t, d.Results[0].Decision, "recorded refused")
+}
+
 // abortDuringValidation deploys version of auth to us-west-2 and aborts
 // it while its prerequisites read the health of the version serving from
-// a Prometheus that answers once the abort has reached the rollout. It
-// returns the service and the deployment ended.
-func abortDuringValidation(t *testing.T, version string) (*testService, Deployment) {
+// a Prometheus that answers once the abort has reached the rollout; with
+// unheard, the process then forgets the abort, as one whose watcher has
+// not delivered it yet. It returns the service and the deployment ended.
+func abortDuringValidation(t *testing.T, version string, unheard bool) (*testService, Deployment) {
 	const admin = "admin-token-0123456789"
 	validating, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
@@ -363,8 +381,126 @@ func abortDuringValidation(t *testing.T, version string) (*testService, Deployme
 	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "wrong build"}, auth...)
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
 	require.Eventually(t, func() bool { return ts.aborted(id) }, 10*time.Second, time.Millisecond, "the abort never reached the rollout's process")
+	if unheard {
+		ts.dropCommand(id)
+	}
 	releaseAll()
 	return ts, waitFor(t, ts.URL, id, ended)
+}
+
+// refusalGate is the deployments bucket where the write that records a
+// region refused by its prerequisites, its deployment still in progress,
+// waits once stored until the test lets it go: the deployment's end,
+// stored after it, is held back until then.
+type refusalGate struct {
+	once            sync.Once
+	stored, release chan struct{}
+}
+
+func (g *refusalGate) wrap(kv jetstream.KeyValue) jetstream.KeyValue {
+	return &refusalGateBucket{kv, g}
+}
+
+type refusalGateBucket struct {
+	jetstream.KeyValue
+	g *refusalGate
+}
+
+func (b *refusalGateBucket) Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error) {
+	rev, err := b.KeyValue.Update(ctx, key, value, revision)
+	var d Deployment
+	if err == nil && json.Unmarshal(value, &d) == nil && d.Status == StatusInProgress &&
+		slices.ContainsFunc(d.Results, func(rr RegionResult) bool { return rr.Status == StatusFailed && rr.Decision != "" }) {
+		b.g.once.Do(func() {
+			close(b.g.stored)
+			<-b.g.release
+		})
+	}
+	return rev, err
+}
+
+// releaseOnceWaiting calls release once a request waits for the end of
+// deployment id (Service.waited), or gives up when the test ends.
+func releaseOnceWaiting(t *testing.T, ts *testService, id string, release func()) {
+	go func() {
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for !ts.waited(id) {
+			select {
+			case <-t.Context().Done():
+				return
+			case <-tick.C:
+			}
+		}
+		release()
+	}()
+}
+
+// TestAbortWhileARefusalEnds: an abort sent once the prerequisites have
+// refused the deployment's only region, its refusal stored and the
+// deployment's end not yet, is refused as one sent once the deployment
+// has ended FAILED is: 409 not_in_progress naming FAILED, answered once
+// the record reads ended, and not kept. It was answered 202 and then
+// ignored: the deployment ended FAILED all the same.
+func TestAbortWhileARefusalEnds(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	gate := &refusalGate{stored: make(chan struct{}), release: make(chan struct{})}
+	release := sync.OnceFunc(func() { close(gate.release) })
+	ts := startServiceWith(t, t.TempDir(), func(c *Config) { c.WrapDeployments = gate.wrap },
+		append(slices.Clip(fastArgs), "-admin-token", admin)...)
+	t.Cleanup(release) // before the service's own clean-up, which waits for the rollout
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v9.9.9", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	<-gate.stored
+	require.Equal(t, StatusInProgress, do(t, "GET", ts.URL+"/deploy/"+id, nil).deployment(t).Status)
+	// The answer waits for the deployment's end, which the run stores
+	// once let go.
+	releaseOnceWaiting(t, ts, id, release)
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "wrong build"}, auth...)
+	require.Equal(t, http.StatusConflict, r.Code, "%s", r.Body)
+	e := r.errorBody(t)
+	assert.Equal(t, "not_in_progress", e["code"])
+	assert.Equal(t, "deployment "+id+" has ended FAILED; nothing to abort", e["message"])
+
+	d := do(t, "GET", ts.URL+"/deploy/"+id, nil).deployment(t)
+	assert.Equal(t, StatusFailed, d.Status, "answered before the record read ended")
+	assert.Equal(t, StatusFailed, d.Results[0].Status)
+	assert.Equal(t, "image_exists", d.Results[0].Decision)
+	require.Eventually(t, func() bool {
+		_, pending := ts.pendingCommand(id)
+		_, err := ts.store.control.Get(t.Context(), "cmd."+id)
+		return !pending && errors.Is(err, jetstream.ErrKeyNotFound)
+	}, 10*time.Second, 10*time.Millisecond, "a command was kept after the deployment's end")
+}
+
+// TestCommandWhileAWaveThatFailedEnds: a command sent once the last region
+// of a wave that went on past a refused region (continue_on_failure) has
+// passed its last stage, and before the deployment's end is stored, is
+// refused as one sent to a deployment that has ended FAILED, which it
+// does: 409 not_in_progress naming FAILED. It was refused as one sent to
+// a deployment that succeeded, 409 already_succeeded, and the deployment
+// ended FAILED.
+func TestCommandWhileAWaveThatFailedEnds(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts, gate, releaseAll := startWithRetireGate(t, "-admin-token", admin)
+	auth := []string{"Authorization", "Bearer " + admin}
+
+	id := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_regions": []string{"ap-south-1", "us-west-2"}, "continue_on_failure": true},
+		"Prefer", "respond-async").deployment(t).ID
+	<-gate.retiring // us-west-2's success is stored; the deployment's end is not
+	d := do(t, "GET", ts.URL+"/deploy/"+id, nil).deployment(t)
+	require.Equal(t, StatusInProgress, d.Status)
+	require.Equal(t, []string{StatusFailed, StatusSuccess}, regionStatuses(d))
+	require.NotEmpty(t, d.Results[0].Decision, "ap-south-1 refused by a prerequisite")
+	releaseOnceWaiting(t, ts, id, releaseAll)
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "too late"}, auth...)
+	require.Equal(t, http.StatusConflict, r.Code, "%s", r.Body)
+	e := r.errorBody(t)
+	assert.Equal(t, "not_in_progress", e["code"])
+	assert.Equal(t, "deployment "+id+" has ended FAILED; nothing to abort", e["message"])
+	assert.Equal(t, StatusFailed, do(t, "GET", ts.URL+"/deploy/"+id, nil).deployment(t).Status)
 }
 
 // TestAbortBetweenRegions: an abort that comes once a region's last stage
@@ -881,18 +1017,18 @@ func TestAbortBeforeTheEndWins(t *testing.T) {
 	ctx := t.Context()
 	require.NoError(t, ts.store.SendCommand(ctx, "d-1", Command{Action: "resume", At: time.Now()}))
 	require.NoError(t, ts.store.SendCommand(ctx, "d-1", Command{Action: "abort", Reason: "first", At: time.Now()}))
-	c, aborted, _, err := ts.store.EndCommands(ctx, "d-1")
+	c, aborted, _, err := ts.store.EndCommands(ctx, "d-1", StatusSuccess)
 	require.NoError(t, err)
 	require.True(t, aborted, "an abort stored before the end")
 	assert.Equal(t, "first", c.Reason)
 	assert.NotZero(t, c.Seq)
 
 	require.NoError(t, ts.store.SendCommand(ctx, "d-2", Command{Action: "resume", At: time.Now()}))
-	_, aborted, rev, err := ts.store.EndCommands(ctx, "d-2")
+	_, aborted, rev, err := ts.store.EndCommands(ctx, "d-2", StatusSuccess)
 	require.NoError(t, err)
 	require.False(t, aborted)
 	assert.NotZero(t, rev)
-	_, aborted, again, err := ts.store.EndCommands(ctx, "d-2")
+	_, aborted, again, err := ts.store.EndCommands(ctx, "d-2", StatusSuccess)
 	require.NoError(t, err)
 	assert.False(t, aborted)
 	assert.Equal(t, rev, again, "closed twice (a retry of a write that landed)")

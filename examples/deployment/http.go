@@ -666,9 +666,11 @@ func (s *Service) command(action string) http.HandlerFunc {
 			httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "already_succeeded", "deployment %s: the rollout already succeeded; nothing to %s", d.ID, action))
 			return
 		} else if ended := (*EndedError)(nil); errors.As(err, &ended) {
-			// It ended between the read above and the store: answered as
-			// a deployment read ended is.
-			httpapi.WriteError(w, endedError(d.ID, ended.Status, action))
+			// It ended between the read above and the store, or its end
+			// is decided and on its way (its prerequisites refused the
+			// region that ends it): answered as a deployment read ended
+			// is, once its record reads ended.
+			httpapi.WriteError(w, endedError(d.ID, s.awaitEnd(r.Context(), d.ID, ended.Status), action))
 			return
 		} else if err != nil {
 			httpapi.WriteError(w, storeUnavailable(err))
@@ -680,6 +682,40 @@ func (s *Service) command(action string) http.HandlerFunc {
 		})
 		httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"deployment_id": d.ID, "action": action, "status": "sent"})
 	}
+}
+
+// endWait bounds how long a command refused for an end on its way waits
+// for the deployment's record to show it (see awaitEnd).
+const endWait = 10 * time.Second
+
+// awaitEnd returns the status deployment id ends with, once its record
+// reads ended. Its commands are closed (EndCommands) a moment before its
+// end is stored, and a command refused meanwhile is answered once a read
+// of the deployment shows the end it names. Should the end not come
+// within endWait (the run storing it cut off, its job to be delivered
+// again), or the request or the service end first, it returns status,
+// the one the commands were closed with.
+func (s *Service) awaitEnd(ctx context.Context, id, status string) string {
+	changed := s.wait(id)
+	defer s.unwait(id, changed)
+	d, _, err := s.store.Get(ctx, id)
+	if err != nil {
+		return status
+	}
+	timeout := time.NewTimer(endWait)
+	defer timeout.Stop()
+	for !terminal(d.Status) {
+		select {
+		case d = <-changed:
+		case <-timeout.C:
+			return status
+		case <-ctx.Done():
+			return status
+		case <-s.closing:
+			return status
+		}
+	}
+	return d.Status
 }
 
 // endedError is the answer to a command (action) sent to deployment id,

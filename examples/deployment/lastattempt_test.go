@@ -289,14 +289,20 @@ func TestRollbackPages(t *testing.T) {
 // rolledBackAlert measures the DeploymentRolledBack rule of ts now.
 func rolledBackAlert(t *testing.T, ts *testService) andon.Measurement {
 	t.Helper()
+	return alertMeasure(t, ts, alertRolledBack)
+}
+
+// alertMeasure measures the alert rule name of ts now.
+func alertMeasure(t *testing.T, ts *testService, name string) andon.Measurement {
+	t.Helper()
 	for _, rule := range ts.rules() {
-		if rule.Name == alertRolledBack {
+		if rule.Name == name {
 			m, err := rule.Condition.Measure(t.Context(), time.Now())
 			require.NoError(t, err)
 			return m
 		}
 	}
-	t.Fatalf("no rule %s", alertRolledBack)
+	t.Fatalf("no rule %s", name)
 	return andon.Measurement{}
 }
 

@@ -201,12 +201,19 @@ func checkEnd(t *rapid.T, md *modelDeployment, d Deployment) {
 	require.Equal(t, succeeded, d.RegionsDone, "deployment %s regions_completed: %+v", d.ID, d)
 	if md.aborted && d.Status != StatusRolledBack {
 		// An abort that comes once a region's prerequisites have refused
-		// it, before the deployment's end is stored, finds nothing to
-		// roll back: the deployment ends FAILED, the rest of a wave
-		// skipped.
+		// it, in a wave that goes on after a failure, skips the regions
+		// after it and finds nothing to roll back: the deployment ends
+		// FAILED. Any other ends it ROLLED_BACK: a refusal that ends the
+		// deployment closes its commands first, and an abort stored
+		// before wins, one sent after being refused.
 		require.Equal(t, StatusFailed, d.Status, "deployment %s aborted (202) but ended: %+v", d.ID, d)
-		require.True(t, slices.ContainsFunc(d.Results, func(rr RegionResult) bool { return rr.Status == StatusFailed && rr.Decision != "" }),
-			"deployment %s aborted (202) ended FAILED with no region refused by a prerequisite: %+v", d.ID, d)
+		require.True(t, md.continueOnFailure, "deployment %s aborted (202) ended FAILED without continue_on_failure: %+v", d.ID, d)
+		skipped := false
+		for i := 1; i < len(d.Results); i++ {
+			before := d.Results[i-1]
+			skipped = skipped || before.Status == StatusFailed && before.Decision != "" && d.Results[i].Status == StatusSkipped
+		}
+		require.True(t, skipped, "deployment %s aborted (202) ended FAILED with no region skipped after one refused by a prerequisite: %+v", d.ID, d)
 	}
 	if md.succeeded {
 		require.Equal(t, StatusSuccess, d.Status, "deployment %s refused a command as already succeeded but ended: %+v", d.ID, d)

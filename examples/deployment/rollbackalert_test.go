@@ -100,3 +100,41 @@ func TestAbortsBeforeARegionBeganPage(t *testing.T) {
 			"%s does not fire after the abort", alertRolledBack)
 	})
 }
+
+// TestRefusedRegionCountsOnce: a region its prerequisites refused counts
+// once in the alert rules' stats and in the metrics, as what it ended as:
+// refused (DeploymentFailed's share), or, aborted while they were judged,
+// rolled back (DeploymentRolledBack's). The aborted one counted both as
+// refused and as rolled back: two region rollouts where one ran.
+func TestRefusedRegionCountsOnce(t *testing.T) {
+	denied := `taikit_signals_total{kind="deployment",outcome="denied"}`
+	failed := `taikit_signals_total{kind="deployment",outcome="failed"}`
+	t.Run("refused", func(t *testing.T) {
+		ts := startService(t, fastArgs...)
+		// Answered once the deployment's end is stored, after the
+		// region is counted.
+		r := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v9.9.9", "target_region": "us-west-2"})
+		require.Equal(t, http.StatusUnprocessableEntity, r.Code, "%s", r.Body)
+		refusals := alertMeasure(t, ts, alertFailed)
+		assert.Equal(t, uint64(1), refusals.Samples)
+		assert.InDelta(t, 1, refusals.Value, 1e-9)
+		assert.Zero(t, rolledBackAlert(t, ts).Value)
+		m := do(t, "GET", ts.URL+"/metrics", nil).Body
+		assert.Equal(t, denied+" 1", sampleLine(m, denied))
+		assert.Contains(t, []string{"", failed + " 0"}, sampleLine(m, failed), "none, or 0")
+	})
+	t.Run("refused and aborted", func(t *testing.T) {
+		// The region is counted before the deployment's end is stored,
+		// and abortDuringValidation reads the deployment ended.
+		ts, d := abortDuringValidation(t, "v9.9.9", false)
+		require.Equal(t, []string{StatusRolledBack}, regionStatuses(d))
+		rollbacks := rolledBackAlert(t, ts)
+		assert.True(t, rollbacks.Active, "%s does not fire after the abort", alertRolledBack)
+		assert.Equal(t, uint64(1), rollbacks.Samples)
+		assert.InDelta(t, 1, rollbacks.Value, 1e-9)
+		assert.Zero(t, alertMeasure(t, ts, alertFailed).Value, "counted refused")
+		m := do(t, "GET", ts.URL+"/metrics", nil).Body
+		assert.Contains(t, []string{"", denied + " 0"}, sampleLine(m, denied), "none, or 0")
+		assert.Equal(t, failed+" 1", sampleLine(m, failed))
+	})
+}

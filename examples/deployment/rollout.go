@@ -38,6 +38,10 @@ type rollout struct {
 	thresholds       analysis.Thresholds
 	limits           map[string]any // thresholds as the analysis rules read them
 	stable           string         // the version serving before; set by the policy
+	// refusal is the record of the region's refusal by its
+	// prerequisites, counted once the refusal is stored (countRefused);
+	// set and read by the run alone.
+	refusal *tai.Record
 
 	mu  sync.Mutex
 	d   *Deployment
@@ -132,6 +136,14 @@ func (r *rollout) lastRegion() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.index == len(r.d.Results)-1
+}
+
+// endsWith is the status the run's deployment ends with once its region
+// ends with status, the regions after it skipped (Deployment.endsWith).
+func (r *rollout) endsWith(status string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.d.endsWith(r.index, status)
 }
 
 // takeAbort takes the abort waiting in the inbox, if one does (it is
@@ -683,13 +695,18 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 	// version is recorded serving: an abort stored before wins, and the
 	// region is rolled back; one sent after is refused as too late
 	// (ErrSucceeded), not taken and then ignored while the deployment
-	// ends SUCCESS.
+	// ends SUCCESS. A wave that went on past a region that failed
+	// (continue_on_failure) ends FAILED or ROLLED_BACK all the same, and
+	// its commands are closed with that status: one sent after is refused
+	// as one sent to a deployment that has ended so (ErrEnded), not as
+	// one to a deployment that succeeded.
 	if r.lastRegion() {
 		var c Command
 		var aborted bool
 		var rev uint64
+		status := r.endsWith(StatusSuccess)
 		if err := s.retryStore(ctx, "end of the commands", []any{"deployment_id", r.d.ID, "region", r.region}, func(ctx context.Context) (err error) {
-			c, aborted, rev, err = s.store.EndCommands(ctx, r.d.ID)
+			c, aborted, rev, err = s.store.EndCommands(ctx, r.d.ID, status)
 			return err
 		}); err != nil {
 			return "", err

@@ -613,7 +613,8 @@ func (r *rollout) status() string {
 // storeEnd stores the run's copy of the record, whose region has ended
 // but whose write failed, and reports whether it is stored. A region
 // rolled back is counted once stored (countRolledBack): the attempt that
-// rolled it back ended with the write's error, under kindAttempt.
+// rolled it back ended with the write's error, under kindAttempt. So is
+// a region refused (countRefused).
 func (r *rollout) storeEnd(ctx context.Context) bool {
 	if err := r.update(ctx, func(*Deployment, *RegionResult) {}); err != nil {
 		r.s.log.Error("region's end not stored after its last attempt", "deployment_id", r.d.ID, "region", r.region, "err", err)
@@ -622,8 +623,11 @@ func (r *rollout) storeEnd(ctx context.Context) bool {
 	r.mu.Lock()
 	rr := r.d.Results[r.index]
 	r.mu.Unlock()
-	if rr.Status == StatusRolledBack {
+	switch {
+	case rr.Status == StatusRolledBack:
 		r.s.countRolledBack(r, rr.ErrorMessage)
+	case r.refusal != nil:
+		r.s.countRefused(*r.refusal)
 	}
 	return true
 }
@@ -902,6 +906,7 @@ func (s *Service) runRegion(ctx context.Context, r *rollout) error {
 	}
 	s.metrics.active.Inc()
 	defer s.metrics.active.Dec()
+	start := time.Now()
 	res, err := s.pipeline.Process(ctx, tai.Signal[*rollout]{
 		ID: key, Kind: "deployment", Key: r.service + "/" + r.region, Payload: r,
 	})
@@ -912,19 +917,34 @@ func (s *Service) runRegion(ctx context.Context, r *rollout) error {
 	case errors.As(err, &rb):
 		return nil // recorded by the rollout
 	}
-	if _, _, ruleFailed := ruleFailure(err); res.Outcome == tai.Denied || ruleFailed && ctx.Err() == nil {
+	// A refusal is counted here, as the pipeline records it, once the
+	// region's end is known (outcomes leaves it out).
+	var refusal *tai.Record
+	if res.Outcome == tai.Denied {
+		refusal = &tai.Record{
+			ID: key, Kind: "deployment", Key: r.service + "/" + r.region, Outcome: tai.Denied,
+			Decision: res.Decision, Start: start, Duration: time.Since(start), Span: res.Span,
+		}
+	}
+	if _, _, ruleFailed := ruleFailure(err); refusal != nil || ruleFailed && ctx.Err() == nil {
 		// An abort that came while the prerequisites were judged ends the
 		// region as one before it began, whatever they decided: answered
-		// 202, it is not left for the deployment to end FAILED.
-		if aborted, err := s.abortBeforeStart(ctx, r); aborted {
+		// 202, it is not left for the deployment to end FAILED. The
+		// region is then counted once, as rolled back, not as refused.
+		if aborted, err := s.abortAtRefusal(ctx, r); aborted {
 			return err
 		}
 	}
-	if res.Outcome == tai.Denied {
+	if refusal != nil {
 		now := time.Now().UTC()
-		return r.update(ctx, func(_ *Deployment, rr *RegionResult) {
+		r.refusal = refusal
+		if err := r.update(ctx, func(_ *Deployment, rr *RegionResult) {
 			rr.Status, rr.ErrorMessage, rr.Decision, rr.CompletedAt = StatusFailed, res.Decision.Reason, res.Decision.Policy, &now
-		})
+		}); err != nil {
+			return err
+		}
+		s.countRefused(*refusal)
+		return nil
 	}
 	if policy, rerr, ok := ruleFailure(err); ok && ctx.Err() == nil {
 		// A prerequisite rule that fails at evaluation would fail every
@@ -1006,6 +1026,53 @@ func (s *Service) abortBeforeStart(ctx context.Context, r *rollout) (bool, error
 		return true, err
 	}
 	s.countRolledBack(r, rb.reason)
+	return true, nil
+}
+
+// abortAtRefusal is abortBeforeStart for a region its prerequisites
+// refused, or whose prerequisite rules failed: it reports whether the run
+// stops there, the region ended aborted or the store failing (its error
+// returned, and the job retried). A refusal that ends the deployment (of
+// its last region, or of any region of a deployment that does not go on
+// after a failure) first closes the deployment's commands in the store,
+// with the status it ends with, as the success of its last region does
+// (EndCommands). An abort stored before wins, also one this process has
+// not heard of yet, and the region ends aborted; one sent after is
+// refused as one sent to a deployment that has ended so (ErrEnded).
+// Answered 202 between the refusal and the deployment's end, it was
+// ignored. A refusal that does not end the deployment leaves an abort
+// that comes later to the wave (continueWave) or to its next region's
+// run.
+func (s *Service) abortAtRefusal(ctx context.Context, r *rollout) (bool, error) {
+	if aborted, err := s.abortBeforeStart(ctx, r); aborted {
+		return true, err
+	}
+	r.mu.Lock()
+	goesOn := r.d.ContinueOn && r.index < len(r.d.Results)-1
+	r.mu.Unlock()
+	if goesOn {
+		return false, nil
+	}
+	status := r.endsWith(StatusFailed)
+	var c Command
+	var aborted bool
+	var rev uint64
+	if err := s.retryStore(ctx, "end of the commands", []any{"deployment_id", r.d.ID, "region", r.region}, func(ctx context.Context) (err error) {
+		c, aborted, rev, err = s.store.EndCommands(ctx, r.d.ID, status)
+		return err
+	}); err != nil {
+		return true, err
+	}
+	r.mu.Lock()
+	r.lastCmd = max(r.lastCmd, c.Seq, rev) // taken: dropped at the deployment's end
+	r.mu.Unlock()
+	if !aborted {
+		return false, nil
+	}
+	if err := r.abortedBeforeStart(ctx, c.Reason); err != nil {
+		return true, err
+	}
+	s.countRolledBack(r, "Aborted: "+c.Reason)
 	return true, nil
 }
 
@@ -1294,17 +1361,33 @@ const kindAttempt = "deployment.attempt"
 // prerequisite rule failing at evaluation, the shutdown) is under the kind
 // deployment.attempt: it is retried, or ended on its last attempt, and
 // nothing was rolled back. Counted as a failed rollout, each attempt during
-// an outage of Prometheus fired DeploymentRolledBack, a page.
+// an outage of Prometheus fired DeploymentRolledBack, a page. A refusal is
+// left to runRegion, which counts it once stored (countRefused): a region
+// whose deployment was aborted while its prerequisites were judged ends
+// aborted instead, whatever they decided, and counts once, as rolled back
+// (abortAtRefusal).
 type outcomes struct{ next tai.Observer }
 
 // Observe passes r on to the next observer, under kindAttempt when it is
-// a failed attempt.
+// a failed attempt, unless it is a refusal.
 func (o outcomes) Observe(ctx context.Context, r tai.Record) {
 	var rb *errRolledBack
-	if r.Outcome == tai.Failed && !errors.As(r.Err, &rb) {
+	switch {
+	case r.Outcome == tai.Denied:
+		return // counted by runRegion
+	case r.Outcome == tai.Failed && !errors.As(r.Err, &rb):
 		r.Kind = kindAttempt
 	}
 	o.next.Observe(ctx, r)
+}
+
+// countRefused counts rec, the record of a region its prerequisites
+// refused, in the stats the alert rules read and in the metrics, as
+// outcomes passes the pipeline's records on: once the refusal is stored,
+// the region having ended refused, not aborted.
+func (s *Service) countRefused(rec tai.Record) {
+	s.stats.Observe(context.Background(), rec)
+	s.metrics.pipeline.Observe(context.Background(), rec)
 }
 
 // countRolledBack counts, as the pipeline's record of a rollback would

@@ -403,9 +403,12 @@ type Command struct {
 	// baking when it was sent: the promote ends that stage's bake, not
 	// the next one's should the stage pass before the promote reaches
 	// the rollout. "" for a promote of a pause before the first stage.
-	Stage string    `json:"stage,omitempty"`
-	At    time.Time `json:"at"`
-	Seq   uint64    `json:"-"` // the store's revision: commands are told apart by it
+	Stage string `json:"stage,omitempty"`
+	// Status is, in the end of the commands (EndCommands), the status the
+	// deployment ends with; one stored without it ends SUCCESS.
+	Status string    `json:"status,omitempty"`
+	At     time.Time `json:"at"`
+	Seq    uint64    `json:"-"` // the store's revision: commands are told apart by it
 }
 
 // ErrAborting is SendCommand's error for a promote or a resume sent to a
@@ -413,16 +416,17 @@ type Command struct {
 var ErrAborting = errors.New("an abort is pending")
 
 // ErrSucceeded is SendCommand's error for a command sent to a deployment
-// whose last region has passed its last stage (EndCommands), or that has
-// ended SUCCESS: the rollout succeeded, and nothing is left to abort,
-// promote or resume.
+// whose commands were closed to end SUCCESS (EndCommands: its last region
+// has passed its last stage), or that has ended SUCCESS: the rollout
+// succeeded, and nothing is left to abort, promote or resume.
 var ErrSucceeded = errors.New("the rollout has succeeded")
 
 // ErrEnded is SendCommand's error for a command sent to a deployment that
-// has ended other than SUCCESS (FAILED or ROLLED_BACK): no run takes it,
-// and nothing is left to abort, promote or resume. The error SendCommand
-// returns is an *EndedError, which names the status; errors.Is matches it
-// with ErrEnded.
+// has ended other than SUCCESS (FAILED or ROLLED_BACK), or whose commands
+// were closed to end so (EndCommands: its prerequisites refused the
+// region that ends it): no run takes it, and nothing is left to abort,
+// promote or resume. The error SendCommand returns is an *EndedError,
+// which names the status; errors.Is matches it with ErrEnded.
 var ErrEnded = errors.New("the deployment has ended")
 
 // EndedError is the error of a command refused because its deployment
@@ -452,12 +456,12 @@ func isEnd(action string) bool { return action == endAction || action == endOver
 // except that an abort is final: a promote or a resume sent after it is
 // refused with ErrAborting, so that a rollout which had not taken the
 // abort yet (one still queued, or a wave's next region) still ends. A
-// command sent once the deployment's last region has passed its last
-// stage (EndCommands), or once it has ended SUCCESS, is refused with
-// ErrSucceeded and not kept: no run would take it; one sent once it has
-// ended otherwise (FAILED, ROLLED_BACK) is refused alike with an
-// *EndedError (ErrEnded). An abort stored before EndCommands is the
-// run's to act on.
+// command sent once the deployment's commands are closed (EndCommands),
+// or once it has ended, is refused and not kept: no run would take it.
+// The error is ErrSucceeded for a deployment that ends SUCCESS, and an
+// *EndedError (ErrEnded) naming the status for one that ends otherwise
+// (FAILED, ROLLED_BACK). An abort stored before EndCommands is the run's
+// to act on.
 func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
 	b, err := json.Marshal(c)
 	if err != nil {
@@ -475,6 +479,8 @@ func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
 			var cur Command
 			if json.Unmarshal(e.Value(), &cur) == nil {
 				switch {
+				case isEnd(cur.Action) && cur.Status != "" && cur.Status != StatusSuccess:
+					return s.closedToEnd(ctx, id, cur.Status)
 				case isEnd(cur.Action):
 					return ErrSucceeded
 				case cur.Action == "abort" && c.Action != "abort":
@@ -517,6 +523,22 @@ func (s *Store) SendCommand(ctx context.Context, id string, c Command) error {
 	return &EndedError{Status: d.Status}
 }
 
+// closedToEnd is SendCommand's error for a command to deployment id whose
+// commands were closed to end with status, other than SUCCESS: an
+// *EndedError. Once the deployment reads ended, its commands are dropped
+// here, as they are for a command stored after its end: the run drops
+// them a moment after it stores the end, and a command refused meanwhile
+// finds the deployment's commands gone once answered, as one refused
+// after.
+func (s *Store) closedToEnd(ctx context.Context, id, status string) error {
+	d, _, err := s.Get(ctx, id)
+	if err != nil || !terminal(d.Status) {
+		return &EndedError{Status: status}
+	}
+	_ = s.DropCommands(ctx, id) // failing, it leaves them to the run, which drops them too
+	return &EndedError{Status: d.Status}
+}
+
 // abortedWith reports whether a region of d rolled back for an abort
 // sent with reason.
 func abortedWith(d *Deployment, reason string) bool {
@@ -528,19 +550,21 @@ func abortedWith(d *Deployment, reason string) bool {
 	return false
 }
 
-// EndCommands closes the commands of deployment id, whose last region has
-// passed its last stage: from then on SendCommand refuses every command
-// with ErrSucceeded. An abort stored before is returned (aborted), with
-// its revision as Seq, and the commands stay open: the run acts on it.
-// rev is the revision of the end stored; closing twice (a retry of a
-// write that landed) returns the first's.
-func (s *Store) EndCommands(ctx context.Context, id string) (abort Command, aborted bool, rev uint64, err error) {
+// EndCommands closes the commands of deployment id, whose end is decided
+// and is to end with status: its last region has passed its last stage,
+// or its prerequisites refused the region that ends it. From then on
+// SendCommand refuses every command, as it refuses one sent once the
+// deployment has ended with status. An abort stored before is returned
+// (aborted), with its revision as Seq, and the commands stay open: the
+// run acts on it. rev is the revision of the end stored; closing twice (a
+// retry of a write that landed) returns the first's.
+func (s *Store) EndCommands(ctx context.Context, id, status string) (abort Command, aborted bool, rev uint64, err error) {
 	at := time.Now().UTC()
-	alone, err := json.Marshal(Command{Action: endAction, At: at})
+	alone, err := json.Marshal(Command{Action: endAction, Status: status, At: at})
 	if err != nil {
 		return Command{}, false, 0, err
 	}
-	over, err := json.Marshal(Command{Action: endOverCommand, At: at})
+	over, err := json.Marshal(Command{Action: endOverCommand, Status: status, At: at})
 	if err != nil {
 		return Command{}, false, 0, err
 	}
