@@ -94,12 +94,15 @@ type BulkheadOptions struct {
 // — first come, first served — if MaxWaiting allows it, for at most
 // MaxWait; otherwise, or when its wait runs out, it is refused with a
 // *BulkheadFullError (errors.Is ErrBulkheadFull, with the RetryAfter hint
-// of the options). A waiting call whose context ends is refused too, with
-// a *BulkheadFullError that wraps ctx.Err(), so that errors.Is finds
-// context.Canceled or context.DeadlineExceeded as well as ErrBulkheadFull:
-// the call never reached the dependency, and a Breaker around the
-// bulkhead does not count it, whatever ended the wait (a Timeout's
-// deadline, say, during a burst the line absorbs).
+// of the options). A call is refused at once only when every slot is
+// taken and the line is full at the same moment: a call that arrives
+// while a freed slot is on its way to the first in line waits in the
+// place that one leaves. A waiting call whose context ends is refused
+// too, with a *BulkheadFullError that wraps ctx.Err(), so that errors.Is
+// finds context.Canceled or context.DeadlineExceeded as well as
+// ErrBulkheadFull: the call never reached the dependency, and a Breaker
+// around the bulkhead does not count it, whatever ended the wait (a
+// Timeout's deadline, say, during a burst the line absorbs).
 //
 // Taking and giving back a free slot is one atomic operation each, with no
 // lock and no allocation; a call that has to wait takes a lock and
@@ -214,8 +217,16 @@ func (b *Bulkhead) tryAcquire() bool {
 func (b *Bulkhead) wait(ctx context.Context) (func(error), error) {
 	b.mu.Lock()
 	if int64(len(b.line)) >= b.maxWait {
-		b.mu.Unlock()
-		return nil, b.full
+		// The line looks full, but a slot given back may not have reached
+		// it yet: release frees the slot before it takes the lock to hand
+		// it on. Hand it on here, so that the first in line leaves with it
+		// and this call takes the place it leaves: a call is refused only
+		// when every slot is taken and the line is full at the same moment.
+		b.grantLocked()
+		if int64(len(b.line)) >= b.maxWait {
+			b.mu.Unlock()
+			return nil, b.full
+		}
 	}
 	w := &bulkheadWaiter{ready: make(chan struct{})}
 	b.line = append(b.line, w)
@@ -284,23 +295,32 @@ func (b *Bulkhead) ended(err error) *BulkheadFullError {
 	return &e
 }
 
-// release gives a slot back, and hands free slots to the calls in line. A
-// count that would go below zero is a second call of done: it gives
-// nothing back. The count is never below zero, not even for a moment: a
-// call taking a slot then would find one more free than MaxConcurrent.
+// release gives a slot back, and hands free slots to the calls in line.
+// A call that arrives between the two sees calls in line and does not take
+// the free slot ahead of them; if the line is full it hands the slot on
+// itself, in wait, rather than be refused for want of a place.
 func (b *Bulkhead) release(error) {
+	b.giveBack()
+	if b.waiting.Load() != 0 {
+		b.handOn()
+	}
+}
+
+// giveBack gives a slot back. A count that would go below zero is a second
+// call of done: it gives nothing back. The count is never below zero, not
+// even for a moment: a call taking a slot then would find one more free
+// than MaxConcurrent.
+func (b *Bulkhead) giveBack() {
 	for {
 		n := b.running.Load()
-		if n <= 0 {
+		if n <= 0 || b.running.CompareAndSwap(n, n-1) {
 			return
 		}
-		if b.running.CompareAndSwap(n, n-1) {
-			break
-		}
 	}
-	if b.waiting.Load() == 0 {
-		return
-	}
+}
+
+// handOn hands free slots to the calls in line.
+func (b *Bulkhead) handOn() {
 	b.mu.Lock()
 	b.grantLocked()
 	b.mu.Unlock()

@@ -3,6 +3,7 @@ package jidoka_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -320,102 +321,285 @@ func TestBulkheadDoneTwiceWhileBusyHealsWhenEmpty(t *testing.T) {
 }
 
 // The bulkhead against a model: a sequence of takes, gives and waiting
-// callers that arrive, give up or are served. Running never exceeds the
-// limit, a take succeeds exactly when the model has a free slot and no
-// one waits, and waiters are served in order.
+// callers that arrive, give up or are served, and of callers that arrive
+// while a slot given back is on its way to the first in line. Running
+// never exceeds the limit, a take succeeds exactly when the model has a
+// free slot and no one waits, a caller is refused exactly when every slot
+// is taken and the line is full, and waiters are served in order.
 func TestBulkheadModel(t *testing.T) {
+	step := rapid.Custom(func(t *rapid.T) bulkheadStep {
+		return bulkheadStep{
+			kind: rapid.IntRange(0, bulkheadStepKinds-1).Draw(t, "kind"),
+			pick: rapid.IntRange(0, 7).Draw(t, "pick"),
+		}
+	})
 	rapid.Check(t, func(rt *rapid.T) {
 		limit := rapid.IntRange(1, 4).Draw(rt, "limit")
 		maxWaiting := rapid.IntRange(0, 4).Draw(rt, "maxWaiting")
+		steps := rapid.SliceOfN(step, 1, 60).Draw(rt, "steps")
+		var failure string
 		synctest.Test(t, func(t *testing.T) {
 			b, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{MaxConcurrent: limit, MaxWaiting: maxWaiting})
-			require.NoError(t, err)
-			var held []func(error)
-			type waiter struct {
-				id     int
-				cancel context.CancelFunc
-				got    chan func(error)
+			if err != nil {
+				t.Fatal(err)
 			}
-			var line []waiter
-			nextID := 0
-			served := make(chan int, 100)
-			steps := rapid.SliceOfN(rapid.IntRange(0, 2), 1, 60).Draw(rt, "steps")
-			for _, step := range steps {
-				switch step {
-				case 0: // a new caller
-					ctx, cancel := context.WithCancel(context.Background())
-					got := make(chan func(error), 1)
-					id := nextID
-					nextID++
+			failure = runBulkheadModel(b, limit, maxWaiting, steps)
+		})
+		if failure != "" {
+			rt.Fatal(failure)
+		}
+	})
+}
+
+// The steps of TestBulkheadModel.
+const (
+	stepArrive          = iota // a new caller
+	stepGiveBack               // a holder gives its slot back
+	stepGiveUp                 // a waiter gives up
+	stepArriveAsHandOff        // a caller arrives as a slot given back is handed on
+	bulkheadStepKinds
+)
+
+// bulkheadStep is a step of TestBulkheadModel; pick chooses the holder or
+// the waiter it acts on, modulo how many there are.
+type bulkheadStep struct{ kind, pick int }
+
+// bulkheadCaller is a call of Allow in a goroutine of its own: got
+// receives its done, or nil when it was refused.
+type bulkheadCaller struct {
+	id     int
+	cancel context.CancelFunc
+	got    chan func(error)
+}
+
+// runBulkheadModel takes steps with b, in a synctest bubble, and with a
+// model of it, and returns the first difference between them, or "". It
+// leaves no call waiting, whatever it returns.
+func runBulkheadModel(b *jidoka.Bulkhead, limit, maxWaiting int, steps []bulkheadStep) string {
+	var held []func(error)
+	var line []bulkheadCaller
+	var cancels []context.CancelFunc
+	defer func() {
+		for _, cancel := range cancels {
+			cancel()
+		}
+	}()
+	served := make(chan int, len(steps))
+	// take returns what c got, if Allow has returned to it: after
+	// synctest.Wait, a call to which it has not returned waits in line.
+	take := func(c bulkheadCaller) (done func(error), returned bool) {
+		select {
+		case done = <-c.got:
+			return done, true
+		default:
+			return nil, false
+		}
+	}
+	// arrive makes a new caller, who has been served, queued or refused
+	// when it returns.
+	arrive := func() bulkheadCaller {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels = append(cancels, cancel)
+		c := bulkheadCaller{len(cancels) - 1, cancel, make(chan func(error), 1)}
+		go func() {
+			done, err := b.Allow(ctx)
+			if err != nil {
+				c.got <- nil
+				return
+			}
+			served <- c.id
+			c.got <- done
+		}()
+		synctest.Wait()
+		return c
+	}
+	// admit checks what became of c against the model.
+	admit := func(c bulkheadCaller) string {
+		switch {
+		case len(held) < limit && len(line) == 0:
+			done, _ := take(c)
+			if done == nil {
+				return fmt.Sprintf("caller %d: a free slot was refused", c.id)
+			}
+			if id := <-served; id != c.id {
+				return fmt.Sprintf("caller %d: caller %d was served instead", c.id, id)
+			}
+			held = append(held, done)
+			c.cancel() // an admitted call keeps its slot when its context ends
+		case len(line) < maxWaiting:
+			if done, returned := take(c); returned {
+				return fmt.Sprintf("caller %d: with %d of %d slots taken and %d of %d places in line, it did not wait (admitted: %t)",
+					c.id, len(held), limit, len(line), maxWaiting, done != nil)
+			}
+			line = append(line, c)
+		default:
+			done, returned := take(c)
+			if !returned {
+				return fmt.Sprintf("caller %d waits beyond the line", c.id)
+			}
+			if done != nil {
+				return fmt.Sprintf("caller %d was admitted beyond the limit and the line", c.id)
+			}
+		}
+		return ""
+	}
+	// serveFirst checks that a slot given back went to the first in line,
+	// if anyone waits.
+	serveFirst := func() string {
+		if len(line) == 0 {
+			return ""
+		}
+		c := line[0]
+		line = line[1:]
+		done, _ := take(c)
+		if done == nil {
+			return fmt.Sprintf("caller %d, first in line, was not served", c.id)
+		}
+		if id := <-served; id != c.id {
+			return fmt.Sprintf("caller %d was served before caller %d: waiters are served in order", id, c.id)
+		}
+		held = append(held, done)
+		c.cancel()
+		return ""
+	}
+	for i, st := range steps {
+		var failure string
+		switch st.kind {
+		case stepArrive:
+			failure = admit(arrive())
+		case stepGiveBack:
+			if len(held) == 0 {
+				continue
+			}
+			j := st.pick % len(held)
+			held[j](nil)
+			held = append(held[:j], held[j+1:]...)
+			synctest.Wait()
+			failure = serveFirst()
+		case stepGiveUp:
+			if len(line) == 0 {
+				continue
+			}
+			j := st.pick % len(line)
+			line[j].cancel()
+			synctest.Wait()
+			if done, returned := take(line[j]); !returned || done != nil {
+				failure = fmt.Sprintf("caller %d gave up and was not refused", line[j].id)
+			}
+			line = append(line[:j], line[j+1:]...)
+		case stepArriveAsHandOff:
+			// As if the caller had arrived once the slot was handed on.
+			if len(held) == 0 {
+				continue
+			}
+			held = held[1:] // every done is the one function of b: any will do
+			handOn := jidoka.GiveBackBeforeHandOn(b)
+			c := arrive()
+			handOn()
+			synctest.Wait()
+			if failure = serveFirst(); failure == "" {
+				failure = admit(c)
+			}
+		}
+		if failure == "" {
+			switch {
+			case b.Running() != len(held):
+				failure = fmt.Sprintf("Running is %d, want %d", b.Running(), len(held))
+			case b.Waiting() != len(line):
+				failure = fmt.Sprintf("Waiting is %d, want %d", b.Waiting(), len(line))
+			case b.Running() > limit:
+				failure = fmt.Sprintf("Running is %d, over the limit %d", b.Running(), limit)
+			}
+		}
+		if failure != "" {
+			return fmt.Sprintf("step %d (%+v): %s", i, st, failure)
+		}
+	}
+	for _, c := range line {
+		c.cancel()
+	}
+	synctest.Wait()
+	for _, done := range held {
+		done(nil)
+	}
+	for _, c := range line {
+		if done, _ := take(c); done != nil {
+			done(nil)
+		}
+	}
+	if n := b.Running(); n != 0 {
+		return fmt.Sprintf("Running is %d once every call is over", n)
+	}
+	return ""
+}
+
+// A call that arrives while a slot given back is on its way to the first
+// call in line is not refused for want of room in a line that call is
+// leaving: it is refused only when every slot is taken and the line is
+// full at one moment. Here every slot is taken and inLine calls wait;
+// one slot is given back but not yet handed on when a call arrives. The
+// slot goes to the first in line, and the call that arrived waits behind
+// the others (or takes the slot, when no one waited), whether the line
+// was full or not.
+func TestBulkheadCallArrivingAsASlotIsHandedOnIsNotRefused(t *testing.T) {
+	for _, tt := range []struct{ limit, maxWaiting, inLine int }{
+		{1, 0, 0},
+		{1, 1, 0},
+		{1, 1, 1}, // the line is full
+		{2, 3, 1},
+		{2, 3, 3}, // the line is full
+	} {
+		name := fmt.Sprintf("limit=%d,maxWaiting=%d,inLine=%d", tt.limit, tt.maxWaiting, tt.inLine)
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{MaxConcurrent: tt.limit, MaxWaiting: tt.maxWaiting})
+				require.NoError(t, err)
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel() // lets the calls in line go when the test fails
+				var hold func(error)
+				for range tt.limit {
+					hold, err = b.Allow(ctx)
+					require.NoError(t, err)
+				}
+				type result struct {
+					id   int
+					done func(error)
+					err  error
+				}
+				results := make(chan result, tt.inLine+1)
+				call := func(id int) {
 					go func() {
 						done, err := b.Allow(ctx)
-						if err != nil {
-							got <- nil
-							return
-						}
-						served <- id
-						got <- done
+						results <- result{id, done, err}
 					}()
-					synctest.Wait()
-					switch {
-					case len(held) < limit && len(line) == 0:
-						done := <-got
-						require.NotNil(t, done, "a free slot was refused")
-						<-served
-						held = append(held, done)
-						cancel()
-					case len(line) < maxWaiting:
-						line = append(line, waiter{id, cancel, got})
-					default:
-						require.Nil(t, <-got, "a caller was admitted beyond the limit and the line")
-						cancel()
-					}
-				case 1: // a holder gives its slot back
-					if len(held) == 0 {
-						continue
-					}
-					i := rapid.IntRange(0, len(held)-1).Draw(rt, "holder")
-					held[i](nil)
-					held = append(held[:i], held[i+1:]...)
-					synctest.Wait()
-					if len(line) > 0 {
-						w := line[0]
-						line = line[1:]
-						require.Equal(t, w.id, <-served, "waiters are served in order")
-						done := <-w.got
-						require.NotNil(t, done)
-						held = append(held, done)
-						w.cancel()
-					}
-				case 2: // a waiter gives up
-					if len(line) == 0 {
-						continue
-					}
-					i := rapid.IntRange(0, len(line)-1).Draw(rt, "waiter")
-					line[i].cancel()
-					synctest.Wait()
-					require.Nil(t, <-line[i].got)
-					line = append(line[:i], line[i+1:]...)
+					synctest.Wait() // served, queued or refused
 				}
-				require.Equal(t, len(held), b.Running())
-				require.Equal(t, len(line), b.Waiting())
-				require.LessOrEqual(t, b.Running(), limit)
-			}
-			for _, w := range line {
-				w.cancel()
-			}
-			synctest.Wait()
-			for _, d := range held {
-				d(nil)
-			}
-			for _, w := range line {
-				if done := <-w.got; done != nil {
-					done(nil)
+				for id := range tt.inLine {
+					call(id)
 				}
-			}
-			require.Zero(t, b.Running())
+				require.Equal(t, tt.inLine, b.Waiting())
+
+				handOn := jidoka.GiveBackBeforeHandOn(b)
+				call(tt.inLine)
+				handOn()
+				synctest.Wait()
+				assert.Equal(t, tt.limit, b.Running(), "the slot given back is not taken")
+				assert.Equal(t, tt.inLine, b.Waiting(), "the call that arrived is not in line")
+				for id := range tt.inLine + 1 {
+					r := <-results
+					require.NoError(t, r.err, "call %d", r.id)
+					require.Equal(t, id, r.id, "served out of order")
+					r.done(nil)
+					synctest.Wait()
+				}
+				for range tt.limit - 1 {
+					hold(nil)
+				}
+				assert.Zero(t, b.Running())
+				assert.Zero(t, b.Waiting())
+			})
 		})
-	})
+	}
 }
 
 func TestBulkheadErrorsAreComparable(t *testing.T) {
