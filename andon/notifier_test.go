@@ -1440,22 +1440,8 @@ func TestResolutionOfAFiringAlertGivenUpInFlightIsNotSent(t *testing.T) {
 func TestFiringAndResolutionGivenUpTogetherOweNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
-		hold := make(chan struct{})
-		var calls atomic.Int32
-		n := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
-			switch calls.Add(1) {
-			case 1:
-				<-hold
-			case 2:
-				return errors.New("connection refused")
-			}
-			return rec.Notify(ctx, a)
-		})
-		cond, other := newSwitch(), newSwitch()
-		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
-			Notify: andon.NotifyOptions{MaxAttempts: 1},
-			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond},
-				{Name: "S", Severity: andon.Page, Condition: other}}})
+		n, hold := holdThenRefuse(rec, 1, nil)
+		e, cond, other := twoRules(t, n, andon.NotifyOptions{MaxAttempts: 1}, "R")
 		ctx := context.Background()
 
 		other.Set(true)
@@ -1675,25 +1661,12 @@ func TestRetryKeepsTheFiringAlertItsResolutionFollows(t *testing.T) {
 func testRetryKeepsTheFiringAlert(t *testing.T, reorder bool) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
-		hold := make(chan struct{})
-		var calls atomic.Int32
-		n := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
-			switch calls.Add(1) {
-			case 1:
-				<-hold
-			case 2:
-				if reorder {
-					slices.Reverse(a)
-				}
-				return errors.New("connection refused")
-			}
-			return rec.Notify(ctx, a)
-		})
-		cond, other := newSwitch(), newSwitch()
-		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
-			Notify: andon.NotifyOptions{MaxAttempts: 2, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Minute })},
-			Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: cond},
-				{Name: "S", Severity: andon.Page, Condition: other}}})
+		var refused func([]andon.Alert)
+		if reorder {
+			refused = func(a []andon.Alert) { slices.Reverse(a) }
+		}
+		n, hold := holdThenRefuse(rec, 1, refused)
+		e, cond, other := twoRules(t, n, andon.NotifyOptions{MaxAttempts: 2, Backoff: kanban.BackoffFunc(func(int) time.Duration { return time.Minute })}, "A")
 		ctx := context.Background()
 
 		other.Set(true)
@@ -1818,22 +1791,8 @@ func TestAlertFiringAgainAfterADroppedResolutionIsSent(t *testing.T) {
 func TestFiringAgainGivenUpWithItsResolutionIsOfferedAgain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
-		hold := make(chan struct{})
-		var calls atomic.Int32
-		n := notifierFunc(func(ctx context.Context, a []andon.Alert) error {
-			switch calls.Add(1) {
-			case 2:
-				<-hold
-			case 3:
-				return errors.New("connection refused")
-			}
-			return rec.Notify(ctx, a)
-		})
-		cond, other := newSwitch(), newSwitch()
-		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(),
-			Notify: andon.NotifyOptions{MaxAttempts: 1},
-			Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond},
-				{Name: "S", Severity: andon.Page, Condition: other}}})
+		n, hold := holdThenRefuse(rec, 2, nil)
+		e, cond, other := twoRules(t, n, andon.NotifyOptions{MaxAttempts: 1}, "R")
 		ctx := context.Background()
 
 		cond.Set(true)
@@ -1896,4 +1855,36 @@ func TestNotifierMethodPanicAtConstruction(t *testing.T) {
 		})
 		require.EqualError(t, err, tt.want)
 	}
+}
+
+// holdThenRefuse is a notifier that hands its calls on to rec but for
+// two: call held waits until hold is closed before it does, and the call
+// after it is refused ("connection refused"), once refused, if not nil,
+// has seen its alerts.
+func holdThenRefuse(rec *recorder, held int32, refused func([]andon.Alert)) (n andon.Notifier, hold chan struct{}) {
+	hold = make(chan struct{})
+	var calls atomic.Int32
+	return notifierFunc(func(ctx context.Context, a []andon.Alert) error {
+		switch calls.Add(1) {
+		case held:
+			<-hold
+		case held + 1:
+			if refused != nil {
+				refused(a)
+			}
+			return errors.New("connection refused")
+		}
+		return rec.Notify(ctx, a)
+	}), hold
+}
+
+// twoRules is an evaluator that notifies n under opts of two rules, the
+// one named first and "S", whose conditions cond and other switch.
+func twoRules(t *testing.T, n andon.Notifier, opts andon.NotifyOptions, first string) (e *andon.Evaluator, cond, other *switchCond) {
+	t.Helper()
+	cond, other = newSwitch(), newSwitch()
+	e = newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{n}, Logger: discardLogger(), Notify: opts,
+		Rules: []andon.Rule{{Name: first, Severity: andon.Page, Condition: cond},
+			{Name: "S", Severity: andon.Page, Condition: other}}})
+	return e, cond, other
 }
