@@ -2,10 +2,6 @@ package natsjs_test
 
 import (
 	"context"
-	"io"
-	"net"
-	"net/url"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,66 +19,13 @@ import (
 // the server sends goes no further, while what the client sends still
 // reaches the server: a connection the client takes for connected, on
 // which no reply, pong or acknowledgement comes.
-type stallProxy struct {
-	ln      net.Listener
-	stalled atomic.Bool
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	conns   []net.Conn
-}
+type stallProxy struct{ stalled atomic.Bool }
 
-// startStallProxy starts a proxy to the server at rawURL and returns the
-// URL to connect to it with. It stops when the test ends.
+// startStallProxy starts a stallProxy to the server at rawURL and returns
+// the URL to connect to it with. It stops when the test ends.
 func startStallProxy(t *testing.T, rawURL string) (*stallProxy, string) {
-	t.Helper()
-	u, err := url.Parse(rawURL)
-	require.NoError(t, err)
-	target := u.Host
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &stallProxy{ln: ln}
-	p.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			p.wg.Go(func() { _, _ = io.Copy(s, c) })
-			p.wg.Go(func() {
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := s.Read(buf)
-					if n > 0 && !p.stalled.Load() {
-						if _, err := c.Write(buf[:n]); err != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			})
-		}
-	})
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			_ = c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	u.Host = ln.Addr().String()
-	return p, u.String()
+	p := &stallProxy{}
+	return p, startProxy(t, rawURL, nil, func([]byte) bool { return !p.stalled.Load() })
 }
 
 func (p *stallProxy) stall() { p.stalled.Store(true) }

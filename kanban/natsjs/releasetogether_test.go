@@ -3,10 +3,7 @@ package natsjs_test
 import (
 	"bytes"
 	"context"
-	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,76 +24,21 @@ import (
 // has sent want of them, nothing the server sends reaches the client: no
 // answer to a release comes before want are sent.
 type holdProxy struct {
-	ln    net.Listener
 	want  int
 	armed atomic.Bool // a release was sent
 	naks  atomic.Int64
 	open  chan struct{} // closed once want releases are sent, or by free
 	once  sync.Once
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns []net.Conn
 }
 
-// startHoldProxy starts a proxy to the server at rawURL that holds back
-// what the server sends until want releases are sent, and returns the URL
-// to connect to it with. It stops when the test ends.
+// startHoldProxy starts a holdProxy to the server at rawURL that holds
+// back what the server sends until want releases are sent, and returns
+// the URL to connect to it with. It stops when the test ends.
 func startHoldProxy(t *testing.T, rawURL string, want int) (*holdProxy, string) {
-	t.Helper()
-	u, err := url.Parse(rawURL)
-	require.NoError(t, err)
-	target := u.Host
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &holdProxy{ln: ln, want: want, open: make(chan struct{})}
-	p.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			p.wg.Go(func() { p.pass(s, c, p.count) })
-			p.wg.Go(func() { p.pass(c, s, p.hold) })
-		}
-	})
-	t.Cleanup(func() {
-		p.free()
-		_ = ln.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			_ = c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	u.Host = ln.Addr().String()
-	return p, u.String()
-}
-
-// pass copies from src to dst, calling before with each chunk read,
-// before it is written.
-func (p *holdProxy) pass(dst io.Writer, src io.Reader, before func([]byte)) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			before(buf[:n])
-			if _, err := dst.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
+	p := &holdProxy{want: want, open: make(chan struct{})}
+	proxied := startProxy(t, rawURL, p.count, func(b []byte) bool { p.hold(b); return true })
+	t.Cleanup(p.free) // before the proxy stops: a held copy would keep it
+	return p, proxied
 }
 
 // count counts the releases in b, what the client sends, before the
