@@ -40,7 +40,10 @@ func ExampleStopLine() {
 
 	record := func(n int, o tai.Outcome) {
 		for range n {
-			stats.Observe(ctx, tai.Record{Kind: "payment", Outcome: o, Start: time.Now(), Duration: 20 * time.Millisecond})
+			// A record is observed once its signal has ended: it began
+			// its Duration ago. (One that ends in the future counts from
+			// then, and may fall outside a window that ends now.)
+			stats.Observe(ctx, tai.Record{Kind: "payment", Outcome: o, Start: time.Now().Add(-20 * time.Millisecond), Duration: 20 * time.Millisecond})
 		}
 	}
 	record(18, tai.Succeeded)
