@@ -94,8 +94,10 @@ func Signals() []tai.Signal[Order] {
 
 // RealisticRecord is what a payment pipeline with a gate, a scored policy
 // and an action hands its observers: a Review with two contributions and
-// all four stage durations, traced but not sampled, started now.
+// all four stage durations, traced but not sampled, ended now: a record
+// ending later would be in the future of a window that ends now.
 func RealisticRecord() tai.Record {
+	const took = 12*time.Millisecond + 345*time.Microsecond
 	r := tai.Record{
 		ID: "3f6c2a9e0b7d4c1e8a5f2d6b9c0e1a7f", Kind: "payment", Key: "cust_42",
 		Outcome: tai.Succeeded,
@@ -104,8 +106,8 @@ func RealisticRecord() tai.Record {
 				{Rule: "velocity", Weight: 0.5, Risk: 0.8, Score: 0.4, Reason: "velocity: 4 payments this minute"},
 				{Rule: "amount", Weight: 0.2, Risk: 0.1, Score: 0.02, Reason: "amount 480.00 near daily limit"},
 			}},
-		Start:    time.Now(),
-		Duration: 12*time.Millisecond + 345*time.Microsecond,
+		Start:    time.Now().Add(-took),
+		Duration: took,
 		Span:     tai.SpanContext{TraceID: tai.TraceID{0x4b, 0xf9, 0x2f, 0x35}, SpanID: tai.SpanID{0x00, 0xf0, 0x67}},
 	}
 	r.Stages[tai.StageSignal] = r.Duration
