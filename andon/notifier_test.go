@@ -38,6 +38,13 @@ func (r *recorder) Notify(_ context.Context, alerts []andon.Alert) error {
 	return nil
 }
 
+// told returns the alerts told, in order.
+func (r *recorder) told() []andon.Alert {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.alerts)
+}
+
 // events returns "name state" for each alert told.
 func (r *recorder) events() []string {
 	r.mu.Lock()
@@ -1260,10 +1267,8 @@ func TestGivenUpResolutionIsSentOnceTheAlertIsPendingAgain(t *testing.T) {
 		step(4*time.Minute, false, andon.Inactive)
 		step(5*time.Minute, false, andon.Inactive)
 		assert.Equal(t, []string{"R firing", "R resolved"}, rec.events())
-		if ev := rec.events(); len(ev) == 2 {
-			rec.mu.Lock()
-			assert.Equal(t, t0.Add(2*time.Minute), rec.alerts[1].ResolvedAt, "the resolution as it was made")
-			rec.mu.Unlock()
+		if told := rec.told(); len(told) == 2 {
+			assert.Equal(t, t0.Add(2*time.Minute), told[1].ResolvedAt, "the resolution as it was made")
 		}
 	})
 }
@@ -1638,11 +1643,9 @@ func TestGivenUpFiringAlertKeepsTheResolutionOwedForTheNewerOne(t *testing.T) {
 		step(7*time.Minute, false, andon.Inactive)
 		require.NoError(t, e.Flush(ctx))
 		assert.Equal(t, []string{"R firing", "R resolved"}, rec.events())
-		if ev := rec.events(); len(ev) == 2 {
-			rec.mu.Lock()
-			assert.Equal(t, t0.Add(4*time.Minute), rec.alerts[0].FiredAt)
-			assert.Equal(t, t0.Add(5*time.Minute), rec.alerts[1].ResolvedAt)
-			rec.mu.Unlock()
+		if told := rec.told(); len(told) == 2 {
+			assert.Equal(t, t0.Add(4*time.Minute), told[0].FiredAt)
+			assert.Equal(t, t0.Add(5*time.Minute), told[1].ResolvedAt)
 		}
 	})
 }
@@ -1776,10 +1779,8 @@ func TestAlertFiringAgainAfterADroppedResolutionIsSent(t *testing.T) {
 		cond.Set(false)
 		evaluateAndFlush(t, e, 6*time.Minute)
 		assert.Equal(t, []string{"A firing", "S firing", "A firing", "A resolved"}, rec.events())
-		if ev := rec.events(); len(ev) == 4 {
-			rec.mu.Lock()
-			assert.Equal(t, t0.Add(4*time.Minute), rec.alerts[2].FiredAt, "the new firing alert")
-			rec.mu.Unlock()
+		if told := rec.told(); len(told) == 4 {
+			assert.Equal(t, t0.Add(4*time.Minute), told[2].FiredAt, "the new firing alert")
 		}
 	})
 }
@@ -1810,10 +1811,8 @@ func TestFiringAgainGivenUpWithItsResolutionIsOfferedAgain(t *testing.T) {
 		evaluateAndFlush(t, e, 4*time.Minute)
 		evaluateAndFlush(t, e, 5*time.Minute)
 		assert.Equal(t, []string{"R firing", "S firing", "R firing"}, rec.events())
-		if ev := rec.events(); len(ev) == 3 {
-			rec.mu.Lock()
-			assert.Equal(t, t0.Add(3*time.Minute), rec.alerts[2].FiredAt, "the newer firing alert")
-			rec.mu.Unlock()
+		if told := rec.told(); len(told) == 3 {
+			assert.Equal(t, t0.Add(3*time.Minute), told[2].FiredAt, "the newer firing alert")
 		}
 	})
 }

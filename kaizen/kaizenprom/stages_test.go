@@ -75,41 +75,7 @@ func TestMetricsObservesReachedStagesOfZeroTime(t *testing.T) {
 // took its time, so the stage histograms said every stage was instant.
 // It observes none of them, as before it knew which were reached.
 func TestMetricsBehindAnotherObserverObservesNoUntimedStages(t *testing.T) {
-	for _, sampled := range []bool{false, true} {
-		synctest.Test(t, func(t *testing.T) {
-			reg := prometheus.NewRegistry()
-			m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
-			require.NoError(t, err)
-			relabel := tai.ObserverFunc(func(ctx context.Context, r tai.Record) { m.Observe(ctx, r) })
-			opts := []tai.Option{tai.WithObservers(relabel), tai.WithGates(tai.GateFunc(func(context.Context, string) error {
-				time.Sleep(time.Millisecond)
-				return nil
-			}))}
-			if sampled {
-				opts = append(opts, tai.WithTracer(sampledTracer{}))
-			}
-			p, err := tai.New(
-				tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
-					time.Sleep(time.Second)
-					return tai.Decision{Verdict: tai.Allow}, nil
-				}),
-				tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
-					time.Sleep(time.Minute)
-					return 1, nil
-				}),
-				opts...)
-			require.NoError(t, err)
-			_, err = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
-			require.NoError(t, err)
-			for _, stage := range []string{"gate", "policy", "action"} {
-				s := series(t, reg, "taikit_stage_duration_seconds", map[string]string{"kind": "k", "stage": stage})
-				assert.Zero(t, s.GetHistogram().GetSampleCount(), "sampled %v: stage %s observed untimed", sampled, stage)
-			}
-			s := series(t, reg, "taikit_signal_duration_seconds", map[string]string{"kind": "k", "outcome": "succeeded"})
-			require.NotNil(t, s, "sampled %v", sampled)
-			assert.Equal(t, uint64(1), s.GetHistogram().GetSampleCount(), "sampled %v", sampled)
-		})
-	}
+	testNoUntimedStages(t, time.Millisecond, time.Second, time.Minute)
 }
 
 // A signal that took no time on the clock (under testing/synctest, or
@@ -118,21 +84,36 @@ func TestMetricsBehindAnotherObserverObservesNoUntimedStages(t *testing.T) {
 // them: Metrics observed each stage it reached at zero, though none was
 // timed. It observes none of them.
 func TestMetricsObservesNoUntimedStagesOfZeroTime(t *testing.T) {
+	testNoUntimedStages(t, 0, 0, 0)
+}
+
+// testNoUntimedStages runs a signal whose gate, policy and action take
+// the times given through a pipeline whose Metrics is behind another
+// Observer, sampled and not, and checks that Metrics observed the signal
+// and none of its stages.
+func testNoUntimedStages(t *testing.T, gate, policy, action time.Duration) {
 	for _, sampled := range []bool{false, true} {
 		synctest.Test(t, func(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{})
 			require.NoError(t, err)
 			relabel := tai.ObserverFunc(func(ctx context.Context, r tai.Record) { m.Observe(ctx, r) })
-			opts := []tai.Option{tai.WithObservers(relabel), tai.WithGates(tai.GateFunc(func(context.Context, string) error { return nil }))}
+			opts := []tai.Option{tai.WithObservers(relabel), tai.WithGates(tai.GateFunc(func(context.Context, string) error {
+				time.Sleep(gate)
+				return nil
+			}))}
 			if sampled {
 				opts = append(opts, tai.WithTracer(sampledTracer{}))
 			}
 			p, err := tai.New(
 				tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+					time.Sleep(policy)
 					return tai.Decision{Verdict: tai.Allow}, nil
 				}),
-				tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) { return 1, nil }),
+				tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+					time.Sleep(action)
+					return 1, nil
+				}),
 				opts...)
 			require.NoError(t, err)
 			_, err = p.Process(context.Background(), tai.Signal[int]{ID: "1", Kind: "k"})
