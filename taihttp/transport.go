@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/taipattern/taikit/heijunka"
+	"github.com/taipattern/taikit/internal/deadlines"
 	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/jidoka"
 	"github.com/taipattern/taikit/tai"
@@ -161,7 +162,7 @@ type Transport struct {
 	hedge     *jidoka.Hedge
 	limiter   *heijunka.Limiter
 	timeout   time.Duration
-	expiries  *expirySet // of the attempts, when timeout is set
+	expiries  *deadlines.Set[attemptBody] // of the attempts, when timeout is set
 	breaker   *jidoka.Breaker
 	retryOn   func(int) bool
 	failureOn func(int) bool
@@ -185,7 +186,7 @@ func NewTransport(opts TransportOptions) (*Transport, error) {
 		return nil, fmt.Errorf("taihttp.NewTransport: Base holds a nil %T", opts.Base)
 	}
 	if t.timeout > 0 {
-		t.expiries = newExpirySet(t.timeout, runtime.GOMAXPROCS(0))
+		t.expiries = deadlines.New(time.Now(), t.timeout, runtime.GOMAXPROCS(0), attemptExpiry, expireAttempt)
 	}
 	if t.base == nil {
 		t.base = http.DefaultTransport
@@ -550,7 +551,8 @@ func (rt *roundTrip) call(ctx context.Context) error {
 //
 // (jidoka.Timeout would end the attempt's context when the attempt
 // returns, and with it the body; the timeout here ends the request's
-// context only if it passes before the header is in: see expiries.)
+// context only if it passes before the header is in: see the package
+// internal/deadlines, which keeps the attempts until their deadlines.)
 func (rt *roundTrip) attempt(ctx context.Context) error {
 	req, err := rt.request()
 	if err != nil {
@@ -574,8 +576,9 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	}
 	x := rt.t.expiries
 	if x != nil {
-		a.expiry.cancel = a.cancel
-		x.add(&a.expiry)
+		now := x.Since()
+		a.expiry.At = now + rt.t.timeout
+		x.Add(a, now)
 	}
 	// A panic in the base or in a status function of the caller's goes on
 	// to the caller of RoundTrip, as it would without the Transport; on
@@ -596,7 +599,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		a.cancel()
 		stop()
 		if x != nil {
-			x.done(&a.expiry)
+			x.Remove(a)
 		}
 		if !reported {
 			done(&tai.PanicError{Stage: tai.StageAction, Value: v, Stack: debug.Stack()})
@@ -646,7 +649,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		// that has won.
 		buffer(resp)
 	}
-	intime := x == nil || x.done(&a.expiry)
+	intime := x == nil || x.Remove(a)
 	if linked := stop(); err == nil && !(intime && linked) {
 		// The attempt ended (its timeout, a lost hedge) as the
 		// response came: the response is lost with it.
@@ -656,7 +659,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	if err != nil {
 		a.cancel()
 		switch {
-		case a.expiry.fired: // set before done returned
+		case a.expiry.Fired(): // set before Remove returned
 			err = &jidoka.TimeoutError{Timeout: "attempt", Duration: rt.t.timeout, Err: context.DeadlineExceeded}
 		case ctx.Err() != nil:
 			// The attempt's context ended: that is why the request
@@ -702,7 +705,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 type attemptBody struct {
 	io.ReadCloser
 	cancel context.CancelFunc
-	expiry expiry // its place among the Transport's expiries
+	expiry deadlines.Links[attemptBody] // its place among the Transport's expiries
 }
 
 // Read reads the body; at its end the request's context ends, so that
@@ -728,6 +731,13 @@ func (rt *roundTrip) body() *attemptBody {
 	}
 	return &attemptBody{}
 }
+
+// attemptExpiry returns a's place among the Transport's expiries.
+func attemptExpiry(a *attemptBody) *deadlines.Links[attemptBody] { return &a.expiry }
+
+// expireAttempt ends an attempt that outlived the Transport's
+// AttemptTimeout.
+func expireAttempt(a *attemptBody) { a.cancel() }
 
 // noStop is the stop of an attempt whose context is the request's own:
 // the request's context is its child already.
