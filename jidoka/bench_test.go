@@ -141,7 +141,8 @@ func BenchmarkLineAdmit(b *testing.B) {
 
 // BenchmarkTimeout measures a successful call through a Timeout, under a
 // caller's context that can never end and under one that can, and one that
-// asks its context for Done.
+// asks its context for Done; each once on one goroutine and once on all
+// cores (Parallel), where the calls' contexts meet in the Timeout's lists.
 func BenchmarkTimeout(b *testing.B) {
 	to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Minute})
 	if err != nil {
@@ -167,6 +168,17 @@ func BenchmarkTimeout(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+		b.Run(bc.name+"Parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := to.Do(bc.ctx, bc.fn); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 		})
 	}
 }

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/taipattern/taikit/internal/deadlines"
 )
 
 // ErrTimeout matches (errors.Is) every *TimeoutError: a call ran past the
@@ -69,35 +71,28 @@ type TimeoutOptions struct {
 // The deadline is kept on the monotonic clock, as time.Since measures:
 // a step of the wall clock does not move it.
 //
-// A Timeout allocates one context per call, and no timer: every call gets
-// a context of its own, never reused, since a call may hand it on to work
-// that outlives it (context.WithoutCancel and context.WithValue keep
-// their parent without asking it anything); the timer that ends it is
-// kept for the next call when it did not fire. When the caller's context
-// can never end (its Done is nil, as context.Background's), the timer is
-// set only once the call, or a context derived from it, asks for Done: a
-// call that never does cannot be woken at the deadline, and its context's
-// Err reads the clock instead. Make one with NewTimeout; the zero Timeout
-// is not usable.
+// A Timeout allocates one context per call, and sets no timer per call:
+// every call gets a context of its own, never reused, since a call may hand
+// it on to work that outlives it (context.WithoutCancel and
+// context.WithValue keep their parent without asking it anything). A
+// context that is to be woken at its deadline waits in one of a few lists
+// the Timeout keeps, soonest deadline first, each with one runtime timer
+// set for its first deadline; since every call of a Timeout is given the
+// same Duration, a context joins its list at the end nearly always, and
+// the timer, once set, is left for the next call when the list empties.
+// A call that returns takes its context out of the list: nothing of the
+// Timeout holds it afterwards. When the caller's context can never end
+// (its Done is nil, as context.Background's), the context joins a list
+// only once the call, or a context derived from it, asks for Done: a call
+// that never does cannot be woken at the deadline, and its context's Err
+// reads the clock instead. Make one with NewTimeout; the zero Timeout is
+// not usable.
 type Timeout struct {
 	name  string
 	d     time.Duration
 	epoch time.Time // deadlines are kept as monotonic time since epoch
-	pool  sync.Pool // *expiryTimer
-}
-
-// expiryTimer is a timer that ends the context it is set for. Unlike the
-// context, it is reused: once stopped before it fired, nothing holds it.
-type expiryTimer struct {
-	t *time.Timer
-	c atomic.Pointer[deadlineCtx]
-}
-
-// fire is the timer's function.
-func (e *expiryTimer) fire() {
-	if c := e.c.Load(); c != nil {
-		c.expire()
-	}
+	// armed keeps the contexts to be woken at their deadlines.
+	armed *deadlines.Set[deadlineCtx]
 }
 
 // NewTimeout returns a Timeout configured by opts, or an error naming the
@@ -106,8 +101,13 @@ func NewTimeout(opts TimeoutOptions) (*Timeout, error) {
 	if opts.Duration <= 0 {
 		return nil, fmt.Errorf("jidoka: TimeoutOptions.Duration is %v, want > 0", opts.Duration)
 	}
-	return &Timeout{name: opts.Name, d: opts.Duration, epoch: time.Now()}, nil
+	t := &Timeout{name: opts.Name, d: opts.Duration, epoch: time.Now()}
+	t.armed = deadlines.New(t.epoch, t.d, runtime.GOMAXPROCS(0), ctxLinks, (*deadlineCtx).expire)
+	return t, nil
 }
+
+// ctxLinks returns c's place among its Timeout's armed contexts.
+func ctxLinks(c *deadlineCtx) *deadlines.Links[deadlineCtx] { return &c.links }
 
 // Name returns TimeoutOptions.Name.
 func (t *Timeout) Name() string { return t.name }
@@ -124,7 +124,8 @@ func (t *Timeout) Do(ctx context.Context, fn func(context.Context) error) error 
 	}
 	// time.Since reads only the monotonic clock, about half the cost of
 	// time.Now; Deadline makes a time.Time of it when asked.
-	deadline := time.Since(t.epoch) + t.d
+	now := time.Since(t.epoch)
+	deadline := now + t.d
 	if deadline < 0 { // too long to add: the farthest time there is
 		deadline = math.MaxInt64
 	}
@@ -138,11 +139,13 @@ func (t *Timeout) Do(ctx context.Context, fn func(context.Context) error) error 
 		c.end()
 		return err
 	}
-	c := &deadlineCtx{Context: ctx, to: t, deadline: deadline}
+	c := &deadlineCtx{Context: ctx, to: t}
+	c.links.At = deadline
 	if canEnd(ctx) {
 		// Which of the caller's end and the deadline came first can be
-		// told only as they happen: a timer ends c at the deadline.
-		c.setTimer(t.d)
+		// told only as they happen: c is ended at the deadline.
+		c.armed = true
+		t.armed.Add(c, now)
 	}
 	err := t.call(c, fn)
 	expired := c.end()
@@ -157,7 +160,7 @@ func (t *Timeout) Do(ctx context.Context, fn func(context.Context) error) error 
 
 // canEnd reports whether ctx can end: a context whose Done is nil never
 // does, and the one a Timeout gives a call ends at its deadline (asking it
-// for Done would set its timer).
+// for Done would arm it).
 func canEnd(ctx context.Context) bool {
 	if _, ok := ctx.(*deadlineCtx); ok {
 		return true
@@ -165,9 +168,9 @@ func canEnd(ctx context.Context) bool {
 	return ctx.Done() != nil
 }
 
-// call runs fn; a panic in fn still ends c before it goes on, so that its
-// timer is stopped and the stdlib goroutines watching c (if any) are
-// released.
+// call runs fn; a panic in fn still ends c before it goes on, so that it
+// leaves its Timeout's list and the stdlib goroutines watching c (if any)
+// are released.
 func (t *Timeout) call(c *deadlineCtx, fn func(context.Context) error) (err error) {
 	ok := false
 	defer func() {
@@ -183,29 +186,38 @@ func (t *Timeout) call(c *deadlineCtx, fn func(context.Context) error) (err erro
 // deadlineCtx is the context a Timeout gives a call: the caller's context
 // with a deadline. Its Done channel is made only when asked for.
 //
-// When the caller's context can never end, no timer is set until Done or
+// When the caller's context can never end, c is not armed (put in one of
+// its Timeout's lists, to be ended at its deadline) until Done or
 // AfterFunc is asked for: a call that asks for neither cannot be woken at
 // the deadline, and Err, and the end of the call, read the clock instead.
-// When the caller's context can end, the timer is set as the call starts,
-// so that the first of the two to end is known (see Timeout.Do).
+// When the caller's context can end, c is armed as the call starts, so
+// that the first of the two to end is known (see Timeout.Do).
 type deadlineCtx struct {
-	context.Context               // the caller's
-	to              *Timeout      // the Timeout that made it
-	deadline        time.Duration // since to.epoch
+	context.Context          // the caller's
+	to              *Timeout // the Timeout that made it
+	// links is c's place among the Timeout's armed contexts; links.At,
+	// set when c is made, is its deadline, since to.epoch.
+	links deadlines.Links[deadlineCtx]
 	// inherited, set when c is made, says the deadline is the caller's
-	// and there is no timer.
+	// and c is never armed.
 	inherited bool
 
 	expired bool // it ended at its deadline; the fields from here on are mu's
 	// callers says it ended because the caller's context did: its cause
 	// is then the caller's (see Value).
 	callers bool
+	armed   bool // c was put in a list; it never is again
 	mu      sync.Mutex
-	timer   *expiryTimer  // set to end c at its deadline, once set
 	done    chan struct{} // made by Done, closed when the context ends
 	err     error         // set when the context ends
 	stop    func() bool   // stops the watch on the caller's context
-	afters  []*func()     // functions of AfterFunc, to run when it ends
+	afters  *afterFunc    // functions of AfterFunc, to run when it ends
+}
+
+// afterFunc is a function given to a deadlineCtx's AfterFunc, in its list.
+type afterFunc struct {
+	f    func()
+	next *afterFunc
 }
 
 // closedChan is the Done of a context that had ended before Done was asked
@@ -216,7 +228,7 @@ func (c *deadlineCtx) Deadline() (time.Time, bool) {
 	if c.inherited {
 		return c.Context.Deadline()
 	}
-	return c.to.epoch.Add(c.deadline), true
+	return c.to.epoch.Add(c.links.At), true
 }
 
 func (c *deadlineCtx) Done() <-chan struct{} {
@@ -236,38 +248,24 @@ func (c *deadlineCtx) Done() <-chan struct{} {
 	return c.done
 }
 
-// armLocked sets the timer that ends c at its deadline, or ends c at once
-// if the deadline has passed, unless c has ended or has its timer.
+// armLocked arms c, to be ended at its deadline, or ends c at once if the
+// deadline has passed, unless c has ended or is armed.
 func (c *deadlineCtx) armLocked() {
-	if c.err != nil || c.timer != nil || c.inherited {
+	if c.err != nil || c.armed || c.inherited {
 		return
 	}
-	left := c.deadline - time.Since(c.to.epoch)
-	if left <= 0 {
+	now := time.Since(c.to.epoch)
+	if c.links.At <= now {
 		c.cancelLocked(context.DeadlineExceeded, true)
 		return
 	}
-	c.setTimer(left)
+	c.armed = true
+	c.to.armed.Add(c, now)
 }
 
-// setTimer sets a timer, the Timeout's spare one if it has one, to end c
-// after d.
-func (c *deadlineCtx) setTimer(d time.Duration) {
-	e, _ := c.to.pool.Get().(*expiryTimer)
-	if e == nil {
-		e = &expiryTimer{}
-		e.c.Store(c)
-		e.t = time.AfterFunc(d, e.fire)
-	} else {
-		e.c.Store(c)
-		e.t.Reset(d)
-	}
-	c.timer = e
-}
-
-// expiredLocked reports whether c, with no timer, has reached its deadline.
+// expiredLocked reports whether c, not armed, has reached its deadline.
 func (c *deadlineCtx) expiredLocked() bool {
-	return c.timer == nil && !c.inherited && time.Since(c.to.epoch) >= c.deadline
+	return !c.armed && !c.inherited && time.Since(c.to.epoch) >= c.links.At
 }
 
 // watchLocked makes the end of the caller's context end c, once.
@@ -291,14 +289,14 @@ func (c *deadlineCtx) AfterFunc(f func()) (stop func() bool) {
 		return func() bool { return false }
 	}
 	c.watchLocked()
-	ref := &f
-	c.afters = append(c.afters, ref)
+	a := &afterFunc{f: f, next: c.afters}
+	c.afters = a
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		for i, a := range c.afters {
-			if a == ref {
-				c.afters = append(c.afters[:i], c.afters[i+1:]...)
+		for p := &c.afters; *p != nil; p = &(*p).next {
+			if *p == a {
+				*p = a.next
 				return true
 			}
 		}
@@ -381,7 +379,7 @@ func (p *keyProbe) Value(key any) any {
 	return nil
 }
 
-// expire is the timer's function.
+// expire ends c at its deadline: its list's timer calls it.
 func (c *deadlineCtx) expire() { c.cancel(context.DeadlineExceeded, true) }
 
 // cancel ends the context with err, if it has not ended.
@@ -404,14 +402,15 @@ func (c *deadlineCtx) cancelLocked(err error, expired bool) {
 	if c.done != nil && c.done != closedChan {
 		close(c.done)
 	}
-	for _, f := range c.afters {
-		go (*f)()
+	for a := c.afters; a != nil; a = a.next {
+		go a.f()
 	}
 	c.afters = nil
 }
 
 // end ends the context when the call has returned, as a deferred cancel
-// does, stops its timer, and reports whether it had expired.
+// does, takes it out of its Timeout's list, and reports whether it had
+// expired.
 func (c *deadlineCtx) end() (expired bool) {
 	c.mu.Lock()
 	if c.err == nil && c.expiredLocked() {
@@ -419,15 +418,13 @@ func (c *deadlineCtx) end() (expired bool) {
 	}
 	c.cancelLocked(context.Canceled, false)
 	expired = c.expired
-	stop, e := c.stop, c.timer
+	stop, armed := c.stop, c.armed
 	c.mu.Unlock()
 	if stop != nil {
 		stop()
 	}
-	if e != nil && e.t.Stop() {
-		// The timer will not fire: it can serve another call.
-		e.c.Store(nil)
-		c.to.pool.Put(e)
+	if armed {
+		c.to.armed.Remove(c)
 	}
 	return expired
 }

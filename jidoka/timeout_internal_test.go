@@ -2,20 +2,14 @@ package jidoka
 
 import (
 	"context"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 	"unsafe"
-)
 
-// timerOf returns the timer set to end c, if any.
-func timerOf(c *deadlineCtx) *time.Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.timer == nil {
-		return nil
-	}
-	return c.timer.t
-}
+	"github.com/taipattern/taikit/internal/deadlines"
+)
 
 // TestDeadlineCtxSize: the context a Timeout gives each call, its one
 // allocation per call, stays within the 112-byte size class; a field more
@@ -26,40 +20,90 @@ func TestDeadlineCtxSize(t *testing.T) {
 	}
 }
 
-// TestTimeoutLeavesNoTimerSet: once a call has returned or panicked, the
-// timer that was to end its context is stopped, whatever the call asked of
-// its context and whatever its caller's context.
-func TestTimeoutLeavesNoTimerSet(t *testing.T) {
-	to, err := NewTimeout(TimeoutOptions{Duration: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+// TestTimeoutHoldsNoContextOnceReturned: once a call has returned or
+// panicked, its context is in none of the Timeout's lists, whatever the
+// call asked of its context and whatever its caller's context; a Timeout
+// longer than deadlines.IdleTimerLimit leaves no timer set either.
+func TestTimeoutHoldsNoContextOnceReturned(t *testing.T) {
 	cancelable, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	for _, parent := range []context.Context{context.Background(), cancelable} {
-		for _, ask := range []func(context.Context){
-			func(context.Context) {},
-			func(ctx context.Context) { _ = ctx.Err() },
-			func(ctx context.Context) { _ = ctx.Done() },
-			func(ctx context.Context) { context.AfterFunc(ctx, func() {}) },
-		} {
-			for _, panics := range []bool{false, true} {
-				var kept *deadlineCtx
-				func() {
-					defer func() { _ = recover() }()
-					_ = to.Do(parent, func(ctx context.Context) error {
-						kept = ctx.(*deadlineCtx)
-						ask(ctx)
-						if panics {
-							panic("boom")
-						}
-						return nil
-					})
-				}()
-				if tm := timerOf(kept); tm != nil && tm.Stop() {
-					t.Errorf("the timer was still set after the call returned (panicked: %v)", panics)
+	for _, d := range []time.Duration{time.Second, time.Hour} {
+		to, err := NewTimeout(TimeoutOptions{Duration: d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, parent := range []context.Context{context.Background(), cancelable} {
+			for _, ask := range []func(context.Context){
+				func(context.Context) {},
+				func(ctx context.Context) { _ = ctx.Err() },
+				func(ctx context.Context) { _ = ctx.Done() },
+				func(ctx context.Context) { context.AfterFunc(ctx, func() {}) },
+			} {
+				for _, panics := range []bool{false, true} {
+					armed := false
+					func() {
+						defer func() { _ = recover() }()
+						_ = to.Do(parent, func(ctx context.Context) error {
+							ask(ctx)
+							n, _ := to.armed.Listed()
+							armed = n == 1
+							if panics {
+								panic("boom")
+							}
+							return nil
+						})
+					}()
+					if n, _ := to.armed.Listed(); n != 0 {
+						t.Errorf("%v: %d contexts listed after the call returned (panicked: %v)", d, n, panics)
+					}
+					if _, set := to.armed.Listed(); d > deadlines.IdleTimerLimit && set != 0 {
+						t.Errorf("%v: %d timers left set after the call returned (panicked: %v)", d, set, panics)
+					}
+					if parent == cancelable && !armed {
+						t.Errorf("%v: the call's context was not listed while it ran under a caller's context that can end", d)
+					}
 				}
 			}
 		}
 	}
+}
+
+// TestTimeoutArmedOutOfOrder: a context armed after one whose deadline is
+// later, in the same list, is ended at its own deadline, not the later
+// one's: a call asks for Done late, after a call started after it did.
+func TestTimeoutArmedOutOfOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		to, err := NewTimeout(TimeoutOptions{Duration: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		to.armed = deadlines.New(to.epoch, to.d, 1, ctxLinks, (*deadlineCtx).expire)
+		start := time.Now()
+		var wg sync.WaitGroup
+		endedAt := make([]time.Duration, 3)
+		for i, tc := range []struct{ startAt, askAt time.Duration }{
+			{0, 3 * time.Second / 4},               // deadline 1s, armed last
+			{time.Second / 4, time.Second / 4},     // deadline 1.25s, armed first
+			{time.Second / 2, 3 * time.Second / 4}, // deadline 1.5s, armed with the first
+		} {
+			wg.Go(func() {
+				time.Sleep(tc.startAt)
+				_ = to.Do(context.Background(), func(ctx context.Context) error {
+					time.Sleep(tc.askAt - tc.startAt)
+					<-ctx.Done()
+					endedAt[i] = time.Since(start)
+					return nil
+				})
+			})
+		}
+		wg.Wait()
+		for i, want := range []time.Duration{time.Second, 5 * time.Second / 4, 3 * time.Second / 2} {
+			if endedAt[i] != want {
+				t.Errorf("call %d: its context ended at %v, want its deadline %v", i, endedAt[i], want)
+			}
+		}
+		if n, _ := to.armed.Listed(); n != 0 {
+			t.Errorf("%d contexts listed after the calls returned", n)
+		}
+	})
 }

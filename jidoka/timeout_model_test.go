@@ -306,8 +306,8 @@ func TestTimeoutContextModel(t *testing.T) {
 		}
 	})
 	rapid.Check(t, func(rt *rapid.T) {
-		// Calls one after another, on one Timeout: a timer a call did not
-		// use serves the next.
+		// Calls one after another, on one Timeout: the timer a call left
+		// set serves the next.
 		scenarios := rapid.SliceOfN(scenario, 1, 3).Draw(rt, "calls")
 		var failure string
 		synctest.Test(t, func(t *testing.T) {

@@ -247,7 +247,7 @@ func TestTimeoutSuccessAllocatesOnlyItsContext(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	assert.Equal(t, 1.0, allocs, "the call's context; the timer is reused")
+	assert.Equal(t, 1.0, allocs, "the call's context; no timer of its own")
 }
 
 // No call's context is given to another call, whatever the call did with
@@ -723,7 +723,7 @@ func TestTimeoutContextConcurrentUse(t *testing.T) {
 }
 
 // A Timeout whose caller's context can end allocates only the call's
-// context too: its timer is reused.
+// context too: it sets no timer of its own.
 func TestTimeoutSuccessAllocatesOnlyItsContextCancelable(t *testing.T) {
 	skipUnderRace(t)
 	to, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Minute})
