@@ -21,7 +21,9 @@
 // OverflowKind, and the policies of each kind at most
 // MetricsOptions.MaxPolicies, the decisions of further policies counted
 // under OverflowPolicy. A sampled signal leaves an
-// exemplar with its trace ID.
+// exemplar with its trace ID, which a scrape carries in the OpenMetrics
+// format: serve the registry with promhttp.HandlerOpts{EnableOpenMetrics:
+// true}.
 //
 // The collectors export the state of the other TPS packages, read at
 // scrape time: JidokaCollector (breakers, lines, watchdogs),

@@ -72,8 +72,9 @@ func ExampleNewMetrics() {
 			ID: fmt.Sprintf("pay-%d", i+1), Kind: "payment", Key: "cust_1", Payload: order{Amount: amount}})
 	}
 
-	// Serve reg with promhttp.HandlerFor(reg, promhttp.HandlerOpts{}); here
-	// the counters are printed.
+	// Serve reg with promhttp.HandlerFor(reg,
+	// promhttp.HandlerOpts{EnableOpenMetrics: true}), the format that
+	// carries the exemplars; here the counters are printed.
 	printSeries(reg, "taikit_decisions_total")
 	printSeries(reg, "taikit_signals_total")
 	// Output:

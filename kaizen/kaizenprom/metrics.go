@@ -96,11 +96,18 @@ type MetricsOptions struct {
 	NoStages bool
 	// NoExemplars turns off exemplars. By default the counter and the
 	// histogram of a signal whose span is sampled carry an exemplar with
-	// its trace_id and span_id.
+	// its trace_id and span_id. Only the OpenMetrics and protobuf formats
+	// carry exemplars: serve the registry with
+	// promhttp.HandlerOpts{EnableOpenMetrics: true}, since without it
+	// promhttp answers Prometheus' default scrape in the classic text
+	// format, which drops them.
 	NoExemplars bool
 	// MaxKinds bounds the number of signal kinds the Metrics labels its
-	// series with, each kind taking some 30 series (and three for each of
-	// its policies, see MaxPolicies): kinds come from code, and one made
+	// series with, each kind taking 131 series with the DefaultBuckets
+	// (four counters, the in-flight gauge of Metrics.Tracer, and seven
+	// histograms of a series for each bucket bound, +Inf, _sum and
+	// _count; 77 with NoStages), and three for each of its policies (see
+	// MaxPolicies): kinds come from code, and one made
 	// from user input by mistake would otherwise grow the series, in
 	// memory and in every scrape, without bound. The
 	// signals of further kinds are counted, in every family (the
