@@ -47,9 +47,9 @@ once a final newline is dropped from it, or added to it, says so.
 
 Exit status: 0 when the files verify, 1 when they do not or cannot be read,
 2 when the command is called wrongly (no FILE, an empty FILE name, a FILE
-given twice, a bad flag, a flag given an empty value, an unreadable
--key-file, a key that is too short, a -key-file of more than 64 KiB, a
--genesis or -expect that is not a hash) or cannot write its result.`
+given twice, a bad flag, a flag given an empty value or given twice, an
+unreadable -key-file, a key that is too short, a -key-file of more than 64
+KiB, a -genesis or -expect that is not a hash) or cannot write its result.`
 
 func auditVerifyCommand() *command {
 	return &command{

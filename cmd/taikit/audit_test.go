@@ -259,3 +259,22 @@ func TestAuditVerifyKeyFileNewline(t *testing.T) {
 		assert.NotContains(t, stderr, "newline", "only when the line verifies with the key so changed")
 	}
 }
+
+// A flag that takes one value, given twice, is refused: the first value
+// was silently dropped, so "-expect NEW -expect OLD" checked only OLD,
+// and a trail cut after OLD verified.
+func TestAuditVerifyRefusesAFlagGivenTwice(t *testing.T) {
+	f := newFixture(t)
+	runCLICases(t, []cliCase{
+		{"-expect twice", []string{"audit", "verify", "-key-file", f.keyFile, "-expect", f.last2, "-expect", f.last1, f.one}, 2, "",
+			"taikit audit verify: -expect is given twice: it takes one value, and only the last would count\n"},
+		{"-expect twice, after the file", []string{"audit", "verify", "-key-file", f.keyFile, "-expect", f.last2, f.one, "-expect=" + f.last1}, 2, "",
+			"taikit audit verify: -expect is given twice"},
+		{"-key-file twice", []string{"audit", "verify", "--key-file", f.keyFile, f.one, "-key-file", f.keyFile}, 2, "",
+			"taikit audit verify: -key-file is given twice"},
+		{"-genesis twice", []string{"audit", "verify", "-key-file", f.keyFile, "-genesis", f.last1, "-genesis", f.last1, f.two}, 2, "",
+			"taikit audit verify: -genesis is given twice"},
+		{"a flag's value that names a flag", []string{"audit", "verify", "-key-file", f.keyFile, "-genesis", kaizen.GenesisHash, "--", "-genesis"}, 1, "",
+			"-genesis: open -genesis: no such file or directory"},
+	})
+}

@@ -52,10 +52,10 @@ counted but is not a change.
 Exit status: 0 when the candidate decides every replayed decision as
 recorded; 1 when it changes a verdict or cannot judge a recorded decision;
 2 when the command is called wrongly or cannot run: a bad flag, a flag
-given an empty value, a trail file given twice, a rule file that does not
-parse or compile, an -amount that does not compile, a file that cannot be
-read, a line that is not an audit trail entry, or no decision to replay
-at all.`
+given an empty value, a flag other than -audit given twice, a trail file
+given twice, a rule file that does not parse or compile, an -amount that
+does not compile, a file that cannot be read, a line that is not an audit
+trail entry, or no decision to replay at all.`
 
 // maxWorkers bounds -workers: each worker keeps up to four batches of
 // lines in memory, and far more than the CPUs only adds to that (a
@@ -71,6 +71,8 @@ func (a *auditFiles) Set(v string) error {
 	*a = append(*a, v)
 	return nil
 }
+
+func (*auditFiles) repeatable() {}
 
 func backtestCommand() *command {
 	return &command{

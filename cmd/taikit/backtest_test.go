@@ -421,7 +421,11 @@ func TestBacktestRefusesEmptyFlagValues(t *testing.T) {
 		flag, name string
 	}{{"-labels", "FILE"}, {"-amount", "EXPR"}, {"-kind", "KIND"}, {"-policy", "POLICY"}, {"-rules", "FILE"}, {"-audit", "FILE"}} {
 		t.Run(c.flag, func(t *testing.T) {
-			code, stdout, stderr := runCLI(append(slices.Clone(base), c.flag, "")...)
+			args := slices.Clone(base)
+			if i := slices.Index(args, c.flag); i >= 0 {
+				args = slices.Delete(args, i, i+2) // given once, empty
+			}
+			code, stdout, stderr := runCLI(append(args, c.flag, "")...)
 			assert.Equal(t, 2, code)
 			assert.Empty(t, stdout)
 			assert.Equal(t, "taikit backtest: "+c.flag+": empty "+c.name+"\nRun \"taikit backtest -h\" for help.\n", stderr)
@@ -450,4 +454,31 @@ func TestBacktestNothingToReplayNamesTheFilters(t *testing.T) {
 			assert.Equal(t, "taikit backtest: "+c.want+", 0 without inputs, 200 of other kinds or policies\n", stderr)
 		})
 	}
+}
+
+// A flag that takes one value, given twice, is refused, as -audit, which
+// takes many, is not: "-labels a -labels b" read b alone, and reckoned
+// the precision and recall with the cases of a counted as negatives.
+func TestBacktestRefusesAFlagGivenTwice(t *testing.T) {
+	f := newBacktestFixture(t)
+	base := []string{"backtest", "-rules", f.cand, "-audit", f.trailA}
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"labels", []string{"-labels", f.labels, "-labels", f.labels}},
+		{"kind", []string{"-kind", "payment", "-kind", "refund"}},
+		{"rules", []string{"-rules", f.live}},
+		{"json", []string{"-json", "-json=false"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(slices.Concat(base, c.args)...)
+			assert.Equal(t, 2, code, "stdout: %s", stdout)
+			assert.Empty(t, stdout)
+			assert.Equal(t, "taikit backtest: "+c.args[0]+" is given twice: it takes one value, and only the last would count\n"+
+				"Run \"taikit backtest -h\" for help.\n", stderr)
+		})
+	}
+	code, _, stderr := runCLI(slices.Concat(base, []string{"-audit", f.trailB})...)
+	assert.Equal(t, 1, code, "-audit takes many: %s", stderr)
 }

@@ -11,7 +11,9 @@
 //
 // A command's flags may come before or after its arguments
 // ("taikit audit verify FILE -key-file KEY"); after "--" every argument is
-// one, even if it begins with '-'.
+// one, even if it begins with '-'. A flag is given once, unless its help
+// says to repeat it (backtest -audit): the first value of a flag given
+// twice would count for nothing.
 //
 // Every command prints its own help with -h, for example
 // "taikit audit verify -h" (or "taikit help audit verify"). The exit
@@ -165,18 +167,28 @@ func (c *command) runLeaf(path string, args []string, stdout, stderr io.Writer) 
 // KEY" as well as "audit verify -key-file KEY FILE"), and returns the
 // arguments in order. The flag package stops at the first argument that
 // is not a flag; this parses on after it. After "--" every argument is
-// one, even if it begins with '-'.
+// one, even if it begins with '-'. A flag given twice is an error unless
+// its value is repeatable (-audit): the flag package keeps the last
+// value, and "-expect NEW -expect OLD" would check OLD alone.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var rest []string
+	given := map[string]bool{}
 	for {
 		if err := fs.Parse(args); err != nil {
 			return nil, err
 		}
 		left := fs.Args()
+		used, dashes := flagsUsed(fs, args[:len(args)-len(left)])
+		for _, f := range used {
+			if _, ok := f.Value.(repeatable); given[f.Name] && !ok {
+				return nil, fmt.Errorf("-%s is given twice: it takes one value, and only the last would count", f.Name)
+			}
+			given[f.Name] = true
+		}
 		if len(left) == 0 {
 			return rest, nil
 		}
-		if endedByDashes(fs, args[:len(args)-len(left)]) {
+		if dashes {
 			return append(rest, left...), nil
 		}
 		rest = append(rest, left[0])
@@ -184,25 +196,33 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// endedByDashes reports whether the flags used, which fs parsed without
-// error, end with the "--" that ends the flags, and not with a "--" that
-// is a flag's value ("-key-file --", a file named "--").
-func endedByDashes(fs *flag.FlagSet, used []string) bool {
+// repeatable is implemented by the value of a flag that may be given
+// more than once, each value added to the ones before.
+type repeatable interface{ repeatable() }
+
+// flagsUsed returns the flags of the arguments used, which fs parsed
+// without error, in order, and reports whether used ends with the "--"
+// that ends the flags, and not with a "--" that is a flag's value
+// ("-key-file --", a file named "--").
+func flagsUsed(fs *flag.FlagSet, used []string) (flags []*flag.Flag, dashes bool) {
 	for i := 0; i < len(used); i++ {
 		if used[i] == "--" {
-			return i == len(used)-1
+			return flags, i == len(used)-1
 		}
-		name := strings.TrimLeft(used[i], "-")
-		if strings.Contains(name, "=") {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(used[i], "-"), "=")
+		f := fs.Lookup(name)
+		if f == nil {
+			continue
+		}
+		flags = append(flags, f)
+		if hasValue {
 			continue // -name=value
 		}
-		if f := fs.Lookup(name); f != nil {
-			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
-				i++ // its value, the next argument
-			}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+			i++ // its value, the next argument
 		}
 	}
-	return false
+	return flags, false
 }
 
 // leafHelp writes the help of a leaf to w, and returns the first error
