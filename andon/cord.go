@@ -14,7 +14,8 @@ type CordOptions struct {
 	Name string
 	// Severity of the cord's alert. Empty means Page.
 	Severity Severity
-	// Labels are added to the cord's alert.
+	// Labels are added to the cord's alert, as a Rule's are: one whose
+	// value is empty is no label.
 	Labels map[string]string
 	// RunbookURL is the cord alert's runbook_url annotation.
 	RunbookURL string

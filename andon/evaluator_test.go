@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"maps"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1327,4 +1330,39 @@ func TestPanicValueThatCallsGoexit(t *testing.T) {
 	var text string
 	require.True(t, returns(func() { text = p.Error() }), "Error ended the goroutine")
 	assert.Equal(t, "andon: panic in notifier webhook: a andon_test.goexitPanic whose text could not be made", text)
+}
+
+// promFingerprint is the fingerprint Prometheus and Alertmanager give a
+// label set (model.LabelSet.Fingerprint): FNV-1a over the names, sorted,
+// and values, each followed by the byte 0xff, in hexadecimal.
+func promFingerprint(labels map[string]string) string {
+	h := fnv.New64a()
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		h.Write([]byte(k + "\xff" + labels[k] + "\xff"))
+	}
+	return fmt.Sprintf("%016x", h.Sum64())
+}
+
+// A label whose value is empty is no label, as in Prometheus, which drops
+// it from the alert, and Alertmanager, which drops it before it
+// fingerprints the alert: the alert's labels and fingerprint are those of
+// the labels that have values.
+func TestEmptyLabelValueIsNoLabel(t *testing.T) {
+	cond := newSwitch()
+	e := newEvaluator(t, andon.EvaluatorOptions{
+		Rules: []andon.Rule{{Name: "HighErrorRate", Severity: andon.Page, Condition: cond,
+			Labels: map[string]string{"team": "payments", "tier": ""}}},
+		Cord: andon.CordOptions{Labels: map[string]string{"team": "", "site": "fra"}},
+	})
+	cond.Set(true)
+	e.EvaluateAt(context.Background(), t0)
+	for name, want := range map[string]map[string]string{
+		"HighErrorRate": {"alertname": "HighErrorRate", "severity": "page", "team": "payments"},
+		"AndonCord":     {"alertname": "AndonCord", "severity": "page", "site": "fra"},
+	} {
+		a, ok := e.Alert(name)
+		require.True(t, ok, name)
+		assert.Equal(t, want, a.Labels, name)
+		assert.Equal(t, promFingerprint(want), a.Fingerprint, name)
+	}
 }

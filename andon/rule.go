@@ -40,7 +40,9 @@ type Rule struct {
 	MinSamples uint64
 	// Labels are added to the alert's labels ("team": "payments"). Names
 	// must be valid Prometheus label names; "alertname" and "severity"
-	// are set by the rule.
+	// are set by the rule. A label whose value is empty is no label, as
+	// in Prometheus and Alertmanager: the alert does not have it, and its
+	// Fingerprint is that of the labels that have values.
 	Labels map[string]string
 	// Summary is the one-line text of the alert, a text/template with the
 	// value filled in. Empty means a summary made from the condition
@@ -141,12 +143,17 @@ func checkLabelName(name string) error {
 	return nil
 }
 
-// labels returns the alert's labels: the rule's, with alertname and
-// severity.
+// labels returns the alert's labels: the rule's that have a value, with
+// alertname and severity. Prometheus drops a label set to the empty
+// value from its alerts, and Alertmanager from those it is sent before
+// it fingerprints them; kept, it would give the alert another
+// fingerprint than theirs.
 func (r *Rule) labels() map[string]string {
-	l := maps.Clone(r.Labels)
-	if l == nil {
-		l = make(map[string]string, 2)
+	l := make(map[string]string, len(r.Labels)+2)
+	for k, v := range r.Labels {
+		if v != "" {
+			l[k] = v
+		}
 	}
 	l["alertname"] = r.Name
 	l["severity"] = string(r.Severity)
