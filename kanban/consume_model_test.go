@@ -269,8 +269,15 @@ func (l *engModelLease) settle(how string) {
 	if l.r.settled != "" {
 		l.m.fail("lease of %s settled by %s after %s", l.r.id, how, l.r.settled)
 	}
-	if held := time.Since(l.r.last); held > l.m.c.heartbeat {
+	held := time.Since(l.r.last)
+	if held > l.m.c.heartbeat {
 		l.m.fail("lease of %s settled (%s) %v after its pull or extension, interval %v", l.r.id, how, held, l.m.c.heartbeat)
+	}
+	if held == l.m.c.heartbeat {
+		// Due now, and settled before the heartbeat came to extend it:
+		// the leases nearly due that it finds with this one are
+		// extended with it all the same.
+		l.m.beats[time.Now()] = true
 	}
 	l.r.settled = how
 	l.r.src.held--
