@@ -63,7 +63,7 @@ func TestReasonWritesNoMonotonicClockReading(t *testing.T) {
 	d, err := set.Evaluate(t.Context(), tai.Signal[Shift]{Time: now, Payload: Shift{Start: now}})
 	require.NoError(t, err)
 	assert.NotContains(t, d.Reason, "m=")
-	wall := now.Round(0).String()
+	wall := recordedString(now)
 	assert.Equal(t, wall+" "+wall+" ["+wall+"]", d.Reason)
 
 	in, err := env.DecodeInputs(d.Inputs)
@@ -112,7 +112,7 @@ func TestReasonWritesNoMonotonicClockReadingWithinValues(t *testing.T) {
 	d, err := set.Evaluate(t.Context(), sig)
 	require.NoError(t, err)
 	assert.NotContains(t, d.Reason, "m=")
-	wall := now.Round(0).String()
+	wall := recordedString(now)
 	assert.Contains(t, d.Reason, "["+wall+"] ["+wall+"] map[k:"+wall+"] [{"+wall+" []}]")
 
 	in, err := env.DecodeInputs(d.Inputs)
@@ -120,4 +120,53 @@ func TestReasonWritesNoMonotonicClockReadingWithinValues(t *testing.T) {
 	again, err := set.Replay(tai.Signal[Shift]{Time: in.Time, Payload: in.Payload}, in.Vars)
 	require.NoError(t, err)
 	assert.NotContains(t, again.Reason, "m=")
+}
+
+// A time in a zone with a name ("+0100 CET") was written in a reason
+// with that name live, and with its offset alone, or the name of the
+// machine's own zone for that offset, when the decision was replayed: a
+// record keeps a time's offset, not its zone's name. A time whose
+// offset has seconds, which a record holds in UTC, was written in its
+// zone live. A reason writes a time in the zone a record keeps, and the
+// same when the decision is replayed, on any machine.
+func TestReasonWritesATimesZoneAsRecorded(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Shift]{RecordInputs: true})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "t", Rules: []taicel.Rule{
+		{Name: "r", Verdict: tai.Deny, Expr: "true",
+			Reason: "{{signal.time}} {{payload.Start}} {{payload.Stamps}} {{ {'k': payload.Start} }}"},
+	}})
+	require.NoError(t, err)
+	for _, c := range []struct {
+		zone *time.Location
+		want string
+	}{
+		{time.FixedZone("XST", 3600), "2026-03-01 12:00:00 +0100 +0100"},
+		{time.FixedZone("XST", -(5*3600 + 30*60)), "2026-03-01 12:00:00 -0530 -0530"},
+		{time.FixedZone("XMT", 3600+30), "2026-03-01 10:59:30 +0000 UTC"},
+		{time.FixedZone("XUT", 0), "2026-03-01 12:00:00 +0000 UTC"},
+		{time.UTC, "2026-03-01 12:00:00 +0000 UTC"},
+	} {
+		at := time.Date(2026, 3, 1, 12, 0, 0, 0, c.zone)
+		d, err := set.Evaluate(t.Context(), tai.Signal[Shift]{Time: at, Payload: Shift{Start: at, Stamps: []time.Time{at}}})
+		require.NoError(t, err)
+		want := c.want + " " + c.want + " [" + c.want + "] map[k:" + c.want + "]"
+		assert.Equal(t, want, d.Reason, "%v", c.zone)
+
+		in, err := env.DecodeInputs(d.Inputs)
+		require.NoError(t, err)
+		again, err := set.Replay(tai.Signal[Shift]{Time: in.Time, Payload: in.Payload}, in.Vars)
+		require.NoError(t, err)
+		assert.Equal(t, want, again.Reason, "%v replayed", c.zone)
+	}
+}
+
+// recordedString is how a reason writes t: in the zone a record keeps,
+// UTC for an offset of 0 or one with seconds and otherwise its offset
+// alone, without the monotonic clock reading.
+func recordedString(t time.Time) string {
+	if _, offset := t.Zone(); offset != 0 && offset%60 == 0 {
+		return t.In(time.FixedZone("", offset)).String()
+	}
+	return t.UTC().String()
 }

@@ -29,8 +29,13 @@
 // address of a pointer within it, a reason writes what it points to
 // (<nil> for a nil one, <cycle> where a value comes again within
 // itself); and a struct is written with the fields CEL reads, its
-// exported and embedded ones. No more than MaxReasonValue bytes of one
-// value are written.
+// exported and embedded ones but for channels, funcs and complex
+// numbers. No more than MaxReasonValue bytes of one value are written.
+// A time, alone or within a value, is written in the zone a record
+// keeps, for the same reason: a record keeps its offset, not its zone's
+// name, so a time is written in UTC when its offset is 0 (or has
+// seconds), and otherwise with its offset alone
+// ("2026-03-01 12:00:00 +0100 +0100", not "... +0100 CET").
 //
 // # Typed rules
 //

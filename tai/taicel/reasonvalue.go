@@ -24,7 +24,9 @@ const MaxReasonValue = 1 << 20
 // decision is replayed, where a valueWriter writes what they point to
 // (&{...} for a struct, as fmt does at the top), <nil> for a nil one,
 // and <cycle> where a value comes again within itself; and it writes
-// the exported fields of a struct (and its embedded ones) only.
+// the fields of a struct CEL reads only: the exported ones (and the
+// embedded ones) of a type CEL can read, not a channel, a func or a
+// complex number.
 type valueWriter struct {
 	b     *strings.Builder
 	start int  // b.Len() when the value began
@@ -144,13 +146,14 @@ func (w *valueWriter) value(v reflect.Value, depth int) {
 		w.b.WriteByte(']')
 	case reflect.Struct:
 		// The fields CEL reads and a record holds: the exported ones, and
-		// the embedded ones whose exported fields are promoted. Another
+		// the embedded ones whose exported fields are promoted, but for
+		// those of a type CEL cannot read (a channel, a func). Another
 		// is zero when the decision is replayed, and a pointer in it may
 		// lead to what must not reach a reason (a client's credentials).
 		w.b.WriteByte('{')
 		n := 0
 		for i := range v.NumField() {
-			if f := t.Field(i); !f.IsExported() && !f.Anonymous {
+			if f := t.Field(i); (!f.IsExported() && !f.Anonymous) || !celReadable(f.Type) {
 				continue
 			}
 			if !w.next(n) {

@@ -147,6 +147,38 @@ func TestReasonWritesTheExportedFieldsOfAStruct(t *testing.T) {
 	assert.Equal(t, d.Reason, again.Reason)
 }
 
+type Request struct {
+	ID     string
+	Reply  chan string
+	Cancel func()
+	Phase  complex128
+	Hooks  []func()
+	Amount float64
+}
+
+// A struct is written without the fields CEL cannot read, which its
+// record leaves out too: a channel, a func, a complex number, and what
+// holds them. A reason wrote a channel's and a func's addresses, which
+// tell nothing, and wrote them <nil> when the decision was replayed.
+func TestReasonLeavesOutTheFieldsCELCannotRead(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Request]{RecordInputs: true})
+	require.NoError(t, err)
+	set, err := env.Compile(&taicel.Spec{Version: "t", Rules: []taicel.Rule{
+		{Name: "r", Verdict: tai.Deny, Expr: "true", Reason: "{{payload}}"},
+	}})
+	require.NoError(t, err)
+	req := Request{ID: "a", Reply: make(chan string), Cancel: func() {}, Phase: 1i, Hooks: []func(){func() {}}, Amount: 5}
+	d, err := set.Evaluate(t.Context(), tai.Signal[Request]{Payload: req})
+	require.NoError(t, err)
+	assert.Equal(t, "{a 5}", d.Reason)
+
+	in, err := env.DecodeInputs(d.Inputs)
+	require.NoError(t, err)
+	again, err := set.Replay(tai.Signal[Request]{Payload: in.Payload}, in.Vars)
+	require.NoError(t, err)
+	assert.Equal(t, d.Reason, again.Reason)
+}
+
 // A chain of pointers deeper than a record holds is written down to that
 // depth, and ends there with "…".
 func TestReasonOfADeepChainIsBounded(t *testing.T) {

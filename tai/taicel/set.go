@@ -339,10 +339,9 @@ func writeVal(b *strings.Builder, v ref.Val) {
 	case types.Bool:
 		b.WriteString(strconv.FormatBool(bool(v)))
 	case types.Timestamp:
-		// Without the monotonic clock reading of a time read from the
-		// clock: how long the process has run, which a recorded time
-		// does not have.
-		b.WriteString(v.Time.Round(0).String())
+		// As a record keeps it: without the monotonic clock reading of
+		// a time read from the clock, and in a zone of its offset alone.
+		b.WriteString(asRecorded(v.Time).String())
 	default:
 		writeValue(b, v.Value())
 	}
