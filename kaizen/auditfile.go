@@ -95,7 +95,7 @@ type AuditFileState struct {
 // path, path.000001, path.000002, ..., each begun once the one before
 // holds RotateBytes, and OpenAuditFile appends to the last of the series
 // that exists, verifying it alone, from the last hash of the file before
-// (passing over numbered files before it that hold no line; or, when the
+// (passing over files before it that hold no line; or, when the
 // file before has been archived away with every older numbered one, from
 // the prev of its own first line). A last file that is not shown to be
 // the series' own is refused, not appended to, with an error naming it
@@ -293,11 +293,11 @@ func seriesNumbers(first string) ([]int, error) {
 // one, with the hash its first line continues from, its number, and the
 // file that hash is the last hash of, if any. That hash is the last hash
 // of the file numbered before it (continues), or, when that one holds no
-// line, of the newest numbered file before it that holds one, none
-// missing between them; when no such file holds a line, or the file
-// before is gone together with every older numbered one (archived away;
-// first itself may be kept), the prev of the current file's own first
-// line; for first itself, genesis.
+// line, of the newest file before it that holds one (first itself
+// included), none missing between them; when no such file holds a line,
+// or the file before is gone together with every older numbered one
+// (archived away; first itself may be kept), the prev of the current
+// file's own first line; for first itself, genesis.
 //
 // A last file that nothing shows to be the series' own is refused, not
 // appended to: one whose file before is missing while an older numbered
@@ -334,10 +334,10 @@ func seriesHead(first, genesis string) (path, from string, n int, continues stri
 		// that holds none (a crash right after a rotation leaves the next
 		// file empty; a stray may be named as the one after it) does not
 		// make the last file go on from its own first line: it is passed
-		// over, and the last file checked against the one before it.
-		// path itself is looked at only right before the last file, as a
-		// gap after it is one archiving leaves.
-		for i, m := len(ns)-2, n-1; i >= 0 && ns[i] == m && (m > 0 || m == n-1); i, m = i-1, m-1 {
+		// over, and the last file checked against the one before it,
+		// path itself too. A gap ends the search: one after path is what
+		// archiving leaves while path is kept.
+		for i, m := len(ns)-2, n-1; i >= 0 && ns[i] == m; i, m = i-1, m-1 {
 			prev := seriesName(first, m)
 			from, found, err := edgeHash(prev, false)
 			if err != nil {

@@ -511,6 +511,23 @@ func TestOpenAuditFileRotatedRefusesAStrayFile(t *testing.T) {
 			},
 			want: []string{"audit.jsonl.000004:1: its prev hash is not the last hash of", "audit.jsonl.000002"},
 		},
+		"another trail's later file after the first and an empty next one": {
+			// path holds lines and the file after it none, as a crash
+			// right after a rotation leaves it: the file after that is
+			// checked against path, as VerifyAuditFiles checks it.
+			series: func(t *testing.T, path string) []string {
+				_, _ = appendTrail(t, path, kaizen.AuditOptions{}, ids("b", 2)...)
+				require.NoError(t, os.WriteFile(path+".000001", nil, 0o600))
+				return []string{path, path + ".000001"}
+			},
+			stray: func(t *testing.T, path string, _ []string) (string, []byte) {
+				files := rotatedTrail(t, filepath.Join(t.TempDir(), "other.jsonl"), 5)
+				b, err := os.ReadFile(files[1])
+				require.NoError(t, err)
+				return path + ".000002", b
+			},
+			want: []string{"audit.jsonl.000002:1: its prev hash is not the last hash of", "audit.jsonl: the files are out of order"},
+		},
 		"another trail's first file as the next": {
 			series: func(t *testing.T, path string) []string { return rotatedTrail(t, path, 5) },
 			stray: func(t *testing.T, path string, _ []string) (string, []byte) {
