@@ -34,10 +34,10 @@
 // and an action adds a context check per stage and a deferred recover to
 // the two calls, reads no clock and allocates nothing; with hooks it still
 // allocates nothing per signal on the success path, the Record handed to
-// observers included. A guard that only admits calls and counts their
-// results, as a circuit breaker does, can be a [TwoStepGuard]: the pipeline
-// then calls it before and after the action instead of wrapping the action
-// in it.
+// observers included. A guard that only admits calls and learns their
+// results, as a circuit breaker does (or a bulkhead, which holds a slot
+// from one to the other), can be a [TwoStepGuard]: the pipeline then calls
+// it before and after the action instead of wrapping the action in it.
 //
 // # Time
 //

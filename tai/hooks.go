@@ -99,9 +99,12 @@ type Guard interface {
 // exactly once, even when the action or other dones panic or end the
 // goroutine (runtime.Goexit); a done that panics fails the signal with a
 // *PanicError, which the guards outside it are told in place of the
-// result. A guard that must wrap the call — one that gives the action a
-// deadline, or holds a slot while it runs — implements only Guard; then
-// every guard of the pipeline is called through Do.
+// result. A guard that holds something while the action runs takes it in
+// Allow and gives it back in done, as jidoka.Bulkhead does with its slot.
+// A guard that must wrap the call — one that gives the action a deadline,
+// calls it again (a retry, a hedge) or replaces its result (a fallback) —
+// implements only Guard; then every guard of the pipeline is called
+// through Do.
 type TwoStepGuard interface {
 	Guard
 	Allow(ctx context.Context) (done func(err error), err error)
@@ -238,8 +241,14 @@ type Span interface {
 type tracerKey struct{}
 
 // ContextWithTracer returns a copy of ctx that carries t, so combinators
-// evaluated within it open a span per child policy.
+// evaluated within it open a span per child policy. A nil t, or one that
+// holds a nil pointer or function, carries no Tracer, as in WithTracer:
+// TracerFromContext then returns nil, also where ctx carried a Tracer
+// before.
 func ContextWithTracer(ctx context.Context, t Tracer) context.Context {
+	if isNil(t) {
+		t = nil
+	}
 	return context.WithValue(ctx, tracerKey{}, t)
 }
 

@@ -246,6 +246,46 @@ func TestTracerWithoutContextCostsCombinatorsNothing(t *testing.T) {
 	}, j.get(), "no span for the child of All")
 }
 
+// nilTracerInContext is a tracer whose signal span puts a nil *spanTracer
+// in the context, as a tracer that forwards to an unset one does.
+type nilTracerInContext struct{ spanTracer }
+
+func (t *nilTracerInContext) Start(ctx context.Context, info tai.SpanInfo) (context.Context, tai.Span) {
+	ctx, s := t.spanTracer.Start(ctx, info)
+	if info.Stage == tai.StageSignal {
+		var none *spanTracer
+		ctx = tai.ContextWithTracer(ctx, none)
+	}
+	return ctx, s
+}
+
+func TestNilPointerTracerInContextMeansNoTracer(t *testing.T) {
+	var none *spanTracer
+	ctx := tai.ContextWithTracer(context.Background(), none)
+	assert.Nil(t, tai.TracerFromContext(ctx))
+	sctx, span := tai.StartSpan(ctx, tai.SpanInfo{Stage: tai.StagePolicy, Name: "own"})
+	assert.Nil(t, span)
+	assert.Equal(t, ctx, sctx)
+
+	// It hides a tracer put in the context before it, as a nil Tracer does.
+	outer := tai.ContextWithTracer(context.Background(), &spanTracer{j: &journal{}})
+	assert.Nil(t, tai.TracerFromContext(tai.ContextWithTracer(outer, none)))
+
+	j := &journal{}
+	p, err := tai.New(tai.All(allowPolicy(&journal{})), doubleAction(&journal{}),
+		tai.WithTracer(&nilTracerInContext{spanTracer{j: j}}))
+	require.NoError(t, err)
+	res, err := p.Process(context.Background(), tai.NewSignal("payment", "k", 1))
+	require.NoError(t, err)
+	assert.Equal(t, 2, res.Value)
+	assert.Equal(t, []string{
+		"start signal:payment parent -",
+		"start policy:all parent signal:payment", "end policy:all ok",
+		"start action:action parent signal:payment", "end action:action ok",
+		"end signal:payment ok",
+	}, j.get(), "no span for the child of All")
+}
+
 func TestOutcomes(t *testing.T) {
 	errLimited := errors.New("limited")
 	errOpen := errors.New("breaker open")
