@@ -164,8 +164,10 @@ func (s *source[T]) answerAll() *pendingRelease {
 
 // wait waits for p's answer, as a request does: nats.ErrNoResponders for
 // the server's "no responders", nats.ErrConnectionClosed once the
-// connection is closed, p.ctx's error when it ends first. The answers to
-// the releases sent after p that come meanwhile are kept for them.
+// connection is closed, p.ctx's error when it ends before the answer
+// has come (an answer that has come is p's, however late it is read). The
+// answers to the releases sent after p that come meanwhile are kept for
+// them.
 func (r *releases) wait(p *pendingRelease) error {
 	for p.answer == nil {
 		if r.closed {
@@ -183,7 +185,15 @@ func (r *releases) wait(p *pendingRelease) error {
 		case <-r.inbox.closed:
 			r.closed = true
 		case <-p.ctx.Done():
-			return p.ctx.Err()
+			// Answers already come are read first: a release waited for
+			// after its PublishTimeout (a drain whose handlers ran on)
+			// may have been answered long before.
+			select {
+			case m := <-r.inbox.replies:
+				r.take(m)
+			default:
+				return p.ctx.Err()
+			}
 		}
 	}
 	if len(p.answer.Data) == 0 && p.answer.Header.Get(statusHeader) == "503" {

@@ -185,3 +185,31 @@ func TestReleasesFailLikeReleasesInTurn(t *testing.T) {
 		})
 	}
 }
+
+// TestReleaseAnsweredInTimeIsNotFailedWhenWaitedForLate: a release's
+// answer that came within PublishTimeout is taken as its answer also
+// when it is waited for after PublishTimeout has passed (a drain whose
+// handlers ran on after the releases were sent), not logged as failed,
+// and the settlements after it still wait for theirs.
+func TestReleaseAnsweredInTimeIsNotFailedWhenWaitedForLate(t *testing.T) {
+	const n = 64
+	nc := inProcessConn(t)
+	answerer, err := nc.Subscribe("ANSWER.*", func(m *nats.Msg) { _ = m.Respond(nil) })
+	require.NoError(t, err)
+	defer func() { _ = answerer.Unsubscribe() }()
+	require.NoError(t, nc.Flush())
+	var log failedLog
+	s := releasing(t, nc, 100*time.Millisecond, &log)
+
+	for i := range n {
+		require.NoError(t, s.release(context.Background(), &heldMsg{id: "m" + strconv.Itoa(i), reply: "ANSWER." + strconv.Itoa(i)}, true))
+	}
+	require.Eventually(t, func() bool { return len(s.releases.inbox.replies) == n },
+		10*time.Second, time.Millisecond, "every release answered")
+	for _, p := range s.releases.pending {
+		<-p.ctx.Done() // waited for after its PublishTimeout
+	}
+	s.awaitReleases()
+	assert.Empty(t, log.all())
+	assert.False(t, s.unconfirmed.Load(), "the settlements after the releases wait for their answers")
+}
