@@ -231,6 +231,15 @@ func TestStagesRunInTheirSpan(t *testing.T) {
 	assert.Equal(t, "action:action", actionSpan)
 }
 
+// spansWithoutChildOfAll are the spans of a signal through All of one
+// policy when All finds no tracer in its context: none for the child.
+var spansWithoutChildOfAll = []string{
+	"start signal:payment parent -",
+	"start policy:all parent signal:payment", "end policy:all ok",
+	"start action:action parent signal:payment", "end action:action ok",
+	"end signal:payment ok",
+}
+
 func TestTracerWithoutContextCostsCombinatorsNothing(t *testing.T) {
 	j := &journal{}
 	tr := &spanTracer{j: j} // does not put itself in the context
@@ -238,12 +247,7 @@ func TestTracerWithoutContextCostsCombinatorsNothing(t *testing.T) {
 	require.NoError(t, err)
 	_, err = p.Process(context.Background(), tai.NewSignal("payment", "k", 1))
 	require.NoError(t, err)
-	assert.Equal(t, []string{
-		"start signal:payment parent -",
-		"start policy:all parent signal:payment", "end policy:all ok",
-		"start action:action parent signal:payment", "end action:action ok",
-		"end signal:payment ok",
-	}, j.get(), "no span for the child of All")
+	assert.Equal(t, spansWithoutChildOfAll, j.get(), "no span for the child of All")
 }
 
 // nilTracerInContext is a tracer whose signal span puts a nil *spanTracer
@@ -278,12 +282,7 @@ func TestNilPointerTracerInContextMeansNoTracer(t *testing.T) {
 	res, err := p.Process(context.Background(), tai.NewSignal("payment", "k", 1))
 	require.NoError(t, err)
 	assert.Equal(t, 2, res.Value)
-	assert.Equal(t, []string{
-		"start signal:payment parent -",
-		"start policy:all parent signal:payment", "end policy:all ok",
-		"start action:action parent signal:payment", "end action:action ok",
-		"end signal:payment ok",
-	}, j.get(), "no span for the child of All")
+	assert.Equal(t, spansWithoutChildOfAll, j.get(), "no span for the child of All")
 }
 
 func TestOutcomes(t *testing.T) {
