@@ -145,6 +145,19 @@ type TransportOptions struct {
 // returned, as when a hedged copy sent after it failed with a transport
 // error, reading its body past the first 64 KiB fails.
 //
+// When the request's context ends before RoundTrip has a response to
+// return — while an attempt waits for its response or for the limiter,
+// or while the Retry waits to send another — RoundTrip returns the
+// context's error, context.Canceled or context.DeadlineExceeded, as
+// http.Transport does, not an earlier attempt's error, and closes a
+// response that failed on its status and was held for a retry or a hedge
+// that will not come now. Such a response is returned only when no
+// attempt is to follow and the context lives: the
+// retries are spent, or the Retry refuses another (its RetryOn, its
+// budget, a Retry-After longer than its MaxRetryAfter, a wait the
+// context's deadline would not outlast). A response that succeeded
+// before the context ended is returned, as http.Transport returns one.
+//
 // A Base that returns neither a response nor an error fails its attempt
 // with an error saying so, as http.Client fails such a transport's; one
 // that returns both fails it with the error, and the response is closed. A
@@ -264,6 +277,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err == nil && rt.won != nil {
 		rt.dropHeld()
 		return rt.won, nil
+	}
+	if cerr := req.Context().Err(); cerr != nil {
+		// The caller gave up before there was an answer, in an attempt or
+		// in the wait for another: a response held for a retry or a hedge
+		// that will not come is no answer, nor is an earlier attempt's
+		// error. http.Transport returns the context's error so.
+		rt.dropHeld()
+		return nil, cerr
 	}
 	// An attempt that could not be made (its body) sent nothing: the
 	// last response that failed on its status is still the answer.
