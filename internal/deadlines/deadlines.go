@@ -1,12 +1,12 @@
 // Package deadlines ends things at their deadlines with a timer per list
 // of them, not one each: the attempts of a taihttp.Transport, the
-// contexts of a jidoka.Timeout's calls.
+// contexts of a jidoka.Timeout's calls, the hedges of a jidoka.Hedge.
 //
 // A timer per entry costs more than its own start and stop: setting a
 // timer that is due before any other wakes the thread waiting in the
 // network poller, a system call per entry, and every set and stop takes
-// the runtime's timer locks. The entries of one Set all have the same
-// duration, so their deadlines come in the order they start: a list in
+// the runtime's timer locks. The entries of one Set have the same
+// duration, or nearly, so their deadlines come in the order they start: a list in
 // deadline order, whose first deadline the one timer is set for, holds
 // the entries that have not ended. An entry that ends in time leaves the
 // list and does not touch the timer; the timer is set when an entry joins
@@ -25,9 +25,10 @@ import (
 const MaxLists = 64
 
 // IdleTimerLimit is the longest a list's timer is left set once its last
-// entry has ended in time: a Set whose duration is longer stops the timer,
-// so that a Set no longer used is not kept (through its timer's function)
-// for as long as its duration.
+// entry has ended in time: a list that has held an entry whose duration
+// (from the time given to Add to its deadline) is longer, or whose Set's
+// duration is, stops the timer, so that a Set no longer used is not kept
+// (through its timer's function) for as long as that duration.
 const IdleTimerLimit = time.Minute
 
 // Links is an entry's place in a Set: a field of the entry's type, which
@@ -47,8 +48,9 @@ type Links[T any] struct {
 // the Set called expire for it. It is to be read once Remove has returned.
 func (l *Links[T]) Fired() bool { return l.fired }
 
-// Set keeps entries of type T that have the same duration until their
-// deadlines, on lists, about one per processor, so that entries added in
+// Set keeps entries of type T that have the same duration, or nearly,
+// until their deadlines (an entry whose deadline comes before others'
+// already listed is placed among them, from the last), on lists, about one per processor, so that entries added in
 // parallel seldom wait for one another's lock. An entry joins a list at
 // random and leaves the same one.
 type Set[T any] struct {
@@ -67,12 +69,13 @@ type list[T any] struct {
 	head, tail *T
 	timer      *time.Timer // made when first set; its function is fire
 	at         time.Duration
-	set        bool     // timer is set for at, or its function runs
-	sets       int      // times the timer was set, for tests
-	_          [64]byte // keeps lists used on different cores off one cache line
+	longest    time.Duration // the longest duration of an entry added
+	set        bool          // timer is set for at, or its function runs
+	sets       int           // times the timer was set, for tests
+	_          [64]byte      // keeps lists used on different cores off one cache line
 }
 
-// New returns a Set of entries whose deadlines are d after they start,
+// New returns a Set of entries whose deadlines are about d after they start,
 // counted from epoch, on n lists (at least one, at most MaxLists). links
 // returns an entry's Links; expire is called, on the goroutine of a
 // list's timer and under no lock of the Set, for an entry whose deadline
@@ -81,7 +84,7 @@ func New[T any](epoch time.Time, d time.Duration, n int, links func(*T) *Links[T
 	s := &Set[T]{epoch: epoch, d: d, links: links, expire: expire}
 	s.lists = make([]list[T], min(max(1, n), MaxLists))
 	for i := range s.lists {
-		s.lists[i].s = s
+		s.lists[i].s, s.lists[i].longest = s, d
 	}
 	return s
 }
@@ -93,7 +96,9 @@ func (s *Set[T]) Since() time.Duration { return time.Since(s.epoch) }
 
 // Add lists e, whose Links.At is after now (the time since the epoch
 // read last), to be expired at that deadline unless it is removed first.
-// An entry is added at most once.
+// An entry is listed once at a time: it may be added again, with a new
+// deadline, once it has been expired (from its expire function, say),
+// but not while it is listed.
 func (s *Set[T]) Add(e *T, now time.Duration) {
 	l := s.links(e)
 	if n := len(s.lists); n > 1 {
@@ -150,7 +155,8 @@ func (x *list[T]) add(e *T, l *Links[T], now time.Duration) {
 	} else {
 		links(l.next).prev = e
 	}
-	l.listed = true
+	l.listed, l.fired = true, false
+	x.longest = max(x.longest, l.At-now)
 	if !x.set || l.At < x.at {
 		x.setLocked(l.At, now)
 	}
@@ -164,7 +170,7 @@ func (x *list[T]) remove(e *T, l *Links[T]) bool {
 		return !l.fired
 	}
 	x.unlinkLocked(e, l)
-	if x.head == nil && x.set && x.s.d > IdleTimerLimit && x.timer.Stop() {
+	if x.head == nil && x.set && x.longest > IdleTimerLimit && x.timer.Stop() {
 		x.set = false
 	}
 	return true

@@ -124,6 +124,69 @@ func TestALongSetStopsItsIdleTimer(t *testing.T) {
 	}
 }
 
+// TestALongEntryStopsItsListsIdleTimer: a list that has held an entry
+// whose duration is longer than IdleTimerLimit stops its timer once it is
+// empty, whatever the Set's duration; the timer of one that has not is
+// left set.
+func TestALongEntryStopsItsListsIdleTimer(t *testing.T) {
+	for _, tc := range []struct {
+		d       time.Duration
+		leftSet bool
+	}{
+		{IdleTimerLimit, true},
+		{IdleTimerLimit + 1, false},
+	} {
+		s := newSet(time.Second, 1)
+		e := &entry{}
+		now := s.Since()
+		e.links.At = now + tc.d
+		s.Add(e, now)
+		require.True(t, s.Remove(e))
+		_, set, _ := s.lists[0].state()
+		assert.Equal(t, tc.leftSet, set, "an entry of %v", tc.d)
+		if set {
+			s.lists[0].timer.Stop()
+		}
+	}
+}
+
+// TestAnEntryAddedAgainOnceExpired: an entry's expire function may add it
+// again with a later deadline; it is then expired at that one, or, removed
+// before it, ends in time.
+func TestAnEntryAddedAgainOnceExpired(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var s *Set[entry]
+		s = New(time.Now(), time.Second, 2,
+			func(e *entry) *Links[entry] { return &e.links },
+			func(e *entry) {
+				e.expired = append(e.expired, time.Now())
+				if len(e.expired) < 3 {
+					now := s.Since()
+					e.links.At = now + time.Duration(len(e.expired))*time.Second
+					s.Add(e, now)
+				}
+			})
+		start := time.Now()
+		thrice, twice := &entry{}, &entry{}
+		s.start(thrice)
+		s.start(twice)
+		time.Sleep(2500 * time.Millisecond) // past the second deadline, before the third
+		synctest.Wait()
+		require.Len(t, twice.expired, 2)
+		assert.True(t, s.Remove(twice), "added again and removed before its deadline")
+		assert.False(t, twice.links.Fired())
+
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, []time.Time{start.Add(time.Second), start.Add(2 * time.Second), start.Add(4 * time.Second)}, thrice.expired)
+		assert.False(t, s.Remove(thrice), "expired the third time, not added again")
+		assert.True(t, thrice.links.Fired())
+		assert.Equal(t, []time.Time{start.Add(time.Second), start.Add(2 * time.Second)}, twice.expired)
+		entries, _ := s.Listed()
+		assert.Zero(t, entries)
+	})
+}
+
 // TestModel runs random entries, each ending after a random time, in time
 // or late, and checks each against its own deadline: expired once, at the
 // deadline, if it had not ended by then; never otherwise. Some join late
