@@ -182,3 +182,40 @@ func BenchmarkTimeout(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkHedge times a Hedge around a call that returns before its
+// delay, as most do: nothing is hedged, and what is measured is the cost
+// of being ready to hedge.
+func BenchmarkHedge(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		opts jidoka.HedgeOptions
+	}{
+		{"Delay", jidoka.HedgeOptions{Delay: time.Minute}},
+		{"Quantile", jidoka.HedgeOptions{Delay: time.Millisecond, Quantile: 0.95}},
+	} {
+		h, err := jidoka.NewHedge(bc.opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := h.Do(context.Background(), succeed); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(bc.name+"Parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := h.Do(context.Background(), succeed); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

@@ -141,11 +141,12 @@
 // (time.Now, time.Since, timers): there is no clock to inject (Retry's
 // Jitter may be, to make its waits exact). Tests control time with
 // testing/synctest, where a sleep moves a fake clock at once. Make the
-// breaker, line, watchdog or Timeout inside the bubble, so that its timers
-// and the instant it counts from belong to the bubble's clock, and use it
-// only there: a Timeout reuses its timers from call to call, and one used
-// both inside a bubble and outside it may reset a bubble's timer from
-// outside, which testing/synctest ends the program for:
+// breaker, line, watchdog, Timeout or Hedge inside the bubble, so that its
+// timers and the instant it counts from belong to the bubble's clock, and
+// use it only there: a Timeout or a Hedge reuses its timers from call to
+// call, and one used both inside a bubble and outside it may reset a
+// bubble's timer from outside, which testing/synctest ends the program
+// for:
 //
 //	synctest.Test(t, func(t *testing.T) {
 //		b, _ := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 1, OpenDuration: time.Minute})

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"sync"
 	"time"
+
+	"github.com/taipattern/taikit/internal/deadlines"
 )
 
 // Defaults and limits of HedgeOptions.
@@ -67,8 +70,10 @@ type HedgeOptions struct {
 // Hedged calls run at the same time, so fn must be safe to run
 // concurrently with itself, and should only hedge what is idempotent: a
 // read, or a write with an idempotency key. A call that returns before
-// the delay costs a context, a timer and Do's state (five allocations) and
-// no goroutine; each hedge costs a goroutine and a context. A panic in fn
+// the delay costs a context and Do's state (two allocations), no timer of
+// its own and no goroutine: the calls waiting for their hedge delay are
+// kept in lists, in deadline order, with one timer for each list. Each
+// hedge costs a goroutine and a context. A panic in fn
 // is passed on to the caller of Do once every call has returned. A call
 // that ends its goroutine with runtime.Goexit did not succeed; when the
 // first call does so, the hedges are cancelled and waited for before Do's
@@ -80,6 +85,7 @@ type Hedge struct {
 	samples  uint64
 	hedges   int
 	lat      *latencies
+	waiting  *deadlines.Set[hedging] // calls until their next hedge
 }
 
 // NewHedge returns a Hedge configured by opts, or an error naming the first
@@ -118,6 +124,7 @@ func NewHedge(opts HedgeOptions) (*Hedge, error) {
 		}
 		h.lat = &latencies{window: uint64(window)}
 	}
+	h.waiting = deadlines.New(time.Now(), h.delay, runtime.GOMAXPROCS(0), hedgingLinks, (*hedging).hedge)
 	return h, nil
 }
 
@@ -157,18 +164,16 @@ func (h *Hedge) Do(ctx context.Context, fn func(context.Context) error) error {
 		}
 		return err
 	}
-	// The first call runs on the caller's goroutine; a timer starts each
-	// hedge on a goroutine of its own. A call that returns before the
-	// delay costs no goroutine.
+	// The first call runs on the caller's goroutine; a hedge starts each
+	// other on a goroutine of its own, from the timer of the list the
+	// call waits on. A call that returns before the delay costs no
+	// goroutine.
 	r := &hedging{h: h, ctx: ctx, fn: fn, delay: delay}
-	if h.lat != nil {
-		r.begin = time.Now()
-	}
+	now := h.waiting.Since()
+	r.begin, r.links.At = now, now+delay
 	pctx, cancel := context.WithCancel(ctx)
 	r.cancels[0], r.started = cancel, 1
-	r.mu.Lock() // the timer's function reads r.timer
-	r.timer = time.AfterFunc(delay, r.hedge)
-	r.mu.Unlock()
+	h.waiting.Add(r, now)
 	pv, panicked, err := r.first(pctx)
 
 	r.mu.Lock()
@@ -180,8 +185,8 @@ func (h *Hedge) Do(ctx context.Context, fn func(context.Context) error) error {
 		r.win()
 	}
 	r.mu.Unlock()
-	r.timer.Stop()
-	r.wg.Wait() // for the hedges started
+	h.waiting.Remove(r) // after closed: hedge lists r no more
+	r.wg.Wait()         // for the hedges started
 	r.cancelAll()
 	if r.panicked {
 		panic(r.pv)
@@ -198,8 +203,8 @@ type hedging struct {
 	ctx   context.Context
 	fn    func(context.Context) error
 	delay time.Duration
-	begin time.Time // when Do began, with a Quantile
-	timer *time.Timer
+	begin time.Duration // when Do began, as h.waiting counts time
+	links deadlines.Links[hedging]
 	wg    sync.WaitGroup // the hedges running
 
 	mu       sync.Mutex
@@ -224,7 +229,7 @@ func (r *hedging) first(ctx context.Context) (pv any, panicked bool, err error) 
 			r.closed = true
 			r.cancelAll()
 			r.mu.Unlock()
-			r.timer.Stop()
+			r.h.waiting.Remove(r)
 			r.wg.Wait()
 		}
 	}()
@@ -234,25 +239,35 @@ func (r *hedging) first(ctx context.Context) (pv any, panicked bool, err error) 
 	return nil, false, err
 }
 
-// hedge is the timer's function: it runs a hedge on the timer's
-// goroutine, unless a call has succeeded, the first call has returned, the
-// caller's context has ended or every hedge has started.
+// hedgingLinks returns r's place on the lists of calls waiting for a
+// hedge.
+func hedgingLinks(r *hedging) *deadlines.Links[hedging] { return &r.links }
+
+// hedge is called, from the timer of the list r waits on, when r's next
+// hedge is due: it starts the hedge on a goroutine of its own and lists r
+// again for the next one, unless a call has succeeded, the first call has
+// returned, the caller's context has ended or every hedge has started.
 func (r *hedging) hedge() {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.closed || r.started > r.h.hedges || r.ctx.Err() != nil {
-		r.mu.Unlock()
 		return
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
 	r.cancels[r.started] = cancel
 	r.started++
 	if r.started <= r.h.hedges {
-		r.timer.Reset(r.delay)
+		now := r.h.waiting.Since()
+		r.links.At = now + r.delay
+		r.h.waiting.Add(r, now)
 	}
 	r.wg.Add(1)
-	r.mu.Unlock()
-	defer r.wg.Done()
+	go r.run(ctx)
+}
 
+// run runs a hedge.
+func (r *hedging) run(ctx context.Context) {
+	defer r.wg.Done()
 	panicked := true
 	defer func() {
 		if !panicked {
@@ -284,7 +299,7 @@ func (r *hedging) win() {
 	}
 	r.won, r.closed = true, true
 	if r.h.lat != nil {
-		r.h.lat.add(time.Since(r.begin))
+		r.h.lat.add(r.h.waiting.Since() - r.begin)
 	}
 	r.cancelAll()
 }

@@ -390,3 +390,50 @@ func TestHedgeGoexitInAHedgeIsNoSuccessAndNoPanic(t *testing.T) {
 		assert.Equal(t, int32(2), calls.Load())
 	})
 }
+
+// TestHedgeConcurrentCallsKeepTheirOwnTimes: calls of one Hedge that
+// overlap, each slow by its own amount and started at its own time, are
+// each hedged at their own delays — after Delay, 2*Delay and so on from
+// their own start, while their first call runs, MaxHedges at most —
+// however their waits interleave on the Hedge's lists.
+func TestHedgeConcurrentCallsKeepTheirOwnTimes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const delay, maxHedges, calls = 100 * time.Millisecond, 3, 60
+		h, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: delay, MaxHedges: maxHedges})
+		require.NoError(t, err)
+		starts := make([][]time.Duration, calls)
+		var wg sync.WaitGroup
+		for i := range calls {
+			// Starts 7 ms apart; first calls taking 0.25 to 5.25 delays,
+			// never a multiple of it, in an order of their own.
+			took := delay/4 + time.Duration(i*37%11)*delay/2
+			wg.Go(func() {
+				time.Sleep(time.Duration(i) * 7 * time.Millisecond)
+				begin := time.Now()
+				var mu sync.Mutex
+				err := h.Do(context.Background(), func(ctx context.Context) error {
+					mu.Lock()
+					n := len(starts[i])
+					starts[i] = append(starts[i], time.Since(begin))
+					mu.Unlock()
+					if n == 0 {
+						time.Sleep(took)
+						return nil
+					}
+					<-ctx.Done()
+					return ctx.Err()
+				})
+				assert.NoError(t, err)
+			})
+		}
+		wg.Wait()
+		for i := range calls {
+			took := delay/4 + time.Duration(i*37%11)*delay/2
+			want := []time.Duration{0}
+			for k := 1; k <= maxHedges && time.Duration(k)*delay < took; k++ {
+				want = append(want, time.Duration(k)*delay)
+			}
+			assert.Equal(t, want, starts[i], "call %d, its first call taking %v", i, took)
+		}
+	})
+}

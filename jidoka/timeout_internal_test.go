@@ -107,3 +107,63 @@ func TestTimeoutArmedOutOfOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestHedgeHoldsNoCallOnceReturned: once Do has returned (or panicked, or
+// its first call ended the goroutine), its call is on none of the Hedge's
+// lists, whether it was hedged or not; a Hedge whose delay is longer than
+// deadlines.IdleTimerLimit leaves no timer set either.
+func TestHedgeHoldsNoCallOnceReturned(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for _, delay := range []time.Duration{time.Second, time.Hour} {
+			h, err := NewHedge(HedgeOptions{Delay: delay, MaxHedges: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, call := range []struct {
+				name string
+				fn   func(ctx context.Context, first bool) error
+			}{
+				{"returns at once", func(context.Context, bool) error { return nil }},
+				{"fails at once", func(context.Context, bool) error { return context.Canceled }},
+				{"panics", func(context.Context, bool) error { panic("boom") }},
+				{"is hedged once", func(ctx context.Context, first bool) error {
+					if first {
+						time.Sleep(delay + delay/2)
+						return nil
+					}
+					<-ctx.Done()
+					return ctx.Err()
+				}},
+				{"is hedged until a hedge wins", func(ctx context.Context, first bool) error {
+					if first {
+						<-ctx.Done()
+						return ctx.Err()
+					}
+					time.Sleep(delay * 5)
+					return nil
+				}},
+			} {
+				var first sync.Once
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					defer func() { _ = recover() }()
+					_ = h.Do(context.Background(), func(ctx context.Context) error {
+						isFirst := false
+						first.Do(func() { isFirst = true })
+						return call.fn(ctx, isFirst)
+					})
+				}()
+				<-done
+				if n, _ := h.waiting.Listed(); n != 0 {
+					t.Errorf("%v, a call that %s: %d calls listed after Do returned", delay, call.name, n)
+				}
+				if _, set := h.waiting.Listed(); delay > deadlines.IdleTimerLimit && set != 0 {
+					t.Errorf("%v, a call that %s: %d timers left set after Do returned", delay, call.name, set)
+				}
+			}
+			// Let a timer left set fire, so that the bubble can end.
+			time.Sleep(2 * delay)
+		}
+	})
+}
