@@ -28,7 +28,9 @@ import (
 // an earlier generation are ignored. In the closed state a call touches no
 // lock but a time window's: with only a consecutive-failure rule a success
 // reads two shared words (the period and the failure count) and no clock;
-// a count window adds two atomic operations; a time window takes a short
+// a count window adds an atomic add (the call's slot) and four atomic
+// reads (the slot, the totals), and a swap and an add when the call's
+// outcome differs from the one its slot held; a time window takes a short
 // lock. A call refused while the breaker is open reads one atomic word
 // more, and in the last second of the open period (its last half, if it is
 // shorter) the clock: a call that comes when the period has ended is let

@@ -49,8 +49,9 @@ type RetryBudgetOptions struct {
 //
 // A RetryBudget is safe for concurrent use. One budget may be shared by the
 // Retry guards of every call to the same service (RetryOptions.Budget).
-// Deposit and Withdraw are one atomic operation each (none at all for a
-// deposit into a full bucket) and do not allocate. Make one with
+// Deposit and Withdraw each read the budget and compare-and-swap it (again
+// when another call changed it in between; a deposit into a full bucket, or
+// a withdrawal from an empty one, only reads it) and do not allocate. Make one with
 // NewRetryBudget; the zero RetryBudget holds no retry and never earns one.
 type RetryBudget struct {
 	micro   atomic.Int64 // tokens, in millionths

@@ -18,8 +18,9 @@ type tally struct {
 
 // countWindow keeps the outcomes of the last len(slots) calls without a
 // lock. Each call takes the next slot with one atomic add and swaps its
-// outcome in; the totals move by the difference between the new outcome and
-// the one it replaced, so they always equal the sum of the slots.
+// outcome in (a success over a success is left as it is); the totals move
+// by the difference between the new outcome and the one it replaced, so
+// they always equal the sum of the slots.
 type countWindow struct {
 	next     atomic.Uint64
 	_        [56]byte // keep the contended index off the totals' line
