@@ -66,7 +66,12 @@ type PostableAlert struct {
 	GeneratorURL string            `json:"generatorURL,omitempty"`
 }
 
-// Notify POSTs the alerts in one request.
+// Notify POSTs the alerts in one request. A 2xx answer is success; 5xx,
+// 408, 425, 429 and transport errors are worth a retry, and any other
+// status is a permanent error (kanban.Permanent). A retryable answer with
+// a Retry-After header, in seconds or an HTTP date, gives the error a
+// retry hint (tai.RetryAfter) of that wait, at most 5 minutes, as the
+// evaluator would wait.
 func (am *Alertmanager) Notify(ctx context.Context, alerts []Alert) error {
 	body := make([]PostableAlert, len(alerts))
 	for i, a := range alerts {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -48,12 +49,13 @@ type WebhookOptions struct {
 // that no message says "firing" of an alert that has resolved.
 //
 // A 2xx answer is success; 5xx, 408, 425, 429 and transport errors are
-// retried, not before the answer's Retry-After (see NotifyOptions.Backoff);
-// any other status, a 3xx redirect among them, is a permanent
-// error (kanban.Permanent). Errors name the URL as scheme and host only,
-// with "/…" for a path or query, which may hold a token; where the answer
-// they quote repeats the path, the query or one of its values, or the
-// password, that reads "…" too.
+// retried, not before the answer's Retry-After, in seconds or an HTTP
+// date, up to 5 minutes (see NotifyOptions.Backoff); any other status, a
+// 3xx redirect among them, is a permanent error (kanban.Permanent).
+// Errors name the URL as scheme and host only, with "/…" for a path or
+// query, which may hold a token; where the answer they quote repeats the
+// path, the query or one of its values, or the password, that reads "…"
+// too.
 type Webhook struct {
 	opts   WebhookOptions
 	client *http.Client
@@ -149,7 +151,8 @@ func status(a Alert) string {
 // directly, all are bounded by ctx alone. When some messages fail, the
 // error joins their errors and is permanent only if every failure is; the
 // evaluator then retries only the alert names whose failure is not. Its
-// retry hint (tai.RetryAfter) is the longest Retry-After among them.
+// retry hint (tai.RetryAfter) is the longest Retry-After among them, at
+// most 5 minutes, as the evaluator would wait.
 func (w *Webhook) Notify(ctx context.Context, alerts []Alert) error {
 	p := &partialError{}
 	// failedName holds the alert names whose last message failed, and
@@ -456,25 +459,25 @@ func drainClose(body io.ReadCloser) {
 	_ = body.Close()
 }
 
-// retryAfter reads a Retry-After header, seconds or an HTTP date; 0 means
-// none (or a time that has passed).
+// retryAfter reads a Retry-After header, delta-seconds or an HTTP date,
+// as a wait of at most maxRetryAfter; 0 means none (or a time that has
+// passed). Delta-seconds too large for an int64 ask for the longest wait.
 func retryAfter(h string) time.Duration {
-	if h == "" {
-		return 0
+	h = strings.TrimSpace(h)
+	var d time.Duration
+	if n, err := strconv.ParseInt(h, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		// n is clamped to what a Duration holds before it is multiplied.
+		d = time.Duration(min(max(n, 0), int64(math.MaxInt64/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(h); err == nil {
+		d = time.Until(t)
 	}
-	if n, err := strconv.ParseInt(strings.TrimSpace(h), 10, 64); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		return time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil {
-		return max(0, time.Until(t))
-	}
-	return 0
+	return min(max(d, 0), maxRetryAfter)
 }
 
-// maxRetryAfter bounds the wait a receiver's Retry-After asks for.
+// maxRetryAfter bounds the wait a receiver's Retry-After asks for, in
+// either form, and the wait the evaluator takes from any notifier's error
+// (tai.RetryAfter): a receiver's clock or a typo must not hold a
+// notifier's retries for days.
 const maxRetryAfter = 5 * time.Minute
 
 // retryAfterError is a retryable answer that said when to ask again.
@@ -486,5 +489,6 @@ type retryAfterError struct {
 func (e *retryAfterError) Error() string { return e.err.Error() }
 func (e *retryAfterError) Unwrap() error { return e.err }
 
-// RetryAfter returns the wait the receiver's Retry-After header asked for.
+// RetryAfter returns the wait the receiver's Retry-After header asked for,
+// at most maxRetryAfter.
 func (e *retryAfterError) RetryAfter() time.Duration { return e.after }

@@ -796,3 +796,39 @@ func TestWebhookResolutionWaitsForItsFailedFiringMessage(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(err.Error(), "andon: POST"), "one failure: %v", err)
 	assert.Equal(t, []string{"B firing"}, tr.messages(), "A's resolution waits for its firing message")
 }
+
+// A Webhook's or Alertmanager's error, called directly, hints at most 5
+// minutes, as the evaluator waits, whether the Retry-After asks for more
+// in seconds or as an HTTP date.
+func TestNotifyRetryAfterIsCapped(t *testing.T) {
+	far := time.Now().Add(1000 * time.Hour).UTC().Format(http.TimeFormat)
+	notifiers := map[string]func(url string) (andon.Notifier, error){
+		"webhook": func(url string) (andon.Notifier, error) {
+			return andon.NewWebhook(andon.WebhookOptions{URL: url})
+		},
+		"alertmanager": func(url string) (andon.Notifier, error) {
+			return andon.NewAlertmanager(andon.AlertmanagerOptions{URL: url})
+		},
+	}
+	for name, newNotifier := range notifiers {
+		for _, code := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests} {
+			for _, tc := range []struct{ header, why string }{
+				{far, "an HTTP date 1000 hours ahead"},
+				{"3600000", "1000 hours in seconds"},
+				{"99999999999999999999", "more seconds than an int64 holds"},
+			} {
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Retry-After", tc.header)
+					http.Error(w, "busy", code)
+				}))
+				n, err := newNotifier(srv.URL)
+				require.NoError(t, err)
+				err = n.Notify(context.Background(), []andon.Alert{{Name: "A", State: andon.Firing}})
+				srv.Close()
+				require.Error(t, err)
+				assert.False(t, kanban.IsPermanent(err))
+				assert.Equal(t, 5*time.Minute, tai.RetryAfter(err), "%s, %d, %s", name, code, tc.why)
+			}
+		}
+	}
+}
