@@ -63,14 +63,26 @@ func ReadAuditKeyFile(name string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	key, err := io.ReadAll(io.LimitReader(f, MaxAuditKeyFile+1))
+	return readAuditKey(f, "audit key file "+name)
+}
+
+// ReadAuditKey is ReadAuditKeyFile for a key read from r (a program's
+// standard input, say), within the same bounds: it reads at most
+// MaxAuditKeyFile bytes and one more, to tell that r holds too many.
+func ReadAuditKey(r io.Reader) ([]byte, error) {
+	return readAuditKey(r, "audit key")
+}
+
+// readAuditKey reads a key from r; what names r in errors.
+func readAuditKey(r io.Reader, what string) ([]byte, error) {
+	key, err := io.ReadAll(io.LimitReader(r, MaxAuditKeyFile+1))
 	switch {
 	case err != nil:
 		return nil, err
 	case len(key) > MaxAuditKeyFile:
-		return nil, fmt.Errorf("kaizen: audit key file %s holds more than %d bytes; it should hold the key alone", name, MaxAuditKeyFile)
+		return nil, fmt.Errorf("kaizen: %s holds more than %d bytes; it should hold the key alone", what, MaxAuditKeyFile)
 	case len(key) < MinAuditKeyLen:
-		return nil, fmt.Errorf("kaizen: audit key file %s holds %d bytes; the key needs at least %d", name, len(key), MinAuditKeyLen)
+		return nil, fmt.Errorf("kaizen: %s holds %d bytes; the key needs at least %d", what, len(key), MinAuditKeyLen)
 	}
 	return key, nil
 }

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -407,4 +408,23 @@ func TestReadAuditKeyFile(t *testing.T) {
 	assert.ErrorIs(t, err, os.ErrNotExist)
 	_, err = kaizen.ReadAuditKeyFile("/dev/zero")
 	assert.ErrorContains(t, err, "holds more than 65536 bytes", "an endless file is not read whole")
+}
+
+// TestReadAuditKey: a key read from a reader has the bounds of a key
+// file, and an endless reader is not read whole.
+func TestReadAuditKey(t *testing.T) {
+	for _, n := range []int{kaizen.MinAuditKeyLen, kaizen.MaxAuditKeyFile} {
+		key, err := kaizen.ReadAuditKey(bytes.NewReader(bytes.Repeat([]byte{'k'}, n)))
+		require.NoError(t, err, "%d bytes", n)
+		assert.Len(t, key, n)
+	}
+	_, err := kaizen.ReadAuditKey(strings.NewReader("fifteen bytes.."))
+	assert.EqualError(t, err, "kaizen: audit key holds 15 bytes; the key needs at least 16")
+	f, err := os.Open("/dev/zero")
+	require.NoError(t, err)
+	defer f.Close()
+	_, err = kaizen.ReadAuditKey(f)
+	assert.EqualError(t, err, "kaizen: audit key holds more than 65536 bytes; it should hold the key alone")
+	_, err = kaizen.ReadAuditKey(iotest.ErrReader(io.ErrUnexpectedEOF))
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
 }

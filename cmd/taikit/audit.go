@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/taipattern/taikit/kaizen"
 )
@@ -36,6 +37,14 @@ such as /dev/zero is refused as it is opened, a pipe that gives nothing (a
 zcat that failed) is refused once read, and a symbolic link to no file is
 named as one.
 
+A FILE of - is the standard input (a file named - is given as ./-), read
+as one file of a trail, not a series: it is then the only FILE. A file that
+continues another is given the last hash of that one with -genesis, as in
+"zcat audit.jsonl.000002.gz | taikit audit verify -genesis HASH -". As for
+a pipe, a standard input that gives nothing is refused, unless it is a
+regular file (< FILE). Errors name it (standard input). -key-file - reads
+the key from the standard input instead; the trail is then files.
+
 On success it prints the number of lines and the hash of the last line,
 which is the -genesis of the file that will continue the trail. Otherwise
 it prints FILE:LINE: and why that line, the first one that does not verify,
@@ -43,13 +52,23 @@ is wrong: edited, deleted, inserted, copied or moved, cut short by a crash,
 the start of a trail begun again by a writer that did not continue the one
 before, hashed with another key, or missing because the trail ends before
 the -expect hash. A first line that verifies with the key of -key-file
-once a final newline is dropped from it, or added to it, says so.
+once a final newline is dropped from it, or added to it, says so, of a
+FILE that is a regular file, which can be read again.
 
 Exit status: 0 when the files verify, 1 when they do not or cannot be read,
 2 when the command is called wrongly (no FILE, an empty FILE name, a FILE
-given twice, a bad flag, a flag given an empty value or given twice, an
-unreadable -key-file, a key that is too short, a -key-file of more than 64
-KiB, a -genesis or -expect that is not a hash) or cannot write its result.`
+given twice, - with another FILE, -key-file - with FILE - or a FILE that is
+the standard input, a bad flag, a flag given an empty value or given twice,
+an unreadable -key-file, a key that is too short, a -key-file of more than
+64 KiB, a -genesis or -expect that is not a hash) or cannot write its
+result.`
+
+// stdinArg is the FILE, or -key-file, that names the standard input.
+const stdinArg = "-"
+
+// stdinName names the standard input where a FILE's name goes in what the
+// command prints.
+const stdinName = "(standard input)"
 
 func auditVerifyCommand() *command {
 	return &command{
@@ -58,15 +77,22 @@ func auditVerifyCommand() *command {
 		args:    "[-key-file FILE] [-genesis HASH] [-expect HASH] FILE...",
 		doc:     auditVerifyDoc,
 		flags: func(fs *flag.FlagSet) runFunc {
-			keyFile := fs.String("key-file", "", "read the HMAC key the trail was written with (kaizen.AuditOptions.Key) from `FILE`:\n"+
-				"its bytes exactly, a final newline included (write it with printf, not echo); at most 64 KiB")
+			keyFile := fs.String("key-file", "", "read the HMAC key the trail was written with (kaizen.AuditOptions.Key) from `FILE`\n"+
+				"(- for the standard input): its bytes exactly, a final newline included (write it with\n"+
+				"printf, not echo); at most 64 KiB")
 			var opts kaizen.VerifyOptions
 			fs.StringVar(&opts.Genesis, "genesis", "", "the prev `HASH` of the first line: the last hash of the trail the files continue\n"+
 				"(default the genesis hash, 64 zeros)")
 			fs.StringVar(&opts.Expect, "expect", "", "a `HASH` that must be in the files: one the service published from\n"+
 				"kaizen.Audit.Last; when it is missing, lines were cut from the end")
-			return func(path string, files []string, stdout, stderr io.Writer) int {
+			return func(path string, files []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				if err := emptyFlag(fs, "key-file", "genesis", "expect"); err != nil {
+					return usageError(stderr, path, "%v", err)
+				}
+				if err := checkHashFlag("genesis", opts.Genesis); err != nil {
+					return usageError(stderr, path, "%v", err)
+				}
+				if err := checkHashFlag("expect", opts.Expect); err != nil {
 					return usageError(stderr, path, "%v", err)
 				}
 				if len(files) == 0 {
@@ -75,27 +101,108 @@ func auditVerifyCommand() *command {
 				if i := slices.Index(files, ""); i >= 0 {
 					return usageError(stderr, path, "the name of FILE %d is empty", i+1)
 				}
+				if err := stdinOnce(*keyFile, files, stdin); err != nil {
+					return usageError(stderr, path, "%v", err)
+				}
 				if err := distinctFiles("", files); err != nil {
 					return usageError(stderr, path, "%v", err)
 				}
 				if *keyFile != "" {
-					key, err := kaizen.ReadAuditKeyFile(*keyFile)
+					key, err := readKey(*keyFile, stdin)
 					if err != nil {
 						return usageError(stderr, path, "-key-file: %v", explainDanglingLink(err))
 					}
 					opts.Key = key
 				}
-				return auditVerify(path, opts, files, stdout, stderr)
+				return auditVerify(path, opts, files, stdin, stdout, stderr)
 			}
 		},
 	}
 }
 
-// auditVerify verifies files and reports as the help says.
-func auditVerify(path string, opts kaizen.VerifyOptions, files []string, stdout, stderr io.Writer) int {
-	sum, err := kaizen.VerifyAuditFiles(opts, files...)
+// checkHashFlag returns an error naming flag when value, not empty, is
+// not a hash as kaizen reads one (the genesis of a trail): the library's
+// own error names its option (VerifyOptions.Genesis), not the flag.
+func checkHashFlag(flag, value string) error {
+	if value == "" {
+		return nil
+	}
+	_, err := kaizen.VerifyAuditFrom(strings.NewReader(""), value)
+	if err == nil {
+		return nil
+	}
+	if why := errors.Unwrap(err); why != nil {
+		err = why // without the library's "VerifyAuditFrom: genesis ..."
+	}
+	return fmt.Errorf("-%s %q is not a hash: %v", flag, value, err)
+}
+
+// stdinOnce returns an error when FILE - is given with another FILE:
+// kaizen verifies a chain of files by their names, so the standard input
+// is a trail on its own; or when the key and the trail would both be read
+// from it: -key-file - with FILE -, or either with a file that is the
+// standard input (/dev/stdin).
+func stdinOnce(keyFile string, files []string, stdin io.Reader) error {
+	fromStdin := slices.Contains(files, stdinArg)
+	switch {
+	case fromStdin && len(files) > 1:
+		return errors.New("FILE - (the standard input) is given with another FILE: it is then the only one; " +
+			"verify the files before it apart, and give their last hash to -genesis")
+	case fromStdin && keyFile == stdinArg:
+		return errors.New("-key-file - and FILE - both read the standard input: give one of them as a file")
+	case fromStdin && isStdin(keyFile, stdin):
+		return fmt.Errorf("-key-file %s is the standard input, which FILE - reads: give one of them as a file", keyFile)
+	case keyFile == stdinArg:
+		for _, f := range files {
+			if isStdin(f, stdin) {
+				return fmt.Errorf("FILE %s is the standard input, which -key-file - reads: give one of them as a file", f)
+			}
+		}
+	}
+	return nil
+}
+
+// isStdin reports whether path names the file stdin reads, as /dev/stdin
+// does.
+func isStdin(path string, stdin io.Reader) bool {
+	f, ok := stdin.(*os.File)
+	if !ok || path == "" || path == stdinArg {
+		return false
+	}
+	in, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	fi, err := os.Stat(path)
+	return err == nil && os.SameFile(fi, in)
+}
+
+// readKey reads the key of -key-file name: kaizen.ReadAuditKeyFile, or
+// the standard input for "-", within the same bounds.
+func readKey(name string, stdin io.Reader) ([]byte, error) {
+	if name != stdinArg {
+		return kaizen.ReadAuditKeyFile(name)
+	}
+	key, err := kaizen.ReadAuditKey(stdin)
+	if err != nil {
+		return nil, fmt.Errorf("the standard input: %w", err)
+	}
+	return key, nil
+}
+
+// auditVerify verifies files, or the standard input for FILE -, and
+// reports as the help says.
+func auditVerify(path string, opts kaizen.VerifyOptions, files []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var sum kaizen.AuditSummary
+	var err error
+	if files[0] == stdinArg {
+		sum, err = verifyStdin(opts, stdin)
+	} else {
+		sum, err = kaizen.VerifyAuditFiles(opts, files...)
+	}
 	var ae *kaizen.AuditError
 	var pe *fs.PathError
+	var ie *inputError
 	switch {
 	case err == nil:
 		if _, err := fmt.Fprintf(stdout, "ok: %d lines in %d %s; last hash %s\n", sum.Lines, len(files), plural(len(files), "file"), sum.Last); err != nil {
@@ -115,9 +222,49 @@ func auditVerify(path string, opts kaizen.VerifyOptions, files []string, stdout,
 	case errors.As(err, &pe):
 		fmt.Fprintf(stderr, "%s: %v\n", pe.Path, err)
 		return exitProblem
+	case errors.As(err, &ie):
+		fmt.Fprintln(stderr, ie)
+		return exitProblem
 	default: // VerifyAuditFiles's other errors name an invalid option
 		return usageError(stderr, path, "%v", err)
 	}
+}
+
+// verifyStdin verifies the trail read from stdin as VerifyAuditFiles
+// verifies a FILE, its errors naming it stdinName: one that gives no line
+// is refused unless it is a regular file (a shell's < FILE), as a pipe
+// that gives nothing is what a zcat that failed gives.
+func verifyStdin(opts kaizen.VerifyOptions, stdin io.Reader) (kaizen.AuditSummary, error) {
+	sum, err := kaizen.VerifyAuditWith(stdin, opts)
+	var ae *kaizen.AuditError
+	switch {
+	case errors.As(err, &ae):
+		ae.File = stdinName
+		return sum, err
+	case err != nil:
+		// An option was checked before: an error reading stdin.
+		return sum, &inputError{err}
+	case sum.Lines == 0 && !isRegular(stdin):
+		return sum, &inputError{errors.New("it gave no line: whatever writes it (a zcat of an archived file) failed, " +
+			"or the trail is empty (give it as a file)")}
+	}
+	return sum, nil
+}
+
+// inputError is an error reading the standard input as a trail.
+type inputError struct{ err error }
+
+func (e *inputError) Error() string { return stdinName + ": " + e.err.Error() }
+func (e *inputError) Unwrap() error { return e.err }
+
+// isRegular reports whether r is a regular file.
+func isRegular(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // keyNewlineHint returns what to add to the reason why the first line of

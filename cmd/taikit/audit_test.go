@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -111,8 +113,8 @@ func TestAuditVerify(t *testing.T) {
 		{"key file missing", slices.Concat(verify, []string{"-key-file", missing, f.one}), 2, "", "taikit audit verify: -key-file: open " + missing + ": no such file or directory"},
 		{"key too short", slices.Concat(verify, []string{"-key-file", f.shortKey, f.one}), 2, "", "taikit audit verify: -key-file: kaizen: audit key file " + f.shortKey + " holds 15 bytes; the key needs at least 16"},
 		{"key file empty", slices.Concat(verify, []string{"-key-file", f.emptyKey, f.one}), 2, "", "audit key file " + f.emptyKey + " holds 0 bytes; the key needs at least 16"},
-		{"bad genesis", slices.Concat(keyed, []string{"-genesis", "abc", f.one}), 2, "", `taikit audit verify: kaizen: VerifyOptions.Genesis "abc": want 64 hex digits, got 3 characters`},
-		{"bad expect", slices.Concat(keyed, []string{"-expect", strings.Repeat("g", 64), f.one}), 2, "", `VerifyOptions.Expect "` + strings.Repeat("g", 64) + `"`},
+		{"bad genesis", slices.Concat(keyed, []string{"-genesis", "abc", f.one}), 2, "", `taikit audit verify: -genesis "abc" is not a hash: want 64 hex digits, got 3 characters`},
+		{"bad expect", slices.Concat(keyed, []string{"-expect", strings.Repeat("g", 64), f.one}), 2, "", `-expect "` + strings.Repeat("g", 64) + `" is not a hash: `},
 	})
 }
 
@@ -186,7 +188,7 @@ func (failWriter) Write([]byte) (int, error) { return 0, errors.New("no space le
 func TestAuditVerifyResultNotWritten(t *testing.T) {
 	f := newFixture(t)
 	var stderr strings.Builder
-	code := run([]string{"audit", "verify", "-key-file", f.keyFile, f.one}, failWriter{}, &stderr)
+	code := run([]string{"audit", "verify", "-key-file", f.keyFile, f.one}, strings.NewReader(""), failWriter{}, &stderr)
 	assert.Equal(t, 2, code)
 	assert.Equal(t, "taikit audit verify: writing the result: no space left on device\n", stderr.String())
 }
@@ -277,4 +279,194 @@ func TestAuditVerifyRefusesAFlagGivenTwice(t *testing.T) {
 		{"a flag's value that names a flag", []string{"audit", "verify", "-key-file", f.keyFile, "-genesis", kaizen.GenesisHash, "--", "-genesis"}, 1, "",
 			"-genesis: open -genesis: no such file or directory"},
 	})
+}
+
+// A -genesis or -expect that is not a hash is named by the flag the user
+// typed, with what is wrong with its value, not by the library's option
+// (VerifyOptions.Genesis), and before any file is read.
+func TestAuditVerifyNamesABadHashByItsFlag(t *testing.T) {
+	f := newFixture(t)
+	short := f.last1[:63]
+	notHex := "z" + f.last1[1:]
+	for _, c := range []struct {
+		name, flag, value, why string
+	}{
+		{"genesis too short", "genesis", short, "want 64 hex digits, got 63 characters"},
+		{"genesis not hex", "genesis", notHex, "invalid byte: U+007A 'z'"},
+		{"expect too long", "expect", f.last1 + "0", "want 64 hex digits, got 65 characters"},
+		{"expect not hex", "expect", notHex, "invalid byte: U+007A 'z'"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI("audit", "verify", "-key-file", f.keyFile, "-"+c.flag, c.value, f.one)
+			assert.Equal(t, 2, code)
+			assert.Empty(t, stdout)
+			assert.True(t, strings.HasPrefix(stderr, fmt.Sprintf("taikit audit verify: -%s %q is not a hash: ", c.flag, c.value)), stderr)
+			assert.Contains(t, stderr, c.why)
+			assert.NotContains(t, stderr, "VerifyOptions")
+		})
+	}
+}
+
+// A FILE of - is the standard input, read as one file of a trail: as a
+// pipe (zcat FILE.gz | taikit audit verify -) or as a shell's < FILE,
+// with its errors naming it "(standard input)".
+func TestAuditVerifyReadsStandardInput(t *testing.T) {
+	f := newFixture(t)
+	read := func(path string) string {
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		return string(b)
+	}
+	open := func(path string) *os.File {
+		in, err := os.Open(path)
+		require.NoError(t, err)
+		t.Cleanup(func() { in.Close() })
+		return in
+	}
+	pipe := func(text string) *os.File {
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		t.Cleanup(func() { r.Close() })
+		go func() {
+			_, _ = w.WriteString(text)
+			w.Close()
+		}()
+		return r
+	}
+	t.Chdir(f.dir)
+	require.NoError(t, os.WriteFile("-", []byte(read(f.plain)), 0o600)) // a file named -, given as ./-
+	keyed := []string{"audit", "verify", "-key-file", f.keyFile}
+	for _, c := range []struct {
+		name   string
+		stdin  io.Reader
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"a pipe", pipe(read(f.one)), slices.Concat(keyed, []string{"-"}), 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
+		{"a reader", strings.NewReader(read(f.one)), slices.Concat(keyed, []string{"-"}), 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
+		{"a regular file", open(f.one), slices.Concat(keyed, []string{"-"}), 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
+		{"after --", strings.NewReader(read(f.one)), slices.Concat(keyed, []string{"--", "-"}), 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
+		{"a file that continues another, with -genesis", pipe(read(f.two)), slices.Concat(keyed, []string{"-genesis", f.last1, "-", "-expect", f.last2}), 0,
+			"ok: 2 lines in 1 file; last hash " + f.last2 + "\n", ""},
+		{"an empty regular file", open(f.empty), []string{"audit", "verify", "-"}, 0, "ok: 0 lines in 1 file; last hash " + kaizen.GenesisHash + "\n", ""},
+		{"not a file named -", strings.NewReader(read(f.one)), slices.Concat(keyed, []string{"-"}), 0, "ok: 3 lines in 1 file", ""},
+		{"the file named -, as ./-", strings.NewReader(read(f.one)), []string{"audit", "verify", "./-"}, 0, "ok: 2 lines in 1 file", ""},
+
+		{"tampered", pipe(read(f.tampered)), slices.Concat(keyed, []string{"-"}), 1, "", "(standard input):2: edited: its hash does not match its content\n"},
+		{"cut short", strings.NewReader(read(f.torn)), slices.Concat(keyed, []string{"-"}), 1, "", "(standard input):3: not an audit line (malformed or truncated)"},
+		{"the expected hash cut off", pipe(read(f.one)), slices.Concat(keyed, []string{"-expect", f.last2, "-"}), 1, "",
+			"(standard input):4: the trail ends without the expected hash " + f.last2},
+		{"a pipe that gives nothing", pipe(""), []string{"audit", "verify", "-"}, 1, "",
+			"(standard input): it gave no line: whatever writes it (a zcat of an archived file) failed, or the trail is empty (give it as a file)\n"},
+		{"a reader that gives nothing", strings.NewReader(""), []string{"audit", "verify", "-"}, 1, "", "(standard input): it gave no line"},
+		{"a reader that fails", iotest.ErrReader(errors.New("input/output error")), []string{"audit", "verify", "-"}, 1, "",
+			"(standard input): kaizen: reading audit trail: input/output error\n"},
+
+		{"- with another FILE", pipe(read(f.two)), slices.Concat(keyed, []string{f.one, "-"}), 2, "",
+			"taikit audit verify: FILE - (the standard input) is given with another FILE: it is then the only one; " +
+				"verify the files before it apart, and give their last hash to -genesis\n"},
+		{"- twice", strings.NewReader(read(f.one)), slices.Concat(keyed, []string{"-", "-"}), 2, "", "FILE - (the standard input) is given with another FILE"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runCLIWithStdin(c.stdin, c.args...)
+			assert.Equal(t, c.code, code, "stderr: %s", stderr)
+			if c.code == 0 {
+				assert.True(t, strings.HasPrefix(stdout, c.stdout), stdout)
+				assert.Empty(t, stderr)
+				return
+			}
+			assert.Empty(t, stdout)
+			assert.Contains(t, stderr, c.stderr)
+		})
+	}
+}
+
+// A rotated series is files, given as PATH*: the standard input is none of
+// them. One of its files read from the standard input is verified alone,
+// from the last hash of the file before it (-genesis).
+func TestAuditVerifyStandardInputIsNoSeries(t *testing.T) {
+	dir := t.TempDir()
+	series := filepath.Join(dir, "series.jsonl")
+	for range 2 { // a line in PATH, one in PATH.000001, and PATH.000002 empty
+		writeTrail(t, series, kaizen.AuditOptions{RotateBytes: 1, Key: testKey}, 1)
+	}
+	files, err := filepath.Glob(series + "*")
+	require.NoError(t, err)
+	require.Len(t, files, 3)
+	key := filepath.Join(dir, "key")
+	require.NoError(t, os.WriteFile(key, testKey, 0o600))
+	lastHash := func(out string) string { return strings.TrimSuffix(out[strings.LastIndex(out, " ")+1:], "\n") }
+
+	code, whole, stderr := runCLI(slices.Concat([]string{"audit", "verify", "-key-file", key}, files)...)
+	require.Equal(t, 0, code, stderr)
+	code, first, stderr := runCLI("audit", "verify", "-key-file", key, files[0])
+	require.Equal(t, 0, code, stderr)
+	last, err := os.ReadFile(files[1])
+	require.NoError(t, err)
+
+	code, stdout, stderr := runCLIWithStdin(strings.NewReader(string(last)), "audit", "verify", "-key-file", key, "-genesis", lastHash(first), "-")
+	assert.Equal(t, 0, code, stderr)
+	assert.Equal(t, "ok: 1 lines in 1 file; last hash "+lastHash(whole)+"\n", stdout, "the last hash of the whole series")
+
+	code, stdout, stderr = runCLIWithStdin(strings.NewReader(string(last)), "audit", "verify", "-key-file", key, files[0], "-")
+	assert.Equal(t, 2, code)
+	assert.Empty(t, stdout)
+	assert.Contains(t, stderr, "FILE - (the standard input) is given with another FILE")
+
+	// Without -genesis, the file from the standard input does not begin
+	// the trail.
+	code, _, stderr = runCLIWithStdin(strings.NewReader(string(last)), "audit", "verify", "-key-file", key, "-")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "(standard input):1: its prev hash is not the genesis hash")
+}
+
+// -key-file - reads the key from the standard input, within the bounds of
+// a key file, while the trail is read from files; the standard input is
+// not read twice, as the key and as a FILE.
+func TestAuditVerifyKeyFromStandardInput(t *testing.T) {
+	f := newFixture(t)
+	keyIn, err := os.Open(f.keyFile)
+	require.NoError(t, err)
+	defer keyIn.Close()
+	trailIn, err := os.Open(f.one)
+	require.NoError(t, err)
+	defer trailIn.Close()
+	for _, c := range []struct {
+		name   string
+		stdin  io.Reader
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"the key", strings.NewReader(string(testKey)), []string{"-key-file", "-", f.one, f.two}, 0, "ok: 5 lines in 2 files; last hash " + f.last2 + "\n", ""},
+		{"the key with a newline the trail's key has not", strings.NewReader(string(testKey) + "\n"), []string{"-key-file", "-", f.one}, 1, "",
+			f.one + ":1: its hash does not match its content under the given key: the key is wrong, or the line was edited; " +
+				"the line verifies with the key without the newline that ends the -key-file"},
+		{"a key too short", strings.NewReader(string(testKey[:15])), []string{"-key-file", "-", f.one}, 2, "",
+			"taikit audit verify: -key-file: the standard input: kaizen: audit key holds 15 bytes; the key needs at least 16\n"},
+		{"more than a key", strings.NewReader(strings.Repeat("k", kaizen.MaxAuditKeyFile+1)), []string{"-key-file", "-", f.one}, 2, "",
+			fmt.Sprintf("taikit audit verify: -key-file: the standard input: kaizen: audit key holds more than %d bytes; it should hold the key alone\n", kaizen.MaxAuditKeyFile)},
+		{"key and trail both from the standard input", strings.NewReader(string(testKey)), []string{"-key-file", "-", "-"}, 2, "",
+			"taikit audit verify: -key-file - and FILE - both read the standard input: give one of them as a file\n"},
+		{"a FILE that is the standard input the key is read from", keyIn, []string{"-key-file", "-", f.one, f.keyFile}, 2, "",
+			"taikit audit verify: FILE " + f.keyFile + " is the standard input, which -key-file - reads: give one of them as a file\n"},
+		{"a key file that is the standard input the trail is read from", trailIn, []string{"-key-file", f.one, "-"}, 2, "",
+			"taikit audit verify: -key-file " + f.one + " is the standard input, which FILE - reads: give one of them as a file\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runCLIWithStdin(c.stdin, append([]string{"audit", "verify"}, c.args...)...)
+			assert.Equal(t, c.code, code, "stderr: %s", stderr)
+			assert.NotContains(t, stderr, string(testKey), "the key is never printed")
+			if c.code == 0 {
+				assert.Equal(t, c.stdout, stdout)
+				assert.Empty(t, stderr)
+				return
+			}
+			assert.Empty(t, stdout)
+			assert.Contains(t, stderr, c.stderr)
+		})
+	}
 }

@@ -94,7 +94,7 @@ func backtestCommand() *command {
 			fs.IntVar(&opts.Examples, "examples", 5, "the number of examples of each flip and of the errors, 0 for none")
 			fs.IntVar(&opts.Workers, "workers", 0, "decode and judge with `N` goroutines, at most 256 (default one per CPU)")
 			asJSON := fs.Bool("json", false, "write the report as JSON")
-			return func(path string, args []string, stdout, stderr io.Writer) int {
+			return func(path string, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 				if err := emptyFlag(fs, "rules", "labels", "amount", "kind", "policy"); err != nil {
 					return usageError(stderr, path, "%v", err)
 				}

@@ -65,6 +65,16 @@ func TestBinary(t *testing.T) {
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, "no FILE to verify")
 
+	// FILE - is the standard input of the process.
+	cmd := exec.CommandContext(ctx, bin, "audit", "verify", "-key-file", f.keyFile, "-")
+	in, err := os.Open(f.one)
+	require.NoError(t, err)
+	defer in.Close()
+	cmd.Stdin = in
+	out, err = cmd.Output()
+	require.NoError(t, err)
+	assert.Equal(t, "ok: 3 lines in 1 file; last hash "+f.last1+"\n", string(out))
+
 	// A trail file only its owner may read.
 	locked := filepath.Join(dir, "audit.jsonl")
 	writeTrail(t, locked, kaizen.AuditOptions{}, 2)

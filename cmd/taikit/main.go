@@ -43,7 +43,7 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 // Exit statuses.
@@ -53,10 +53,10 @@ const (
 	exitUsage   = 2 // the command was called wrongly
 )
 
-// run runs the command that args (without the program name) name, and
-// returns the exit status.
-func run(args []string, stdout, stderr io.Writer) int {
-	return commands().run("", args, stdout, stderr)
+// run runs the command that args (without the program name) name, with
+// stdin for a FILE given as "-", and returns the exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return commands().run("", args, stdin, stdout, stderr)
 }
 
 // commands returns the tree of commands. A new command is a new entry
@@ -87,13 +87,13 @@ type command struct {
 // runFunc runs a leaf command, named path ("taikit audit verify") in
 // messages, with the arguments left after its flags, and returns the
 // exit status.
-type runFunc func(path string, args []string, stdout, stderr io.Writer) int
+type runFunc func(path string, args []string, stdin io.Reader, stdout, stderr io.Writer) int
 
 // run runs c, reached through the commands named by parent, with args.
-func (c *command) run(parent string, args []string, stdout, stderr io.Writer) int {
+func (c *command) run(parent string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	path := strings.TrimSpace(parent + " " + c.name)
 	if c.flags != nil {
-		return c.runLeaf(path, args, stdout, stderr)
+		return c.runLeaf(path, args, stdin, stdout, stderr)
 	}
 	if len(args) == 0 {
 		fmt.Fprintf(stderr, "%s: a command is needed\n\n", path)
@@ -102,13 +102,13 @@ func (c *command) run(parent string, args []string, stdout, stderr io.Writer) in
 	}
 	if isHelp(args[0]) {
 		if len(args) > 1 && !isHelp(args[1]) { // "help audit verify": the help of that command
-			return c.run(parent, append(slices.Clone(args[1:]), "-h"), stdout, stderr)
+			return c.run(parent, append(slices.Clone(args[1:]), "-h"), stdin, stdout, stderr)
 		}
 		return helpWritten(stderr, path, c.groupHelp(stdout, path))
 	}
 	for _, sub := range c.subs {
 		if sub.name == args[0] {
-			return sub.run(path, args[1:], stdout, stderr)
+			return sub.run(path, args[1:], stdin, stdout, stderr)
 		}
 	}
 	fmt.Fprintf(stderr, "%s: unknown command %q\n\n", path, args[0])
@@ -148,7 +148,7 @@ func helpWritten(stderr io.Writer, path string, err error) int {
 	return exitOK
 }
 
-func (c *command) runLeaf(path string, args []string, stdout, stderr io.Writer) int {
+func (c *command) runLeaf(path string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(path, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // run prints the errors and the help
 	exec := c.flags(fs)
@@ -159,7 +159,7 @@ func (c *command) runLeaf(path string, args []string, stdout, stderr io.Writer) 
 		}
 		return usageError(stderr, path, "%v", err)
 	}
-	return exec(path, rest, stdout, stderr)
+	return exec(path, rest, stdin, stdout, stderr)
 }
 
 // parseInterspersed parses the flags of args into fs wherever they are,

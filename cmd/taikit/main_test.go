@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 
@@ -13,11 +14,17 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// runCLI runs the command line args and returns its exit status and
-// output.
+// runCLI runs the command line args, with an empty standard input, and
+// returns its exit status and output.
 func runCLI(args ...string) (code int, stdout, stderr string) {
+	return runCLIWithStdin(strings.NewReader(""), args...)
+}
+
+// runCLIWithStdin runs the command line args with stdin as its standard
+// input, and returns its exit status and output.
+func runCLIWithStdin(stdin io.Reader, args ...string) (code int, stdout, stderr string) {
 	var out, errOut bytes.Buffer
-	code = run(args, &out, &errOut)
+	code = run(args, stdin, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
@@ -78,7 +85,7 @@ func TestHelpNotWritten(t *testing.T) {
 	for _, args := range [][]string{{"-h"}, {"audit", "help"}, {"audit", "verify", "-h"}, {"backtest", "-help"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			var stderr strings.Builder
-			code := run(args, failWriter{}, &stderr)
+			code := run(args, strings.NewReader(""), failWriter{}, &stderr)
 			assert.Equal(t, 2, code)
 			path := strings.Join(append([]string{"taikit"}, args[:len(args)-1]...), " ")
 			assert.Equal(t, path+": writing the help: no space left on device\n", stderr.String())
