@@ -62,7 +62,8 @@ type Source[T any] interface {
 	// extension, or up to a quarter interval sooner (see Serve): return
 	// well under the time a lease stays held without an extension, so that
 	// one extension lost on its way still leaves time for the next (natsjs
-	// returns a third of its AckWait).
+	// returns a third of its AckWait, or of the shortest entry of a
+	// durable's BackOff).
 	HeartbeatInterval() time.Duration
 }
 

@@ -62,7 +62,9 @@
 // to fit within the server's max_payload, so that every message taken can
 // be dead-lettered. A message's lease is extended (InProgress) at most a third
 // of AckWait after the pull and at most a third of it apart after that (so
-// that one extension lost leaves time for the next), while its
+// that one extension lost leaves time for the next; of the shortest entry
+// of the durable's BackOff instead, for a durable used as it is that has
+// one: see Consume), while its
 // handler runs, and while it waits behind an earlier message of its key
 // (PerKey). A message handed back unstarted when a
 // consumer stops is negatively acknowledged at once — one that the open

@@ -137,7 +137,8 @@ type Options struct {
 	// and one half as long again leaves no time for an extension lost.
 	// Give every process sharing the durable the same AckWait.
 	// A process not permitted to update the durable extends its leases
-	// within the durable's own AckWait (see Consume).
+	// within the durable's own AckWait, or the shortest entry of its
+	// BackOff when it has one (see Consume).
 	AckWait time.Duration
 	// FetchWait is how long one pull request waits on the server. It
 	// bounds how soon a drain can start releasing messages. 0 means 1s.
@@ -980,7 +981,12 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 // $JS.API.CONSUMER.CREATE.<Stream>.<Durable>...) uses the durable as it
 // is when it exists, which needs $JS.API.CONSUMER.INFO.<Stream>.<Durable>;
 // a durable whose configuration differs is logged at Warn, naming the
-// fields, and leases are extended within its own AckWait; a MaxDeliver of
+// fields, and leases are extended within its own AckWait, or within the
+// shortest entry of its BackOff when it has one: the server delivers a
+// message again once the entry for its deliveries (BackOff[n-1] on the
+// nth, the last beyond them) has passed since its delivery or its last
+// extension, and reports the first entry as the durable's AckWait, while
+// a later one may be shorter; a MaxDeliver of
 // its own below opts.MaxAttempts takes the place of MaxAttempts, so that
 // a message failing at the last delivery the server makes is
 // dead-lettered, not retried to stay in the stream for good (a message
@@ -1046,7 +1052,7 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 		return err
 	}
 	src := &source[T]{
-		q: q, cons: cons, wip: opts.WithDefaults().WIP, ackWait: q.opts.AckWait, ackSeen: q.js.Conn().LastError(), stop: ctx.Done(),
+		q: q, cons: cons, wip: opts.WithDefaults().WIP, leaseTime: q.opts.AckWait, ackSeen: q.js.Conn().LastError(), stop: ctx.Done(),
 		log: opts.WithDefaults().Logger,
 	}
 	if info := cons.CachedInfo(); info != nil {
@@ -1055,8 +1061,8 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 			// as one that cannot be decoded, without it, and terminated.
 			return q.headersOnlyError()
 		}
-		if info.Config.AckWait > 0 {
-			src.ackWait = info.Config.AckWait
+		if d := leaseTimeOf(info.Config); d > 0 {
+			src.leaseTime = d
 		}
 		src.maxBatch, src.maxExpires = info.Config.MaxRequestBatch, info.Config.MaxRequestExpires
 		if md := info.Config.MaxDeliver; md > 0 && md < opts.WithDefaults().MaxAttempts {

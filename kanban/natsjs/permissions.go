@@ -376,6 +376,7 @@ func consumerDiff(want, got jetstream.ConsumerConfig) []string {
 		{"MaxAckPending", want.MaxAckPending == got.MaxAckPending},
 		{"MaxDeliver", want.MaxDeliver == got.MaxDeliver},
 		{"FilterSubject", want.FilterSubject == got.FilterSubject && len(got.FilterSubjects) == 0},
+		{"BackOff", slices.Equal(want.BackOff, got.BackOff)},
 	} {
 		if !f.same {
 			diff = append(diff, f.name)

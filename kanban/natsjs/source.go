@@ -24,10 +24,11 @@ type source[T any] struct {
 	q    *Queue[T]
 	cons jetstream.Consumer
 	wip  int
-	// ackWait is the durable's AckWait, which bounds the leases: the
-	// Queue's own, unless the durable is one the connection may not
-	// update (see upsertConsumer).
-	ackWait time.Duration
+	// leaseTime bounds the leases: the durable's AckWait — the Queue's
+	// own, unless the durable is one the connection may not update (see
+	// upsertConsumer) — or the shortest entry of its BackOff (see
+	// leaseTimeOf).
+	leaseTime time.Duration
 	// maxBatch and maxExpires are the durable's MaxRequestBatch and
 	// MaxRequestExpires (0: no bound), which the server refuses pull
 	// requests beyond (a durable an administrator made, see
@@ -80,7 +81,27 @@ func (s *source[T]) stopping() bool {
 // leases extended without pause (and an interval of 0 is no ticker's).
 const minHeartbeat = time.Millisecond
 
-func (s *source[T]) HeartbeatInterval() time.Duration { return max(s.ackWait/3, minHeartbeat) }
+func (s *source[T]) HeartbeatInterval() time.Duration { return max(s.leaseTime/3, minHeartbeat) }
+
+// leaseTimeOf is how long the durable cfg leaves a message delivered, or
+// extended last, before it delivers it again: its AckWait, or with a
+// BackOff the shortest positive entry. The server gives a message
+// delivered the nth time BackOff[n-1] (the last entry beyond them), from
+// its delivery and again from each extension (InProgress restarts that
+// time, it does not replace it with AckWait), and sets AckWait to
+// BackOff[0]: an entry after the first may be shorter. The heartbeat is
+// one for all the leases, so it keeps within the shortest. An entry of 0
+// has the message delivered again at once, which no extension prevents.
+// 0 means cfg says none.
+func leaseTimeOf(cfg jetstream.ConsumerConfig) time.Duration {
+	d := cfg.AckWait
+	for _, b := range cfg.BackOff {
+		if b > 0 && (d <= 0 || b < d) {
+			d = b
+		}
+	}
+	return d
+}
 
 // ReleaseOrder implements kanban.ReleaseOrderer: the server delivers
 // messages handed back (see nakNow) again ahead of those it has not
