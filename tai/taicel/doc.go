@@ -48,7 +48,10 @@
 // expression (or of its reason, for an error in a {{expr}}) in the rule
 // file, and the line:column in the expression of an error inside it (a
 // result of the wrong type is about the expression as a whole, and has
-// none).
+// none). So does a constant CEL folds when the set compiles and cannot:
+// a regular expression that does not compile (payload.ID.matches('[')),
+// a duration, timestamp or number that does not convert
+// (duration('1x')), located at the call.
 //
 // A zero time.Time reads as the Go zero time, 0001-01-01T00:00:00Z,
 // wherever it is: a field (payload.Start.getFullYear() == 1), behind a
@@ -124,7 +127,9 @@
 // # Files and hot reload
 //
 // [Parse] reads a Spec from YAML (JSON is YAML too) strictly: an unknown
-// field, a duplicate key or a second document is an error naming the line.
+// field, a duplicate key, a second document or an item of a set with no
+// value (a lone "-") is an error naming the line; an item of the rules
+// with no value is no rule, and is left out.
 // A [Loader] watches a rule file: it re-reads it every interval and, when
 // its SHA-256 has changed, compiles the new set and swaps it in atomically.
 // A file that does not parse or compile is refused with its error and the

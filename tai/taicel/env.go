@@ -317,13 +317,17 @@ func isIdent(s string) bool {
 
 // CompileError reports a rule whose expression or reason does not
 // compile: a syntax error, a field the payload does not have, a type
-// mismatch, a result of the wrong type.
+// mismatch, a result of the wrong type, a constant CEL cannot fold (a
+// regular expression that does not compile, x.matches('['); a duration,
+// a timestamp or a number that does not convert, duration('1x')).
 type CompileError struct {
 	Rule string // the rule's name
 	// Line and Column locate the first error in the expression (or in the
-	// reason, when Reason is set), from 1. Zero when the error is about
-	// the expression as a whole: its result type, or its length or
-	// nesting over CEL's limits.
+	// reason, when Reason is set), from 1; a constant that does not fold
+	// is located at the call that converts or matches it. Zero when the
+	// error is about the expression as a whole: its result type, its cost
+	// bound over Options.MaxCost, or its length or nesting over CEL's
+	// limits.
 	Line, Column int
 	// FileLine is the line of the rule's expression in the rule file it
 	// was parsed from or, when Reason is set, the line of the reason (of
@@ -501,7 +505,18 @@ func compileExpr(env *cel.Env, expr, desc string, maxCost uint64) (*program, *ce
 	}
 	p, err := newProgram(env, ast, maxCost)
 	if err != nil {
-		return nil, nil, &CompileError{Detail: err.Error()}
+		ce := &CompileError{Detail: err.Error()}
+		// A constant CEL could not fold when it planned the program:
+		// located as the checker's errors are.
+		var pe *planError
+		if errors.As(err, &pe) && pe.node != 0 {
+			if loc := ast.NativeRep().SourceInfo().GetStartLocation(pe.node); loc.Line() > 0 {
+				errs := common.NewErrors(ast.Source())
+				errs.ReportErrorAtID(pe.node, loc, "%s", pe.err)
+				ce.Line, ce.Column, ce.Detail = loc.Line(), loc.Column()+1, errs.ToDisplayString()
+			}
+		}
+		return nil, nil, ce
 	}
 	return p, ast.OutputType(), nil
 }

@@ -76,7 +76,7 @@ func newProgram(env *cel.Env, a *cel.Ast, maxCost uint64) (*program, error) {
 	}
 	prg, err := env.Program(a, opts...)
 	if err != nil {
-		return nil, err
+		return nil, &planError{err: err, node: failingNode(env, a.NativeRep(), opts)}
 	}
 	p.prg = prg
 	return p, nil

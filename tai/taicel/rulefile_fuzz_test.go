@@ -22,6 +22,7 @@ func FuzzRuleFile(f *testing.F) {
 	f.Add([]byte("version: 1\nsets:\n  vip: [o1, o2]\nrules:\n  - name: v\n    verdict: allow\n    expr: payload.ID in sets.vip\n"))
 	f.Add([]byte(`{"version": "1", "thresholds": {"review": 0.2, "deny": 0.4}, "rules": [{"name": "a", "expr": "payload.Items > 1 ? 0.5 : 0.0", "weight": 1}]}`))
 	f.Add([]byte("version: 1\nrules:\n  - name: a\n    verdict: review\n    expr: payload.Tags.exists(t, t.matches('^[a-z]+$'))\n"))
+	f.Add([]byte("version: 1\nrules:\n  - name: a\n    verdict: review\n    expr: payload.Tags.exists(t, {'k': [t.matches('[')]}.k[0]) || duration('1x') > duration('1s')\n"))
 	typed, err := taicel.NewEnv(taicel.Options[Order]{})
 	require.NoError(f, err)
 	dynamic, err := taicel.NewEnv(taicel.Options[map[string]any]{})

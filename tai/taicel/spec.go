@@ -32,10 +32,15 @@ type Spec struct {
 	// sets.NAME, a map whose keys are the list's items, so that
 	// `x in sets.NAME` is a constant-time test. A set name is a CEL
 	// identifier: a letter or underscore, then letters, digits or
-	// underscores, other than in, true, false and null.
+	// underscores, other than in, true, false and null. In a rule file an
+	// item with no value (a lone "-", ~ or null) is an error naming the
+	// set, the item and its line: a value was forgotten. Write "" for the
+	// empty string.
 	Sets map[string][]string `yaml:"sets,omitempty" json:"sets,omitempty"`
 	// Rules run in order: the verdict rules first, the first true one
-	// deciding; then every scored rule. At least one rule.
+	// deciding; then every scored rule. At least one rule. In a rule file
+	// an item with no value (a lone "-" left above a rule's commented-out
+	// lines, ~ or null) is no rule, and is left out.
 	Rules []Rule `yaml:"rules" json:"rules"`
 }
 
@@ -106,8 +111,10 @@ func (r *Rule) fileLine() string {
 }
 
 // Parse reads a Spec from YAML or JSON. Parsing is strict: a field the
-// Spec does not have, a key given twice, a value of the wrong type, or a
-// second document is an error naming the line. The strings of a JSON
+// Spec does not have, a key given twice, a value of the wrong type, an
+// item of a set with no value (a lone "-", ~ or null), or a second
+// document is an error naming the line; an item of the rules with no
+// value is no rule, and is left out. The strings of a JSON
 // document read as encoding/json reads them, escaped slashes and UTF-16
 // surrogate pairs included, which YAML alone refuses. A document that is
 // not a mapping (a string, a number, a list), or a mapping with none of a
@@ -161,6 +168,9 @@ func Parse(data []byte) (*Spec, error) {
 	// compile errors can name the line of the file.
 	if treeErr == nil {
 		locateExprs(&root, spec.Rules)
+		if err := emptySetItem(&root); err != nil {
+			return nil, err
+		}
 	}
 	if spec.Version == "" {
 		return nil, errors.New("taicel: rule file has no version")
@@ -188,10 +198,7 @@ func notRuleFile(root *yaml.Node) error {
 	if root.Kind != yaml.DocumentNode || len(root.Content) != 1 {
 		return nil
 	}
-	n := root.Content[0]
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
+	n := resolveAlias(root.Content[0])
 	var what string
 	switch {
 	case n.Kind == yaml.MappingNode:
@@ -398,13 +405,47 @@ func locateExprs(root *yaml.Node, rules []Rule) {
 	}
 }
 
+// emptySetItem returns an error naming the first item of a set, in the
+// document root, that is a null (a lone "-", "~", "null"), which the
+// decoder would leave out of the set without a word. A set's items are
+// one a line, so a null one is no item commented out (that comments out
+// its "-" too) but a value forgotten; an empty rule item, a "-" left
+// above a rule's commented-out lines, is no rule.
+func emptySetItem(root *yaml.Node) error {
+	if root.Kind != yaml.DocumentNode || len(root.Content) != 1 {
+		return nil
+	}
+	sets := resolveAlias(mappingValue(resolveAlias(root.Content[0]), "sets"))
+	if sets == nil || sets.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(sets.Content); i += 2 {
+		items := resolveAlias(sets.Content[i+1])
+		if items.Kind != yaml.SequenceNode {
+			continue
+		}
+		for j, item := range items.Content {
+			if isNull(item) {
+				return fmt.Errorf(`taicel: line %d: item %d of set %q is empty; a set holds strings (write "" for an empty one)`, item.Line, j, sets.Content[i].Value)
+			}
+		}
+	}
+	return nil
+}
+
+// resolveAlias returns the node n is an alias of, or n.
+func resolveAlias(n *yaml.Node) *yaml.Node {
+	if n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
+		return n.Alias
+	}
+	return n
+}
+
 // isNull reports whether n is a null ("", "~", "null"), or an alias of
 // one: an item of a sequence that the decoder does not decode into a
 // struct.
 func isNull(n *yaml.Node) bool {
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
+	n = resolveAlias(n)
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 

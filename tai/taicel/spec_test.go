@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -106,6 +107,69 @@ func TestCompileErrorFileLine(t *testing.T) {
 	}
 }
 
+// CEL folds constants and compiles constant regular expressions when it
+// plans a program, after the expression is checked, and refuses one it
+// cannot fold with an error that named the rule and its line in the file
+// but not where in the expression it was: in a long expression, which of
+// its patterns or durations was wrong was left to the reader. The error
+// names the line:column of the call that failed, as a checker's error
+// does.
+func TestCompileErrorOfAConstantNamesItsPosition(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	dynamic, err := taicel.NewEnv(taicel.Options[map[string]any]{})
+	require.NoError(t, err)
+	const head = "version: 1\nrules:\n  - name: ok\n    weight: 1\n    expr: 'true'\n  - name: bad\n    weight: 1\n"
+	for _, tc := range []struct {
+		name, rule   string
+		line, column int
+		fileLine     int
+		reason       bool
+		want         string
+	}{
+		{"regex", "    expr: payload.ID.matches('[')\n", 1, 19, 8, false,
+			"error parsing regexp: missing closing ]: `[`\n | payload.ID.matches('[')\n | ..................^"},
+		{"regex as a function", "    expr: \"payload.Total > 1.0 && matches(payload.ID, '(')\"\n", 1, 31, 8, false,
+			"error parsing regexp: missing closing ): `(`"},
+		{"second line of a block", "    expr: |\n      payload.Total > 1.0 &&\n        payload.ID.matches('a(')\n", 2, 21, 9, false,
+			"error parsing regexp: missing closing ): `a(`"},
+		{"duration", "    expr: duration('1s') < duration('1x')\n", 1, 26, 8, false,
+			"type conversion error from 'string' to 'google.protobuf.Duration'"},
+		{"timestamp", "    expr: signal.time > timestamp('2026-13-01T00:00:00Z')\n", 1, 24, 8, false,
+			`invalid RFC 3339 timestamp "2026-13-01T00:00:00Z"`},
+		{"int", "    expr: payload.Items > int('12x')\n", 1, 20, 8, false,
+			"type conversion error from 'string' to 'int'"},
+		{"in a comprehension", "    expr: payload.Tags.exists(t, t.matches('['))\n", 1, 33, 8, false,
+			"error parsing regexp: missing closing ]: `[`"},
+		{"reason", "    expr: 'true'\n    reason: 'for {{duration(\"1x\")}}'\n", 1, 9, 9, true,
+			"type conversion error from 'string' to 'google.protobuf.Duration'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, err := taicel.Parse([]byte(head + tc.rule))
+			require.NoError(t, err)
+			for _, compile := range []func(*taicel.Spec) error{
+				func(s *taicel.Spec) error { _, err := env.Compile(s); return err },
+				func(s *taicel.Spec) error { _, err := dynamic.Compile(s); return err },
+			} {
+				err := compile(spec)
+				var ce *taicel.CompileError
+				require.ErrorAs(t, err, &ce)
+				assert.Equal(t, "bad", ce.Rule)
+				assert.Equal(t, tc.reason, ce.Reason)
+				assert.Equal(t, tc.line, ce.Line, "line")
+				assert.Equal(t, tc.column, ce.Column, "column")
+				assert.Equal(t, tc.fileLine, ce.FileLine, "file line")
+				where := "at"
+				if tc.reason {
+					where = "reason at"
+				}
+				assert.True(t, strings.HasPrefix(err.Error(), fmt.Sprintf(`taicel: rule "bad" %s %d:%d (file line %d): ERROR: `, where, tc.line, tc.column, tc.fileLine)), err.Error())
+				assert.Contains(t, err.Error(), tc.want)
+			}
+		})
+	}
+}
+
 // A rule refused before its expression is compiled is named with the
 // line where it begins in the file: "rule 1" alone, counted from 0, did
 // not say which of a long file's rules it was.
@@ -182,6 +246,39 @@ func TestFileLineAfterAnEmptyRuleItem(t *testing.T) {
 			assert.ErrorContains(t, err, fmt.Sprintf(`rule name "ok" is used twice (file lines %d and %d)`, tc.okStart, tc.badStart))
 		})
 	}
+}
+
+// A set's item with no value (a lone "-", "~", null) was left out of the
+// set without a word, so a value forgotten on a blank item was missing
+// from the set the file was meant to hold. A set holds strings: Parse
+// refuses the file, naming the set, the item (counted from 0, as rules
+// are) and its line. An empty rule item is still no rule (see
+// TestFileLineAfterAnEmptyRuleItem).
+func TestParseRefusesAnEmptySetItem(t *testing.T) {
+	const rules = "rules:\n  - name: r\n    verdict: deny\n    expr: payload.ID in sets.vip\n"
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{"dash alone", "version: 1\nsets:\n  vip:\n    - o1\n    -\n    - o2\n" + rules,
+			`taicel: line 5: item 1 of set "vip" is empty; a set holds strings (write "" for an empty one)`},
+		{"tilde", "version: 1\nsets:\n  ok: [a]\n  vip:\n    - ~\n" + rules,
+			`taicel: line 5: item 0 of set "vip" is empty; a set holds strings (write "" for an empty one)`},
+		{"flow", "version: 1\nsets: {vip: [o1, o2,\n  null]}\n" + rules,
+			`taicel: line 3: item 2 of set "vip" is empty; a set holds strings (write "" for an empty one)`},
+		{"alias", "version: 1\nname: &none ~\nsets:\n  vip: [o1, *none]\n" + rules,
+			`taicel: line 4: item 1 of set "vip" is empty; a set holds strings (write "" for an empty one)`},
+		{"json", `{"version": "1", "sets": {"vip": ["o1",` + "\n" + `null]}, "rules": [{"name": "r", "verdict": "deny", "expr": "true"}]}`,
+			`taicel: line 2: item 1 of set "vip" is empty; a set holds strings (write "" for an empty one)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, err := taicel.Parse([]byte(tc.in))
+			assert.Nil(t, spec)
+			assert.EqualError(t, err, tc.want)
+		})
+	}
+	spec, err := taicel.Parse([]byte("version: 1\nsets:\n  vip: [o1, '', \"\"]\n  none: []\n" + rules))
+	require.NoError(t, err)
+	assert.Equal(t, map[string][]string{"vip": {"o1", "", ""}, "none": {}}, spec.Sets)
 }
 
 // An error in a rule's reason names the line of the reason in the file,
