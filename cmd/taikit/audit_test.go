@@ -157,24 +157,31 @@ type cliCase struct {
 	stderr string
 }
 
-// runCLICases runs each case as a subtest. A failing command prints
-// nothing on standard output, and never the test key.
+// runCLICases runs each case as a subtest.
 func runCLICases(t *testing.T, cases []cliCase) {
 	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			code, stdout, stderr := runCLI(c.args...)
-			assert.Equal(t, c.code, code, "stderr: %s", stderr)
-			if c.code == 0 {
-				assert.True(t, strings.HasPrefix(stdout, c.stdout), stdout)
-				assert.Empty(t, stderr)
-				return
-			}
-			assert.Empty(t, stdout)
-			assert.Contains(t, stderr, c.stderr)
-			assert.NotContains(t, stderr, string(testKey), "the key is never printed")
+			c.check(t, code, stdout, stderr)
 		})
 	}
+}
+
+// check checks what c's command line did: its exit status, and what it
+// printed. A failing command prints nothing on standard output, and never
+// the test key.
+func (c cliCase) check(t *testing.T, code int, stdout, stderr string) {
+	t.Helper()
+	assert.Equal(t, c.code, code, "stderr: %s", stderr)
+	assert.NotContains(t, stderr, string(testKey), "the key is never printed")
+	if c.code == 0 {
+		assert.True(t, strings.HasPrefix(stdout, c.stdout), stdout)
+		assert.Empty(t, stderr)
+		return
+	}
+	assert.Empty(t, stdout)
+	assert.Contains(t, stderr, c.stderr)
 }
 
 // failWriter fails every write, as a full disk or a closed pipe does.
@@ -371,14 +378,7 @@ func TestAuditVerifyReadsStandardInput(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code, stdout, stderr := runCLIWithStdin(c.stdin, c.args...)
-			assert.Equal(t, c.code, code, "stderr: %s", stderr)
-			if c.code == 0 {
-				assert.True(t, strings.HasPrefix(stdout, c.stdout), stdout)
-				assert.Empty(t, stderr)
-				return
-			}
-			assert.Empty(t, stdout)
-			assert.Contains(t, stderr, c.stderr)
+			cliCase{c.name, c.args, c.code, c.stdout, c.stderr}.check(t, code, stdout, stderr)
 		})
 	}
 }
@@ -457,16 +457,9 @@ func TestAuditVerifyKeyFromStandardInput(t *testing.T) {
 			"taikit audit verify: -key-file " + f.one + " is the standard input, which FILE - reads: give one of them as a file\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			code, stdout, stderr := runCLIWithStdin(c.stdin, append([]string{"audit", "verify"}, c.args...)...)
-			assert.Equal(t, c.code, code, "stderr: %s", stderr)
-			assert.NotContains(t, stderr, string(testKey), "the key is never printed")
-			if c.code == 0 {
-				assert.Equal(t, c.stdout, stdout)
-				assert.Empty(t, stderr)
-				return
-			}
-			assert.Empty(t, stdout)
-			assert.Contains(t, stderr, c.stderr)
+			args := append([]string{"audit", "verify"}, c.args...)
+			code, stdout, stderr := runCLIWithStdin(c.stdin, args...)
+			cliCase{c.name, args, c.code, c.stdout, c.stderr}.check(t, code, stdout, stderr)
 		})
 	}
 }

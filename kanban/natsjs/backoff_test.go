@@ -67,24 +67,9 @@ func TestLeasesWithinTheDurablesBackOff(t *testing.T) {
 				require.NoError(t, m.Nak())
 			}
 
-			attempts := make(chan int, 10)
-			cctx, cancel := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			go func() {
-				done <- q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
-					attempts <- d.Attempt
-					time.Sleep(time.Second) // more than three of the shortest BackOff
-					return nil
-				}, kanban.ConsumeOptions{WIP: 2})
-			}()
-			drained(t, q)
-			cancel()
-			require.NoError(t, <-done)
-			close(attempts)
-			var got []int
-			for a := range attempts {
-				got = append(got, a)
-			}
+			// A second's handling is more than three of the shortest
+			// BackOff.
+			got := attemptsHandledFor(t, q, time.Second)
 			assert.Equal(t, []int{tc.naks + 1}, got, "delivered again while handled")
 			if tc.user == "admin" {
 				info, err := cons.Info(ctx)

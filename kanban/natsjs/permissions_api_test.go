@@ -148,13 +148,21 @@ func TestWorkerExtendsLeasesByTheDurablesAckWait(t *testing.T) {
 	q, err := natsjs.New[int](ctx, connectAs(t, ns, "worker", &violations{}), natsjs.Options{Stream: "MADE", FetchWait: 50 * time.Millisecond})
 	require.NoError(t, err)
 	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "slow"}))
+	// A second's handling is more than three of the durable's AckWaits.
+	assert.Equal(t, []int{1}, attemptsHandledFor(t, q, time.Second), "delivered again while handled")
+}
+
+// attemptsHandledFor consumes q until it is drained, handling each
+// delivery for d, and returns the attempt numbers of the deliveries.
+func attemptsHandledFor(t *testing.T, q *natsjs.Queue[int], d time.Duration) []int {
+	t.Helper()
 	attempts := make(chan int, 10)
-	cctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
-			attempts <- d.Attempt
-			time.Sleep(time.Second) // more than three of the durable's AckWaits
+		done <- q.Consume(ctx, func(_ context.Context, dl kanban.Delivery[int]) error {
+			attempts <- dl.Attempt
+			time.Sleep(d)
 			return nil
 		}, kanban.ConsumeOptions{WIP: 2})
 	}()
@@ -166,7 +174,7 @@ func TestWorkerExtendsLeasesByTheDurablesAckWait(t *testing.T) {
 	for a := range attempts {
 		got = append(got, a)
 	}
-	assert.Equal(t, []int{1}, got, "delivered again while handled")
+	return got
 }
 
 // TestWorkerEndsWhenTheDurableGoes: a durable deleted while a worker not
