@@ -157,6 +157,16 @@ type cliCase struct {
 	stderr string
 }
 
+// stdinCase is a cliCase with what its standard input holds.
+type stdinCase struct {
+	name   string
+	stdin  io.Reader
+	args   []string
+	code   int
+	stdout string
+	stderr string
+}
+
 // runCLICases runs each case as a subtest.
 func runCLICases(t *testing.T, cases []cliCase) {
 	t.Helper()
@@ -343,14 +353,7 @@ func TestAuditVerifyReadsStandardInput(t *testing.T) {
 	t.Chdir(f.dir)
 	require.NoError(t, os.WriteFile("-", []byte(read(f.plain)), 0o600)) // a file named -, given as ./-
 	keyed := []string{"audit", "verify", "-key-file", f.keyFile}
-	for _, c := range []struct {
-		name   string
-		stdin  io.Reader
-		args   []string
-		code   int
-		stdout string
-		stderr string
-	}{
+	for _, c := range []stdinCase{
 		{"a pipe", pipe(read(f.one)), slices.Concat(keyed, []string{"-"}), 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
 		{"a reader", strings.NewReader(read(f.one)), slices.Concat(keyed, []string{"-"}), 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
 		{"a regular file", open(f.one), slices.Concat(keyed, []string{"-"}), 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
@@ -433,14 +436,7 @@ func TestAuditVerifyKeyFromStandardInput(t *testing.T) {
 	trailIn, err := os.Open(f.one)
 	require.NoError(t, err)
 	defer trailIn.Close()
-	for _, c := range []struct {
-		name   string
-		stdin  io.Reader
-		args   []string
-		code   int
-		stdout string
-		stderr string
-	}{
+	for _, c := range []stdinCase{
 		{"the key", strings.NewReader(string(testKey)), []string{"-key-file", "-", f.one, f.two}, 0, "ok: 5 lines in 2 files; last hash " + f.last2 + "\n", ""},
 		{"the key with a newline the trail's key has not", strings.NewReader(string(testKey) + "\n"), []string{"-key-file", "-", f.one}, 1, "",
 			f.one + ":1: its hash does not match its content under the given key: the key is wrong, or the line was edited; " +
