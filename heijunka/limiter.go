@@ -493,25 +493,28 @@ func (r *Reservation) delay(now int64) time.Duration {
 // the first Cancel or CancelAt does anything; so does nothing a Cancel on a
 // reservation that is not OK, whose time has come, or made before the Limit
 // changed (SetLimit, or a warm-up's step). Nor does one once an event
-// was allowed after the reservation (by Allow, Decide or a WaitN that did
-// not wait): that event acts after the reservation's time, which has thus
-// come, even if CancelAt is given a time earlier than the event's.
+// was allowed after the reservation at its time or later (by Allow, Decide
+// or a WaitN that did not wait): the reservation's time has thus come,
+// even if CancelAt is given a time earlier than the event's. An event
+// allowed before the reservation's time, in room that a cancel before
+// made, does not make that time come.
 func (r *Reservation) Cancel() {
 	if r.OK() {
-		r.cancel(r.lim.nanos())
+		r.cancel(r.lim.nanos(), true)
 	}
 }
 
 // CancelAt is Cancel at time now.
 func (r *Reservation) CancelAt(now time.Time) {
 	if r.OK() {
-		r.cancel(r.lim.rel(now))
+		r.cancel(r.lim.rel(now), false)
 	}
 }
 
 // cancel cancels r at now, unless it was canceled before, and reports
 // whether r's time had come, so that its events act and nothing came back.
-func (r *Reservation) cancel(now int64) (come bool) {
+// clock reports that now was read from the Limiter's clock, not given.
+func (r *Reservation) cancel(now int64, clock bool) (come bool) {
 	if !r.canceled.CompareAndSwap(false, true) {
 		return false
 	}
@@ -536,14 +539,17 @@ func (r *Reservation) cancel(now int64) (come bool) {
 	// in full, lastAct no longer counts them. A state retired since, by a
 	// change of Limit, takes nothing back.
 	//
-	// An event allowed after r in the schedule acts after r's time: then
-	// r's time has come, though now, earlier than that event's time, says
-	// it has not. Such a cancel returns nothing, as it would at that time.
+	// An event allowed after r in the schedule at r's time or later
+	// shows that r's time has come, though now, earlier than that event's
+	// time, says it has not. Such a cancel returns nothing, as it would at
+	// that time. (An event allowed before r's time, in room that a cancel
+	// before made, acts by now: it holds r's events back no more than the
+	// others acting by now.)
 	st := r.st
 	inc := int64(r.n) * st.p.interval
 	st.resMu.Lock()
 	defer st.resMu.Unlock()
-	if tat := st.tat.Load(); tat == retired || st.allowedSince(tat, r) {
+	if tat := st.tat.Load(); tat == retired || st.cameBy(tat, r, now, clock) {
 		return tat != retired
 	}
 	r.dropped = true
@@ -557,7 +563,7 @@ func (r *Reservation) cancel(now int64) (come bool) {
 	}
 	for {
 		tat := st.tat.Load()
-		if tat == retired || st.allowedSince(tat, r) {
+		if tat == retired || st.cameBy(tat, r, now, clock) {
 			return tat != retired // an event allowed since: r's time came
 		}
 		if st.tat.CompareAndSwap(tat, tat-back) {
@@ -686,6 +692,22 @@ func (st *state) allowedSince(tat int64, r *Reservation) bool {
 	return r != nil && r.seq <= st.allowed
 }
 
+// cameBy reports whether events were allowed after the booking r, given
+// the schedule tat, which is not retired, at r's time or later, for a
+// cancel at now (read from the Limiter's clock if clock is set). Such an
+// event was allowed by the latest time given to a call that booked events
+// (hi), or by the clock, which such a cancel reads again: an event allowed
+// by the clock a moment after now may be one. st.resMu must be held.
+func (st *state) cameBy(tat int64, r *Reservation, now int64, clock bool) bool {
+	if !st.allowedSince(tat, r) {
+		return false
+	}
+	if clock {
+		now = max(now, r.lim.nanos())
+	}
+	return max(now, st.hi.Load()) >= r.act
+}
+
 // Wait blocks until one event may pass, or ctx ends.
 func (l *Limiter) Wait(ctx context.Context) error { return l.WaitN(ctx, 1) }
 
@@ -693,11 +715,12 @@ func (l *Limiter) Wait(ctx context.Context) error { return l.WaitN(ctx, 1) }
 // error: ctx's error if it ends before they may pass (the events are
 // returned then, as Reservation.Cancel returns them: not once the Limit
 // has changed; a ctx that ends as they may pass lets them pass, and so
-// does one that ends once an event was allowed after them, by Allow,
-// Decide or a WaitN that did not wait: that event acts after their time,
-// which has thus come as Cancel counts it, and WaitN returns nil at once,
-// by the clock before their time), or context.DeadlineExceeded when its
-// deadline has passed already; a *LimitedError at once when n is
+// does one that ends once an event was allowed after them at their time
+// or later, by Allow, Decide or a WaitN that did not wait: their time has
+// thus come as Cancel counts it, and WaitN returns nil at once, even if
+// that event's time was given ahead of the clock), or
+// context.DeadlineExceeded when its deadline has passed already; a
+// *LimitedError at once when n is
 // negative, n exceeds the Burst of a finite Limit, the Limit is closed
 // (and n is not 0), or the wait would outlast ctx's deadline (nothing is
 // booked then). The error's Decision is the one DecideN would give at
@@ -841,7 +864,7 @@ func (r *Reservation) wait(ctx context.Context, now int64) error {
 		return nil
 	}
 	if err := sleep(ctx, delay); err != nil {
-		if r.cancel(r.lim.nanos()) {
+		if r.cancel(r.lim.nanos(), true) {
 			return nil
 		}
 		return err

@@ -251,6 +251,49 @@ func TestReservationCancelAfterEarlierCanceled(t *testing.T) {
 	})
 }
 
+// TestReservationCancelAfterAnEventAllowedBeforeItsTime: an event allowed
+// after a reservation, but before its time, in room that a cancel before
+// it made, does not make the reservation's time come: canceled then, the
+// reservation returns its events, and a WaitN cut short then fails with
+// its context's error. The cancel returned nothing, and the WaitN
+// returned nil, its context canceled, 1.5s before its events' time.
+func TestReservationCancelAfterAnEventAllowedBeforeItsTime(t *testing.T) {
+	lim := newLimiter(t, heijunka.Limit{Rate: 1, Burst: 4})
+	require.True(t, lim.AllowN(t0, 4))
+	first := lim.ReserveN(t0, 4)  // acts at 4s
+	second := lim.ReserveN(t0, 1) // acts at 5s
+	require.Equal(t, 5*time.Second, second.DelayFrom(t0))
+	first.CancelAt(t0.Add(time.Second)) // returns 3 events: second queues behind
+	require.True(t, lim.AllowN(t0.Add(3*time.Second), 1), "an event at 3s, before the second's time")
+	at := t0.Add(3500 * time.Millisecond)
+	second.CancelAt(at)
+	assert.True(t, lim.AllowN(at, 1), "the second's event came back")
+
+	synctest.Test(t, func(t *testing.T) {
+		lim := newLimiter(t, heijunka.Limit{Rate: 1, Burst: 4})
+		require.True(t, lim.AllowN(time.Now(), 4))
+		wait := func(n int) (context.CancelFunc, chan error) {
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- lim.WaitN(ctx, n) }()
+			synctest.Wait()
+			return cancel, done
+		}
+		cancel1, done1 := wait(4) // due at 4s
+		cancel2, done2 := wait(1) // due at 5s
+		defer cancel2()
+		time.Sleep(time.Second)
+		cancel1()
+		require.ErrorIs(t, <-done1, context.Canceled)
+		time.Sleep(2 * time.Second)
+		require.True(t, lim.Allow(), "an event at 3s, before the second wait's time")
+		time.Sleep(500 * time.Millisecond)
+		cancel2()
+		require.ErrorIs(t, <-done2, context.Canceled, "canceled 1.5s before its time")
+		assert.True(t, lim.Allow(), "the canceled wait returned its event")
+	})
+}
+
 // TestLimiterWaitCanceledBeforeOthers: a wait cut short while later waits
 // queue behind it leaves them their times, and a new wait queues after
 // them, not beside the last.
