@@ -136,6 +136,8 @@ type BoardOptions struct {
 //	body_too_large          413  the cord's body is over 4096 bytes
 //	unsupported_media_type  415  the cord's Content-Type is not application/json
 //	internal                500  the state could not be encoded
+//	streaming_unsupported   501  the event stream, when the ResponseWriter cannot
+//	                             flush (see below)
 //	too_many_streams        503  MaxStreams event streams are served (Retry-After)
 //	shutting_down           503  the board is shut down; no more streams (Retry-After);
 //	                             or, for the cord, the Evaluator is shut down and the
@@ -143,6 +145,13 @@ type BoardOptions struct {
 //
 // A service that answers its own errors in the same shape can mount the
 // board as it is, and its clients see one error schema.
+//
+// The event stream needs a ResponseWriter that flushes. A middleware in
+// front of the board whose writer hides http.Flusher (and has no Unwrap
+// method for http.ResponseController to reach the one beneath) leaves
+// the board unable to stream: /api/events is answered 501, which is
+// logged once, and the page polls /api/state instead, asking for the
+// stream again from time to time as it does after a 503.
 //
 // Shutdown ends the event streams and waits for their handlers to return;
 // the evaluator stays as it is. Shut the board down before the
@@ -156,6 +165,7 @@ type Board struct {
 	csrf    *http.CrossOriginProtection
 	log     *slog.Logger
 	done    chan struct{} // closed by Shutdown
+	noFlush sync.Once     // logs that the event streams cannot be flushed
 
 	epoch time.Time // NewBoard's time: the refreshes of every stream fall at its multiples of refresh
 
@@ -681,15 +691,29 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 		b.fail(w, http.StatusServiceUnavailable, code, msg)
 		return
 	}
-	if head {
-		setStreamHeader(w.Header())
-		w.WriteHeader(http.StatusOK)
-		return
+	if !head {
+		defer b.closeStream()
 	}
-	defer b.closeStream()
 	rc := http.NewResponseController(w)
 	setStreamHeader(w.Header())
-	w.WriteHeader(http.StatusOK)
+	// The flush sends the header, status 200. A writer that cannot flush
+	// (a middleware's that hides http.Flusher) would hold every event
+	// until the stream ended: the page is told so, and polls.
+	if err := rc.Flush(); err != nil {
+		if errors.Is(err, http.ErrNotSupported) {
+			b.noFlush.Do(func() {
+				b.log.Warn("andon: board: the ResponseWriter cannot flush (a middleware hides http.Flusher): pages poll api/state")
+			})
+			for _, k := range []string{"Content-Type", "Cache-Control", "X-Accel-Buffering"} {
+				w.Header().Del(k)
+			}
+			b.fail(w, http.StatusNotImplemented, "streaming_unsupported", "the server cannot stream events here; poll api/state")
+		}
+		return
+	}
+	if head {
+		return
+	}
 	// The streams' refreshes fall at the same times, so that the streams
 	// share the state each takes.
 	tick := time.NewTimer(b.untilRefresh(time.Now()))

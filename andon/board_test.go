@@ -1610,3 +1610,46 @@ func TestBoardContainsAPanickingLineOrBreaker(t *testing.T) {
 		}
 	})
 }
+
+// hidingWriter is the ResponseWriter of a middleware that hides every
+// interface of the writer it wraps, http.Flusher among them.
+type hidingWriter struct{ w http.ResponseWriter }
+
+func (h hidingWriter) Header() http.Header         { return h.w.Header() }
+func (h hidingWriter) Write(p []byte) (int, error) { return h.w.Write(p) }
+func (h hidingWriter) WriteHeader(code int)        { h.w.WriteHeader(code) }
+
+// TestBoardEventsBehindAWriterThatCannotFlush serves the board behind a
+// middleware whose writer cannot flush: the event stream is refused with
+// 501 and streaming_unsupported, as a GET and a HEAD, its place among
+// MaxStreams freed, and the log says why once, so that the page polls
+// api/state. It was answered 200 with one event and then ended, which the
+// page took for a lost connection every three seconds.
+func TestBoardEventsBehindAWriterThatCannotFlush(t *testing.T) {
+	var log lockedBuffer
+	e := newEvaluator(t, andon.EvaluatorOptions{})
+	b, err := andon.NewBoard(e, andon.BoardOptions{MaxStreams: 1, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	require.NoError(t, err)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { b.ServeHTTP(hidingWriter{w}, r) }))
+	t.Cleanup(func() {
+		require.NoError(t, b.Shutdown(context.Background()))
+		srv.Close()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, method := range []string{http.MethodGet, http.MethodGet, http.MethodHead} {
+		req, err := http.NewRequestWithContext(ctx, method, srv.URL+"/api/events", nil)
+		require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusNotImplemented, resp.StatusCode, method)
+		assert.Equal(t, "application/json", resp.Header.Get("Content-Type"), method)
+		if method == http.MethodGet {
+			assert.Contains(t, string(body), `"code":"streaming_unsupported"`)
+		}
+	}
+	assert.Equal(t, 1, strings.Count(log.String(), "cannot flush"), "logged once: %s", log.String())
+}

@@ -34,7 +34,8 @@ type PanelRow struct {
 	// else is shown plain.
 	Color string `json:"color,omitempty"`
 	// Link, if set, makes the first cell a link: a path on the same site
-	// ("/deploy/dpl_…") or an http or https URL. Other links are dropped.
+	// ("/deploy/dpl_…") or an http or https URL, the scheme in any case.
+	// Other links are dropped.
 	Link string `json:"link,omitempty"`
 }
 
@@ -113,11 +114,10 @@ func safeLink(s string) bool {
 	if strings.ContainsFunc(s, unicode.IsControl) {
 		return false
 	}
-	switch {
-	case strings.HasPrefix(s, "/"):
+	if strings.HasPrefix(s, "/") {
 		return !strings.HasPrefix(s, "//") && !strings.HasPrefix(s, "/\\")
-	case strings.HasPrefix(s, "https://"), strings.HasPrefix(s, "http://"):
-		return true
 	}
-	return false
+	// A scheme is case-insensitive: "HTTPS://…" is an https URL.
+	scheme, _, ok := strings.Cut(s, "://")
+	return ok && (strings.EqualFold(scheme, "https") || strings.EqualFold(scheme, "http"))
 }

@@ -263,3 +263,26 @@ func TestBoardPanelPanicValueThatCallsGoexit(t *testing.T) {
 	require.Len(t, st.Panels, 1)
 	assert.Equal(t, "this panel failed; see the log", st.Panels[0].Error)
 }
+
+// TestBoardPanelLinkSchemeInAnyCase: a row's http or https link is kept
+// whatever the case of its scheme ("HTTPS://…", as a URL's scheme is
+// case-insensitive and a rule's runbook is linked so), and still nothing
+// else is; the link was dropped.
+func TestBoardPanelLinkSchemeInAnyCase(t *testing.T) {
+	e := newEvaluator(t, andon.EvaluatorOptions{})
+	var j jobs
+	b, err := andon.NewBoard(e, andon.BoardOptions{Panels: []andon.Panel{{Title: "Jobs", Columns: []string{"ID"}, Rows: j.get}}})
+	require.NoError(t, err)
+	links := []string{"HTTPS://ci.example/a", "Http://ci.example/b", "hTtPs://ci.example/c",
+		"JavaScript:alert(1)", "HTTPS:/ci.example/d", "DATA:text/html,x"}
+	var rows []andon.PanelRow
+	for _, l := range links {
+		rows = append(rows, andon.PanelRow{Cells: []string{l}, Link: l})
+	}
+	j.set(rows...)
+	var got []string
+	for _, r := range boardState(t, b).Panels[0].Rows {
+		got = append(got, r.Link)
+	}
+	assert.Equal(t, []string{"HTTPS://ci.example/a", "Http://ci.example/b", "hTtPs://ci.example/c", "", "", ""}, got)
+}

@@ -361,8 +361,8 @@
     pollTimer = setInterval(poll, 2000);
   }
 
-  // A stream refused (503: the board shut down, or too many live pages)
-  // is not retried by the browser: the page polls and asks for the
+  // A stream refused (503: the board shut down, or too many live pages;
+  // 501: the server in front cannot stream) is not retried by the browser: the page polls and asks for the
   // stream again after followDelay, as the answer's Retry-After says,
   // waiting twice as long after each refusal, up to a minute.
   var followDelay = 5000;
@@ -391,11 +391,12 @@
 
   // lost gives up the stream, closed or silent for too long: the page
   // polls, and follows the stream again after followDelay. Until a poll
-  // answers, the state shown may no longer be true.
+  // answers, the state shown may no longer be true; while the polls
+  // answer, a stream refused again leaves the page polling.
   function lost() {
     stream = null;
     live = false;
-    setConn("offline", "reconnecting…");
+    if ($("conn").getAttribute("data-mode") !== "polling") setConn("offline", "reconnecting…");
     startPolling();
     setTimeout(follow, followDelay);
     followDelay = Math.min(2 * followDelay, 60000);
