@@ -599,6 +599,7 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 	}
 
 	rampAt := -1
+	var verdict, reason string // the last stage's
 	for i, st := range plan {
 		// No stage starts once the service is shutting down: no more
 		// traffic moves to the new version.
@@ -648,7 +649,8 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 		r.mu.Lock()
 		r.span = span
 		r.mu.Unlock()
-		verdict, reason, at := r.bake(ctx, st)
+		var at time.Time
+		verdict, reason, at = r.bake(ctx, st)
 		span.SetAttributes(attribute.String("deployment.verdict", verdict))
 		if verdict == "failed" || verdict == "aborted" {
 			span.SetStatus(codes.Error, reason)
@@ -699,14 +701,18 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 	// (continue_on_failure) ends FAILED or ROLLED_BACK all the same, and
 	// its commands are closed with that status: one sent after is refused
 	// as one sent to a deployment that has ended so (ErrEnded), not as
-	// one to a deployment that succeeded.
+	// one to a deployment that succeeded. The closure names the region and
+	// its last stage's verdict: should the region's success not be stored
+	// after it, the job's next attempt stores it (see recoverRegion),
+	// rather than roll back a region whose commands were closed to end
+	// SUCCESS.
 	if r.lastRegion() {
 		var c Command
 		var aborted bool
 		var rev uint64
-		status := r.endsWith(StatusSuccess)
+		end := Command{Status: r.endsWith(StatusSuccess), Region: r.region, Stage: plan[len(plan)-1].name, Verdict: verdict, Reason: reason}
 		if err := s.retryStore(ctx, "end of the commands", []any{"deployment_id", r.d.ID, "region", r.region}, func(ctx context.Context) (err error) {
-			c, aborted, rev, err = s.store.EndCommands(ctx, r.d.ID, status)
+			c, aborted, rev, err = s.store.EndCommands(ctx, r.d.ID, end)
 			return err
 		}); err != nil {
 			return "", err
@@ -719,29 +725,47 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 			return "", r.rolledBack(ctx, "Aborted: "+c.Reason, time.Time{})
 		}
 	}
+	if err := r.succeed(ctx); err != nil {
+		return "", err
+	}
+	return StatusSuccess, nil
+}
+
+// succeed stores the success of a region whose stages have all passed:
+// its version is recorded as the one serving, then the region's success
+// (with the changes queued by later), and the version before is retired.
+// A write refused as a conflict is another consumer's: one that rolled
+// the region back after the write before, and the version serving is put
+// back to the one the traffic went back to, unless that consumer stored
+// the region's success itself (a job delivered again whose region's
+// success was decided: see recoverRegion).
+func (r *rollout) succeed(ctx context.Context) error {
+	s := r.s
 	if err := s.retryStore(ctx, "stable version", []any{"deployment_id", r.d.ID, "region", r.region}, func(ctx context.Context) error {
 		return s.store.SetStable(ctx, r.service, r.region, r.version)
 	}); err != nil {
-		return "", err
+		return err
 	}
 	done := time.Now().UTC()
 	if err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
 		rr.Status, rr.Stage, rr.Percent, rr.CompletedAt = StatusSuccess, "", 100, &done
 	}); err != nil {
 		if isConflict(err) {
-			// Rolled back by another consumer after the write before:
-			// the version serving is the one the traffic went back to.
-			if rerr := s.store.RestoreStable(context.WithoutCancel(ctx), r.service, r.region, r.version, r.stable); rerr != nil {
+			ctx := context.WithoutCancel(ctx)
+			if d, _, gerr := s.store.Get(ctx, r.d.ID); gerr == nil && d.Results[r.index].Status == StatusSuccess {
+				return err
+			}
+			if rerr := s.store.RestoreStable(ctx, r.service, r.region, r.version, r.stable); rerr != nil {
 				s.log.Error("version serving not put back after the region was rolled back", "deployment_id", r.d.ID, "region", r.region, "err", rerr)
 			}
 		}
-		return "", err
+		return err
 	}
 	// The new version serves alone. The old one is retired once the
 	// region's success is stored, not before: until then another
 	// consumer may roll the region back to it.
-	r.s.retireOld(ctx, r.service, r.region, r.stable)
-	return StatusSuccess, nil
+	s.retireOld(ctx, r.service, r.region, r.stable)
+	return nil
 }
 
 // retireOld retires the version that served before a region's rollout

@@ -548,7 +548,7 @@ func (s *Service) runJob(ctx context.Context, m kanban.Delivery[Job]) error {
 		// No rollout starts once the service is shutting down.
 		return r.heldForShutdown(ctx)
 	default:
-		if err := s.runRegion(ctx, r); err != nil {
+		if err := s.startRegion(ctx, r, m.Attempt > 1); err != nil {
 			if !last(err) || !r.lastAttempt(ctx, err, false) {
 				return err
 			}
@@ -613,8 +613,9 @@ func (r *rollout) status() string {
 // storeEnd stores the run's copy of the record, whose region has ended
 // but whose write failed, and reports whether it is stored. A region
 // rolled back is counted once stored (countRolledBack): the attempt that
-// rolled it back ended with the write's error, under kindAttempt. So is
-// a region refused (countRefused).
+// rolled it back ended with the write's error, under kindAttempt. So are
+// a region refused (countRefused) and one that succeeded
+// (countSucceeded).
 func (r *rollout) storeEnd(ctx context.Context) bool {
 	if err := r.update(ctx, func(*Deployment, *RegionResult) {}); err != nil {
 		r.s.log.Error("region's end not stored after its last attempt", "deployment_id", r.d.ID, "region", r.region, "err", err)
@@ -628,6 +629,8 @@ func (r *rollout) storeEnd(ctx context.Context) bool {
 		r.s.countRolledBack(r, rr.ErrorMessage)
 	case r.refusal != nil:
 		r.s.countRefused(*r.refusal)
+	case rr.Status == StatusSuccess:
+		r.s.countSucceeded(r)
 	}
 	return true
 }
@@ -917,46 +920,106 @@ func (s *Service) runRegion(ctx context.Context, r *rollout) error {
 	case errors.As(err, &rb):
 		return nil // recorded by the rollout
 	}
-	// A refusal is counted here, as the pipeline records it, once the
-	// region's end is known (outcomes leaves it out).
+	// The region's end, should the prerequisites decide it. A refusal is
+	// counted, as the pipeline records it, once the region's end is
+	// stored (outcomes leaves it out).
+	var end Command
 	var refusal *tai.Record
 	if res.Outcome == tai.Denied {
 		refusal = &tai.Record{
 			ID: key, Kind: "deployment", Key: r.service + "/" + r.region, Outcome: tai.Denied,
 			Decision: res.Decision, Start: start, Duration: time.Since(start), Span: res.Span,
 		}
-	}
-	if _, _, ruleFailed := ruleFailure(err); refusal != nil || ruleFailed && ctx.Err() == nil {
-		// An abort that came while the prerequisites were judged ends the
-		// region as one before it began, whatever they decided: answered
-		// 202, it is not left for the deployment to end FAILED. The
-		// region is then counted once, as rolled back, not as refused.
-		if aborted, err := s.abortAtRefusal(ctx, r); aborted {
-			return err
-		}
-	}
-	if refusal != nil {
-		now := time.Now().UTC()
-		r.refusal = refusal
-		if err := r.update(ctx, func(_ *Deployment, rr *RegionResult) {
-			rr.Status, rr.ErrorMessage, rr.Decision, rr.CompletedAt = StatusFailed, res.Decision.Reason, res.Decision.Policy, &now
-		}); err != nil {
-			return err
-		}
-		s.countRefused(*refusal)
-		return nil
-	}
-	if policy, rerr, ok := ruleFailure(err); ok && ctx.Err() == nil {
+		end = Command{Verdict: verdictDenied, Decision: res.Decision.Policy, Reason: res.Decision.Reason}
+	} else if policy, rerr, ok := ruleFailure(err); ok && ctx.Err() == nil {
 		// A prerequisite rule that fails at evaluation would fail every
 		// retry: the validation fails now, as a failing analysis rule
 		// fails its sample, rather than leave the deployment in progress
 		// and its regions taken.
-		now := time.Now().UTC()
-		return r.update(ctx, func(_ *Deployment, rr *RegionResult) {
-			rr.Status, rr.ErrorMessage, rr.Decision, rr.CompletedAt = StatusFailed, "Prerequisite rules failed: "+rerr.Error(), policy, &now
-		})
+		end = Command{Verdict: verdictFailed, Decision: policy, Reason: "Prerequisite rules failed: " + rerr.Error()}
 	}
-	return err // retried: the queue delivers the job again
+	if end.Verdict == "" {
+		return err // retried: the queue delivers the job again
+	}
+	end.Region, end.At = r.region, time.Now().UTC()
+	// An abort that came while the prerequisites were judged ends the
+	// region as one before it began, whatever they decided: answered 202,
+	// it is not left for the deployment to end FAILED. The region is then
+	// counted once, as rolled back, not as refused.
+	if aborted, err := s.abortAtRefusal(ctx, r, end); aborted {
+		return err
+	}
+	return r.refused(ctx, end, refusal)
+}
+
+// refused stores the end of a region its prerequisites refused, or whose
+// prerequisite rules failed, as end (an end of the commands: see
+// Command.Verdict) says: FAILED, with its reason and the prerequisite.
+// A refusal is counted once stored, with rec, its record
+// (countRefused). Failing, it leaves the region's end to the job's next
+// attempt, which stores the same end should the deployment's commands
+// have been closed with it (decidedEnd), or to lastAttempt.
+func (r *rollout) refused(ctx context.Context, end Command, rec *tai.Record) error {
+	r.refusal = rec
+	if err := r.update(ctx, func(_ *Deployment, rr *RegionResult) {
+		rr.Status, rr.ErrorMessage, rr.Decision, rr.CompletedAt = StatusFailed, end.Reason, end.Decision, utc(end.At)
+	}); err != nil {
+		return err
+	}
+	if rec != nil {
+		r.s.countRefused(*rec)
+	}
+	return nil
+}
+
+// startRegion runs a region's rollout (runRegion), unless an earlier
+// attempt of its job (again) had its prerequisites refuse it, and closed
+// its deployment's commands for that refusal (abortAtRefusal), but did not
+// store the region's end: the store refused the write, or was out of
+// reach for longer than the write was retried, or the process was cut
+// off. The refusal stands, and is stored as it was decided: judged again,
+// prerequisites that now let the region through would roll it out with
+// the commands closed, so that no abort was taken, and a deployment
+// whose abort was refused as one to a deployment that has ended FAILED
+// would end otherwise.
+func (s *Service) startRegion(ctx context.Context, r *rollout, again bool) error {
+	if again {
+		end, decided, err := s.decidedEnd(ctx, r)
+		if err != nil {
+			return err
+		}
+		if decided && end.refusal() {
+			s.log.Warn("region refused on an earlier attempt of its job, its end not stored; the refusal stands", "deployment_id", r.d.ID, "region", r.region, "reason", end.Reason)
+			var rec *tai.Record
+			if end.Verdict == verdictDenied {
+				key := r.d.ID + "/" + r.region
+				rec = &tai.Record{
+					ID: key, Kind: "deployment", Key: r.service + "/" + r.region, Outcome: tai.Denied,
+					Decision: tai.Decision{Verdict: tai.Deny, Policy: end.Decision, Reason: end.Reason}, Start: end.At,
+				}
+			}
+			return r.refused(ctx, end, rec)
+		}
+	}
+	return s.runRegion(ctx, r)
+}
+
+// decidedEnd returns the end of r's deployment's commands if they were
+// closed for r's region (EndCommands): that region's end was decided, by
+// its prerequisites or by its last stage passing, and stands on every
+// later attempt of its job. The read is retried as a write is while the
+// store is out of reach.
+func (s *Service) decidedEnd(ctx context.Context, r *rollout) (Command, bool, error) {
+	var end Command
+	var closed bool
+	err := svc.Retry(ctx, s.log, storeRetryFor, "reading the end of the commands", []any{"deployment_id", r.d.ID, "region", r.region}, func(ctx context.Context) (err error) {
+		end, closed, err = s.store.Closed(ctx, r.d.ID)
+		return err
+	})
+	if err != nil {
+		return Command{}, false, fmt.Errorf("read the commands of deployment %s: %w", r.d.ID, err)
+	}
+	return end, closed && end.Region == r.region, nil
 }
 
 // ruleFailure finds, in a pipeline's error, a rule of the prerequisites
@@ -1030,20 +1093,23 @@ func (s *Service) abortBeforeStart(ctx context.Context, r *rollout) (bool, error
 }
 
 // abortAtRefusal is abortBeforeStart for a region its prerequisites
-// refused, or whose prerequisite rules failed: it reports whether the run
-// stops there, the region ended aborted or the store failing (its error
-// returned, and the job retried). A refusal that ends the deployment (of
-// its last region, or of any region of a deployment that does not go on
-// after a failure) first closes the deployment's commands in the store,
-// with the status it ends with, as the success of its last region does
-// (EndCommands). An abort stored before wins, also one this process has
+// refused, or whose prerequisite rules failed, end being the region's
+// end: it reports whether the run stops there, the region ended aborted or
+// the store failing (its error returned, and the job retried). A refusal
+// that ends the deployment (of its last region, or of any region of a
+// deployment that does not go on after a failure) first closes the
+// deployment's commands in the store, with the status it ends with and
+// end, as the success of its last region does (EndCommands): should the
+// region's end not be stored after, the next attempt of its job stores
+// end rather than judge the region again (startRegion). An abort stored
+// before wins, also one this process has
 // not heard of yet, and the region ends aborted; one sent after is
 // refused as one sent to a deployment that has ended so (ErrEnded).
 // Answered 202 between the refusal and the deployment's end, it was
 // ignored. A refusal that does not end the deployment leaves an abort
 // that comes later to the wave (continueWave) or to its next region's
 // run.
-func (s *Service) abortAtRefusal(ctx context.Context, r *rollout) (bool, error) {
+func (s *Service) abortAtRefusal(ctx context.Context, r *rollout, end Command) (bool, error) {
 	if aborted, err := s.abortBeforeStart(ctx, r); aborted {
 		return true, err
 	}
@@ -1053,12 +1119,12 @@ func (s *Service) abortAtRefusal(ctx context.Context, r *rollout) (bool, error) 
 	if goesOn {
 		return false, nil
 	}
-	status := r.endsWith(StatusFailed)
+	end.Status = r.endsWith(StatusFailed)
 	var c Command
 	var aborted bool
 	var rev uint64
 	if err := s.retryStore(ctx, "end of the commands", []any{"deployment_id", r.d.ID, "region", r.region}, func(ctx context.Context) (err error) {
-		c, aborted, rev, err = s.store.EndCommands(ctx, r.d.ID, status)
+		c, aborted, rev, err = s.store.EndCommands(ctx, r.d.ID, end)
 		return err
 	}); err != nil {
 		return true, err
@@ -1084,11 +1150,23 @@ func (s *Service) aborted(id string) bool {
 }
 
 // recoverRegion ends a region whose rollout a crash or a shutdown cut
-// off. It rolls back rather than resuming: the health samples and the time
-// baked so far lived in the process that is gone, and the old version is
-// the state known to be good. The new version's stage is in the record.
-// The rollback is counted as one on the analysis is (countRolledBack).
+// off, or whose attempt failed with an error. It rolls back rather than
+// resuming: the health samples and the time baked so far lived in the
+// process that is gone, and the old version is the state known to be
+// good. The new version's stage is in the record. The rollback is counted
+// as one on the analysis is (countRolledBack). A region that passed its
+// last stage and closed its deployment's commands to end (EndCommands),
+// its success not stored after, is not rolled back: its success was
+// decided, and a command sent since was refused as too late
+// (ErrSucceeded); it ends SUCCESS (endPassed).
 func (s *Service) recoverRegion(ctx context.Context, r *rollout) error {
+	end, decided, err := s.decidedEnd(ctx, r)
+	if err != nil {
+		return err
+	}
+	if decided && end.passed() {
+		return s.endPassed(ctx, r, end)
+	}
 	rr := r.d.Results[r.index]
 	s.log.Warn("rolling back a rollout cut off by a restart", "deployment_id", r.d.ID, "region", r.region, "stage", rr.Stage)
 	reason := fmt.Sprintf("Interrupted at stage %s by a restart of the service; rolled back to %s", nameOr(rr.Stage, "start"), nameOr(rr.Previous, "no version"))
@@ -1096,6 +1174,34 @@ func (s *Service) recoverRegion(ctx context.Context, r *rollout) error {
 		return err
 	}
 	s.countRolledBack(r, reason)
+	return nil
+}
+
+// endPassed stores the success of a region whose rollout passed its last
+// stage and closed its deployment's commands with end, its success not
+// stored after (the store refused the write, or was out of reach for
+// longer than it was retried, or the process was cut off): its last
+// stage ends as end says, and the region as a rollout that passed does
+// (succeed), counted as one that succeeded. The traffic is all on the new
+// version since that stage began.
+func (s *Service) endPassed(ctx context.Context, r *rollout, end Command) error {
+	s.log.Warn("region passed its last stage on an earlier attempt of its job, its success not stored; the success stands", "deployment_id", r.d.ID, "region", r.region)
+	r.mu.Lock()
+	r.stable = r.d.Results[r.index].Previous
+	r.mu.Unlock()
+	r.later(func(d *Deployment, rr *RegionResult) {
+		n := len(rr.Stages)
+		if n == 0 || rr.Stages[n-1].Name != end.Stage || rr.Stages[n-1].EndedAt != nil {
+			return
+		}
+		sr := &rr.Stages[n-1]
+		sr.EndedAt, sr.Verdict, sr.Reason = utc(end.At), end.Verdict, end.Reason
+		d.StagesCompleted = append(d.StagesCompleted, d.stageName(r.region, end.Stage))
+	})
+	if err := r.succeed(ctx); err != nil {
+		return err
+	}
+	s.countSucceeded(r)
 	return nil
 }
 
@@ -1386,6 +1492,20 @@ func (o outcomes) Observe(ctx context.Context, r tai.Record) {
 // outcomes passes the pipeline's records on: once the refusal is stored,
 // the region having ended refused, not aborted.
 func (s *Service) countRefused(rec tai.Record) {
+	s.stats.Observe(context.Background(), rec)
+	s.metrics.pipeline.Observe(context.Background(), rec)
+}
+
+// countSucceeded counts, as the pipeline's record of a success would be,
+// a region whose success was stored outside its run's pipeline: after its
+// last attempt failed to store it (storeEnd), or by the job's next
+// attempt (endPassed). The attempt whose write failed is under
+// kindAttempt.
+func (s *Service) countSucceeded(r *rollout) {
+	rec := tai.Record{
+		ID: r.d.ID + "/" + r.region, Kind: "deployment", Key: r.service + "/" + r.region,
+		Outcome: tai.Succeeded, Start: time.Now(),
+	}
 	s.stats.Observe(context.Background(), rec)
 	s.metrics.pipeline.Observe(context.Background(), rec)
 }

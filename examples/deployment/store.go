@@ -429,9 +429,37 @@ type Command struct {
 	Stage string `json:"stage,omitempty"`
 	// Status is, in the end of the commands (EndCommands), the status the
 	// deployment ends with; one stored without it ends SUCCESS.
-	Status string    `json:"status,omitempty"`
-	At     time.Time `json:"at"`
-	Seq    uint64    `json:"-"` // the store's revision: commands are told apart by it
+	Status string `json:"status,omitempty"`
+	// Verdict is, in the end of the commands, what decided the end of
+	// Region, the region that ends the deployment: denied (its
+	// prerequisite Decision refused it, Reason saying why) or failed (the
+	// rules of Decision failed at evaluation, Reason saying how), and
+	// the region ends FAILED with Reason; or, for its last stage, Stage,
+	// passed or promoted (Reason the stage's), and the region ends
+	// SUCCESS. Stored with the closure, the decision stands for every
+	// later attempt of the region's job (see Service.decidedEnd). An end
+	// stored without it (by an earlier release) decides nothing.
+	Verdict  string    `json:"verdict,omitempty"`
+	Decision string    `json:"decision,omitempty"`
+	At       time.Time `json:"at"`
+	Seq      uint64    `json:"-"` // the store's revision: commands are told apart by it
+}
+
+// Verdicts of an end of the commands (Command.Verdict) other than a
+// stage's.
+const (
+	verdictDenied = "denied"
+	verdictFailed = "failed"
+)
+
+// refusal reports whether c, an end of the commands, was stored as the
+// prerequisites of c.Region refused it, or their rules failed.
+func (c Command) refusal() bool { return c.Verdict == verdictDenied || c.Verdict == verdictFailed }
+
+// passed reports whether c, an end of the commands, was stored as
+// c.Region passed its last stage, c.Stage.
+func (c Command) passed() bool {
+	return (c.Verdict == "passed" || c.Verdict == "promoted") && c.Stage != ""
 }
 
 // ErrAborting is SendCommand's error for a promote or a resume sent to a
@@ -574,20 +602,26 @@ func abortedWith(d *Deployment, reason string) bool {
 }
 
 // EndCommands closes the commands of deployment id, whose end is decided
-// and is to end with status: its last region has passed its last stage,
-// or its prerequisites refused the region that ends it. From then on
-// SendCommand refuses every command, as it refuses one sent once the
-// deployment has ended with status. An abort stored before is returned
-// (aborted), with its revision as Seq, and the commands stay open: the
-// run acts on it. rev is the revision of the end stored; closing twice (a
-// retry of a write that landed) returns the first's.
-func (s *Store) EndCommands(ctx context.Context, id, status string) (abort Command, aborted bool, rev uint64, err error) {
-	at := time.Now().UTC()
-	alone, err := json.Marshal(Command{Action: endAction, Status: status, At: at})
+// and is to end with end.Status: its last region has passed its last
+// stage, or its prerequisites refused the region that ends it. end says
+// which region, and how (Command.Verdict): stored with the closure, that
+// decision stands should the region's end not be stored after it (see
+// Closed). From then on SendCommand refuses every command, as it refuses
+// one sent once the deployment has ended with end.Status. An abort stored
+// before is returned (aborted), with its revision as Seq, and the commands
+// stay open: the run acts on it. rev is the revision of the end stored;
+// closing twice (a retry of a write that landed) returns the first's.
+func (s *Store) EndCommands(ctx context.Context, id string, end Command) (abort Command, aborted bool, rev uint64, err error) {
+	if end.At.IsZero() {
+		end.At = time.Now().UTC()
+	}
+	end.Action = endAction
+	alone, err := json.Marshal(end)
 	if err != nil {
 		return Command{}, false, 0, err
 	}
-	over, err := json.Marshal(Command{Action: endOverCommand, Status: status, At: at})
+	end.Action = endOverCommand
+	over, err := json.Marshal(end)
 	if err != nil {
 		return Command{}, false, 0, err
 	}
@@ -616,6 +650,23 @@ func (s *Store) EndCommands(ctx context.Context, id, status string) (abort Comma
 			return Command{}, false, rev, err
 		}
 	}
+}
+
+// Closed returns the end of deployment id's commands (EndCommands), with
+// the region and the decision it was stored for, if they are closed.
+func (s *Store) Closed(ctx context.Context, id string) (end Command, closed bool, err error) {
+	e, err := s.control.Get(ctx, "cmd."+id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Command{}, false, nil
+	}
+	if err != nil {
+		return Command{}, false, err
+	}
+	if json.Unmarshal(e.Value(), &end) != nil || !isEnd(end.Action) {
+		return Command{}, false, nil
+	}
+	end.Seq = e.Revision()
+	return end, true, nil
 }
 
 // Aborting reports whether deployment id has an abort pending.
