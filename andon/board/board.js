@@ -108,7 +108,7 @@
     var meta = [];
     if (r.since) meta.push(since(r.since));
     if (r.unit !== "state") meta.push(el("span", { text: (meta.length ? " · " : "") + r.samples + " samples" }));
-    if (r.last_error) meta.push(el("span", { text: " · " + r.last_error }));
+    if (r.last_error) meta.push(el("span", {}, [document.createTextNode(" · "), el("bdi", { text: r.last_error })]));
     // An http(s) URL, the scheme in any case, or a path of this site:
     // never another scheme (javascript:, data:).
     if (r.runbook_url && /^(https?:\/\/|\/)/i.test(r.runbook_url)) {
@@ -186,6 +186,17 @@
     if (e.textContent !== text) e.textContent = text;
   }
 
+  // setParts is setText for a text made of the board's words and, at the
+  // odd places of parts, text from outside (a name, a reason), each in a
+  // bdi element: its direction, or a bidirectional control it holds,
+  // cannot reorder the board's words around it.
+  function setParts(e, parts) {
+    if (e.textContent === parts.join("")) return;
+    e.replaceChildren.apply(e, parts.map(function (p, i) {
+      return i % 2 ? el("bdi", { text: p }) : document.createTextNode(p);
+    }));
+  }
+
   // ident is what a node is, whatever it shows: its kind, and for an
   // element its tag and the name of the rule, line, breaker or panel it
   // stands for. A node that changed is matched with the one of the same
@@ -258,7 +269,7 @@
     cord.setAttribute("data-pulled", String(s.cord.pulled));
     // The cord's status is announced when it changes; its age, which
     // goes on every second, is beside it rather than in it.
-    setText($("cord-text"), s.cord.pulled ? "PULLED by " + s.cord.who + ": " + s.cord.reason : "ready");
+    setParts($("cord-text"), s.cord.pulled ? ["PULLED by ", s.cord.who, ": ", s.cord.reason] : ["ready"]);
     update($("cord-since"), s.cord.pulled && s.cord.since ? [document.createTextNode(" — "), since(s.cord.since)] : []);
     $("cord-form").hidden = s.read_only || s.cord.pulled;
     $("cord-reset").hidden = s.read_only || !s.cord.pulled;
