@@ -108,8 +108,12 @@ func ExampleWriteDecisionHeaders() {
 	perCustomer, _ := heijunka.NewKeyed(heijunka.PerMinute(5))
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d, err := perCustomer.Allow(r.Context(), r.URL.Query().Get("customer"))
+		if err != nil { // no decision (a full store): no fields to send
+			taihttp.WriteError(w, r, err)
+			return
+		}
 		taihttp.WriteDecisionHeaders(w, d)
-		if err != nil || !d.Allowed {
+		if !d.Allowed {
 			http.Error(w, "slow down", http.StatusTooManyRequests)
 			return
 		}

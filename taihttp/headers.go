@@ -277,8 +277,12 @@ func addField(h http.Header, name, v string) {
 // apart.
 //
 //	d, err := perCustomer.Allow(ctx, customerID)
+//	if err != nil { // no decision (a full store): no fields to send
+//		taihttp.WriteError(w, r, err)
+//		return
+//	}
 //	taihttp.WriteDecisionHeaders(w, d)
-//	if err != nil || !d.Allowed { ... 429 ... }
+//	if !d.Allowed { ... 429 ... }
 func WriteDecisionHeaders(w http.ResponseWriter, d heijunka.Decision) {
 	SetDecisionHeaders(w.Header(), DefaultPolicy, d)
 }

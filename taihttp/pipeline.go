@@ -48,7 +48,8 @@ type PipelineOptions struct {
 	// OnError, if set, is called with every request that does not
 	// succeed and the error Process returned (joined to the handler's
 	// own when a guard called the handler a second time or abandoned it,
-	// see Pipeline),
+	// see Pipeline, and to the handler's panic when the guards' error
+	// does not hold it),
 	// before the response is written (if the middleware writes it). Log
 	// there: the response never shows the error.
 	OnError func(r *http.Request, err error)
@@ -208,7 +209,8 @@ var errRanTwice = jidoka.Permanent(errors.New("taihttp: a guard called the handl
 // ranTwiceError is the error Process returned with errRanTwice or
 // tai.ErrAbandoned in it, after a first call of the handler that failed
 // (for ErrAbandoned, one the middleware waited for, which may have
-// panicked: its *tai.PanicError then stands for its error): it holds that call's
+// panicked: its *tai.PanicError then stands for its error), or any error
+// of a guard's own that hides a panic of the handler: it holds that call's
 // error too, so that OnError and the answer still tell why the handler
 // failed (a deadline that passed before it wrote anything is answered
 // 504, as without the retry). The second call returns errRanTwice alone:
@@ -250,13 +252,17 @@ func (pl *pipeline) serveHTTP(next http.Handler, w http.ResponseWriter, r *http.
 	if err == nil {
 		return
 	}
+	var pe *tai.PanicError
 	if ex.returned.Load() && ex.err != nil && (errors.Is(err, errRanTwice) || errors.Is(err, tai.ErrAbandoned)) {
 		err = &ranTwiceError{refusal: err, first: ex.err}
-	} else if ex.panicked != nil && errors.Is(err, tai.ErrAbandoned) {
-		// The abandoned call panicked: answered as a panic is (below).
+	} else if ex.panicked != nil && !errors.As(err, &pe) {
+		// The handler panicked, but what Process returned does not say
+		// so: a guard abandoned the call, or returned an error of its own
+		// once the call had ended (a timeout that reports its deadline;
+		// one that gave up as the handler panicked). The panic is
+		// answered as a panic is (below).
 		err = &ranTwiceError{refusal: err, first: ex.panicked}
 	}
-	var pe *tai.PanicError
 	if ex.w.status != 0 || errors.As(err, &pe) && pe.Value == http.ErrAbortHandler {
 		// The handler answered (a failing status, say): its response
 		// stands. Should it have panicked after it began, the response

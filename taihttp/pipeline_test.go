@@ -736,6 +736,11 @@ func TestPipelineAbandonedHandlerThatPanics(t *testing.T) {
 				h := pipelineMW(t, nil, taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { got = err }},
 					tai.WithGuards(abandon))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					<-release
+					// Go on once the guard has returned and the middleware
+					// waits for this call: ended first, the call would not
+					// be abandoned (see
+					// TestPipelineHandlerPanicBehindAGuardsOwnError).
+					synctest.Wait()
 					if tc.write {
 						w.Header().Set("Content-Length", "10")
 						w.WriteHeader(http.StatusOK)
@@ -823,4 +828,66 @@ func TestPipelineAbandonedBeforeTheHandlerRan(t *testing.T) {
 		assert.Equal(t, http.StatusGatewayTimeout, rec.Code)
 		assert.Contains(t, rec.Body.String(), `"code":"timeout"`)
 	})
+}
+
+// A guard that waits for its call and then returns an error of its own,
+// as a timeout that reports its deadline in place of the call's error
+// does, keeps the tai contract but hides the handler's panic from the
+// error Process returns; so does an abandoning guard when the handler
+// panics before the guard's Do has returned. The panic still decides: a
+// response the handler began is cut off, one it had not begun is a 500,
+// and OnError sees the panic.
+func TestPipelineHandlerPanicBehindAGuardsOwnError(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		write bool
+	}{
+		{"after it began", true},
+		{"before it began", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ownError := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+					ctx, cancel := context.WithTimeout(ctx, time.Second)
+					defer cancel()
+					done := make(chan error, 1)
+					go func() { done <- fn(ctx) }()
+					select {
+					case err := <-done:
+						return err
+					case <-ctx.Done():
+						<-done // the call has ended: the contract holds
+						return ctx.Err()
+					}
+				})
+				var got error
+				h := pipelineMW(t, nil, taihttp.PipelineOptions{OnError: func(_ *http.Request, err error) { got = err }},
+					tai.WithGuards(ownError))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					<-r.Context().Done()
+					if tc.write {
+						w.WriteHeader(http.StatusOK)
+						_, _ = w.Write([]byte("part"))
+					}
+					panic("boom")
+				}))
+				rec := httptest.NewRecorder()
+				var recovered any
+				func() {
+					defer func() { recovered = recover() }()
+					h.ServeHTTP(rec, get("192.0.2.1:1"))
+				}()
+				var pe *tai.PanicError
+				require.ErrorAs(t, got, &pe, "OnError sees the panic")
+				assert.Equal(t, "boom", pe.Value)
+				assert.ErrorIs(t, got, context.DeadlineExceeded, "and the guard's error")
+				if tc.write {
+					assert.Equal(t, http.ErrAbortHandler, recovered, "the response is cut off")
+					return
+				}
+				assert.Nil(t, recovered)
+				assert.Equal(t, http.StatusInternalServerError, rec.Code)
+				assert.Contains(t, rec.Body.String(), `"code":"failed"`)
+			})
+		})
+	}
 }
