@@ -165,13 +165,23 @@ type RejectedError struct {
 	Err   error
 }
 
-// Error names the stage, the hook and the hook's error.
+// Error names the stage, the hook and the hook's error (when Err is set:
+// a RejectedError a caller builds without one still has a message).
 func (e *RejectedError) Error() string {
 	msg := "tai: rejected at " + e.Stage.String()
 	if e.Hook != "" {
 		msg += " " + strconv.Quote(e.Hook)
 	}
-	return msg + ": " + e.Err.Error()
+	return withCause(msg, e.Err)
+}
+
+// withCause returns msg, followed by err's message after a colon when err
+// is not nil.
+func withCause(msg string, err error) string {
+	if err == nil {
+		return msg
+	}
+	return msg + ": " + err.Error()
 }
 
 // Is reports whether target is ErrRejected.
@@ -223,12 +233,12 @@ type PolicyError struct {
 	Err    error  // the policy's error
 }
 
-// Error names the policy and its error.
+// Error names the policy and its error (when Err is set).
 func (e *PolicyError) Error() string {
 	if e.Policy == "" {
-		return "tai: policy failed: " + e.Err.Error()
+		return withCause("tai: policy failed", e.Err)
 	}
-	return "tai: policy " + strconv.Quote(e.Policy) + " failed: " + e.Err.Error()
+	return withCause("tai: policy "+strconv.Quote(e.Policy)+" failed", e.Err)
 }
 
 // Unwrap returns the policy's error.
@@ -272,9 +282,10 @@ type StageError struct {
 	Err   error // ctx.Err()
 }
 
-// Error returns "tai: before <stage>: <ctx.Err()>".
+// Error returns "tai: before <stage>: <ctx.Err()>" ("tai: before
+// <stage>" when Err is nil).
 func (e *StageError) Error() string {
-	return "tai: before " + e.Stage.String() + ": " + e.Err.Error()
+	return withCause("tai: before "+e.Stage.String(), e.Err)
 }
 
 // Unwrap returns the context's error.

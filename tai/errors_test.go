@@ -38,6 +38,25 @@ func TestErrorMessages(t *testing.T) {
 	}
 }
 
+// An error a caller builds without a cause (a stub in a test, a wrapper
+// whose error turned out nil) still has a message: printing or logging it
+// must not panic.
+func TestErrorMessagesWithoutACause(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{&tai.RejectedError{Stage: tai.StageGate}, "tai: rejected at gate"},
+		{&tai.RejectedError{Stage: tai.StageAction, Hook: "breaker"}, `tai: rejected at action "breaker"`},
+		{&tai.PolicyError{}, "tai: policy failed"},
+		{&tai.PolicyError{Policy: "geo"}, `tai: policy "geo" failed`},
+		{&tai.StageError{Stage: tai.StagePolicy}, "tai: before policy"},
+	}
+	for _, tt := range tests {
+		assert.NotPanics(t, func() { assert.Equal(t, tt.want, tt.err.Error()) }, "%#v", tt.err)
+	}
+}
+
 // TestErrorsUnwrap: the cause inside each error stays reachable.
 func TestErrorsUnwrap(t *testing.T) {
 	base := errors.New("x")

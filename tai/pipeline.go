@@ -118,9 +118,10 @@ type Pipeline[T, R any] struct {
 
 // New returns a pipeline that evaluates policy and, when it allows, runs
 // action. It returns an error for a nil policy or action (or a nil policy
-// inside All, Any, Named or FailOpen) and for a nil hook, naming which. A
-// nil function or pointer is nil here too: a PolicyFunc(nil), or a
-// *Scored whose NewScored error was ignored.
+// inside All, Any, Named or FailOpen), for a Scored that NewScored did not
+// make, and for a nil hook, naming which. A nil function or pointer is nil
+// here too: a PolicyFunc(nil), or a *Scored whose NewScored error was
+// ignored.
 func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipeline[T, R], error) {
 	if err := validatePolicy(policy); err != nil {
 		return nil, fmt.Errorf("tai.New: policy: %w", err)

@@ -1041,6 +1041,14 @@ func TestTracerPanic(t *testing.T) {
 // policy that failed — the one its decision names, else the pipeline's
 // policy — and an error that already is one, or a panic, is not wrapped
 // again.
+// velocityFails is an unnamed policy that names itself in its decision,
+// and errs with err.
+func velocityFails(err error) tai.Policy[int] {
+	return tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+		return tai.Decision{Policy: "velocity"}, err
+	})
+}
+
 func TestPolicyErrorNames(t *testing.T) {
 	boom := errors.New("store down")
 	tests := []struct {
@@ -1061,6 +1069,8 @@ func TestPolicyErrorNames(t *testing.T) {
 		{"inside Any", tai.Any(fixed(deny, nil), failing(boom)), "#1", `tai: policy "#1" failed: store down`},
 		{"inside All inside All", tai.All(fixed(allow, nil), tai.All(tai.Named("geo", failing(boom)))), "geo", `tai: policy "geo" failed: store down`},
 		{"inside a named All inside Any", tai.Any(fixed(deny, nil), tai.Named("checks", tai.All(failing(boom)))), "#0", `tai: policy "#0" failed: store down`},
+		{"inside All, the decision names it", tai.All(fixed(allow, nil), velocityFails(boom)), "velocity", `tai: policy "velocity" failed: store down`},
+		{"inside Any, the decision names it", tai.Any(fixed(deny, nil), velocityFails(boom)), "velocity", `tai: policy "velocity" failed: store down`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 
 	"github.com/taipattern/taikit/internal/typednil"
 )
@@ -220,9 +221,11 @@ func validateChildren[T any](ps []Policy[T]) error {
 }
 
 // evalChild evaluates one child of a combinator, in a span of its own when
-// the context carries a Tracer, and checks the verdict. The span ends as
-// the policy stage's span does: with the child's error, with a
-// *DeniedError holding its decision when it denied (whatever the
+// the context carries a Tracer, and checks the verdict. A child's error is
+// a *PolicyError named as the pipeline names its policy's: by the Policy
+// of the child's decision, else the child's name, else its index ("#1").
+// The span ends as the policy stage's span does: with the child's error,
+// with a *DeniedError holding its decision when it denied (whatever the
 // combinator then decides), nil otherwise. A child that panics, or ends
 // its goroutine with runtime.Goexit, ends its span with a *PanicError,
 // and the panic goes on to Process, even should End panic or end the
@@ -230,7 +233,8 @@ func validateChildren[T any](ps []Policy[T]) error {
 func evalChild[T any](ctx context.Context, p Policy[T], s Signal[T], i int) (d Decision, err error) {
 	returned := false
 	// With a span, the child is asked its name once, before it runs: a
-	// child renamed while it evaluates names its span and its error alike.
+	// child renamed while it evaluates names its span and its error alike
+	// (unless its decision names it).
 	name, named := "", false
 	if t := TracerFromContext(ctx); t != nil {
 		var span Span
@@ -263,10 +267,16 @@ func evalChild[T any](ctx context.Context, p Policy[T], s Signal[T], i int) (d D
 		err = errNoVerdict(d.Verdict)
 	}
 	if err != nil && !namesPolicy(err) {
-		if !named {
+		// A child that names itself in its decision is named so, as the
+		// pipeline names its policy; else by its name, else its index.
+		if d.Policy == "" && !named {
 			name = nameOf(p, "")
 		}
-		err = &PolicyError{Policy: nameOrDefault(name, fmt.Sprintf("#%d", i)), Err: err}
+		name = nameOrDecision(name, d.Policy)
+		if name == "" {
+			name = "#" + strconv.Itoa(i)
+		}
+		err = &PolicyError{Policy: name, Err: err}
 	}
 	return d, err
 }

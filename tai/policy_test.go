@@ -685,3 +685,36 @@ func TestChildSpanRecordsDeny(t *testing.T) {
 		})
 	}
 }
+
+// fraudPolicy is a caller's policy built on a Scored it embeds.
+type fraudPolicy struct {
+	tai.Scored[int]
+}
+
+// A Scored not made by NewScored has no rules and no thresholds. It must
+// fail closed, as a zero Verdict does: never allow every signal because a
+// constructor was forgotten. New rejects it, alone, embedded or inside a
+// combinator; evaluated anyway, it errs.
+func TestScoredNotMadeByNewScoredFailsClosed(t *testing.T) {
+	act := doubleAction(&journal{})
+	for name, pol := range map[string]tai.Policy[int]{
+		"zero":            &tai.Scored[int]{},
+		"embedded":        &fraudPolicy{},
+		"inside All":      tai.All[int](allowAll, &tai.Scored[int]{}),
+		"inside Any":      tai.Any[int](&tai.Scored[int]{}),
+		"inside Named":    tai.Named[int]("fraud", &tai.Scored[int]{}),
+		"inside FailOpen": tai.FailOpen[int](&tai.Scored[int]{}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := tai.New(pol, act)
+			require.ErrorContains(t, err, "NewScored")
+		})
+	}
+	// A nil *Scored embedded is a nil policy, as a nil *Scored is.
+	_, err := tai.New[int, int](struct{ *tai.Scored[int] }{}, act)
+	require.ErrorContains(t, err, "nil policy")
+	var zero tai.Scored[int]
+	d, err := zero.Evaluate(context.Background(), tai.Signal[int]{ID: "1", Kind: "k", Payload: 1})
+	require.ErrorContains(t, err, "NewScored")
+	assert.NotEqual(t, tai.Allow, d.Verdict)
+}

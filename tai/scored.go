@@ -58,6 +58,11 @@ type ScoredOptions struct {
 // run, and the policy errs (the pipeline then fails the signal). The
 // decision lists the rules that contributed and how much; its Reason is
 // the reason of the largest contribution.
+//
+// A Scored is made by NewScored. The zero Scored (or one embedded in a
+// struct of the caller's and never set) has no rules to score with: it
+// fails closed, as a zero Verdict does. New rejects it, and its Evaluate
+// returns an error.
 type Scored[T any] struct {
 	name   string
 	deny   float64
@@ -109,12 +114,30 @@ func NewScored[T any](opts ScoredOptions, rules ...Rule[T]) (*Scored[T], error) 
 // Name returns the policy's name.
 func (p *Scored[T]) Name() string { return p.name }
 
+// errNotMade is the error of a Scored that NewScored did not make.
+var errNotMade = errors.New("tai: a Scored policy has no rules; make it with NewScored")
+
+// validate rejects, in New, a Scored that NewScored did not make.
+func (p *Scored[T]) validate() error {
+	if p == nil { // a nil *Scored embedded in a struct of the caller's
+		return errNilPolicy
+	}
+	if len(p.rules) == 0 {
+		return errNotMade
+	}
+	return nil
+}
+
 // Thresholds returns the review and deny thresholds in force.
 func (p *Scored[T]) Thresholds() (review, deny float64) { return p.review, p.deny }
 
 // Evaluate runs every rule and returns the scored decision. A rule error
-// fails the evaluation unless the rule is marked FailOpen.
+// fails the evaluation unless the rule is marked FailOpen. A Scored that
+// NewScored did not make returns an error.
 func (p *Scored[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) {
+	if len(p.rules) == 0 {
+		return Decision{Policy: p.name}, errNotMade
+	}
 	d := Decision{Policy: p.name}
 	var top float64
 	for i := range p.rules {
