@@ -291,7 +291,7 @@
       $("summary").setAttribute("data-counts", counts);
       update($("summary"), [
         el("b", { text: String(firing) }), document.createTextNode(" firing · "),
-        el("b", { text: String(pending) }), document.createTextNode(" pending · " + rules.length + " rules")
+        el("b", { text: String(pending) }), document.createTextNode(" pending · " + rules.length + (rules.length === 1 ? " rule" : " rules"))
       ]);
     }
     tick();

@@ -203,7 +203,7 @@ func TestFreshBoardInChromium(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`article[data-rule="HighErrorRate"]`))))
 	summary, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("summary").textContent`))
 	require.NoError(t, err)
-	assert.Equal(t, "0 firing · 0 pending · 1 rules", summary)
+	assert.Equal(t, "0 firing · 0 pending · 1 rule", summary)
 	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`))))
 	hidden, err := chromedp.Run(ctx, chromedp.Evaluate[[]bool](`[document.getElementById("cord-form").hidden, document.getElementById("cord-reset").hidden]`))
 	require.NoError(t, err)
