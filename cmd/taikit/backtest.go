@@ -45,6 +45,10 @@ rule. To have field names and types checked when the rules compile,
 backtest from Go with the payload's type: taicel.Backtest. The strings,
 math, lists, sets and encoders extensions of CEL are on.
 
+An -audit of - is the standard input (zcat audit.jsonl.gz | taikit backtest
+-rules candidate.yaml -audit -), the only -audit then; errors and examples
+name its lines by number.
+
 The report goes to the standard output, as text or, with -json, as the
 JSON of a taicel.Report. A change of score that keeps the verdict is
 counted but is not a change.
@@ -83,7 +87,7 @@ func backtestCommand() *command {
 		flags: func(fs *flag.FlagSet) runFunc {
 			rules := fs.String("rules", "", "the candidate's rule `FILE` (taicel YAML or JSON)")
 			var audits auditFiles
-			fs.Var(&audits, "audit", "an audit trail `FILE` written by kaizen.Audit; repeat the flag for more, read in turn")
+			fs.Var(&audits, "audit", "an audit trail `FILE` written by kaizen.Audit, or - for the standard input; repeat the flag for more, read in turn")
 			labels := fs.String("labels", "", "a `FILE` of the IDs of the signals known to be positive (fraud confirmed, deployments\n"+
 				"rolled back), one per line; blank lines and lines starting with # are skipped")
 			positive := fs.String("positive", "deny", "the `VERDICT` (deny or review) at or above which a decision flags a signal, for -labels")
@@ -94,7 +98,7 @@ func backtestCommand() *command {
 			fs.IntVar(&opts.Examples, "examples", 5, "the number of examples of each flip and of the errors, 0 for none")
 			fs.IntVar(&opts.Workers, "workers", 0, "decode and judge with `N` goroutines, at most 256 (default one per CPU)")
 			asJSON := fs.Bool("json", false, "write the report as JSON")
-			return func(path string, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+			return func(path string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				if err := emptyFlag(fs, "rules", "labels", "amount", "kind", "policy"); err != nil {
 					return usageError(stderr, path, "%v", err)
 				}
@@ -114,6 +118,9 @@ func backtestCommand() *command {
 					return usageError(stderr, path, "-workers %d is negative", opts.Workers)
 				case opts.Workers > maxWorkers:
 					return usageError(stderr, path, "-workers %d is more than %d", opts.Workers, maxWorkers)
+				}
+				if slices.Contains(audits, stdinArg) && len(audits) > 1 {
+					return usageError(stderr, path, "-audit - (the standard input) is given with another -audit: it is then the only one")
 				}
 				if err := distinctFiles("-audit ", audits); err != nil {
 					return usageError(stderr, path, "%v", err)
@@ -137,20 +144,26 @@ func backtestCommand() *command {
 					}
 					opts.Labels = ids
 				}
-				return backtest(path, *rules, audits, opts, *asJSON, stdout, stderr)
+				return backtest(path, *rules, audits, opts, *asJSON, stdin, stdout, stderr)
 			}
 		},
 	}
 }
 
-// backtest runs the backtest and reports as the help says.
-func backtest(path, rules string, audits []string, opts taicel.BacktestOptions, asJSON bool, stdout, stderr io.Writer) int {
+// backtest runs the backtest and reports as the help says. An audit of
+// "-" is stdin, the only one.
+func backtest(path, rules string, audits []string, opts taicel.BacktestOptions, asJSON bool, stdin io.Reader, stdout, stderr io.Writer) int {
 	set, err := compileRules(rules)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", path, explainDanglingLink(err))
 		return exitUsage
 	}
-	rep, err := taicel.BacktestFiles(context.Background(), set, opts, audits...)
+	var rep *taicel.Report
+	if audits[0] == stdinArg {
+		rep, err = taicel.Backtest(context.Background(), set, stdin, opts)
+	} else {
+		rep, err = taicel.BacktestFiles(context.Background(), set, opts, audits...)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", path, explainDanglingLink(err))
 		return exitUsage

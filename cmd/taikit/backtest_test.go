@@ -482,3 +482,40 @@ func TestBacktestRefusesAFlagGivenTwice(t *testing.T) {
 	code, _, stderr := runCLI(slices.Concat(base, []string{"-audit", f.trailB})...)
 	assert.Equal(t, 1, code, "-audit takes many: %s", stderr)
 }
+
+// An -audit of - is the standard input, the only -audit: a trail piped in
+// (zcat audit.jsonl.gz | taikit backtest ... -audit -) replays as its
+// files do.
+func TestBacktestReadsStandardInput(t *testing.T) {
+	f := newBacktestFixture(t)
+	a, err := os.ReadFile(f.trailA)
+	require.NoError(t, err)
+	b, err := os.ReadFile(f.trailB)
+	require.NoError(t, err)
+	both := string(a) + string(b)
+
+	code, stdout, stderr := runCLIWithStdin(strings.NewReader(both), "backtest", "-rules", f.cand, "-audit", "-", "-examples", "0")
+	assert.Equal(t, 1, code, stderr)
+	assert.Empty(t, stderr)
+	assert.Contains(t, stdout, "400 lines: 400 replayed, 0 without inputs, 0 of other kinds or policies, 0 errors")
+	assert.Contains(t, stdout, fmt.Sprintf("changed verdicts: %d of 400", f.flips))
+	_, fromFiles, _ := runCLI("backtest", "-rules", f.cand, "-audit", f.trailA, "-audit", f.trailB, "-examples", "0")
+	assert.Equal(t, fromFiles, stdout, "the same report as from the files")
+
+	code, _, stderr = runCLIWithStdin(strings.NewReader(""), "backtest", "-rules", f.cand, "-audit", "-")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, `no decision of policy "fraud" to replay: 0 lines read`, "nothing on it")
+
+	for _, c := range []stdinCase{
+		{"with another -audit", strings.NewReader(both), []string{"backtest", "-rules", f.cand, "-audit", "-", "-audit", f.trailA}, 2, "",
+			"-audit - (the standard input) is given with another -audit: it is then the only one"},
+		{"after another -audit", strings.NewReader(both), []string{"backtest", "-rules", f.cand, "-audit", f.trailA, "-audit", "-"}, 2, "",
+			"-audit - (the standard input) is given with another -audit"},
+		{"not a trail", strings.NewReader("hello\n"), []string{"backtest", "-rules", f.cand, "-audit", "-"}, 2, "", "line 1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runCLIWithStdin(c.stdin, c.args...)
+			cliCase{c.name, c.args, c.code, c.stdout, c.stderr}.check(t, code, stdout, stderr)
+		})
+	}
+}
