@@ -54,6 +54,55 @@ type wide struct {
 	Embedded
 }
 
+// amountText keeps a number's text as sent, as the payment service's
+// amount does: a number or null, and anything else an error naming the
+// field.
+type amountText string
+
+func (a *amountText) UnmarshalJSON(b []byte) error {
+	switch {
+	case string(b) == "null":
+		*a = ""
+	case len(b) > 0 && (b[0] == '-' || '0' <= b[0] && b[0] <= '9'):
+		*a = amountText(b)
+	default:
+		return Invalid("amount", "amount must be a number, not %s", Clip(string(b), 16))
+	}
+	return nil
+}
+
+// paymentBody is shaped as the payment service's POST /payment request.
+type paymentBody struct {
+	Amount     amountText         `json:"amount"`
+	CustomerID string             `json:"customer_id"`
+	Currency   string             `json:"currency"`
+	MerchantID string             `json:"merchant_id"`
+	Metadata   map[string]*string `json:"metadata,omitempty"`
+	Location   *struct {
+		Latitude  *float64 `json:"latitude,omitempty"`
+		Longitude *float64 `json:"longitude,omitempty"`
+		Country   string   `json:"country,omitempty"`
+	} `json:"location,omitempty"`
+	FailureRate *float64 `json:"failure_rate"` // the gateway's settings
+}
+
+// deployBody is shaped as the deployment service's POST /deployments
+// request.
+type deployBody struct {
+	Service           string   `json:"service"`
+	Version           string   `json:"version"`
+	TargetRegion      string   `json:"target_region"`
+	RolloutStrategy   string   `json:"rollout_strategy"`
+	TargetRegions     []string `json:"target_regions"`
+	ContinueOnFailure bool     `json:"continue_on_failure"`
+	Analysis          *struct {
+		MaxErrorRate float64 `json:"max_error_rate"`
+		MaxP99Ms     float64 `json:"max_p99_ms"`
+	} `json:"analysis"`
+	Metadata map[string]string `json:"metadata"`
+	Reason   string            `json:"reason"`
+}
+
 // decodeBothWays decodes data into a new value of each of a few types,
 // with Decode's first pass read by plain tokens and by a json.Decoder
 // alone, and fails unless the errors and the values decoded are the same.
@@ -64,6 +113,7 @@ func decodeBothWays(t testing.TB, data []byte) bool {
 	for _, typ := range []reflect.Type{
 		reflect.TypeFor[request](), reflect.TypeFor[wide](), reflect.TypeFor[any](),
 		reflect.TypeFor[[]wide](), reflect.TypeFor[map[int]float64](), reflect.TypeFor[[1]string](),
+		reflect.TypeFor[paymentBody](), reflect.TypeFor[deployBody](),
 	} {
 		plain, slow := reflect.New(typ), reflect.New(typ)
 		plainErr := decode(data, plain.Interface(), true)
@@ -114,10 +164,35 @@ var bodiesAtTheEdges = []string{
 	`[1.0,2]`, `{"i8":01}`, `{"f64":1.}`, `[1,]`, `{"s":1,}`, `{"s":"a",,"b":true}`, `{"s" "a"}`, `[1,"a"]`, `{"1":1,"01":2}`, `{"-1":0.5}`, `{"18446744073709551616":1}`, `["a","b"]`,
 }
 
+// serviceBodies are bodies as clients of the payment and deployment
+// services send them, and as they should not.
+var serviceBodies = []string{
+	`{"amount":42.50,"customer_id":"cust_1","currency":"EUR","merchant_id":"m","metadata":{"order":"A-1","note":null},"location":{"latitude":52.52,"longitude":-0.0,"country":"DE"}}`,
+	`{"amount":1000e-4}`, `{"amount":-0}`, `{"amount":1e400}`, `{"amount":007}`, `{"amount":"42"}`, `{"amount":null}`, `{"amount":[1]}`,
+	`{"failure_rate":1e400}`, `{"failure_rate":1e-400}`, `{"failure_rate":-0}`, `{"failure_rate":0.00000000000000000000000000001}`,
+	`{"failure_rate":123456789012345678901234567890}`, `{"failure_rate":null}`, `{"failure_rate":01}`, `{"failure_rate":.5}`, `{"failure_rate":+1}`,
+	`{"service":"api","version":"1.2.3","target_regions":["eu","us"],"analysis":{"max_error_rate":0.05,"max_p99_ms":250},"metadata":{"by":"ci"}}`,
+	`{"service":"a","service":"b"}`, `{"metadata":{"a":"1","a":"2"}}`, `{"location":{"country":"DE","country":"FR"}}`,
+	`{"analysis":{"max_p99_ms":1,"max_p99_ms":1}}`, `{"metadata":{"k":"v"},"metadata":{}}`,
+	`{"Service":"a"}`, `{"SERVICE":"a"}`, `{"location":{"Country":"DE"}}`, `{"analysis":{"Max_P99_Ms":1}}`, `{"metadata":{"a":"1","A":"2"}}`,
+	`{"service":"a","extra":1}`, `{"analysis":{"max_cpu":1}}`, `{"location":{"city":"x"}}`,
+	`{"continue_on_failure":null}`, `{"service":null}`, `{"target_regions":null}`, `{"target_regions":[null]}`, `{"metadata":{"a":null}}`,
+	`{"continue_on_failure":"true"}`, `{"continue_on_failure":1}`, `{"target_regions":"eu"}`, `{"analysis":[]}`,
+	`{"service":"ünï","version":"日本","reason":"😀"}`, `{"servicé":"a"}`, `{"reason":"a\u00a0b"}`, `{"reason":"\ud83d\ude00"}`, `{"reason":"\ud83d"}`,
+	"{\"reason\":\"a\u00a0b\"}", "\u00a0{}", "{\u00a0\"reason\":\"a\"}", "{\"reason\":\"a\"}\u00a0",
+	"{\r\n\t\"service\" :\r\n \"a\" ,\r\n\"version\":\"b\"\r\n}\r\n", "\r{}\r", "{\"reason\":\"a\rb\"}", "{\"reason\":\"a\tb\"}",
+	`{"service":"a"}}`, `{"service":"a"},`, `{"service":"a"} {"service":"b"}`, `{"service":"a"} null`, `{"service":"a"}]`, `{"service":"a"}x`,
+	`{"service":"a"`, `{"service":"a`, `{"service":`, `{"service"`, `{"serv`, `{`, `{"target_regions":["eu",`, `{"amount":1.`, `{"amount":1e`, `{"amount":-`,
+	"\xef\xbb\xbf{\"service\":\"a\"}", "\xef\xbb{}", "{\"service\":\"\xff\"}", "{\"serv\xffice\":\"a\"}", "{\"reason\":\"\xe2\x82\"}",
+	"{\"reason\":\"\xf4\x90\x80\x80\"}", "{\"reason\":\"a\x00b\"}", "{\"reason\":\"a\"}\x00",
+	`{"amount":1,"metadata":{"x":{"y":1}}}`, `{"analysis":{"max_error_rate":1,"nested":{"a":1,"a":2}}}`,
+	`{"amount":-9223372036854775809,"failure_rate":4.9e-324}`, `{"failure_rate":1.7976931348623157e309}`, `{"amount":0E0}`, `{"amount":-0.0e-0}`,
+}
+
 // Decode's result, error and value, is the same whether plain tokens read
 // the body or not.
 func TestDecodeAlikeWithPlainTokens(t *testing.T) {
-	bodies := append([]string(nil), bodiesAtTheEdges...)
+	bodies := append(append([]string(nil), bodiesAtTheEdges...), serviceBodies...)
 	var nested strings.Builder
 	for depth := MaxDepth - 1; depth <= MaxDepth+1; depth++ {
 		for _, open := range []string{"[", `{"any":`, `{"nested":`, `{"list":[`} {
@@ -143,7 +218,7 @@ func TestDecodeAlikeWithPlainTokens(t *testing.T) {
 // FuzzDecodePlainTokens: on any input, Decode's error and value are the
 // same with plain tokens as without.
 func FuzzDecodePlainTokens(f *testing.F) {
-	for _, s := range bodiesAtTheEdges {
+	for _, s := range append(append([]string(nil), bodiesAtTheEdges...), serviceBodies...) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
