@@ -228,27 +228,30 @@ func TestReservationCancelAfterEarlierCanceled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lim := newLimiter(t, heijunka.Limit{Rate: 1, Burst: 10})
 		require.True(t, lim.AllowN(time.Now(), 10))
-		wait := func(n int) (context.CancelFunc, chan error) {
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- lim.WaitN(ctx, n) }()
-			synctest.Wait()
-			return cancel, done
-		}
-		cancel1, done1 := wait(10)
-		cancel2, done2 := wait(1)
+		cancel1, done1 := startWait(lim, 10)
+		cancel2, done2 := startWait(lim, 1)
 		cancel1()
 		require.ErrorIs(t, <-done1, context.Canceled)
 		cancel2()
 		require.ErrorIs(t, <-done2, context.Canceled)
-		cancel3, done3 := wait(3)
-		_, done4 := wait(1)
+		cancel3, done3 := startWait(lim, 3)
+		_, done4 := startWait(lim, 1)
 		cancel3()
 		require.ErrorIs(t, <-done3, context.Canceled)
 		delay := lim.Reserve().Delay()
 		require.NoError(t, <-done4)
 		assert.Equal(t, 4*time.Second, delay, "two of the canceled wait's events came back")
 	})
+}
+
+// startWait starts lim.WaitN for n events in a synctest bubble, and
+// returns once it waits: its cancel, and where its error comes.
+func startWait(lim *heijunka.Limiter, n int) (context.CancelFunc, chan error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- lim.WaitN(ctx, n) }()
+	synctest.Wait()
+	return cancel, done
 }
 
 // TestReservationCancelAfterAnEventAllowedBeforeItsTime: an event allowed
@@ -272,15 +275,8 @@ func TestReservationCancelAfterAnEventAllowedBeforeItsTime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lim := newLimiter(t, heijunka.Limit{Rate: 1, Burst: 4})
 		require.True(t, lim.AllowN(time.Now(), 4))
-		wait := func(n int) (context.CancelFunc, chan error) {
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- lim.WaitN(ctx, n) }()
-			synctest.Wait()
-			return cancel, done
-		}
-		cancel1, done1 := wait(4) // due at 4s
-		cancel2, done2 := wait(1) // due at 5s
+		cancel1, done1 := startWait(lim, 4) // due at 4s
+		cancel2, done2 := startWait(lim, 1) // due at 5s
 		defer cancel2()
 		time.Sleep(time.Second)
 		cancel1()

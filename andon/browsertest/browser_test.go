@@ -562,9 +562,15 @@ func assertFitsTheWindow(t *testing.T, ctx context.Context) {
 // the board, its server and ev are shut down.
 func serveBoard(t *testing.T, ev *andon.Evaluator, opts andon.BoardOptions) *httptest.Server {
 	t.Helper()
+	return serveBoardBehind(t, ev, opts, func(h http.Handler) http.Handler { return h })
+}
+
+// serveBoardBehind is serveBoard with the board behind a middleware, mw.
+func serveBoardBehind(t *testing.T, ev *andon.Evaluator, opts andon.BoardOptions, mw func(http.Handler) http.Handler) *httptest.Server {
+	t.Helper()
 	board, err := andon.NewBoard(ev, opts)
 	require.NoError(t, err)
-	srv := httptest.NewServer(board)
+	srv := httptest.NewServer(mw(board))
 	t.Cleanup(func() {
 		require.NoError(t, board.Shutdown(context.Background()))
 		srv.Close()

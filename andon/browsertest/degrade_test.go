@@ -1,9 +1,7 @@
 package browsertest_test
 
 import (
-	"context"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -24,19 +22,14 @@ func TestReadOnlyBoardShowsNoCordUntilItKnows(t *testing.T) {
 	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
 		{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}}}})
 	require.NoError(t, err)
-	board, err := andon.NewBoard(ev, andon.BoardOptions{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/") {
-			http.Error(w, "Bad Gateway", http.StatusBadGateway)
-			return
-		}
-		board.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() {
-		srv.Close()
-		require.NoError(t, board.Shutdown(context.Background()))
-		require.NoError(t, ev.Shutdown(context.Background()))
+	srv := serveBoardBehind(t, ev, andon.BoardOptions{}, func(board http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/api/") {
+				http.Error(w, "Bad Gateway", http.StatusBadGateway)
+				return
+			}
+			board.ServeHTTP(w, r)
+		})
 	})
 	ctx, thrown := browser(t, 60*time.Second)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
@@ -65,15 +58,8 @@ func TestBoardPollsBehindAWriterThatCannotFlush(t *testing.T) {
 	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
 		{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}}}})
 	require.NoError(t, err)
-	board, err := andon.NewBoard(ev, andon.BoardOptions{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		board.ServeHTTP(hidingWriter{w}, r)
-	}))
-	t.Cleanup(func() {
-		require.NoError(t, board.Shutdown(context.Background()))
-		srv.Close()
-		require.NoError(t, ev.Shutdown(context.Background()))
+	srv := serveBoardBehind(t, ev, andon.BoardOptions{}, func(board http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { board.ServeHTTP(hidingWriter{w}, r) })
 	})
 	ctx, thrown := browser(t, 60*time.Second)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),

@@ -926,10 +926,9 @@ func (s *Service) runRegion(ctx context.Context, r *rollout) error {
 	var end Command
 	var refusal *tai.Record
 	if res.Outcome == tai.Denied {
-		refusal = &tai.Record{
-			ID: key, Kind: "deployment", Key: r.service + "/" + r.region, Outcome: tai.Denied,
-			Decision: res.Decision, Start: start, Duration: time.Since(start), Span: res.Span,
-		}
+		rec := regionRecord(r.d.ID, r.service, r.region)
+		rec.Outcome, rec.Decision, rec.Start, rec.Duration, rec.Span = tai.Denied, res.Decision, start, time.Since(start), res.Span
+		refusal = &rec
 		end = Command{Verdict: verdictDenied, Decision: res.Decision.Policy, Reason: res.Decision.Reason}
 	} else if policy, rerr, ok := ruleFailure(err); ok && ctx.Err() == nil {
 		// A prerequisite rule that fails at evaluation would fail every
@@ -992,11 +991,10 @@ func (s *Service) startRegion(ctx context.Context, r *rollout, again bool) error
 			s.log.Warn("region refused on an earlier attempt of its job, its end not stored; the refusal stands", "deployment_id", r.d.ID, "region", r.region, "reason", end.Reason)
 			var rec *tai.Record
 			if end.Verdict == verdictDenied {
-				key := r.d.ID + "/" + r.region
-				rec = &tai.Record{
-					ID: key, Kind: "deployment", Key: r.service + "/" + r.region, Outcome: tai.Denied,
-					Decision: tai.Decision{Verdict: tai.Deny, Policy: end.Decision, Reason: end.Reason}, Start: end.At,
-				}
+				denied := regionRecord(r.d.ID, r.service, r.region)
+				denied.Outcome, denied.Start = tai.Denied, end.At
+				denied.Decision = tai.Decision{Verdict: tai.Deny, Policy: end.Decision, Reason: end.Reason}
+				rec = &denied
 			}
 			return r.refused(ctx, end, rec)
 		}
@@ -1502,12 +1500,16 @@ func (s *Service) countRefused(rec tai.Record) {
 // attempt (endPassed). The attempt whose write failed is under
 // kindAttempt.
 func (s *Service) countSucceeded(r *rollout) {
-	rec := tai.Record{
-		ID: r.d.ID + "/" + r.region, Kind: "deployment", Key: r.service + "/" + r.region,
-		Outcome: tai.Succeeded, Start: time.Now(),
-	}
+	rec := regionRecord(r.d.ID, r.service, r.region)
+	rec.Outcome, rec.Start = tai.Succeeded, time.Now()
 	s.stats.Observe(context.Background(), rec)
 	s.metrics.pipeline.Observe(context.Background(), rec)
+}
+
+// regionRecord is the record of the signal of deployment id's rollout
+// of service in region, as the pipeline makes it, without its outcome.
+func regionRecord(id, service, region string) tai.Record {
+	return tai.Record{ID: id + "/" + region, Kind: "deployment", Key: service + "/" + region}
 }
 
 // countRolledBack counts, as the pipeline's record of a rollback would
@@ -1524,10 +1526,8 @@ func (s *Service) countRolledBack(r *rollout, reason string) {
 // countRegionRolledBack is countRolledBack for the region of deployment
 // id in region, of service, with no rollout of its own.
 func (s *Service) countRegionRolledBack(id, service, region, reason string) {
-	rec := tai.Record{
-		ID: id + "/" + region, Kind: "deployment", Key: service + "/" + region,
-		Outcome: tai.Failed, Err: &errRolledBack{reason}, Start: time.Now(),
-	}
+	rec := regionRecord(id, service, region)
+	rec.Outcome, rec.Err, rec.Start = tai.Failed, &errRolledBack{reason}, time.Now()
 	s.stats.Observe(context.Background(), rec)
 	s.metrics.pipeline.Observe(context.Background(), rec)
 }
