@@ -3,6 +3,7 @@ package svctest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os/exec"
@@ -49,12 +50,46 @@ func NATSServerBinary(t testing.TB, dir string) string {
 // StartNATSCluster starts n nats-server processes of bin clustered with
 // JetStream, each with a store of its own, and waits until each is
 // healthy: JetStream up and a meta leader elected. The processes are
-// killed when the test ends.
+// killed when the test ends. The ports are ones that were free a moment
+// before: when a node cannot listen on one because something took it in
+// between, the cluster starts again on others, up to three times.
 func StartNATSCluster(t testing.TB, bin string, n int) []*NATSNode {
 	t.Helper()
+	return startNATSCluster(t, bin, n, func(k int) []int { return servers.FreePorts(t, k) })
+}
+
+// clusterAttempts is how many times startNATSCluster starts a cluster
+// whose node found its port taken.
+const clusterAttempts = 3
+
+// startNATSCluster is StartNATSCluster taking its ports from ports, which
+// returns k different ones.
+func startNATSCluster(t testing.TB, bin string, n int, ports func(k int) []int) []*NATSNode {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		nodes, err := tryNATSCluster(t, bin, n, ports(3*n))
+		if err == nil {
+			return nodes
+		}
+		for _, node := range nodes {
+			node.Kill()
+		}
+		if !errors.Is(err, errPortTaken) || attempt == clusterAttempts {
+			t.Fatalf("%v\n%s", err, Logs(nodes))
+		}
+		t.Logf("starting the NATS cluster again on other ports: %v", err)
+	}
+}
+
+// errPortTaken marks a node that exited because its port was taken.
+var errPortTaken = errors.New("a port was taken")
+
+// tryNATSCluster starts a cluster of n nodes on ports (n route ports,
+// then each node's client and monitoring port) and waits until it is
+// whole. On error it returns the nodes it made, for their logs.
+func tryNATSCluster(t testing.TB, bin string, n int, ports []int) ([]*NATSNode, error) {
+	t.Helper()
 	nodes := make([]*NATSNode, n)
-	// Each node's route, client and monitoring ports, all different.
-	ports := servers.FreePorts(t, 3*n)
 	clusterPorts := ports[:n]
 	var routes []string
 	for i := range nodes {
@@ -81,13 +116,10 @@ func StartNATSCluster(t testing.TB, bin string, n int) []*NATSNode {
 	}
 	for _, node := range nodes {
 		if err := node.waitHealthy(time.Minute); err != nil {
-			t.Fatalf("%v\n%s", err, Logs(nodes))
+			return nodes, err
 		}
 	}
-	if err := waitWhole(nodes, time.Minute); err != nil {
-		t.Fatalf("%v\n%s", err, Logs(nodes))
-	}
-	return nodes
+	return nodes, waitWhole(nodes, time.Minute)
 }
 
 // waitWhole waits until the cluster's metadata group is whole: every node
@@ -210,7 +242,8 @@ func (n *NATSNode) Kill() {
 }
 
 // WaitHealthy waits until the node's /healthz answers 200, and fails the
-// test when it has not within the time given.
+// test when it has not within the time given, or as soon as the node's
+// process has exited.
 func (n *NATSNode) WaitHealthy(t testing.TB, within time.Duration) {
 	t.Helper()
 	if err := n.waitHealthy(within); err != nil {
@@ -225,6 +258,15 @@ func (n *NATSNode) waitHealthy(within time.Duration) error {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	for {
+		select {
+		case <-n.done: // nil for a node never started: not ready
+			err := fmt.Errorf("%s exited before it was healthy", n.Name)
+			if strings.Contains(n.Logs.String(), "address already in use") {
+				err = fmt.Errorf("%w: %w", err, errPortTaken)
+			}
+			return err
+		default:
+		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.MonitorURL+"/healthz", nil)
 		if err != nil {
 			return err

@@ -1,11 +1,17 @@
 package svctest
 
 import (
+	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/taipattern/taikit/internal/servers"
 )
 
 func TestStreamLeaderPassesOverAHungMonitor(t *testing.T) {
@@ -74,5 +80,53 @@ func TestConsumerLeader(t *testing.T) {
 	nodes[2].cmd = nil
 	if n := ConsumerLeader(nodes, "S", "work"); n != nil {
 		t.Fatalf("ConsumerLeader(S, work) with n3 down = %v, want nil", n)
+	}
+}
+
+// A node whose process exits fails the wait at once, and one that could
+// not take its port says so; the wait lasted its whole time.
+func TestWaitHealthyEndsWhenTheNodeExits(t *testing.T) {
+	n := &NATSNode{Name: "n1", MonitorURL: "http://127.0.0.1:1", Logs: &SyncBuffer{},
+		bin: "/bin/sh", args: []string{"-c", "echo 'listen tcp 127.0.0.1:1: bind: address already in use' >&2; exit 1"}}
+	n.Start(t)
+	defer n.Kill()
+	got := make(chan error, 1)
+	go func() { got <- n.waitHealthy(time.Minute) }()
+	select {
+	case err := <-got:
+		if !errors.Is(err, errPortTaken) {
+			t.Fatalf("waitHealthy = %v, want an exit on a taken port", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("waitHealthy still waits on a node that exited")
+	}
+}
+
+// A cluster one of whose ports was taken between finding it free and the
+// node's start starts again on other ports.
+func TestStartNATSClusterMovesOffATakenPort(t *testing.T) {
+	bin := servers.Binary(t, "nats-server", "nats-server")
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenPort := taken.Addr().(*net.TCPAddr).Port
+	calls := 0
+	nodes := startNATSCluster(t, bin, 3, func(k int) []int {
+		calls++
+		ports := servers.FreePorts(t, k)
+		if calls == 1 {
+			ports[3] = takenPort // the first node's client port
+		}
+		return ports
+	})
+	if calls != 2 {
+		t.Fatalf("ports asked %d times, want 2", calls)
+	}
+	for _, n := range nodes {
+		if strings.HasSuffix(n.ClientURL, ":"+strconv.Itoa(takenPort)) {
+			t.Fatalf("%s listens on the taken port: %s", n.Name, n.ClientURL)
+		}
 	}
 }
