@@ -724,6 +724,23 @@ func TestDeploymentAPIModel(t *testing.T) {
 		require.NoError(t, f.Value.Set(fmt.Sprint(modelChecks)))
 		t.Cleanup(func() { _ = f.Value.Set(old) })
 	}
+	rapid.Check(t, func(rt *rapid.T) {
+		// Each sequence meets a service of its own, started afresh: a
+		// sequence that fails shrinks to the steps that make it fail,
+		// with nothing left by the sequences before it.
+		m, stop := newDeploymentModel(t)
+		defer stop()
+		for range rapid.IntRange(1, 12).Draw(rt, "steps") {
+			m.step(rt)
+		}
+		m.settle(rt)
+	})
+}
+
+// newDeploymentModel starts a service on a data dir of its own and returns
+// the model of it, and the function that stops it.
+func newDeploymentModel(t *testing.T) (*deploymentModel, func()) {
+	t.Helper()
 	dir := t.TempDir()
 	ts := startServiceIn(t, dir, modelArgs...)
 	m := &deploymentModel{base: ts.URL, auditPath: filepath.Join(dir, "audit-test.jsonl"), serving: map[string]string{}}
@@ -734,12 +751,5 @@ func TestDeploymentAPIModel(t *testing.T) {
 			m.serving[lockKey(service, region)] = version
 		}
 	}
-	rapid.Check(t, func(rt *rapid.T) {
-		// A sequence that failed may have left deployments in progress.
-		m.settle(rt)
-		for range rapid.IntRange(1, 12).Draw(rt, "steps") {
-			m.step(rt)
-		}
-		m.settle(rt)
-	})
+	return m, ts.shutdown
 }
