@@ -74,8 +74,9 @@
 //   - a policy error gives a *[PolicyError]; a panic anywhere in the
 //     pipeline gives a *[PanicError] with the stack (the line stops for that
 //     signal, the process keeps running); a context that has ended before
-//     a stage (the gates, the policy, the action) gives a *[StageError];
-//     all of them are Failed;
+//     a stage (the gates, the policy, the action), or that was canceled
+//     while a gate or a guard made the signal wait, gives a *[StageError],
+//     in which errors.Is finds ctx.Err(); all of them are Failed;
 //   - an action's error is returned as it is, and is Failed unless it is
 //     one of tai's own errors (or wraps one with %w): an action that calls
 //     another pipeline and returns its *[RejectedError] passes the shedding
@@ -87,9 +88,12 @@
 //     hook sees the signal.
 //
 // Rejected is the one outcome that says "try again later" (an HTTP 429 or
-// 503): only a gate or a guard that sheds load gives it. The zero [Outcome]
-// and the zero [Verdict] are not valid values, so a field left unset is
-// never read as a success or an Allow.
+// 503): only a gate or a guard that sheds load gives it. A caller that
+// gives up (cancels its context) while a gate or a guard makes it wait (a
+// rate limit's wait, a bulkhead's line) is not load shed, and its signal
+// is Failed; a deadline that passes during the wait is a refusal, and
+// Rejected. The zero [Outcome] and the zero [Verdict] are not valid
+// values, so a field left unset is never read as a success or an Allow.
 //
 // # Review
 //

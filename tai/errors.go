@@ -22,10 +22,13 @@ const (
 	Denied
 	// Rejected: the signal was shed before the action ran — a gate (rate
 	// limit, stopped line) or a guard (open breaker) turned it away. A
-	// caller may retry it later (HTTP 429 or 503).
+	// caller may retry it later (HTTP 429 or 503). A signal whose caller
+	// gave up (canceled its context) while a gate or a guard made it wait
+	// is not shed: it is Failed.
 	Rejected
-	// Failed: a policy or the action erred or panicked, the context ended,
-	// or the signal was invalid (ErrInvalidSignal).
+	// Failed: a policy or the action erred or panicked, the context ended
+	// before a stage or was canceled while a gate or a guard made the
+	// signal wait, or the signal was invalid (ErrInvalidSignal).
 	Failed
 )
 
@@ -160,9 +163,13 @@ func (e *DeniedError) Is(target error) bool { return target == ErrDenied }
 // RejectedError is returned when a gate or a guard sheds a signal. Err is
 // the hook's own error, reachable with errors.Is and errors.As.
 type RejectedError struct {
-	Stage Stage  // StageGate, or StageAction for a guard
-	Hook  string // the gate's or guard's name, when it has one
-	Err   error
+	Stage Stage // StageGate, or StageAction for a guard
+	// Hook is the name, when it has one, of the gate that rejected the
+	// signal, or of the guard whose error Err is: the guard that refused,
+	// or a guard outside it that returned an error of its own in place
+	// of the refusal (see Guard).
+	Hook string
+	Err  error
 }
 
 // Error names the stage, the hook and the hook's error (when Err is set:
@@ -276,10 +283,20 @@ func (e *PanicError) Unwrap() error {
 }
 
 // StageError is returned when the context has ended before a stage: the
-// gates (when the pipeline has any), the policy or the action.
+// gates (when the pipeline has any), the policy or the action. It is also
+// returned when the context was canceled while a gate or a guard made the
+// signal wait (for a rate limit's token, a bulkhead's slot) and the hook
+// turned it away with context.Canceled, or an error wrapping it: the
+// caller gave up, and the signal was not shed (Rejected) but Failed.
+// Stage is then the stage that did not run: the policy after a gate, the
+// action after a guard. (A deadline that passes during such a wait is a
+// refusal: the hook kept the signal waiting longer than the caller
+// allowed, and the signal is Rejected.)
 type StageError struct {
 	Stage Stage // the stage that was about to run
-	Err   error // ctx.Err()
+	// Err is ctx.Err(), or the error of the gate or guard that was
+	// waiting, which wraps context.Canceled.
+	Err error
 }
 
 // Error returns "tai: before <stage>: <ctx.Err()>" ("tai: before

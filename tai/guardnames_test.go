@@ -3,6 +3,7 @@ package tai_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -165,4 +166,58 @@ func TestConcurrentRefusalsNameTheirGuard(t *testing.T) {
 		}
 	}
 	assert.Empty(t, j.get(), "the action never ran")
+}
+
+// A guard outside one that refused the call may return an error of its
+// own in place of the refusal (a retry that gives up with "retries
+// exhausted"): the signal is Rejected with that error, and Hook names the
+// guard whose error it is, the outer one. A guard that passes the refusal
+// on, as it is or wrapped with %w, leaves Hook naming the guard that
+// refused.
+func TestRejectionNamesTheGuardWhoseErrorItIs(t *testing.T) {
+	full := retryErr{d: time.Second}
+	exhausted := errors.New("retries exhausted")
+	refuse := namedGuardFunc{"bulkhead", tai.GuardFunc(func(context.Context, func(context.Context) error) error {
+		return full
+	})}
+	// outer calls fn twice, as a retry does, and returns what mine makes
+	// of the last error.
+	outer := func(name string, mine func(error) error) tai.Guard {
+		return namedGuardFunc{name, tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+			_ = fn(ctx)
+			return mine(fn(ctx))
+		})}
+	}
+	own := func(error) error { return exhausted }
+	same := func(err error) error { return err }
+	wrap := func(err error) error { return fmt.Errorf("retry: %w", err) }
+	pass := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error { return fn(ctx) })
+	for _, tt := range []struct {
+		name   string
+		guards []tai.Guard
+		hook   string
+		is     error
+	}{
+		{"own error", []tai.Guard{outer("retry", own), refuse}, "retry", exhausted},
+		{"own error, passed on by a guard outside", []tai.Guard{pass, outer("retry", own), pass, refuse}, "retry", exhausted},
+		{"own error of the outermost", []tai.Guard{outer("fallback", own), outer("retry", same), refuse}, "fallback", exhausted},
+		{"own error inside another's", []tai.Guard{outer("fallback", same), outer("retry", own), refuse}, "retry", exhausted},
+		{"the refusal passed on", []tai.Guard{outer("retry", same), refuse}, "bulkhead", full},
+		{"the refusal wrapped", []tai.Guard{outer("retry", wrap), refuse}, "bulkhead", full},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			j := &journal{}
+			p, err := tai.New(fixed(allow, nil), doubleAction(j), tai.WithGuards(tt.guards...))
+			require.NoError(t, err)
+			for range 3 {
+				res, err := p.Process(context.Background(), sig())
+				assert.Equal(t, tai.Rejected, res.Outcome)
+				require.ErrorIs(t, err, tt.is)
+				var rej *tai.RejectedError
+				require.ErrorAs(t, err, &rej)
+				assert.Equal(t, tt.hook, rej.Hook, "%v", err)
+			}
+			assert.Empty(t, j.get(), "the action never ran")
+		})
+	}
 }

@@ -14,7 +14,11 @@ import (
 // Admit returns nil to let the signal through. Any error rejects it: the
 // pipeline wraps the error in a *RejectedError, so the caller sees Outcome
 // Rejected and can still reach the gate's own error with errors.Is and
-// errors.As (heijunka.ErrLimited, jidoka.ErrLineStopped, ...).
+// errors.As (heijunka.ErrLimited, jidoka.ErrLineStopped, ...). The one
+// exception is a gate that waits (for a token) until the caller cancels
+// ctx and returns context.Canceled, or an error wrapping it: the caller
+// gave up, nothing was shed, and the signal fails with a *StageError
+// (Outcome Failed). A wait that ctx's deadline ends is a rejection.
 type Gate interface {
 	Admit(ctx context.Context, key string) error
 }
@@ -37,11 +41,18 @@ func (f GateFunc) Admit(ctx context.Context, key string) error { return f(ctx, k
 // or it does not call fn at all and returns the reason (breaker open, too
 // many running). The pipeline tells the two apart: when fn was never
 // called the outcome is Rejected, otherwise it follows the error Do
-// returned. A rejection's error is the one Do returned, or, when a guard
-// outside the refusing one turned it into nil (a fallback), the refusing
-// guard's own, so errors.Is and RetryAfter still find it; under a retry
+// returned. (When fn was never called because the caller canceled ctx
+// while a guard made it wait, and the error is or wraps context.Canceled,
+// the caller gave up: the signal fails with a *StageError, as with the
+// Allow of a TwoStepGuard that waits, and is not Rejected.) A rejection's
+// error is the one Do returned, or, when a guard outside the refusing one
+// turned it into nil (a fallback), the refusing guard's own, so
+// errors.Is and RetryAfter still find it; under a retry
 // that was refused more than once, that of the last refusal, the reason
-// the action did not run in the end.
+// the action did not run in the end. Its Hook names the guard whose
+// error it is: the refusing guard when the error is its refusal or wraps
+// it, the guard outside it that returned an error of its own in place of
+// the refusal (a retry giving up with "retries exhausted") otherwise.
 //
 // Do may call fn more than once. A retry calls it again after a failure,
 // one call after another on Do's goroutine; a hedge calls it again while
@@ -88,7 +99,8 @@ type Guard interface {
 // the pipeline does not call Do: it calls each guard's Allow in order, runs
 // the action, and reports its result — the action's error, or a
 // *PanicError if it panicked — to each guard's done, innermost first. A
-// guard whose Allow returns an error rejects the signal, and the guards
+// guard whose Allow returns an error rejects the signal (or, when the
+// caller gave up while it waited, fails it, as under Do), and the guards
 // already passed are told that error, as their Do would have seen it come
 // back from fn. That is exactly what Do would have done, without the
 // closures and the per-signal state that wrapping needs. (A pipeline with

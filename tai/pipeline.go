@@ -190,7 +190,9 @@ func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipe
 //   - Failed: a *PolicyError, a *PanicError, a *StageError when ctx had
 //     ended before a stage (the gates, the policy or the action; so a
 //     gate never sees a signal whose caller gave up before Process
-//     began), the action's own error (returned as it is, so one
+//     began) or was canceled while a gate or a guard made the signal
+//     wait (the hook's error wraps context.Canceled: the caller gave up,
+//     nothing was shed), the action's own error (returned as it is, so one
 //     that is or wraps another pipeline's *RejectedError or *DeniedError
 //     keeps that outcome), or an error matching
 //     ErrInvalidSignal for a signal without an ID or a Kind (a programming
@@ -268,7 +270,11 @@ func (p *Pipeline[T, R]) run(ctx context.Context, s *Signal[T], res *Result[R], 
 			gctx = p.startSpan(ctx, f, StageGate, p.gateSpans[i], s)
 		}
 		if err = g.Admit(gctx, s.Key); err != nil {
-			err = &RejectedError{Stage: StageGate, Hook: p.gateNames[i], Err: err}
+			if gaveUp(ctx, err) {
+				err = &StageError{Stage: StagePolicy, Err: err}
+			} else {
+				err = &RejectedError{Stage: StageGate, Hook: p.gateNames[i], Err: err}
+			}
 		}
 		f.endSpan(err)
 		if err != nil {
@@ -539,7 +545,7 @@ func (p *Pipeline[T, R]) stepped(ctx context.Context, s *Signal[T], f *flight) (
 	for i, g := range p.steps {
 		done, aerr := g.Allow(ctx)
 		if aerr != nil {
-			err = &RejectedError{Stage: StageAction, Hook: p.guardNames[i], Err: aerr}
+			err = p.rejection(ctx, i, aerr)
 			if pe := st.report(aerr); pe != nil {
 				err = pe
 			}
@@ -556,6 +562,31 @@ func (p *Pipeline[T, R]) stepped(ctx context.Context, s *Signal[T], f *flight) (
 	}
 	returned = true
 	return r, err
+}
+
+// rejection returns the error of a signal that guard i turned away with
+// err before the action ran: a *RejectedError, or, when the caller gave
+// up while the guard made it wait (see gaveUp), a *StageError of the
+// action stage.
+func (p *Pipeline[T, R]) rejection(ctx context.Context, i int, err error) error {
+	if gaveUp(ctx, err) {
+		return &StageError{Stage: StageAction, Err: err}
+	}
+	return &RejectedError{Stage: StageAction, Hook: p.guardNames[i], Err: err}
+}
+
+// gaveUp reports whether err, the error of a gate or a guard that turned
+// a signal away, comes of the caller giving up: ctx, the caller's context,
+// was canceled and err is or wraps context.Canceled, as the error of a
+// wait for a token or a slot that the cancellation ended does. Such a
+// signal was not shed and is not Rejected. A deadline that passed while
+// the hook made the signal wait is a refusal, as a wait that would
+// outlast the deadline is refused at once: the line was too slow for
+// the time the caller gave, and a caller still waiting for the answer is
+// told to retry later. So is a context of the hook's own that ended (a
+// deadline a guard outside set): ctx goes on.
+func gaveUp(ctx context.Context, err error) bool {
+	return errors.Is(ctx.Err(), context.Canceled) && errors.Is(err, context.Canceled)
 }
 
 // stepState holds the done of each two-step guard a signal has passed.
@@ -637,11 +668,12 @@ type call[T, R any] struct {
 	reached atomic.Uint64
 
 	mu        sync.Mutex
-	val       R     // the kept value: see keep
-	won       bool  // val is the value of a call that succeeded
-	refusal   error // the error of the last guard that did not call on; see refused
-	refuser   int32 // the index of the guard that gave refusal
-	abandoner int32 // the index of the first guard to return while a call inside it ran, or -1
+	val       R       // the kept value: see keep
+	won       bool    // val is the value of a call that succeeded
+	refusal   error   // the error of the last guard that did not call on; see refused
+	refuser   int32   // the index of the guard that gave refusal
+	errs      []error // by guard index, the last error the guard's Do returned; see owner
+	abandoner int32   // the index of the first guard to return while a call inside it ran, or -1
 
 	links []func(context.Context) error
 }
@@ -649,8 +681,8 @@ type call[T, R any] struct {
 const runStarted = 1 << 32
 
 func (p *Pipeline[T, R]) newCall() *call[T, R] {
-	c := &call[T, R]{p: p, abandoner: -1}
 	n := len(p.guards)
+	c := &call[T, R]{p: p, abandoner: -1, errs: make([]error, n)}
 	c.links = make([]func(context.Context) error, n+1)
 	c.links[n] = c.run
 	for i := n - 1; i >= 0; i-- {
@@ -705,13 +737,35 @@ func (c *call[T, R]) last() int32 { return int32(uint32(c.reached.Load())) }
 // hedge, is not known to be the guard's own, and is kept only when none
 // was: so what is kept is named by the guard that gave it.) A guard
 // outside may turn the error into nil (a fallback), and the signal is
-// then Rejected with the refusal all the same.
+// then Rejected with the refusal all the same. Every guard's error is
+// also kept as its last one, for owner.
 func (c *call[T, R]) refused(i int32, own bool, err error) {
 	c.mu.Lock()
 	if own || c.refusal == nil {
 		c.refusal, c.refuser = err, i
 	}
+	c.errs[i] = err
 	c.mu.Unlock()
+}
+
+// owner returns the index of the guard whose error err, the error of a
+// signal whose action never ran, is: the guard that refused, when err is
+// its refusal or wraps it; otherwise the innermost guard whose last error
+// err is or wraps, which is a guard outside the refusing one that
+// returned an error of its own (a retry that gave up with an error that
+// does not wrap the last refusal), or one that passed such an error on.
+// When err holds none of them (an error errors.Is cannot compare), it is
+// the guard entered last. c.mu must be held.
+func (c *call[T, R]) owner(err error) int32 {
+	if c.refusal != nil && errors.Is(err, c.refusal) {
+		return c.refuser
+	}
+	for i := len(c.errs) - 1; i >= 0; i-- {
+		if e := c.errs[i]; e != nil && errors.Is(err, e) {
+			return int32(i)
+		}
+	}
+	return c.last()
 }
 
 // abandoned notes that the Do of guard i returned while a call it started
@@ -778,18 +832,20 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 		// contract could still call the action it was handed, and must
 		// then find this signal, not another one. A rejection costs a
 		// fresh call; a call whose action returned is recycled.
+		// Hook names the guard whose error err is; when the guards
+		// returned nil (a fallback), the refusal is the error.
 		hook := c.last()
-		if err == nil {
-			c.mu.Lock()
-			if err = c.refusal; err != nil {
-				hook = c.refuser
-			}
-			c.mu.Unlock()
+		c.mu.Lock()
+		if err != nil {
+			hook = c.owner(err)
+		} else if err = c.refusal; err != nil {
+			hook = c.refuser
 		}
+		c.mu.Unlock()
 		if err == nil {
 			err = errors.New("guard returned without running the action")
 		}
-		return r, &RejectedError{Stage: StageAction, Hook: p.guardNames[hook], Err: err}
+		return r, p.rejection(ctx, int(hook), err)
 	case uint32(runs) != 0:
 		// Abandoned: an action, or a guard that may yet call it, still
 		// runs and owns c. The guard that gave up noted it when its Do
@@ -810,6 +866,7 @@ func (p *Pipeline[T, R]) guarded(ctx context.Context, s *Signal[T]) (r R, err er
 	var zs Signal[T]
 	var zr R
 	c.sig, c.val, c.won, c.refusal, c.abandoner = zs, zr, false, nil, -1
+	clear(c.errs)
 	p.calls.Put(c)
 	return r, err
 }

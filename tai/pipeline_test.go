@@ -704,6 +704,117 @@ func TestCancellation(t *testing.T) {
 	})
 }
 
+// waitGuard is a TwoStepGuard whose Allow waits for a slot that never
+// comes free, as a full bulkhead's line does, until ctx ends; it then
+// refuses the call with an error that wraps ctx.Err(). Before it waits it
+// calls leave, which may end the caller's context.
+type waitGuard struct {
+	leave func()
+}
+
+func (g waitGuard) Name() string { return "bulkhead" }
+
+func (g waitGuard) Allow(ctx context.Context) (func(error), error) {
+	g.leave()
+	<-ctx.Done()
+	return nil, fmt.Errorf("line full: %w", ctx.Err())
+}
+
+func (g waitGuard) Do(ctx context.Context, fn func(context.Context) error) error {
+	return tai.DoTwoStep(ctx, g, fn)
+}
+
+// A caller that cancels its context while a gate or a guard makes its
+// signal wait (for a rate limit's token, a bulkhead's slot) has gone: the
+// signal was not shed, and is not Rejected. It fails as a signal whose
+// context ended before a stage does, with a *StageError that holds the
+// hook's error, so errors.Is finds context.Canceled; the guards already
+// passed are told the hook's error, as with any refusal. A deadline that
+// passes during the wait is a refusal: the signal waited longer than the
+// caller allowed, and is Rejected, as a wait that would outlast it is.
+func TestCallerGivingUpWhileAHookWaits(t *testing.T) {
+	waitingGate := func(leave func()) tai.Gate {
+		return tai.GateFunc(func(ctx context.Context, _ string) error {
+			leave()
+			<-ctx.Done()
+			return fmt.Errorf("waiting for a token: %w", ctx.Err())
+		})
+	}
+	for _, tt := range []struct {
+		name    string
+		opts    func(j *journal, leave func()) []tai.Option
+		stage   tai.Stage // of the *StageError
+		journal []string
+	}{
+		{"gate", func(j *journal, leave func()) []tai.Option {
+			return []tai.Option{tai.WithGates(waitingGate(leave))}
+		}, tai.StagePolicy, nil},
+		{"second gate", func(j *journal, leave func()) []tai.Option {
+			return []tai.Option{tai.WithGates(tai.GateFunc(func(context.Context, string) error { return nil }), waitingGate(leave))}
+		}, tai.StagePolicy, nil},
+		{"two-step guard", func(j *journal, leave func()) []tai.Option {
+			return []tai.Option{tai.WithGuards(&stepGuard{name: "breaker", j: j}, waitGuard{leave})}
+		}, tai.StageAction, []string{"policy", "breaker allow", "breaker done *fmt.wrapError"}},
+		{"wrapped guard", func(j *journal, leave func()) []tai.Option {
+			return []tai.Option{tai.WithGuards(wrapOnly{&stepGuard{name: "breaker", j: j}}, waitGuard{leave})}
+		}, tai.StageAction, []string{"policy", "breaker allow", "breaker done *fmt.wrapError"}},
+	} {
+		t.Run(tt.name+"/canceled", func(t *testing.T) {
+			j := &journal{}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var rec tai.Record
+			opts := append(tt.opts(j, cancel), tai.WithObservers(tai.ObserverFunc(func(_ context.Context, r tai.Record) { rec = r })))
+			p, err := tai.New(allowPolicy(j), doubleAction(j), opts...)
+			require.NoError(t, err)
+			res, err := p.Process(ctx, sig())
+			assert.Equal(t, tai.Failed, res.Outcome, "%v", err)
+			assert.Equal(t, tai.Failed, rec.Outcome)
+			require.ErrorIs(t, err, context.Canceled)
+			assert.NotErrorIs(t, err, tai.ErrRejected, "a caller that left is not shed load")
+			var se *tai.StageError
+			require.ErrorAs(t, err, &se)
+			assert.Equal(t, tt.stage, se.Stage)
+			assert.Contains(t, err.Error(), "context canceled")
+			assert.Equal(t, tt.journal, j.get(), "neither the action nor what follows the hook ran")
+		})
+		t.Run(tt.name+"/deadline", func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				j := &journal{}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				p, err := tai.New(allowPolicy(j), doubleAction(j), tt.opts(j, func() {})...)
+				require.NoError(t, err)
+				res, err := p.Process(ctx, sig())
+				assert.Equal(t, tai.Rejected, res.Outcome, "%v", err)
+				require.ErrorIs(t, err, context.DeadlineExceeded)
+				var rej *tai.RejectedError
+				require.ErrorAs(t, err, &rej)
+			})
+		})
+	}
+	// A wait that a deadline of the guards' own ends, while the caller
+	// still waits for an answer, is a refusal: the signal is shed.
+	t.Run("the guards' own deadline", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			deadline := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+				ctx, cancel := context.WithTimeout(ctx, time.Second)
+				defer cancel()
+				return fn(ctx)
+			})
+			j := &journal{}
+			p, err := tai.New(allowPolicy(j), doubleAction(j), tai.WithGuards(deadline, waitGuard{func() {}}))
+			require.NoError(t, err)
+			res, err := p.Process(context.Background(), sig())
+			assert.Equal(t, tai.Rejected, res.Outcome, "%v", err)
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			var rej *tai.RejectedError
+			require.ErrorAs(t, err, &rej)
+			assert.Equal(t, "bulkhead", rej.Hook)
+		})
+	})
+}
+
 func TestAbandonedGuard(t *testing.T) {
 	release := make(chan struct{})
 	finished := make(chan struct{})
