@@ -97,9 +97,15 @@ type BulkheadOptions struct {
 // of the options). A call is refused at once only when every slot is
 // taken and the line is full at the same moment: a call that arrives
 // while a freed slot is on its way to the first in line waits in the
-// place that one leaves. A waiting call whose context ends is refused
-// too, with a *BulkheadFullError that wraps ctx.Err(), so that errors.Is
-// finds context.Canceled or context.DeadlineExceeded as well as
+// place that one leaves. While calls wait, a newcomer does not take a
+// freed slot ahead of them: the slot goes to the first in line, and the
+// newcomer waits behind them, or is refused when the line is full. A
+// freed slot passes over a waiting call whose context has ended, even one
+// that has not returned yet, and goes to the next in line (or stays
+// free), rather than be held by a call that will not run; until then such
+// a call keeps its place in line. A waiting call whose context ends is
+// refused too, with a *BulkheadFullError that wraps ctx.Err(), so that
+// errors.Is finds context.Canceled or context.DeadlineExceeded as well as
 // ErrBulkheadFull: the call never reached the dependency, and a Breaker
 // around the bulkhead does not count it, whatever ended the wait (a
 // Timeout's deadline, say, during a burst the line absorbs).
@@ -127,8 +133,9 @@ type Bulkhead struct {
 }
 
 type bulkheadWaiter struct {
-	ready   chan struct{} // closed when a slot was taken for it
-	granted bool          // under Bulkhead.mu
+	ctx     context.Context // the call's: one that has ended is passed over
+	ready   chan struct{}   // closed when a slot was taken for it
+	granted bool            // under Bulkhead.mu
 }
 
 // NewBulkhead returns a Bulkhead configured by opts, or an error naming the
@@ -228,7 +235,7 @@ func (b *Bulkhead) wait(ctx context.Context) (func(error), error) {
 			return nil, b.full
 		}
 	}
-	w := &bulkheadWaiter{ready: make(chan struct{})}
+	w := &bulkheadWaiter{ctx: ctx, ready: make(chan struct{})}
 	b.line = append(b.line, w)
 	b.waiting.Add(1)
 	// A slot given back before this call was in line is found here: a
@@ -327,12 +334,20 @@ func (b *Bulkhead) handOn() {
 }
 
 // grantLocked takes free slots for the calls in line, first come first.
+// A call whose context has ended is leaving without a slot, even if it
+// has not seen the end yet: it leaves the line, and the slot goes on to
+// the next. Handed to it, the slot would be held by a call that never
+// runs until that call gives it back.
 func (b *Bulkhead) grantLocked() {
 	for len(b.line) > 0 && b.tryAcquire() {
 		w := b.line[0]
 		b.line[0] = nil
 		b.line = b.line[1:]
 		b.waiting.Add(-1)
+		if w.ctx.Err() != nil {
+			b.giveBack()
+			continue
+		}
 		w.granted = true
 		close(w.ready)
 	}
@@ -341,7 +356,8 @@ func (b *Bulkhead) grantLocked() {
 	}
 }
 
-// removeLocked takes w out of line.
+// removeLocked takes w out of line, if it is still in it: a call whose
+// context has ended may have been taken out by grantLocked.
 func (b *Bulkhead) removeLocked(w *bulkheadWaiter) {
 	for i, x := range b.line {
 		if x == w {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -321,8 +322,10 @@ func TestBulkheadDoneTwiceWhileBusyHealsWhenEmpty(t *testing.T) {
 }
 
 // The bulkhead against a model: a sequence of takes, gives and waiting
-// callers that arrive, give up or are served, and of callers that arrive
-// while a slot given back is on its way to the first in line. Running
+// callers that arrive, give up or are served, of callers that arrive
+// while a slot given back is on its way to the first in line, and of
+// callers that queue and go, a slot being given back before they see
+// that their context has ended (the slot passes over them). Running
 // never exceeds the limit, a take succeeds exactly when the model has a
 // free slot and no one waits, a caller is refused exactly when every slot
 // is taken and the line is full, and waiters are served in order.
@@ -357,6 +360,7 @@ const (
 	stepGiveBack               // a holder gives its slot back
 	stepGiveUp                 // a waiter gives up
 	stepArriveAsHandOff        // a caller arrives as a slot given back is handed on
+	stepGoneAsHandOff          // a caller queues and goes, and a slot is handed on before it sees so
 	bulkheadStepKinds
 )
 
@@ -396,11 +400,18 @@ func runBulkheadModel(b *jidoka.Bulkhead, limit, maxWaiting int, steps []bulkhea
 		}
 	}
 	// arrive makes a new caller, who has been served, queued or refused
-	// when it returns.
-	arrive := func() bulkheadCaller {
-		ctx, cancel := context.WithCancel(context.Background())
+	// when it returns; arriveLate(look) makes one that, once in line,
+	// looks at its context's end only when look is closed.
+	var arriveLate func(look chan struct{}) bulkheadCaller
+	arrive := func() bulkheadCaller { return arriveLate(nil) }
+	arriveLate = func(look chan struct{}) bulkheadCaller {
+		cctx, cancel := context.WithCancel(context.Background())
 		cancels = append(cancels, cancel)
 		c := bulkheadCaller{len(cancels) - 1, cancel, make(chan func(error), 1)}
+		var ctx context.Context = cctx
+		if look != nil {
+			ctx = &looksLate{Context: cctx, look: look}
+		}
 		go func() {
 			done, err := b.Allow(ctx)
 			if err != nil {
@@ -500,6 +511,40 @@ func runBulkheadModel(b *jidoka.Bulkhead, limit, maxWaiting int, steps []bulkhea
 			if failure = serveFirst(); failure == "" {
 				failure = admit(c)
 			}
+		case stepGoneAsHandOff:
+			if len(held) == 0 {
+				continue
+			}
+			gate := make(chan struct{})
+			look := sync.OnceFunc(func() { close(gate) })
+			cancels = append(cancels, look) // lets it go when a check fails
+			c := arriveLate(gate)
+			if failure = admit(c); failure != "" || len(line) == 0 || line[len(line)-1].id != c.id {
+				look() // served or refused: it never looks
+				break
+			}
+			c.cancel()
+			held[0](nil)
+			held = held[1:]
+			synctest.Wait()
+			if len(line) == 1 {
+				// It was alone in line: the slot passes over it and is
+				// free.
+				line = nil
+			} else {
+				failure = serveFirst()
+			}
+			if failure == "" {
+				// A caller arrives while the one that went is still
+				// unaware of it, in line or not.
+				failure = admit(arrive())
+			}
+			look()
+			synctest.Wait()
+			if done, returned := take(c); !returned || done != nil {
+				failure = fmt.Sprintf("caller %d went and was not refused", c.id)
+			}
+			line = slices.DeleteFunc(line, func(w bulkheadCaller) bool { return w.id == c.id })
 		}
 		if failure == "" {
 			switch {
@@ -600,6 +645,92 @@ func TestBulkheadCallArrivingAsASlotIsHandedOnIsNotRefused(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A slot given back passes over a call in line whose context has ended
+// but which has not yet seen it: that call is leaving without the slot,
+// so the slot goes to the next in line, or is free when no one else
+// waits. Handed to the leaving call, it would be held, for as long as
+// that call takes to see its context's end and give it back, by a call
+// that never runs, and a newcomer would be made to wait, or be refused,
+// while no call runs. The leaving call here is held at the moment it
+// first looks at its context's end, after it has taken its place in line.
+func TestBulkheadSlotPassesOverACallWhoseContextEnded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{MaxConcurrent: 1, MaxWaiting: 1})
+		require.NoError(t, err)
+		hold, err := b.Allow(context.Background()) // the only slot
+		require.NoError(t, err)
+
+		type result struct {
+			done func(error)
+			err  error
+		}
+		call := func(ctx context.Context) chan result {
+			got := make(chan result, 1)
+			go func() {
+				done, err := b.Allow(ctx)
+				got <- result{done, err}
+			}()
+			synctest.Wait() // served, queued or refused
+			return got
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		late := &looksLate{Context: ctx, look: make(chan struct{})}
+		others, cancelOthers := context.WithCancel(context.Background())
+		lookOnce := sync.OnceFunc(func() { close(late.look) })
+		defer func() { // lets every call go when the test fails
+			lookOnce()
+			cancelOthers()
+		}()
+		leaving := call(late)
+		require.Equal(t, 1, b.Waiting())
+		cancel()  // its caller has gone
+		hold(nil) // and the slot is given back before it sees that
+		assert.Zero(t, b.Running(), "the slot went to a call whose context had ended")
+		assert.Zero(t, b.Waiting())
+
+		first := call(others)
+		second := call(others)
+		var firstDone func(error)
+		select {
+		case r := <-first:
+			require.NoError(t, r.err, "a call that came when no call ran")
+			firstDone = r.done
+		default:
+			t.Fatal("a call that came when no call ran waits")
+		}
+		select {
+		case r := <-second:
+			t.Fatalf("a call that came with a free place in line did not wait: %v", r.err)
+		default:
+		}
+
+		lookOnce()
+		r := <-leaving
+		require.ErrorIs(t, r.err, jidoka.ErrBulkheadFull)
+		require.ErrorIs(t, r.err, context.Canceled)
+		assert.Equal(t, 1, b.Running())
+		firstDone(nil)
+		r = <-second
+		require.NoError(t, r.err)
+		r.done(nil)
+		assert.Zero(t, b.Running())
+		assert.Zero(t, b.Waiting())
+	})
+}
+
+// looksLate is a context whose Done blocks until look is closed: a call
+// waiting for a bulkhead slot asks for Done once it has taken its place in
+// line, so it stays in line, unaware of the context's end, until then.
+type looksLate struct {
+	context.Context
+	look chan struct{}
+}
+
+func (c *looksLate) Done() <-chan struct{} {
+	<-c.look
+	return c.Context.Done()
 }
 
 func TestBulkheadErrorsAreComparable(t *testing.T) {
