@@ -30,6 +30,20 @@ func DefaultRampStages() []RampStage {
 	}
 }
 
+// RampStep is the resolution of a Ramp's shares, in percent: a key's
+// place among all keys is one of 10^6·2^44 points (2^44 in each
+// millionth), and a share admits a whole number of them. It is about
+// 5.7e-18 percent.
+const RampStep = 100.0 / rampPoints
+
+// The points a key may fall on: rampBuckets millionths of the keys, each
+// cut in 2^rampFine.
+const (
+	rampBuckets = 1_000_000
+	rampFine    = 44
+	rampPoints  = rampBuckets << rampFine // below 2^64
+)
+
 // RampOptions configures a Ramp. The zero value is ready to use.
 type RampOptions struct {
 	// Name names the ramp in errors, events and to the tai pipeline.
@@ -37,9 +51,13 @@ type RampOptions struct {
 	Name string
 	// Stages in order; nil means DefaultRampStages. Names must be unique
 	// and non-empty, percents strictly increasing in (0, 100], bakes >= 0.
-	// Shares are counted in steps of 0.0001% (a millionth of the keys):
-	// each percent must round to a step above the one before, so that
-	// every stage admits some keys, and more than the stage before.
+	// A stage admits the share of keys its percent says, to within
+	// RampStep percent (the percent is rounded to a whole number of
+	// steps): a stage below 100% turns some keys away, and only 100%
+	// admits every key. Each percent must round to a step above the one
+	// before, so that every stage admits some keys, and more than the
+	// stage before. A percent with at most four decimals (a whole number
+	// of millionths of the keys) admits exactly those millionths.
 	Stages []RampStage
 	// Salt varies which keys fall in a share. Ramps with the same salt
 	// admit the same keys at the same percent (on every replica); give
@@ -147,11 +165,11 @@ func (e *OutsideRampError) Is(target error) bool { return target == ErrOutsideRa
 type Ramp struct {
 	name   string
 	stages []RampStage
-	ppm    []uint64 // each stage's share in parts per million
+	shares []uint64 // each stage's share: the points it admits (rampShare)
 	salt   string
 	on     func(RampEvent)
 
-	share atomic.Uint64 // current share in parts per million
+	share atomic.Uint64 // the current share: keys on a point below it are in
 
 	mu         sync.Mutex
 	index      int
@@ -179,11 +197,11 @@ func NewRamp(opts RampOptions) (*Ramp, error) {
 	}
 	r.stages = append([]RampStage(nil), r.stages...)
 	names := map[string]bool{}
-	prev, prevPPM := 0.0, uint64(0)
+	prev, prevShare := 0.0, uint64(0)
 	for i, s := range r.stages {
-		var ppm uint64
+		var share uint64
 		if s.Percent > 0 && s.Percent <= 100 {
-			ppm = uint64(math.Round(s.Percent * 1e4))
+			share = rampShare(s.Percent)
 		}
 		switch {
 		case s.Name == "":
@@ -192,20 +210,20 @@ func NewRamp(opts RampOptions) (*Ramp, error) {
 			return nil, fmt.Errorf("heijunka: ramp stage Name %q is repeated", s.Name)
 		case math.IsNaN(s.Percent) || s.Percent <= prev || s.Percent > 100:
 			return nil, fmt.Errorf("heijunka: ramp stage %q Percent %v must be above %v and at most 100", s.Name, s.Percent, prev)
-		case ppm <= prevPPM:
-			// A share is counted in parts per million of the keys: a
-			// stage that does not rise by one would admit nobody new.
-			return nil, fmt.Errorf("heijunka: ramp stage %q Percent %v rounds to %v%%, not above %v%%: shares go in steps of 0.0001%%",
-				s.Name, s.Percent, float64(ppm)/1e4, float64(prevPPM)/1e4)
+		case share <= prevShare:
+			// A stage that does not rise by a step would admit nobody
+			// new.
+			return nil, fmt.Errorf("heijunka: ramp stage %q Percent %v rounds to %v%%, not above %v%%: shares go in steps of %v%%",
+				s.Name, s.Percent, float64(share)*RampStep, float64(prevShare)*RampStep, RampStep)
 		case s.Bake < 0:
 			return nil, fmt.Errorf("heijunka: ramp stage %q Bake %v is negative", s.Name, s.Bake)
 		}
 		names[s.Name] = true
-		prev, prevPPM = s.Percent, ppm
-		r.ppm = append(r.ppm, ppm)
+		prev, prevShare = s.Percent, share
+		r.shares = append(r.shares, share)
 	}
 	r.since = time.Now()
-	r.share.Store(r.ppm[0])
+	r.share.Store(r.shares[0])
 	return r, nil
 }
 
@@ -219,8 +237,23 @@ func (r *Ramp) Stages() []RampStage { return append([]RampStage(nil), r.stages..
 // function of the key, the salt and the share.
 func (r *Ramp) Admits(key string) bool { return r.point(key) < r.share.Load() }
 
-// point places key on [0, 1e6) by a 64-bit FNV-1a hash of salt and key,
-// finished with a mixer so every bit counts.
+// rampShare returns the share of percent p, in (0, 100]: the number of
+// points, out of rampPoints, that p percent of them is, to the nearest.
+// Below 100 it is below rampPoints: p·10^4 is below 10^6 by more than its
+// rounding.
+func rampShare(p float64) uint64 {
+	millionths := math.Round(p * 1e4)
+	if millionths/1e4 == p {
+		// p is a whole number of millionths, as written: p·10^4 may
+		// miss it by its rounding, the share must not.
+		return uint64(millionths) << rampFine
+	}
+	return uint64(math.Round(p * 1e4 * (1 << rampFine)))
+}
+
+// point places key on [0, rampPoints) by a 64-bit FNV-1a hash of salt and
+// key, finished with a mixer so every bit counts: the hash modulo 10^6
+// picks the key's millionth, and its top 44 bits its place in it.
 func (r *Ramp) point(key string) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(r.salt); i++ {
@@ -235,7 +268,7 @@ func (r *Ramp) point(key string) uint64 {
 	h ^= h >> 33
 	h *= 0xc4ceb9fe1a85ec53
 	h ^= h >> 33
-	return h % 1_000_000
+	return h%rampBuckets<<rampFine | h>>(64-rampFine)
 }
 
 // Admit implements tai.Gate: nil for a key in the share, else an
@@ -248,7 +281,7 @@ func (r *Ramp) Admit(_ context.Context, key string) error {
 	// The stage is the one of the share decided at, not the one the ramp
 	// may have moved to since: each stage has a share of its own.
 	err := &OutsideRampError{Ramp: r.name}
-	if i := slices.Index(r.ppm, share); i >= 0 {
+	if i := slices.Index(r.shares, share); i >= 0 {
 		err.Stage, err.Percent = r.stages[i].Name, r.stages[i].Percent
 	}
 	return err
@@ -295,7 +328,7 @@ func (r *Ramp) Advance() error {
 	}
 	r.index++
 	r.since = now
-	r.share.Store(r.ppm[r.index])
+	r.share.Store(r.shares[r.index])
 	ev := RampEvent{Ramp: r.name, Kind: RampAdvanced, From: from, To: r.stages[r.index], At: now}
 	if r.index == len(r.stages)-1 {
 		ev.Kind = RampCompleted

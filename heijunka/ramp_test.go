@@ -370,8 +370,9 @@ func TestRampValidation(t *testing.T) {
 		{"over 100", []heijunka.RampStage{{Name: "a", Percent: 101}}, "at most 100"},
 		{"zero", []heijunka.RampStage{{Name: "a", Percent: 0}}, "Percent 0"},
 		{"NaN", []heijunka.RampStage{{Name: "a", Percent: math.NaN()}}, "Percent NaN"},
-		{"below the resolution", []heijunka.RampStage{{Name: "a", Percent: 1e-9}}, `"a" Percent 1e-09 rounds to 0%`},
-		{"same share", []heijunka.RampStage{{Name: "a", Percent: 50}, {Name: "b", Percent: 50.00001}}, `"b" Percent 50.00001 rounds to 50%, not above 50%`},
+		{"below the resolution", []heijunka.RampStage{{Name: "a", Percent: 1e-18}}, `"a" Percent 1e-18 rounds to 0%, not above 0%: shares go in steps of 5.684341886080802e-18%`},
+		{"tiniest", []heijunka.RampStage{{Name: "a", Percent: 5e-324}}, `"a" Percent 5e-324 rounds to 0%`},
+		{"same share", []heijunka.RampStage{{Name: "a", Percent: 1e-17}, {Name: "b", Percent: 1.2e-17}}, `"b" Percent 1.2e-17 rounds to 1.1368683772161604e-17%, not above 1.1368683772161604e-17%`},
 		{"negative bake", []heijunka.RampStage{{Name: "a", Percent: 5, Bake: -time.Second}}, "Bake -1s is negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -389,20 +390,21 @@ func TestRampDefaultName(t *testing.T) {
 	assert.Equal(t, "heijunka.ramp", r.Name())
 }
 
-// TestRampShareBoundary: a share of p percent admits the keys whose point
-// (a number in [0, 10^6) from the key's hash) lies below p·10^4, not on
-// it; so a rolled-back ramp admits no key at all, not even one on 0. The
-// keys are found by search and pinned: their points are part of the
-// salt's golden behaviour.
+// TestRampShareBoundary: a share of p percent (with at most four
+// decimals) admits the keys whose millionth (a number in [0, 10^6) from
+// the key's hash) lies below p·10^4, not on it; so a rolled-back ramp
+// admits no key at all, not even one in millionth 0. The keys are found
+// by search and pinned: their millionths are part of the salt's golden
+// behaviour.
 func TestRampShareBoundary(t *testing.T) {
-	const onZero, onFivePercent = "customer-71280", "customer-73319" // points 0 and 50000, salt ""
+	const onZero, onFivePercent = "customer-71280", "customer-73319" // millionths 0 and 50000, salt ""
 	r, err := heijunka.NewRamp(heijunka.RampOptions{})
 	require.NoError(t, err)
 	assert.True(t, r.Admits(onZero))
-	assert.False(t, r.Admits(onFivePercent), "5% admits the points below 50000")
+	assert.False(t, r.Admits(onFivePercent), "5% admits the millionths below 50000")
 	two, err := heijunka.NewRamp(heijunka.RampOptions{Stages: []heijunka.RampStage{{Name: "a", Percent: 5.0001}}})
 	require.NoError(t, err)
-	assert.True(t, two.Admits(onFivePercent), "one point more admits it")
+	assert.True(t, two.Admits(onFivePercent), "one millionth more admits it")
 	require.NoError(t, r.Rollback("test"))
 	assert.False(t, r.Admits(onZero), "a rolled-back ramp admits nobody")
 }
@@ -429,5 +431,50 @@ func TestRampAdmitNamesTheShareItDecidedAt(t *testing.T) {
 		var out *heijunka.OutsideRampError
 		require.ErrorAs(t, err, &out)
 		require.Equal(t, heijunka.OutsideRampError{Ramp: "heijunka.ramp", Stage: "few", Percent: 0.0001}, *out, "%v", err)
+	}
+}
+
+// TestRampShareNearTheEdges: a stage a hair above 0% admits some keys, a
+// stage a hair below 100% turns some away, and the share Current reports
+// is the share admitted. The keys are found by search and pinned, with
+// salt "": each lies in the first or last millionth of the keys, early or
+// late in it.
+func TestRampShareNearTheEdges(t *testing.T) {
+	const (
+		firstEarly = "customer-128569"  // in the first millionth, 6.6% into it
+		firstLate  = "customer-71280"   // in the first millionth, 95% into it
+		lastEarly  = "customer-4482686" // in the last millionth, 27% into it
+		lastLate   = "customer-1317200" // in the last millionth, 78% into it
+	)
+	for _, tc := range []struct {
+		percent float64
+		admits  map[string]bool
+	}{
+		// 40% of the first millionth.
+		{0.00004, map[string]bool{firstEarly: true, firstLate: false, lastEarly: false, lastLate: false}},
+		// The first millionth.
+		{0.0001, map[string]bool{firstEarly: true, firstLate: true, lastEarly: false, lastLate: false}},
+		// All but the last millionth.
+		{99.9999, map[string]bool{firstEarly: true, firstLate: true, lastEarly: false, lastLate: false}},
+		// All but 40% of the last millionth.
+		{99.99996, map[string]bool{firstEarly: true, firstLate: true, lastEarly: true, lastLate: false}},
+		// The float just below 100 turns away a sliver of the last
+		// millionth (2^-33 of it): none of these keys.
+		{math.Nextafter(100, 0), map[string]bool{firstEarly: true, firstLate: true, lastEarly: true, lastLate: true}},
+		{100, map[string]bool{firstEarly: true, firstLate: true, lastEarly: true, lastLate: true}},
+	} {
+		t.Run(strconv.FormatFloat(tc.percent, 'g', -1, 64), func(t *testing.T) {
+			r, err := heijunka.NewRamp(heijunka.RampOptions{Stages: []heijunka.RampStage{{Name: "s", Percent: tc.percent}}})
+			require.NoError(t, err)
+			require.Equal(t, tc.percent, r.Current().Percent)
+			for key, in := range tc.admits {
+				assert.Equal(t, in, r.Admits(key), key)
+				if in {
+					assert.NoError(t, r.Admit(context.Background(), key), key)
+				} else {
+					assert.ErrorIs(t, r.Admit(context.Background(), key), heijunka.ErrOutsideRamp, key)
+				}
+			}
+		})
 	}
 }
