@@ -33,10 +33,12 @@ type GateOptions struct {
 // before passing it on, and answers a refused one as ProblemOf maps the
 // gate's error: a stopped jidoka.Line gives 503 with the line's
 // Retry-After, a heijunka limiter 429 with its own Retry-After and the
-// RateLimit fields under the limiter's name, any other gate's error 503
-// (or the status of an error with an HTTPStatus method). OnError gets the
-// gate's error wrapped in a *tai.RejectedError, as a pipeline returns it.
-// The next handler does not see a refused request.
+// RateLimit fields under the limiter's name (name-2 when a RateLimit
+// middleware around this one has that name, as RateLimit does), any
+// other gate's error 503 (or the status of an error with an HTTPStatus
+// method). OnError gets the gate's error wrapped in a *tai.RejectedError,
+// as a pipeline returns it. The next handler does not see a refused
+// request.
 //
 //	line, _ := jidoka.NewLine(jidoka.LineOptions{Name: "payments", RetryAfter: 30 * time.Second})
 //	stop, _ := taihttp.Gate(line, taihttp.GateOptions{})
@@ -72,7 +74,8 @@ func Gate(g tai.Gate, opts GateOptions) (Middleware, error) {
 // refuse answers a request a gate or a pipeline turned away with err. A
 // rate limit's decision adds its RateLimit fields, under the limiter's
 // name, so that a 429 says the same as RateLimit's would; the policies of
-// RateLimit middlewares around this one stay in the fields beside it.
+// RateLimit middlewares around this one stay in the fields beside it,
+// and a name one of them has is made another (see freePolicyName).
 func (c *common) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	p := ProblemOf(err)
 	var le *heijunka.LimitedError
@@ -81,8 +84,7 @@ func (c *common) refuse(w http.ResponseWriter, r *http.Request, err error) {
 		if !validPolicyName(name) {
 			name = DefaultPolicy
 		}
-		p.Policy = name
-		SetDecisionHeaders(w.Header(), name, le.Decision)
+		p.Policy = setDecisionHeaders(w.Header(), name, le.Decision)
 	}
 	c.fail(w, r, err, p)
 }

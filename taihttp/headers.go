@@ -224,8 +224,10 @@ func validPolicyName(name string) bool {
 
 // SetDecisionHeaders adds the limiter's decision d to the RateLimit-Policy
 // and RateLimit fields of h, a list item under the policy name
-// (DefaultPolicy when empty), and for a denied decision sets Retry-After,
-// in whole seconds, rounded up, never 0. The items of other policies stay:
+// (DefaultPolicy when empty; when an item in those fields has that name
+// already, the first of name-2, name-3, … that none has, as RateLimit
+// does), and for a denied decision sets Retry-After, in whole seconds,
+// rounded up, never 0. The items of other policies stay:
 // a handler behind a RateLimit middleware that calls a limiter of its own
 // tells the client of both limits, as stacked RateLimit middlewares do
 // (give each its own policy name), and the Retry-After of a denial is no
@@ -240,9 +242,16 @@ func validPolicyName(name string) bool {
 // stands, but this request was not counted, so there is no RateLimit to
 // tell.
 func SetDecisionHeaders(h http.Header, name string, d heijunka.Decision) {
+	setDecisionHeaders(h, name, d)
+}
+
+// setDecisionHeaders is SetDecisionHeaders; it returns the name the items
+// went under.
+func setDecisionHeaders(h http.Header, name string, d heijunka.Decision) string {
 	if name == "" {
 		name = DefaultPolicy
 	}
+	name = suffixed(name, freePolicyName(h, name))
 	var buf [96]byte
 	li := limitOf(d.Limit)
 	// A decision no closed limit makes is of a limiter that left Limit
@@ -260,6 +269,93 @@ func SetDecisionHeaders(h http.Header, name string, d heijunka.Decision) {
 		}
 		SetRetryAfter(h, max(ra, spentQuotaWindow(h[headerRateLimit])), 0)
 	}
+	return name
+}
+
+// freePolicyName returns 0 when no item of the RateLimit-Policy or
+// RateLimit fields of h has name, and otherwise the first n of 2, 3, …
+// for which none has name-n (suffixed): the draft's items name the policy
+// they are of, and two of one name in a field leave the client unable to
+// tell which limit a RateLimit item tells of. A RateLimit middleware
+// around the one adding its items, or a handler's limiter behind one,
+// under the same name (DefaultPolicy, when neither was named) put it
+// there. It builds no name, so that the middleware whose suffixed name
+// is the one it used before costs no allocation.
+func freePolicyName(h http.Header, name string) int {
+	p, r := h[headerRateLimitPolicy], h[headerRateLimit]
+	if len(p)+len(r) == 0 {
+		return 0
+	}
+	for n := 0; ; n++ {
+		if n == 1 {
+			n = 2
+		}
+		if !namesItem(p, name, n) && !namesItem(r, name, n) {
+			return n
+		}
+	}
+}
+
+// suffixed returns name, or name-n for an n that is not 0.
+func suffixed(name string, n int) string {
+	if n == 0 {
+		return name
+	}
+	return name + "-" + strconv.Itoa(n)
+}
+
+// isSuffixed reports whether s is suffixed(name, n).
+func isSuffixed(s, name string, n int) bool {
+	if n == 0 {
+		return s == name
+	}
+	if len(s) < len(name)+2 || s[:len(name)] != name || s[len(name)] != '-' || s[len(name)+1] < '1' || s[len(name)+1] > '9' {
+		return false
+	}
+	m, err := strconv.Atoi(s[len(name)+1:])
+	return err == nil && m == n
+}
+
+// namesItem reports whether an item of the List of field lines vs is
+// suffixed(name, n), which has no escapes (validPolicyName): a String, or
+// a Token, as a handler may have written a name. A line is read up to the
+// first thing that cannot be parsed as a List of Items.
+func namesItem(vs []string, name string, n int) bool {
+	for _, v := range vs {
+		i := 0
+		for {
+			i = skipOWS(v, i)
+			if i == len(v) {
+				break
+			}
+			j := skipBareItem(v, i)
+			if j < 0 {
+				break
+			}
+			if v[i] == '"' && isSuffixed(v[i+1:j-1], name, n) || v[i] != '"' && isSuffixed(strings.TrimRight(v[i:j], " \t"), name, n) {
+				return true
+			}
+			i = j
+			for i >= 0 && i < len(v) && v[i] == ';' { // the parameters
+				i++
+				for i < len(v) && v[i] != '=' && v[i] != ';' && v[i] != ',' {
+					i++
+				}
+				if i < len(v) && v[i] == '=' {
+					i = skipBareItem(v, i+1)
+				}
+			}
+			if i < 0 { // a String without its closing quote
+				break
+			}
+			i = skipOWS(v, i)
+			if i == len(v) || v[i] != ',' {
+				break
+			}
+			i++
+		}
+	}
+	return false
 }
 
 // addField adds v to the field name of h, a list's item more. (A
@@ -272,9 +368,9 @@ func addField(h http.Header, name, v string) {
 // WriteDecisionHeaders is SetDecisionHeaders on w's header under
 // DefaultPolicy: the one line a handler that calls a heijunka limiter
 // itself needs before it answers. Behind a RateLimit middleware, whose
-// Policy is DefaultPolicy too unless named, use SetDecisionHeaders with a
-// name of the limiter's own, so that the client can tell the two items
-// apart.
+// Policy is DefaultPolicy too unless named, the items go under
+// "default-2"; use SetDecisionHeaders with a name of the limiter's own to
+// give them a name a client can be told of.
 //
 //	d, err := perCustomer.Allow(ctx, customerID)
 //	if err != nil { // no decision (a full store): no fields to send

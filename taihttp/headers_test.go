@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -400,5 +401,45 @@ func FuzzRetryAfterOfASpentQuota(f *testing.F) {
 			}
 		}
 		assert.Equal(t, want, got, "%q", v)
+	})
+}
+
+// The items SetDecisionHeaders adds take a name no item of the fields
+// already on the response has (a RateLimit middleware's around it, a
+// handler's own), read as a structured-field List, whatever else those
+// items hold: strings with commas or escapes in their parameters, tokens,
+// byte sequences. Whatever the fields hold, it does not panic.
+func FuzzSetDecisionHeadersNamesItsPolicyApart(f *testing.F) {
+	for _, s := range []string{
+		`"p";r=1;t=2`, `"p";q=1;w=60, "p-2";q=2;w=60`, `"x";qu="a, \"p\"";w=1, "p"`, `"a\"p";r=0, p;r=1`,
+		`"q";pk=:cHsdsRa894==:, "p";r=0;t=5`, `"p`, `,"p"`, `"p" , "p-2" ,"p-3"`, `"p";a;b=?1, "p-2"`, ``,
+		`"pp";r=1, "p-22";r=2`, `"p";x="unclosed`,
+	} {
+		f.Add(s)
+	}
+	d := heijunka.Decision{Allowed: true, Limit: heijunka.PerMinute(10), Remaining: 5, ResetAfter: time.Second}
+	f.Fuzz(func(t *testing.T, v string) {
+		for _, field := range []string{"RateLimit-Policy", "RateLimit"} {
+			h := http.Header{}
+			h.Set(field, v)
+			taihttp.SetDecisionHeaders(h, "p", d)
+			old, err := parseSFList(v)
+			if err != nil {
+				continue
+			}
+			taken := map[string]bool{}
+			for _, it := range old {
+				if s, ok := it.Value.(string); ok {
+					taken[s] = true
+				}
+			}
+			for _, f := range []string{"RateLimit-Policy", "RateLimit"} {
+				items, err := parseSFList(strings.Join(h.Values(f), ", "))
+				require.NoError(t, err, "%s: %q", f, h.Values(f))
+				name := items[len(items)-1].Value.(string)
+				assert.False(t, taken[name], "%s: %q is taken in %q", f, name, v)
+				assert.Regexp(t, `^p(-[0-9]+)?$`, name)
+			}
+		}
 	})
 }

@@ -101,6 +101,12 @@ type PipelineOptions struct {
 //     coding set by middleware around this one, which encodes what is
 //     written here, stays).
 //
+// The handler's status is the final one it wrote. The informational
+// ones it may send first (WriteHeader with a 1xx, such as 103 Early
+// Hints) are not its answer; nor is 101 Switching Protocols over HTTP/2,
+// which has no upgrade and where net/http sends it as informational, but
+// over HTTP/1 a 101 is the answer, as net/http takes it.
+//
 // It returns an error for invalid options, or the error of tai.New (a nil
 // hook).
 func Pipeline(policy tai.Policy[*http.Request], opts PipelineOptions, hooks ...tai.Option) (Middleware, error) {
@@ -237,7 +243,7 @@ func (pl *pipeline) serveHTTP(next http.Handler, w http.ResponseWriter, r *http.
 	// The coding the response has on its way in: middleware around this
 	// one that set it encodes what is written here.
 	encoding := w.Header()[headerContentEncoding]
-	ex := &exchange{w: statusWriter{ResponseWriter: w}, next: next, isFailure: pl.opts.IsFailure}
+	ex := &exchange{w: statusWriter{ResponseWriter: w, upgrades: r.ProtoMajor < 2}, next: next, isFailure: pl.opts.IsFailure}
 	ex.ctx = context.WithValue(r.Context(), exchangeKey{}, ex)
 	id := ""
 	if pl.opts.ID != nil {
@@ -390,16 +396,21 @@ func (e *StatusError) HTTPStatus() int { return e.Status }
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	// upgrades tells that the request came over HTTP/1, where a 101
+	// Switching Protocols is final; HTTP/2 and later have no upgrade.
+	upgrades bool
 }
 
-// WriteHeader notes the first final status: 200 or more, or 101
-// Switching Protocols, which net/http takes as final too; the other 1xx
-// are informational and may come before it. The status is noted once the
+// WriteHeader notes the first final status: 200 or more, or, over HTTP/1,
+// 101 Switching Protocols, which net/http takes as final there. The other
+// 1xx are informational and may come before it (103 Early Hints, say);
+// over HTTP/2 net/http sends a 101 as one of them too, and the client
+// waits for the final status after it. The status is noted once the
 // underlying writer took it: net/http panics at a code outside 100–999
 // before it writes anything, and the handler has then answered nothing.
 func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
-	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols && w.upgrades) {
 		w.status = code
 	}
 }

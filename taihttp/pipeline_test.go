@@ -9,6 +9,8 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"runtime"
 	"strings"
 	"sync"
@@ -583,9 +585,9 @@ func TestPipelineAbortHandler(t *testing.T) {
 	assert.ErrorIs(t, got, http.ErrAbortHandler)
 }
 
-// A 101 Switching Protocols is a handler's final answer in net/http, as
-// any status of 200 or more: nothing is written after it, and a handler
-// whose context ends after it has answered all the same.
+// A 101 Switching Protocols is a handler's final answer in net/http over
+// HTTP/1, as any status of 200 or more: nothing is written after it, and
+// a handler whose context ends after it has answered all the same.
 func TestPipelineHandlerThatSwitchesProtocols(t *testing.T) {
 	for _, gone := range []bool{false, true} {
 		var rs records
@@ -889,5 +891,130 @@ func TestPipelineHandlerPanicBehindAGuardsOwnError(t *testing.T) {
 				assert.Contains(t, rec.Body.String(), `"code":"failed"`)
 			})
 		})
+	}
+}
+
+// What a handler's informational status (1xx) does, over a real
+// connection of each protocol: the pipeline's Outcome and the status its
+// observers and OnError are told are those of the response the client
+// got. A 103 Early Hints, on either protocol, and a 101 Switching
+// Protocols over HTTP/2, which has no upgrade and sends it as any other
+// 1xx, come before the final status; over HTTP/1.1 a 101 is final.
+func TestPipelineInformationalStatusOverRealConnections(t *testing.T) {
+	type want struct {
+		status  int   // the client's final status; 0 for a failed request
+		info    []int // the 1xx the client was sent before it
+		outcome tai.Outcome
+		failed  int // the status of the *StatusError the observers get
+	}
+	cases := []struct {
+		name    string
+		handler func(w http.ResponseWriter)
+		h1, h2  want
+	}{{
+		name: "103 then 200",
+		handler: func(w http.ResponseWriter) {
+			w.Header().Set("Link", "</app.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.WriteHeader(http.StatusOK)
+		},
+		h1: want{status: 200, info: []int{103}, outcome: tai.Succeeded},
+		h2: want{status: 200, info: []int{103}, outcome: tai.Succeeded},
+	}, {
+		name: "103 then 503",
+		handler: func(w http.ResponseWriter) {
+			w.WriteHeader(http.StatusEarlyHints)
+			w.WriteHeader(http.StatusServiceUnavailable)
+		},
+		h1: want{status: 503, info: []int{103}, outcome: tai.Failed, failed: 503},
+		h2: want{status: 503, info: []int{103}, outcome: tai.Failed, failed: 503},
+	}, {
+		name: "103 and nothing more",
+		handler: func(w http.ResponseWriter) {
+			w.WriteHeader(http.StatusEarlyHints)
+		},
+		h1: want{status: 200, info: []int{103}, outcome: tai.Succeeded},
+		h2: want{status: 200, info: []int{103}, outcome: tai.Succeeded},
+	}, {
+		name: "101 then 500",
+		handler: func(w http.ResponseWriter) {
+			w.WriteHeader(http.StatusSwitchingProtocols)
+			w.WriteHeader(http.StatusInternalServerError)
+		},
+		h1: want{status: 101, outcome: tai.Succeeded},
+		h2: want{status: 500, info: []int{101}, outcome: tai.Failed, failed: 500},
+	}, {
+		name: "101 then a body",
+		handler: func(w http.ResponseWriter) {
+			w.WriteHeader(http.StatusSwitchingProtocols)
+			_, _ = io.WriteString(w, "ok")
+		},
+		h1: want{status: 101, outcome: tai.Succeeded},
+		h2: want{status: 200, info: []int{101}, outcome: tai.Succeeded},
+	}, {
+		name: "101 then a panic",
+		handler: func(w http.ResponseWriter) {
+			w.WriteHeader(http.StatusSwitchingProtocols)
+			panic("after the 101")
+		},
+		// Over HTTP/1.1 the 101 was the answer, which the panic cuts off;
+		// over HTTP/2 nothing final was sent, and the middleware answers.
+		h1: want{outcome: tai.Failed},
+		h2: want{status: 500, info: []int{101}, outcome: tai.Failed},
+	}}
+	for _, tc := range cases {
+		for _, h2 := range []bool{false, true} {
+			name, w := tc.name+"/HTTP/1.1", tc.h1
+			if h2 {
+				name, w = tc.name+"/HTTP/2", tc.h2
+			}
+			t.Run(name, func(t *testing.T) {
+				var rs records
+				mw := pipelineMW(t, nil, taihttp.PipelineOptions{}, tai.WithObservers(&rs))
+				srv := httptest.NewUnstartedServer(mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					tc.handler(w)
+				})))
+				srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the panic, a superfluous WriteHeader
+				srv.EnableHTTP2 = h2
+				if h2 {
+					srv.StartTLS()
+				} else {
+					srv.Start()
+				}
+				defer srv.Close()
+
+				var info []int
+				trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+					info = append(info, code)
+					return nil
+				}}
+				req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, srv.URL, nil)
+				require.NoError(t, err)
+				resp, err := srv.Client().Do(req)
+				if w.status == 0 {
+					require.Error(t, err, "the response was cut off")
+				} else {
+					require.NoError(t, err)
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					if h2 {
+						assert.Equal(t, 2, resp.ProtoMajor)
+					}
+					assert.Equal(t, w.status, resp.StatusCode, "the client's status")
+					assert.Equal(t, w.info, info, "the informational statuses")
+				}
+				srv.Close() // waits for the handler, and so for the observers
+
+				rec := rs.last()
+				assert.Equal(t, w.outcome, rec.Outcome)
+				var se *taihttp.StatusError
+				if w.failed != 0 {
+					require.ErrorAs(t, rec.Err, &se)
+					assert.Equal(t, w.failed, se.Status)
+				} else {
+					assert.False(t, errors.As(rec.Err, &se), "no failing status: %v", rec.Err)
+				}
+			})
+		}
 	}
 }

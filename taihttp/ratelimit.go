@@ -50,7 +50,10 @@ type RateLimitOptions struct {
 	Key KeyFunc
 	// Policy names the quota policy in the RateLimit and RateLimit-Policy
 	// fields. It must be printable ASCII without '"' or '\'. Default
-	// DefaultPolicy ("default").
+	// DefaultPolicy ("default"). A response whose fields already have an
+	// item of that name, set by a RateLimit middleware around this one,
+	// gets this one's items under the first of Policy-2, Policy-3, … that
+	// they do not have: see RateLimit.
 	Policy string
 	// HeadersWhenLimited sends the RateLimit and RateLimit-Policy fields
 	// only with a 429, not with every response: the draft lets a server
@@ -85,6 +88,19 @@ type RateLimitOptions struct {
 //
 //	RateLimit-Policy: "permin";q=50;w=60
 //	RateLimit-Policy: "perhr";q=1000;w=3600
+//
+// The draft's items name the policy they tell of, and a client cannot
+// tell two of one name apart, so a middleware whose Policy an item on the
+// response has already (two left at "default") takes the first name of
+// Policy-2, Policy-3, … that none has, for its items in both fields and
+// for the violated-policies of its 429:
+//
+//	RateLimit-Policy: "default";q=50;w=60
+//	RateLimit-Policy: "default-2";q=1000;w=3600
+//
+// Such a name tells of the middlewares' order, and of what the ones
+// around this one sent on this response, so it is no name to document
+// to clients: give each its own Policy.
 //
 // A request over its limit is answered 429 Too Many Requests with
 // Retry-After in whole seconds, rounded up and at least 1, and the next
@@ -122,7 +138,7 @@ func RateLimit(l KeyLimiter, opts RateLimitOptions) (Middleware, error) {
 	if err != nil {
 		return nil, err
 	}
-	rl := &rateLimit{l: l, policy: opts.Policy, quiet: opts.HeadersWhenLimited, common: c}
+	rl := &rateLimit{l: l, own: policyCache{name: opts.Policy}, quiet: opts.HeadersWhenLimited, common: c}
 	if n, ok := l.(interface{ Name() string }); ok {
 		rl.name = n.Name()
 	}
@@ -136,11 +152,21 @@ func RateLimit(l KeyLimiter, opts RateLimitOptions) (Middleware, error) {
 }
 
 type rateLimit struct {
-	l      KeyLimiter
-	policy string
-	name   string // the limiter's, for the LimitedError handed to OnError
-	quiet  bool
+	l     KeyLimiter
+	name  string // the limiter's, for the LimitedError handed to OnError
+	quiet bool
 	common
+	// own is the policy of opts.Policy; renamed, the one under the name
+	// it took last when a middleware around it had that one (see
+	// freePolicyName).
+	own     policyCache
+	renamed atomic.Pointer[policyCache]
+}
+
+// policyCache holds the fields of a policy's name.
+type policyCache struct {
+	name string
+	n    int // the suffix of name after opts.Policy; 0 for none
 	// cached is the RateLimit-Policy field of the last limit seen: a
 	// limit changes seldom, so the field is formatted once per change.
 	cached atomic.Pointer[policyValue]
@@ -206,11 +232,12 @@ func (rl *rateLimit) admit(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	h := w.Header()
-	pv := rl.policyValue(d.Limit)
+	pc := rl.policy(h)
+	pv := pc.value(d.Limit)
 	if pv.field != nil && pv.made(&d) {
 		addShared(h, headerRateLimitPolicy, pv.field)
 	}
-	if v := pv.rateLimitField(rl.policy, &d); v != nil {
+	if v := pv.rateLimitField(pc.name, &d); v != nil {
 		addShared(h, headerRateLimit, v)
 	}
 	if d.Allowed {
@@ -224,7 +251,7 @@ func (rl *rateLimit) admit(w http.ResponseWriter, r *http.Request) bool {
 		ra = time.Second
 	}
 	rl.fail(w, r, &heijunka.LimitedError{Name: rl.name, Decision: d}, Problem{Status: http.StatusTooManyRequests,
-		Code: codeRateLimited, Message: "too many requests; retry later", RetryAfter: ra, Policy: rl.policy})
+		Code: codeRateLimited, Message: "too many requests; retry later", RetryAfter: ra, Policy: pc.name})
 	return false
 }
 
@@ -241,17 +268,32 @@ func addShared(h http.Header, name string, v []string) {
 	h[name] = v
 }
 
-// policyValue returns the field and the limitInfo of l, made once per
-// change of limit.
-func (rl *rateLimit) policyValue(l heijunka.Limit) *policyValue {
-	if c := rl.cached.Load(); c != nil && c.limit == l {
+// policy returns the policy whose items go to h: the one of
+// opts.Policy, unless an item of h has its name already.
+func (rl *rateLimit) policy(h http.Header) *policyCache {
+	n := freePolicyName(h, rl.own.name)
+	if n == 0 {
+		return &rl.own
+	}
+	if pc := rl.renamed.Load(); pc != nil && pc.n == n {
+		return pc
+	}
+	pc := &policyCache{name: suffixed(rl.own.name, n), n: n}
+	rl.renamed.Store(pc)
+	return pc
+}
+
+// value returns the field and the limitInfo of l, made once per change
+// of limit.
+func (pc *policyCache) value(l heijunka.Limit) *policyValue {
+	if c := pc.cached.Load(); c != nil && c.limit == l {
 		return c
 	}
 	c := &policyValue{limitInfo: limitOf(l)}
-	if f := PolicyField(rl.policy, l); f != "" {
+	if f := PolicyField(pc.name, l); f != "" {
 		c.field = []string{f}
 	}
-	rl.cached.Store(c)
+	pc.cached.Store(c)
 	return c
 }
 

@@ -367,6 +367,57 @@ func TestRateLimitStacked(t *testing.T) {
 	})
 }
 
+// policyNames returns the names of the items of field f of h, in order.
+func policyNames(t *testing.T, h http.Header, f string) []string {
+	t.Helper()
+	items, err := parseSFList(strings.Join(h.Values(f), ", "))
+	require.NoError(t, err, f)
+	var names []string
+	for _, it := range items {
+		names = append(names, it.Value.(string))
+	}
+	return names
+}
+
+// Two limits on one route, neither given a Policy: the inner one's items
+// do not take the name of the outer one's, which would make two policies
+// "default" in one field, and a RateLimit item no client could pair with
+// its policy. The outer keeps "default", the inner is "default-2", in both
+// fields and in the 429's violated-policies.
+func TestRateLimitStackedWithoutNames(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		outer := rateLimit(t, keyed(t, heijunka.PerMinute(50)), taihttp.RateLimitOptions{})
+		inner := rateLimit(t, keyed(t, heijunka.PerHour(2)), taihttp.RateLimitOptions{})
+		h := outer(inner(ok))
+		for range 2 {
+			rec := serve(h, get("192.0.2.1:1"))
+			require.Equal(t, http.StatusOK, rec.Code)
+			assert.Equal(t, []string{`"default";q=50;w=60`, `"default-2";q=2;w=3600`}, rec.Header().Values("RateLimit-Policy"))
+			assert.Equal(t, []string{"default", "default-2"}, policyNames(t, rec.Header(), "RateLimit"))
+		}
+		rec := serve(h, get("192.0.2.1:1"))
+		require.Equal(t, http.StatusTooManyRequests, rec.Code)
+		assert.Equal(t, []string{`"default";q=50;w=60`, `"default-2";q=2;w=3600`}, rec.Header().Values("RateLimit-Policy"))
+		assert.Equal(t, []string{`"default";r=47;t=2`, `"default-2";r=0;t=1800`}, rec.Header().Values("RateLimit"))
+		var body struct {
+			Violated []string `json:"violated-policies"`
+		}
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+		assert.Equal(t, []string{"default-2"}, body.Violated)
+
+		// Three deep, and a name of the user's taken by the one outside:
+		// each takes the first name of the sequence not taken yet.
+		h = outer(inner(rateLimit(t, keyed(t, heijunka.PerMinute(9)), taihttp.RateLimitOptions{})(ok)))
+		named := rateLimit(t, keyed(t, heijunka.PerMinute(8)), taihttp.RateLimitOptions{Policy: "default-2"})
+		h = named(h)
+		rec = serve(h, get("192.0.2.2:1"))
+		require.Equal(t, http.StatusOK, rec.Code)
+		want := []string{"default-2", "default", "default-3", "default-4"}
+		assert.Equal(t, want, policyNames(t, rec.Header(), "RateLimit-Policy"))
+		assert.Equal(t, want, policyNames(t, rec.Header(), "RateLimit"))
+	})
+}
+
 // A limiter that holds a nil pointer (a constructor's error not checked)
 // is refused when the middleware is made, as a nil one is: it neither
 // panics there nor on every request later.
@@ -447,9 +498,11 @@ func TestDecisionHeadersBehindRateLimit(t *testing.T) {
 		{"SetDecisionHeaders and WriteError", "perip", "percustomer", true,
 			[]string{`"perip";q=1;w=60`, `"percustomer";q=1;w=1`},
 			[]string{`"perip";r=0;t=60`, `"percustomer";r=0;t=1`}},
+		// Both under DefaultPolicy: the handler's items take the next
+		// free name rather than make two policies "default" in a field.
 		{"WriteDecisionHeaders, both default", "", "", true,
-			[]string{`"default";q=1;w=60`, `"default";q=1;w=1`},
-			[]string{`"default";r=0;t=60`, `"default";r=0;t=1`}},
+			[]string{`"default";q=1;w=60`, `"default-2";q=1;w=1`},
+			[]string{`"default";r=0;t=60`, `"default-2";r=0;t=1`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
