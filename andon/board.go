@@ -113,7 +113,15 @@ type BoardOptions struct {
 // stream that has said nothing, not even its keep-alive (whose data is
 // empty), for 40s is taken for dead although the browser was not told (a
 // network that dropped, a proxy that lost its upstream), and the page
-// greys the state it shows until the board answers again. The
+// greys the state it shows until the board answers again. The tabs of
+// one board open in one browser share one event stream: over HTTP/1.1 a
+// browser keeps at most six connections to a host, and a stream holds one
+// for as long as its tab is open, so a seventh tab with its own would
+// never load. One tab follows the board and passes what it hears to the
+// others (over a BroadcastChannel); when it closes, another takes its
+// place, at once where the page has Web Locks (https, or localhost), and
+// otherwise when the closing tab names it, or after 40s without a word.
+// A browser without BroadcastChannel gives each tab its own stream. The
 // POST must carry Content-Type application/json and the header
 // X-Andon-Board: 1, which a form on another site cannot send without a
 // CORS preflight the board never grants, and passes
@@ -440,14 +448,19 @@ type BoardRule struct {
 	State    AlertState `json:"state"`
 	// Color is "red" (firing), "amber" (pending), "grey" (inactive with
 	// too little data) or "green".
-	Color            string    `json:"color"`
-	Value            float64   `json:"value"`
-	Threshold        float64   `json:"threshold"`
-	Unit             Unit      `json:"unit"`
-	ValueText        string    `json:"value_text"`
-	ThresholdText    string    `json:"threshold_text"`
-	Detail           string    `json:"detail,omitempty"`
-	Summary          string    `json:"summary"`
+	Color         string  `json:"color"`
+	Value         float64 `json:"value"`
+	Threshold     float64 `json:"threshold"`
+	Unit          Unit    `json:"unit"`
+	ValueText     string  `json:"value_text"`
+	ThresholdText string  `json:"threshold_text"`
+	Detail        string  `json:"detail,omitempty"`
+	Summary       string  `json:"summary"`
+	// RunbookURL is the rule's runbook_url annotation when it is a link
+	// the board takes, as it takes a PanelRow's Link: an http or https URL
+	// (the scheme in any case) or a path on the board's own site starting
+	// with a single "/". Any other ("//host/x", "javascript:…", a
+	// relative path) is left out.
 	RunbookURL       string    `json:"runbook_url,omitempty"`
 	Since            time.Time `json:"since,omitzero"`
 	LastEval         time.Time `json:"last_eval,omitzero"`
@@ -497,7 +510,7 @@ func (b *Board) State() BoardState {
 	for i, a := range alerts {
 		br := BoardRule{Name: a.Name, Severity: a.Severity, State: a.State, Color: color(a), Value: finite(a.Value), Threshold: finite(a.Threshold),
 			Unit: a.Unit, ValueText: a.ValueText(), ThresholdText: a.ThresholdText(), Detail: a.Detail,
-			Summary: a.Annotations["summary"], RunbookURL: a.Annotations["runbook_url"], Since: a.Since(), LastEval: a.LastEval,
+			Summary: a.Annotations["summary"], RunbookURL: linkOrNone(a.Annotations["runbook_url"]), Since: a.Since(), LastEval: a.LastEval,
 			Samples: a.Samples, MinSamples: a.MinSamples, InsufficientData: a.InsufficientData, Silenced: a.Silenced,
 			LastError: a.LastError, Recent: recent[i]}
 		if br.Recent == nil {

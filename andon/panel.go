@@ -34,8 +34,9 @@ type PanelRow struct {
 	// else is shown plain.
 	Color string `json:"color,omitempty"`
 	// Link, if set, makes the first cell a link: a path on the same site
-	// ("/deploy/dpl_…") or an http or https URL, the scheme in any case.
-	// Other links are dropped.
+	// starting with a single "/" ("/deploy/dpl_…") or an http or https
+	// URL, the scheme in any case. Other links ("//host/x", a relative
+	// path, another scheme) are dropped, as a rule's runbook is.
 	Link string `json:"link,omitempty"`
 }
 
@@ -97,16 +98,16 @@ func (b *Board) show(p Panel) (bp BoardPanel) {
 		case "red", "amber", "green", "grey":
 			row.Color = r.Color
 		}
-		if safeLink(r.Link) {
-			row.Link = r.Link
-		}
+		row.Link = linkOrNone(r.Link)
 		bp.Rows = append(bp.Rows, row)
 	}
 	return bp
 }
 
 // safeLink accepts a path on the same site or an http(s) URL: nothing a
-// page could run.
+// page could run, and no protocol-relative URL ("//host/x"), which leaves
+// the site with the page's scheme. A panel row's link and a rule's
+// runbook are held to it alike.
 func safeLink(s string) bool {
 	// A browser drops tabs and line breaks from a URL ("/\t/evil.example"
 	// becomes "//evil.example"): a link holding any control character is
@@ -120,4 +121,12 @@ func safeLink(s string) bool {
 	// A scheme is case-insensitive: "HTTPS://…" is an https URL.
 	scheme, _, ok := strings.Cut(s, "://")
 	return ok && (strings.EqualFold(scheme, "https") || strings.EqualFold(scheme, "http"))
+}
+
+// linkOrNone returns s if safeLink accepts it, and "" if not.
+func linkOrNone(s string) string {
+	if safeLink(s) {
+		return s
+	}
+	return ""
 }

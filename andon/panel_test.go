@@ -286,3 +286,55 @@ func TestBoardPanelLinkSchemeInAnyCase(t *testing.T) {
 	}
 	assert.Equal(t, []string{"HTTPS://ci.example/a", "Http://ci.example/b", "hTtPs://ci.example/c", "", "", ""}, got)
 }
+
+// TestBoardLinksFollowOneRule gives the same URLs as rules' runbooks and
+// as panel rows' links: the board keeps the same ones in both places, an
+// http or https URL (the scheme in any case) or a path on the board's own
+// site starting with a single "/". A protocol-relative runbook
+// ("//host/x", which takes the page's scheme and leaves the site) was
+// sent, and linked, while the same panel link was dropped.
+func TestBoardLinksFollowOneRule(t *testing.T) {
+	links := map[string]bool{
+		"https://runbooks.example/lower":    true,
+		"HTTPS://runbooks.example/upper":    true,
+		"Http://runbooks.example/mixed":     true,
+		"/runbooks/same-site":               true,
+		"javascript:window.pwned=1":         false,
+		"JavaScript:window.pwned=1":         false,
+		"data:text/html,<b>x</b>":           false,
+		"runbooks/relative":                 false,
+		"//runbooks.example/x":              false,
+		`/\runbooks.example/x`:              false,
+		"/\t/runbooks.example/x":            false,
+		"HTTPS:/runbooks.example/one-slash": false,
+		" https://runbooks.example/space":   false,
+	}
+	var rules []andon.Rule
+	var rows []andon.PanelRow
+	for l := range links {
+		rules = append(rules, andon.Rule{Name: "Rule " + l, Severity: andon.Ticket, Condition: newSwitch(), RunbookURL: l})
+		rows = append(rows, andon.PanelRow{Cells: []string{"Row " + l}, Link: l})
+	}
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: rules})
+	e.EvaluateAt(context.Background(), t0) // the annotations are expanded
+	var j jobs
+	j.set(rows...)
+	b, err := andon.NewBoard(e, andon.BoardOptions{Panels: []andon.Panel{{Title: "Jobs", Columns: []string{"ID"}, Rows: j.get}}})
+	require.NoError(t, err)
+	st := boardState(t, b)
+	runbooks, panel := map[string]string{}, map[string]string{}
+	for _, r := range st.Rules {
+		runbooks[strings.TrimPrefix(r.Name, "Rule ")] = r.RunbookURL
+	}
+	for _, r := range st.Panels[0].Rows {
+		panel[strings.TrimPrefix(r.Cells[0], "Row ")] = r.Link
+	}
+	for l, ok := range links {
+		want := ""
+		if ok {
+			want = l
+		}
+		assert.Equal(t, want, runbooks[l], "runbook %q", l)
+		assert.Equal(t, want, panel[l], "panel link %q", l)
+	}
+}

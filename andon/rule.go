@@ -59,9 +59,12 @@ type Rule struct {
 	// Description is a longer text, a template like Summary. Optional.
 	Description string
 	// RunbookURL links to what to do; it is the "runbook_url" annotation.
-	// The Board links it when it is an http or https URL (the scheme in
-	// any case) or a path beginning with "/"; it shows no link for any
-	// other (javascript:, data:, a relative path).
+	// The Board links it, as it links a panel's row, when it is an http
+	// or https URL (the scheme in any case) or a path on the board's own
+	// site beginning with a single "/"; it shows no link for any other
+	// (javascript:, data:, a relative path, a protocol-relative "//host/x",
+	// which would take the page's scheme), and leaves it out of
+	// BoardRule.RunbookURL. Notifiers send it as it is.
 	RunbookURL string
 	// Annotations are further annotations, each a template like Summary.
 	Annotations map[string]string

@@ -23,6 +23,13 @@
   // by the next) is older than what the page shows, and is dropped.
   var asked = 0;
   var taken = 0;
+  // The tabs of one board in one browser share one event stream (see
+  // share): one of them, the leader, follows the board and tells the
+  // others what it shows. A tab that cannot share leads alone.
+  var channel = null; // the BroadcastChannel of the board's tabs
+  var leading = true; // this tab follows the board itself
+  var locked = false; // the leader is chosen by a Web Lock
+  var me = Date.now() + Math.random(); // this tab: an older one is lower
 
   function $(id) { return document.getElementById(id); }
 
@@ -109,9 +116,9 @@
     if (r.since) meta.push(since(r.since));
     if (r.unit !== "state") meta.push(el("span", { text: (meta.length ? " · " : "") + r.samples + " samples" }));
     if (r.last_error) meta.push(el("span", {}, [document.createTextNode(" · "), el("bdi", { text: r.last_error })]));
-    // An http(s) URL, the scheme in any case, or a path of this site:
-    // never another scheme (javascript:, data:).
-    if (r.runbook_url && /^(https?:\/\/|\/)/i.test(r.runbook_url)) {
+    // The board sends only a link it takes (an http or https URL, or a
+    // path of its own site), as for a panel's rows.
+    if (r.runbook_url) {
       meta.push(document.createTextNode(" · "));
       meta.push(el("a", { href: r.runbook_url, rel: "noopener noreferrer", target: "_blank", text: "runbook" }));
     }
@@ -261,6 +268,7 @@
 
   function render(s) {
     state = s;
+    tell({ state: s });
     offset = Date.parse(s.time) - Date.now();
     document.title = s.title;
     $("title").textContent = s.title;
@@ -323,6 +331,7 @@
       stream.close();
       lost();
     }
+    if (!leading && !pollTimer && Date.now() - heard > quietLimit) orphaned();
     $("clock").textContent = new Date(now()).toLocaleTimeString([], { hour12: false });
     document.querySelectorAll("[data-since]").forEach(function (e) {
       var t = e.getAttribute("data-since");
@@ -333,6 +342,7 @@
   // setConn shows how the page follows the board; the state shown while
   // offline is greyed, as it may no longer be true.
   function setConn(mode, text) {
+    tell({ conn: [mode, text] });
     var c = $("conn");
     c.setAttribute("data-mode", mode);
     document.body.setAttribute("data-conn", mode);
@@ -377,8 +387,11 @@
   // stream again after followDelay, as the answer's Retry-After says,
   // waiting twice as long after each refusal, up to a minute.
   var followDelay = 5000;
+  var followTimer = null;
 
   function follow() {
+    followTimer = null;
+    if (!leading) return;
     if (!window.EventSource) { startPolling(); return; }
     var es = new EventSource("api/events");
     stream = es;
@@ -392,7 +405,7 @@
       setConn("live", "live");
       if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
     });
-    es.addEventListener("keep-alive", function () { heard = Date.now(); });
+    es.addEventListener("keep-alive", function () { heard = Date.now(); tell({}); });
     es.onerror = function () {
       live = false;
       if (es.readyState === EventSource.CLOSED) lost();
@@ -409,8 +422,132 @@
     live = false;
     if ($("conn").getAttribute("data-mode") !== "polling") setConn("offline", "reconnecting…");
     startPolling();
-    setTimeout(follow, followDelay);
+    followTimer = setTimeout(follow, followDelay);
     followDelay = Math.min(2 * followDelay, 60000);
+  }
+
+  // share makes this tab one of the board's tabs in this browser, which
+  // share one event stream. Over HTTP/1.1 a browser keeps at most six
+  // connections to a host, and each stream holds one as long as its page
+  // is open: a seventh tab with a stream of its own would never load. The
+  // leader follows the board as a lone page does (its stream, or polls
+  // when the stream is refused or falls silent) and tells the other tabs,
+  // over a BroadcastChannel named for the board's URL, each state it
+  // shows, how it follows the board, and each keep-alive; they show the
+  // same. The leader holds a Web Lock of the same name, where the page
+  // has Web Locks (a secure context: https, or localhost): when it
+  // closes, the next tab waiting for the lock leads. Without Web Locks (a
+  // page over plain http), a tab that hears no leader within a second of
+  // opening leads, a leader that closes names the oldest tab it knows as
+  // the next, and of two leaders the younger gives way. A tab that hears
+  // nothing for quietLimit polls the board itself (with Web Locks) or
+  // leads (without) until it hears a leader again. Without
+  // BroadcastChannel, a tab follows the board alone.
+  function share() {
+    var name;
+    try {
+      name = "andon " + new URL("api/events", location.href).href;
+      channel = new BroadcastChannel(name);
+    } catch (e) {
+      channel = null; // no BroadcastChannel, or storage denied: the tab is alone
+    }
+    if (!channel) { follow(); return; }
+    channel.onmessage = function (ev) { hear(ev.data); };
+    leading = false;
+    heard = Date.now();
+    post({ hello: true });
+    locked = !!(navigator.locks && navigator.locks.request);
+    if (locked) {
+      navigator.locks.request(name, function () {
+        lead();
+        return new Promise(function () {}); // held until the tab closes
+      }).catch(function () { lead(); });
+      return;
+    }
+    setTimeout(function () { if (!heardFrom) lead(); }, 1000);
+    addEventListener("pagehide", function () {
+      var next = null;
+      for (var t in tabs) if (next === null || Number(t) < next) next = Number(t);
+      post(leading ? { gone: true, next: next } : { gone: true });
+    });
+  }
+
+  // post sends m to the board's other tabs; tell does, when this tab
+  // leads them.
+  function post(m) {
+    m.from = me;
+    channel.postMessage(m);
+  }
+  function tell(m) {
+    if (leading && channel) post(m);
+  }
+
+  var heardFrom = null; // the leader this tab last heard
+  var tabs = Object.create(null); // the leader's other tabs, by their ids
+
+  // hear takes a message from another tab of the board.
+  function hear(m) {
+    if (!m || typeof m !== "object") return;
+    if (m.hello || m.here) {
+      tabs[m.from] = true;
+      if (m.hello && leading) tell(state ? { state: state, conn: conn() } : { conn: conn() });
+      return;
+    }
+    if (m.gone) {
+      delete tabs[m.from];
+      if (m.next === me && !locked) lead();
+      return;
+    }
+    if (leading) {
+      // Two tabs lead (without Web Locks, both took the lead at once, or
+      // one did not hear the other for a while): the younger gives way.
+      if (locked || m.from > me) return;
+      resign();
+    }
+    if (heardFrom !== m.from) {
+      heardFrom = m.from;
+      post({ here: true }); // for the leader to name the next one
+    }
+    heard = Date.now();
+    live = true; // what the leader says is newer than a poll of this tab's
+    if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
+    if (m.state) {
+      take(++asked);
+      render(m.state);
+    }
+    if (m.conn) setConn(m.conn[0], m.conn[1]);
+  }
+
+  // conn is how the page follows the board now: its mode and text.
+  function conn() {
+    var c = $("conn");
+    return [c.getAttribute("data-mode"), c.textContent];
+  }
+
+  // lead makes this tab follow the board for the board's tabs.
+  function lead() {
+    if (leading) return;
+    leading = true;
+    live = false;
+    follow();
+  }
+
+  // resign gives the lead to another tab.
+  function resign() {
+    leading = false;
+    if (stream) { stream.close(); stream = null; }
+    if (followTimer) { clearTimeout(followTimer); followTimer = null; }
+    if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
+    followDelay = 5000;
+  }
+
+  // orphaned is called when a tab that does not lead has heard nothing for
+  // quietLimit: the leader's tab may hang, or have gone without a word.
+  function orphaned() {
+    if (!locked) { lead(); return; }
+    live = false;
+    setConn("offline", "reconnecting…");
+    startPolling();
   }
 
   // postCord sends the cord's action and renders the answer; it resolves
@@ -455,7 +592,7 @@
     });
     $("cord-reset").addEventListener("click", function () { postCord({ action: "reset" }); });
     poll();
-    follow();
+    share();
     setInterval(tick, 1000);
   });
 })();
