@@ -182,8 +182,8 @@ type AuditEntry struct {
 //
 // Make an Audit with NewAudit or OpenAuditFile. The zero Audit writes
 // nothing: its Observe logs each record as unwritten, at level Error on
-// slog.Default, and returns; its Flush and Shutdown return an error
-// saying so.
+// slog.Default, and returns; its Flush, Shutdown and WaitWritten return
+// an error saying so.
 type Audit struct {
 	w        io.Writer
 	syncer   interface{ Sync() error } // nil when w cannot be synced
@@ -527,9 +527,22 @@ func (a *Audit) Last() (hash string, lines uint64) {
 // trail (Err tells of that). Otherwise, whatever the context, it cannot
 // tell a refused record of its caller's from another's, and returns Err:
 // nil while the trail goes on, though a record was refused.
+//
+// The zero Audit writes nothing, so WaitWritten never returns nil for
+// it: it returns the error of the records observed under a TrackWritten
+// context, as for any Audit, and otherwise, as Flush does, an error
+// saying the Audit was not made.
 func (a *Audit) WaitWritten(ctx context.Context) error {
-	target := a.observed.Load()
 	track := trackOf(ctx)
+	if a.queue == nil {
+		if track != nil {
+			if _, ok, err := track.of(a); ok {
+				return err
+			}
+		}
+		return errAuditNotMade
+	}
+	target := a.observed.Load()
 	if track != nil {
 		if own, ok, _ := track.of(a); ok {
 			target = own

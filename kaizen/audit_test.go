@@ -908,8 +908,11 @@ func TestAuditUnwrittenGoToTheDefaultLogger(t *testing.T) {
 // TestAuditZeroValueDoesNotHang: an Audit not made by NewAudit or
 // OpenAuditFile has no writer goroutine. Its Observe, which a pipeline
 // calls on the signal's goroutine, sent on a nil queue and blocked the
-// signal for good; it now logs the record as unwritten, and Flush and
-// Shutdown say the Audit was not made.
+// signal for good; it now logs the record as unwritten, and Flush,
+// Shutdown and WaitWritten say the Audit was not made. WaitWritten
+// returned nil, telling its caller the records were written when nothing
+// could write them; under a context from TrackWritten with a record
+// observed, it says that record was not written.
 func TestAuditZeroValueDoesNotHang(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var logs syncBuffer
@@ -932,7 +935,14 @@ func TestAuditZeroValueDoesNotHang(t *testing.T) {
 		assert.Equal(t, uint64(1), a.Unwritten())
 		require.ErrorContains(t, a.Flush(context.Background()), "not made by NewAudit or OpenAuditFile")
 		require.ErrorContains(t, a.Shutdown(context.Background()), "not made by NewAudit or OpenAuditFile")
-		require.NoError(t, a.WaitWritten(context.Background()))
+		require.ErrorContains(t, a.WaitWritten(context.Background()), "not made by NewAudit or OpenAuditFile")
+		require.ErrorContains(t, a.WaitWritten(kaizen.TrackWritten(context.Background())), "not made by NewAudit or OpenAuditFile",
+			"no record observed under the context")
+		ctx := kaizen.TrackWritten(context.Background())
+		a.Observe(ctx, tai.Record{ID: "2", Kind: "payment", Outcome: tai.Succeeded})
+		err := a.WaitWritten(ctx)
+		require.ErrorIs(t, err, kaizen.ErrAuditUnwritten)
+		require.ErrorContains(t, err, "not made by NewAudit or OpenAuditFile")
 	})
 }
 

@@ -100,8 +100,15 @@ type Stats struct {
 	dropped atomic.Uint64
 	// since is when the statistics begin (Unix nanoseconds): when the
 	// Stats was made, or the time of the earliest record kept, if earlier.
-	// A window's Throughput counts no time before it.
+	// A window's Throughput counts no time before it. A record moves it
+	// back under its kind's mutex, and a read of a kind loads it under
+	// that mutex, so the read sees the start of every record it counts.
 	since atomic.Int64
+
+	// counted and reading, when set (by tests), run in Observe once the
+	// record is in its slots and in Snapshot before it reads the kinds:
+	// the moments another goroutine can run between.
+	counted, reading func()
 }
 
 type kindStats struct {
@@ -179,16 +186,23 @@ func (s *Stats) Observe(_ context.Context, r tai.Record) {
 			kept = true
 		}
 	}
-	k.mu.Unlock()
 	if kept && t < s.since.Load() {
+		// Before the kind's lock is let go: a read of the kind that sees
+		// the record sees the start it sets, and never counts the record
+		// over the shorter time since the start before.
 		s.beginAt(k, t)
+	}
+	k.mu.Unlock()
+	if s.counted != nil {
+		s.counted()
 	}
 }
 
 // beginAt takes the start of the statistics back to t, the time of a
 // record of k that a ring took, if a window ending now reads t: a ring
 // puts a record in the slot that holds its time already without reading
-// the clock, also when that slot is too old for any window to read.
+// the clock, also when that slot is too old for any window to read. It
+// is called with k's mutex held.
 func (s *Stats) beginAt(k *kindStats, t int64) {
 	now := time.Now().UnixNano()
 	read := false
@@ -323,9 +337,11 @@ func (s *Stats) Snapshot() StatsSnapshot {
 	now := time.Now()
 	kinds := s.kindsNow()
 	snap := StatsSnapshot{Time: now, Kinds: make(map[string]KindStats, len(kinds)), Dropped: s.dropped.Load()}
-	since := s.since.Load()
+	if s.reading != nil {
+		s.reading()
+	}
 	for name, k := range kinds {
-		snap.Kinds[name] = k.snapshot(now.UnixNano(), since, s.tol)
+		snap.Kinds[name] = k.snapshot(now.UnixNano(), &s.since, s.tol)
 	}
 	return snap
 }
@@ -353,12 +369,16 @@ func (s *Stats) kindsNow() map[string]*kindStats {
 	return nil
 }
 
-func (k *kindStats) snapshot(now, since int64, tol Tolerance) KindStats {
+// snapshot returns the windows of k ending at now. It loads since, when
+// the statistics begin, under k's mutex: after the records it reads have
+// moved it back.
+func (k *kindStats) snapshot(now int64, since *atomic.Int64, tol Tolerance) KindStats {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	ks := KindStats{Windows: make([]WindowStats, len(k.rings))}
+	begin := since.Load()
 	for i := range k.rings {
-		ks.Windows[i] = k.rings[i].stats(now, since, tol)
+		ks.Windows[i] = k.rings[i].stats(now, begin, tol)
 	}
 	return ks
 }

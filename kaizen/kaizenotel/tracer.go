@@ -61,6 +61,13 @@ type TracerOptions struct {
 // carries UTF-8 alone, and an exporter refuses a batch holding anything
 // else.
 //
+// A Tracer builds the name and attributes of the spans of a kind, stage
+// and hook name once and keeps them, for up to 1024 of them, each with a
+// Kind and hook name of at most 256 bytes together, so that kinds made
+// up from input cannot make it grow without bound. Past either bound a
+// span's name and attributes are built for it alone: the span is the
+// same, and costs a few allocations more.
+//
 // The zero Tracer is ready to use: it makes its spans with the global
 // TracerProvider as it is at each span (otel.GetTracerProvider) and
 // records no signal IDs, as NewTracer does with zero TracerOptions.
@@ -82,7 +89,9 @@ const maxShapes = 1024
 
 // maxShapeKey bounds the bytes of the Kind and hook name of a shape kept
 // in Tracer.shapes, so that maxShapes bounds its memory too: a longer one
-// (a kind made up from input) is built for its span alone.
+// (a kind made up from input) is built for its span alone. It bounds each
+// shape rather than their sum, so that a few long kinds cannot take the
+// room of every kind after them.
 const maxShapeKey = 256
 
 type spanKey struct {
