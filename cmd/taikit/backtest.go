@@ -45,9 +45,12 @@ rule. To have field names and types checked when the rules compile,
 backtest from Go with the payload's type: taicel.Backtest. The strings,
 math, lists, sets and encoders extensions of CEL are on.
 
-An -audit of - is the standard input (zcat audit.jsonl.gz | taikit backtest
--rules candidate.yaml -audit -), the only -audit then; errors and examples
-name its lines by number.
+Any one of -rules, -labels and -audit may be -, the standard input (a file
+named - is given as ./-): zcat audit.jsonl.gz | taikit backtest -rules
+candidate.yaml -audit -. It is read once, so only one of them may be -, and
+none of the others may name the file it is (/dev/stdin). An -audit of - is
+the only -audit; errors and examples name its lines by number. Errors name
+it (standard input).
 
 The report goes to the standard output, as text or, with -json, as the
 JSON of a taicel.Report. A change of score that keeps the verdict is
@@ -57,9 +60,10 @@ Exit status: 0 when the candidate decides every replayed decision as
 recorded; 1 when it changes a verdict or cannot judge a recorded decision;
 2 when the command is called wrongly or cannot run: a bad flag, a flag
 given an empty value, a flag other than -audit given twice, a trail file
-given twice, a rule file that does not parse or compile, an -amount that
-does not compile, a file that cannot be read, a line that is not an audit
-trail entry, or no decision to replay at all.`
+given twice, more than one input read from the standard input, a rule file
+that does not parse or compile, an -amount that does not compile, a file
+that cannot be read, a line that is not an audit trail entry, or no
+decision to replay at all.`
 
 // maxWorkers bounds -workers: each worker keeps up to four batches of
 // lines in memory, and far more than the CPUs only adds to that (a
@@ -85,11 +89,11 @@ func backtestCommand() *command {
 		args:    "-rules FILE -audit FILE [-audit FILE]... [flags]",
 		doc:     backtestDoc,
 		flags: func(fs *flag.FlagSet) runFunc {
-			rules := fs.String("rules", "", "the candidate's rule `FILE` (taicel YAML or JSON)")
+			rules := fs.String("rules", "", "the candidate's rule `FILE` (taicel YAML or JSON), or - for the standard input")
 			var audits auditFiles
 			fs.Var(&audits, "audit", "an audit trail `FILE` written by kaizen.Audit, or - for the standard input; repeat the flag for more, read in turn")
 			labels := fs.String("labels", "", "a `FILE` of the IDs of the signals known to be positive (fraud confirmed, deployments\n"+
-				"rolled back), one per line; blank lines and lines starting with # are skipped")
+				"rolled back), one per line, or - for the standard input; blank lines and lines starting with # are skipped")
 			positive := fs.String("positive", "deny", "the `VERDICT` (deny or review) at or above which a decision flags a signal, for -labels")
 			var opts taicel.BacktestOptions
 			fs.StringVar(&opts.Amount, "amount", "", "a CEL `EXPR` summed per flip and per rule, such as payload.Amount")
@@ -122,6 +126,9 @@ func backtestCommand() *command {
 				if slices.Contains(audits, stdinArg) && len(audits) > 1 {
 					return usageError(stderr, path, "-audit - (the standard input) is given with another -audit: it is then the only one")
 				}
+				if err := backtestStdinOnce(*rules, *labels, audits, stdin); err != nil {
+					return usageError(stderr, path, "%v", err)
+				}
 				if err := distinctFiles("-audit ", audits); err != nil {
 					return usageError(stderr, path, "%v", err)
 				}
@@ -137,7 +144,13 @@ func backtestCommand() *command {
 					return usageError(stderr, path, "-positive %q is not deny or review", *positive)
 				}
 				if *labels != "" {
-					ids, err := readLabels(*labels)
+					var ids map[string]bool
+					var err error
+					if *labels == stdinArg {
+						ids, err = scanLabels(stdinName, stdin)
+					} else {
+						ids, err = readLabels(*labels)
+					}
 					if err != nil {
 						fmt.Fprintf(stderr, "%s: -labels: %v\n", path, explainDanglingLink(err))
 						return exitUsage
@@ -150,10 +163,41 @@ func backtestCommand() *command {
 	}
 }
 
-// backtest runs the backtest and reports as the help says. An audit of
-// "-" is stdin, the only one.
+// backtestStdinOnce returns an error when more than one input of backtest
+// would read the standard input, which can be read once: two or more of
+// -rules, -labels and -audit given as -, or one given as - with another
+// that names the file the standard input is (/dev/stdin).
+func backtestStdinOnce(rules, labels string, audits []string, stdin io.Reader) error {
+	type input struct{ flag, path string }
+	inputs := []input{{"-rules", rules}, {"-labels", labels}}
+	for _, a := range audits {
+		inputs = append(inputs, input{"-audit", a})
+	}
+	var dashes []string
+	for _, in := range inputs {
+		if in.path == stdinArg {
+			dashes = append(dashes, in.flag+" -")
+		}
+	}
+	switch n := len(dashes); {
+	case n == 2:
+		return fmt.Errorf("%s and %s both read the standard input: give one of them as a file", dashes[0], dashes[1])
+	case n > 2:
+		return fmt.Errorf("%s and %s all read the standard input: give all but one of them as files", strings.Join(dashes[:n-1], ", "), dashes[n-1])
+	case n == 1:
+		for _, in := range inputs {
+			if isStdin(in.path, stdin) {
+				return fmt.Errorf("%s %s is the standard input, which %s reads: give one of them as a file", in.flag, in.path, dashes[0])
+			}
+		}
+	}
+	return nil
+}
+
+// backtest runs the backtest and reports as the help says. A rules or
+// audit of "-" is stdin; an audit of "-" is the only one.
 func backtest(path, rules string, audits []string, opts taicel.BacktestOptions, asJSON bool, stdin io.Reader, stdout, stderr io.Writer) int {
-	set, err := compileRules(rules)
+	set, err := compileRules(rules, stdin)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", path, explainDanglingLink(err))
 		return exitUsage
@@ -204,23 +248,49 @@ func replayedFilter(rep *taicel.Report) string {
 	return fmt.Sprintf("kind %q in %s", rep.Kind, policy)
 }
 
-// compileRules compiles the rule file with a dynamic payload.
-func compileRules(path string) (*taicel.Set[map[string]any], error) {
+// compileRules compiles the rule file with a dynamic payload, read from
+// stdin when path is "-".
+func compileRules(path string, stdin io.Reader) (*taicel.Set[map[string]any], error) {
 	env, err := taicel.NewEnv(taicel.Options[map[string]any]{
 		EnvOptions: []cel.EnvOption{ext.Math(), ext.Lists(), ext.Sets(), ext.Encoders()},
 	})
 	if err != nil {
 		return nil, err
 	}
-	spec, err := taicel.ParseFile(path)
+	var spec *taicel.Spec
+	name := path
+	if path == stdinArg {
+		name = stdinName
+		spec, err = parseRules(stdin)
+	} else {
+		spec, err = taicel.ParseFile(path)
+	}
 	if err != nil {
 		return nil, err
 	}
 	set, err := env.Compile(spec)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return set, nil
+}
+
+// parseRules reads and parses a rule file from the standard input r,
+// within taicel.MaxRuleFileBytes, as taicel.ParseFile does a file's; its
+// errors name it (standard input).
+func parseRules(r io.Reader) (*taicel.Spec, error) {
+	data, err := io.ReadAll(io.LimitReader(r, taicel.MaxRuleFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", stdinName, err)
+	}
+	if len(data) > taicel.MaxRuleFileBytes {
+		return nil, fmt.Errorf("%s holds more than %d bytes (taicel.MaxRuleFileBytes)", stdinName, taicel.MaxRuleFileBytes)
+	}
+	spec, err := taicel.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", stdinName, err)
+	}
+	return spec, nil
 }
 
 // readLabels reads a file of signal IDs, one per line. A UTF-8 byte order
@@ -235,20 +305,26 @@ func readLabels(path string) (map[string]bool, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return scanLabels(path, f)
+}
+
+// scanLabels reads signal IDs from r as readLabels does from a file; its
+// errors call r name.
+func scanLabels(name string, r io.Reader) (map[string]bool, error) {
 	ids := map[string]bool{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	n := 0
 	for sc.Scan() {
 		n++
 		line := sc.Text()
 		if n == 1 {
 			if strings.HasPrefix(line, "\xff\xfe") || strings.HasPrefix(line, "\xfe\xff") {
-				return nil, fmt.Errorf("%s: the file is UTF-16 text; save it as UTF-8", path)
+				return nil, fmt.Errorf("%s: the file is UTF-16 text; save it as UTF-8", name)
 			}
 			line = strings.TrimPrefix(line, "\ufeff")
 		}
 		if !utf8.ValidString(line) || strings.ContainsRune(line, 0) {
-			return nil, fmt.Errorf("%s: line %d: not UTF-8 text; give a file of signal IDs, one per line", path, n)
+			return nil, fmt.Errorf("%s: line %d: not UTF-8 text; give a file of signal IDs, one per line", name, n)
 		}
 		id := strings.TrimSpace(line)
 		if id != "" && !strings.HasPrefix(id, "#") {
@@ -256,12 +332,12 @@ func readLabels(path string) (map[string]bool, error) {
 		}
 	}
 	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
-		return nil, fmt.Errorf("%s: line %d: longer than %d bytes; give a file of signal IDs, one per line", path, n+1, bufio.MaxScanTokenSize)
+		return nil, fmt.Errorf("%s: line %d: longer than %d bytes; give a file of signal IDs, one per line", name, n+1, bufio.MaxScanTokenSize)
 	} else if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if len(ids) == 0 {
-		return nil, errors.New(path + ": no signal ID")
+		return nil, errors.New(name + ": no signal ID")
 	}
 	return ids, nil
 }

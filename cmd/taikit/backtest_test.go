@@ -519,3 +519,87 @@ func TestBacktestReadsStandardInput(t *testing.T) {
 		})
 	}
 }
+
+// -rules - and -labels - read the rule file and the labels from the
+// standard input, as -audit - reads the trail: the report is the one of
+// the same files. The errors of what it holds name it (standard input).
+func TestBacktestReadsRulesOrLabelsFromStandardInput(t *testing.T) {
+	f := newBacktestFixture(t)
+	audits := []string{"-audit", f.trailA, "-audit", f.trailB}
+	labels, err := os.ReadFile(f.labels)
+	require.NoError(t, err)
+	withLabels := []string{"-labels", f.labels, "-positive", "review", "-examples", "1"}
+
+	_, fromFiles, _ := runCLI(slices.Concat([]string{"backtest", "-rules", f.cand}, audits, withLabels)...)
+	require.Contains(t, fromFiles, "labels: ")
+	for _, c := range []struct {
+		name  string
+		stdin string
+		args  []string
+	}{
+		{"the rules", candidateRules, slices.Concat([]string{"backtest", "-rules", "-"}, audits, withLabels)},
+		{"the labels", string(labels), slices.Concat([]string{"backtest", "-rules", f.cand}, audits, withLabels[2:], []string{"-labels", "-"})},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runCLIWithStdin(strings.NewReader(c.stdin), c.args...)
+			assert.Equal(t, 1, code, stderr)
+			assert.Empty(t, stderr)
+			assert.Equal(t, fromFiles, stdout, "the same report as from the files")
+		})
+	}
+
+	base := []string{"backtest", "-audit", f.trailA}
+	tooLarge := candidateRules + "#" + strings.Repeat("x", taicel.MaxRuleFileBytes-len(candidateRules))
+	for _, c := range []stdinCase{
+		{"not a rule file", strings.NewReader("hello\n"), slices.Concat(base, []string{"-rules", "-"}), 2, "", "taikit backtest: (standard input): taicel: "},
+		{"rules that do not compile", strings.NewReader(strings.Replace(liveRules, "payload.Country in", "payload.Country in in", 1)),
+			slices.Concat(base, []string{"-rules", "-"}), 2, "", `taikit backtest: (standard input): taicel: rule "blacklist"`},
+		{"a rule file too large", strings.NewReader(tooLarge), slices.Concat(base, []string{"-rules", "-"}), 2, "",
+			fmt.Sprintf("taikit backtest: (standard input) holds more than %d bytes (taicel.MaxRuleFileBytes)\n", taicel.MaxRuleFileBytes)},
+		{"labels that are not UTF-8", strings.NewReader("pay-1\n\xff\xc3pay\n"), slices.Concat(base, []string{"-rules", f.cand, "-labels", "-"}), 2, "",
+			"taikit backtest: -labels: (standard input): line 2: not UTF-8 text"},
+		{"no label", strings.NewReader("# nothing\n"), slices.Concat(base, []string{"-rules", f.cand, "-labels", "-"}), 2, "",
+			"taikit backtest: -labels: (standard input): no signal ID\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runCLIWithStdin(c.stdin, c.args...)
+			cliCase{c.name, c.args, c.code, c.stdout, c.stderr}.check(t, code, stdout, stderr)
+		})
+	}
+}
+
+// The standard input can be read once: one of -rules, -labels and -audit
+// may be -, not two; nor may another name the file the standard input is
+// (/dev/stdin) while one is -.
+func TestBacktestReadsStandardInputOnce(t *testing.T) {
+	f := newBacktestFixture(t)
+	open := func(path string) *os.File {
+		in, err := os.Open(path)
+		require.NoError(t, err)
+		t.Cleanup(func() { in.Close() })
+		return in
+	}
+	rules, labels, audit := []string{"-rules", "-"}, []string{"-labels", "-"}, []string{"-audit", "-"}
+	for _, c := range []stdinCase{
+		{"-rules and -audit", strings.NewReader(candidateRules), slices.Concat([]string{"backtest"}, rules, audit), 2, "",
+			"taikit backtest: -rules - and -audit - both read the standard input: give one of them as a file\n" +
+				"Run \"taikit backtest -h\" for help.\n"},
+		{"-rules and -labels", strings.NewReader(candidateRules), slices.Concat([]string{"backtest", "-audit", f.trailA}, rules, labels), 2, "",
+			"taikit backtest: -rules - and -labels - both read the standard input: give one of them as a file\n"},
+		{"-labels and -audit", strings.NewReader(""), slices.Concat([]string{"backtest", "-rules", f.cand}, labels, audit), 2, "",
+			"taikit backtest: -labels - and -audit - both read the standard input: give one of them as a file\n"},
+		{"all three", strings.NewReader(""), slices.Concat([]string{"backtest"}, audit, labels, rules), 2, "",
+			"taikit backtest: -rules -, -labels - and -audit - all read the standard input: give all but one of them as files\n"},
+		{"-rules - and a -labels that is the standard input", open(f.labels), slices.Concat([]string{"backtest", "-audit", f.trailA, "-labels", f.labels}, rules), 2, "",
+			"taikit backtest: -labels " + f.labels + " is the standard input, which -rules - reads: give one of them as a file\n"},
+		{"-labels - and an -audit that is the standard input", open(f.trailB), slices.Concat([]string{"backtest", "-rules", f.cand, "-audit", f.trailA, "-audit", f.trailB}, labels), 2, "",
+			"taikit backtest: -audit " + f.trailB + " is the standard input, which -labels - reads: give one of them as a file\n"},
+		{"-audit - and a -rules that is the standard input", open(f.cand), slices.Concat([]string{"backtest", "-rules", f.cand}, audit), 2, "",
+			"taikit backtest: -rules " + f.cand + " is the standard input, which -audit - reads: give one of them as a file\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runCLIWithStdin(c.stdin, c.args...)
+			cliCase{c.name, c.args, c.code, c.stdout, c.stderr}.check(t, code, stdout, stderr)
+		})
+	}
+}
