@@ -29,8 +29,9 @@
 // page before; one dead letter is read with ?seq=N (a GET of deadletters/N
 // is a 405 that says so). Unknown query parameters and JSON fields are
 // refused, so a misspelt filter is an error rather than a wider one; so are
-// a query that does not parse and a body sent with a delete or with the
-// redrive of one dead letter.
+// a parameter or field given twice, a JSON field named in another case
+// ("ID" for "id"), a query that does not parse and a body sent with a
+// delete or with the redrive of one dead letter.
 //
 // Errors are JSON too: {"error": {"code": "...", "message": "..."}} with
 // 400 for bad input, 401 or 403 for a refused caller, 404 for an unknown

@@ -734,6 +734,9 @@ func (h *Handler) readFilter(w http.ResponseWriter, r *http.Request) (kanban.Dea
 		}
 		return kanban.DeadLetterFilter{}, badRequest("reading the body: %s", clip(err.Error()))
 	}
+	if err := filterFieldsOnce(body); err != nil {
+		return kanban.DeadLetterFilter{}, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	var f filterJSON
@@ -744,6 +747,43 @@ func (h *Handler) readFilter(w http.ResponseWriter, r *http.Request) (kanban.Dea
 		return kanban.DeadLetterFilter{}, badRequest("invalid JSON filter: data after the object")
 	}
 	return f.filter()
+}
+
+// filterFields are the fields of a JSON filter, as filterJSON names them.
+var filterFields = []string{"all", "seq", "id", "key", "reason", "older_than"}
+
+// filterFieldsOnce refuses a JSON filter, body, that gives a field twice
+// or names one in another case ("ID"): encoding/json would keep the last
+// of two equal names and take a name in any case, so
+// {"seq":1,"seq":0,"reason":"x"} would act on every dead letter whose
+// reason holds "x", where the query refuses a parameter given twice or
+// misspelt. A body that is no object, or does not parse, is left to the
+// decoder to say what is wrong with it.
+func filterFieldsOnce(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	seen := make(map[string]bool, len(filterFields))
+	for dec.More() {
+		t, err := dec.Token()
+		name, ok := t.(string)
+		if err != nil || !ok {
+			return nil
+		}
+		switch {
+		case !slices.Contains(filterFields, name):
+			return badRequest("invalid JSON filter: unknown field %s; known: %s", quote(name), strings.Join(filterFields, ", "))
+		case seen[name]:
+			return badRequest("invalid JSON filter: field %s given twice", quote(name))
+		}
+		seen[name] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil
+		}
+	}
+	return nil
 }
 
 // filterText shows the fields of f that are set.

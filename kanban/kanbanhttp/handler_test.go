@@ -875,3 +875,34 @@ func TestStoreThatPanicsIsAnswered500(t *testing.T) {
 		assert.Contains(t, logged.String(), "goroutine", "%s %s: the stack is logged", c.method, c.target)
 	}
 }
+
+// A filter names each field once and as the API spells it: encoding/json
+// keeps the last of two equal names, and takes a name in any case, so
+// {"seq":1,"seq":0,"reason":"k-"} would redrive every dead letter whose
+// reason holds "k-", not dead letter 1, as the query refuses a parameter
+// given twice or misspelt.
+func TestRedriveFilterNamesEachFieldOnceAsSpelt(t *testing.T) {
+	for _, body := range []string{
+		`{"seq":1,"seq":0,"reason":"k-"}`,
+		`{"key":"k-1","key":"k-2"}`,
+		`{"id":"o-1","Id":""}`,
+		`{"ID":"o-1"}`,
+		`{"Reason":"k-"}`,
+		`{"all":false,"ALL":true}`,
+	} {
+		q := deadQueue(t, 0, 3)
+		_, s := newServer(t, kanbanhttp.Options{Token: token}, map[string]kanban.DeadLetterStore{"orders": q})
+		r := s.do("POST", "/queues/orders/deadletters/redrive", body, bearer...)
+		assert.Equal(t, http.StatusBadRequest, r.status, "%s: %s", body, r.raw)
+		assert.Equal(t, "bad_request", r.code(), "%s", body)
+		dl, err := q.DeadLetters(context.Background())
+		require.NoError(t, err)
+		assert.Len(t, dl, 3, "%s: nothing redriven", body)
+	}
+	// Each field once, as spelt, passes.
+	q := deadQueue(t, 0, 3)
+	_, s := newServer(t, kanbanhttp.Options{Token: token}, map[string]kanban.DeadLetterStore{"orders": q})
+	r := s.do("POST", "/queues/orders/deadletters/redrive", `{"seq":1,"id":"o-1","key":"k-1","reason":"k-","older_than":"0s","all":false}`, bearer...)
+	assert.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	assert.EqualValues(t, 1, r.body["redriven"])
+}
