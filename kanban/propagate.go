@@ -2,6 +2,7 @@ package kanban
 
 import (
 	"context"
+	"strings"
 	"sync"
 )
 
@@ -29,10 +30,24 @@ type Propagator interface {
 var injected = sync.Pool{New: func() any { return make(Header, 2) }}
 
 // InjectHeaders returns h with what p injects for ctx added, for a
-// backend's Publish. It never modifies h: it returns h itself when p is
+// backend's Publish: an injected header replaces the one of h of the same
+// name in any case. It never modifies h: it returns h itself when p is
 // nil or injects nothing, and a new Header otherwise.
 func InjectHeaders(ctx context.Context, p Propagator, h Header) Header {
 	return injectHeaders(ctx, p, h, false)
+}
+
+// namedIn reports whether h has a header named name in any case: the
+// message's "Traceparent" (written by an http.Header) gives way to an
+// injected "traceparent", which a reader matching names in any case could
+// otherwise miss for the old one.
+func namedIn(h Header, name string) bool {
+	for k := range h {
+		if strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // injectHeaders is InjectHeaders; with own, it never returns h itself but
@@ -59,7 +74,9 @@ func injectHeaders(ctx context.Context, p Propagator, h Header, own bool) Header
 	}
 	out := make(Header, len(h)+len(add))
 	for k, v := range h {
-		out[k] = v
+		if !namedIn(add, k) {
+			out[k] = v
+		}
 	}
 	for k, v := range add {
 		out[k] = v

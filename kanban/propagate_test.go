@@ -53,6 +53,11 @@ func TestInjectHeaders(t *testing.T) {
 		{"into no headers", valuePropagator{}, traced, nil, kanban.Header{"trace": "t1"}, false},
 		{"added to a copy", valuePropagator{}, traced, own, kanban.Header{"X-Own": "mine", "trace": "t1"}, false},
 		{"injected names win", valuePropagator{overwrite: true}, traced, own, kanban.Header{"X-Own": "replaced", "trace": "t1"}, false},
+		// A name the message has in another case ("Trace", as an
+		// http.Header writes it) gives way to the injected one: a reader
+		// that matches names in any case would find the old one.
+		{"injected names win in any case", valuePropagator{}, traced, kanban.Header{"Trace": "old", "TRACE": "older", "X-Own": "mine"},
+			kanban.Header{"X-Own": "mine", "trace": "t1"}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
