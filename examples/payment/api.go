@@ -371,7 +371,8 @@ func (s *Service) abandoned(e IdemEntry) bool {
 }
 
 // keyScope is the prefix that keeps one API principal's idempotency keys
-// apart from another's: with an API token, a digest of it; "" without.
+// apart from another's (principalScope): the same whichever of its tokens
+// a request carries, or none.
 func (s *Service) keyScope(*http.Request) string {
 	return s.scope
 }

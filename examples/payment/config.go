@@ -33,6 +33,14 @@ type Config struct {
 	// payment API, the admin token the admin API, the cord and the
 	// board), the allowed hosts and the audit key.
 	svc.Serving
+	// APIPrincipal names who the API's callers are: the owner of their
+	// idempotency keys, whichever token they send. "default" (or "")
+	// is the principal of a service that names none.
+	APIPrincipal string
+	// APITokenPrevious is taken as the API token too: the token clients
+	// move away from while the API token is rotated. Only with an API
+	// token.
+	APITokenPrevious svc.Secret
 	NATSURL          svc.URL // empty: start an embedded NATS server
 	NATSReplicas     int     // servers of a JetStream cluster holding each stream and bucket: 1, 3 or 5
 	RedisURL         svc.URL // empty: limits and customer state in memory
@@ -136,6 +144,10 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		}
 		return &n
 	}
+	fs.StringVar(&c.APIPrincipal, "api-principal", env("API_PRINCIPAL", defaultPrincipal), "who the API's callers are: the owner of their idempotency keys, whichever token (-api-token, -api-token-previous) they send, so that a key outlives a rotation of the token; services of different principals may share an idempotency bucket (API_PRINCIPAL)")
+	svc.SecretVar(fs, &c.APITokenPrevious, "api-token-previous", env("API_TOKEN_PREVIOUS", ""), "a second token taken on the API while clients move from it to -api-token; prefer -api-token-previous-file (API_TOKEN_PREVIOUS)")
+	var previousFile string
+	fs.StringVar(&previousFile, "api-token-previous-file", env("API_TOKEN_PREVIOUS_FILE", ""), "read -api-token-previous from this file (API_TOKEN_PREVIOUS_FILE)")
 	svc.URLVar(fs, &c.NATSURL, "nats-url", env("NATS_URL", ""), "NATS server to use instead of the embedded one (NATS_URL)")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", envInt("NATS_REPLICAS", 1), "servers of a JetStream cluster that hold each stream and bucket: 1, or 3 to survive losing one (NATS_REPLICAS)")
 	svc.URLVar(fs, &c.RedisURL, "redis-url", env("REDIS_URL", ""), "Redis for per-customer limits and fraud state shared across replicas (REDIS_URL)")
@@ -183,6 +195,11 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	if previous, err := httpapi.ReadToken("api-token-previous", c.APITokenPrevious.Reveal(), previousFile); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.APITokenPrevious = svc.NewSecret(previous)
+	}
 	for _, kv := range strings.Split(alertLabels, ",") {
 		if kv = strings.TrimSpace(kv); kv == "" {
 			continue
@@ -228,6 +245,12 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("-nats-replicas %d is not 1, 3 or 5", c.NATSReplicas))
 	} else {
 		check(c.NATSReplicas == 1 || c.NATSURL.IsSet(), "-nats-replicas %d needs a NATS cluster (-nats-url); the embedded server holds one replica", c.NATSReplicas)
+	}
+	if err := checkPrincipal(c.APIPrincipal); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.checkPreviousToken(); err != nil {
+		errs = append(errs, err)
 	}
 	check(c.DataDir != "", "-data-dir is empty: give the directory of the embedded NATS store and the audit trail")
 	// The instance names the audit trail's file and is the first part of

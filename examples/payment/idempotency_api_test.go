@@ -148,19 +148,20 @@ func TestIdempotencyFingerprintsTheParsedRequest(t *testing.T) {
 	assert.EqualValues(t, 1, ts.gateway.Calls())
 }
 
-// With an API token, keys belong to its principal: the same key under
-// another token is another payment.
+// Keys belong to the API principal: services of two principals that share
+// the idempotency bucket make two payments of one key.
 func TestIdempotencyKeysPerPrincipal(t *testing.T) {
 	natsSrv := startNATS(t, t.TempDir(), 0)
 	t.Cleanup(func() { stopNATS(t, natsSrv) })
-	replica := func(name, token string) *testService {
+	replica := func(name, principal, token string) *testService {
 		cfg := testConfig(t)
 		cfg.NATSURL = svc.NewURL(natsSrv.ClientURL())
 		cfg.Instance = name
+		cfg.APIPrincipal = principal
 		cfg.APIToken = svc.NewSecret(token)
 		return startService(t, cfg)
 	}
-	a, b, a2 := replica("a", "token-a"), replica("b", "token-b"), replica("a2", "token-a")
+	a, b, a2 := replica("a", "shop-a", "token-a"), replica("b", "shop-b", "token-b"), replica("a2", "shop-a", "token-a")
 	ra := a.pay(t, "cust_p", 3, nil, "Idempotency-Key", "shared", "Authorization", "Bearer token-a")
 	rb := b.pay(t, "cust_p", 3, nil, "Idempotency-Key", "shared", "Authorization", "Bearer token-b")
 	require.Equal(t, http.StatusOK, ra.Code, string(ra.Raw))

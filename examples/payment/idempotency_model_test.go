@@ -42,8 +42,9 @@ type modelPayment struct {
 // modelCustomerLimit is the services' payments a minute per customer.
 const modelCustomerLimit = 3
 
-// modelPrincipal is one API token and the service that takes it; both
-// services share one NATS server, and so one idempotency bucket.
+// modelPrincipal is one API principal, its token and the service that
+// takes it; both services share one NATS server, and so one idempotency
+// bucket.
 type modelPrincipal struct {
 	name  string
 	token string
@@ -93,7 +94,7 @@ type modelReply struct {
 }
 
 // TestIdempotencyModel sends random sequences of POST /payment requests to
-// two services of different API tokens sharing one idempotency bucket,
+// two services of different API principals sharing one idempotency bucket,
 // with a few Idempotency-Keys, bodies that ask for the same payment spelled
 // otherwise or for another, invalid bodies, a stopped line, customers past
 // their limit, blacklisted countries, amounts held for review and a
@@ -113,6 +114,7 @@ func TestIdempotencyModel(t *testing.T) {
 		cfg := testConfig(t)
 		cfg.NATSURL = svc.NewURL(natsSrv.ClientURL())
 		cfg.Instance = name
+		cfg.APIPrincipal = "shop-" + name
 		cfg.APIToken = svc.NewSecret("token-" + name + "-0123456789")
 		cfg.Clock = clock
 		cfg.FraudRules = rules

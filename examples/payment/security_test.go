@@ -175,11 +175,11 @@ func TestSecretsNeverLogged(t *testing.T) {
 	t.Cleanup(func() { stopNATS(t, natsSrv) })
 	natsURL := strings.Replace(natsSrv.ClientURL(), "nats://", "nats://payments:nats-s3cret@", 1)
 	p := runInProcess(t, []string{"-data-dir", t.TempDir(), "-instance", "test", "-nats-url", natsURL,
-		"-api-token", "api-s3cret", "-admin-token", "admin-s3cret", "-log-level", "debug"})
+		"-api-token", "api-s3cret", "-api-token-previous", "previous-s3cret", "-admin-token", "admin-s3cret", "-log-level", "debug"})
 	require.NoError(t, p.stop())
 	logs := p.logs.String()
 	assert.Contains(t, logs, "payments:xxxxx@127.0.0.1", "the NATS server is named")
-	for _, secret := range []string{"nats-s3cret", "api-s3cret", "admin-s3cret"} {
+	for _, secret := range []string{"nats-s3cret", "api-s3cret", "previous-s3cret", "admin-s3cret"} {
 		assert.NotContains(t, logs, secret)
 	}
 	assert.Equal(t, "redis://xxxxx@h:6379,nats://u:xxxxx@h", svc.RedactURL("redis://tok@h:6379,nats://u:p@h"))

@@ -3,8 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -77,7 +75,7 @@ type Service struct {
 	// reaches it, on connections of its own.
 	confirmer *PaymentRecords
 	owner     string // this run, as idempotency claims name it: "instance/boot"
-	scope     string // prefix of idempotency keys: the API principal's
+	scope     string // prefix of idempotency keys: the API principal's (principalScope)
 
 	queue     *natsjs.Queue[Confirmation]
 	nc        *nats.Conn            // the queue's, and the service's own requests
@@ -170,10 +168,7 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	s := &Service{cfg: cfg, log: log, lock: lock, owner: cfg.Instance + "/" + tai.NewID()[:12], maxFrees: maxBackgroundFrees,
 		maxRepublishes: maxBackgroundFrees}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
-	if cfg.APIToken.IsSet() {
-		sum := sha256.Sum256([]byte("payment idempotency scope\x00" + cfg.APIToken.Reveal()))
-		s.scope = hex.EncodeToString(sum[:8]) + ":"
-	}
+	s.scope = principalScope(cfg.APIPrincipal)
 	ok := false
 	defer func() {
 		if !ok {
@@ -828,9 +823,10 @@ func (g breakerGate) Admit(ctx context.Context, _ string) error {
 }
 
 // Handler returns the service's HTTP API. With an API token, the payment
-// API needs it; the admin API (/admin/gateway, /admin/queues) needs the
-// admin token, as a Bearer token or as the HTTP Basic password, and is
-// off (403) without one; the board needs it too when it is set; metrics,
+// API needs it (or the previous one, while that is set); the admin API
+// (/admin/gateway, /admin/queues) needs the admin token, as a Bearer token
+// or as the HTTP Basic password, and is off (403) without one; the board
+// needs it too when it is set; metrics,
 // statistics and health are open. A request for a Host not allowed gets
 // 421, an unknown route or method a JSON 404 or 405.
 func (s *Service) Handler() http.Handler {
@@ -838,7 +834,7 @@ func (s *Service) Handler() http.Handler {
 	reject := func(_ *http.Request, e *httpapi.Error) {
 		s.badRequests.WithLabelValues(strconv.Itoa(e.Status)).Inc()
 	}
-	api := func(h http.HandlerFunc) http.Handler { return tokens.RequireAPI(h, reject) }
+	api := func(h http.HandlerFunc) http.Handler { return s.requireAPI(tokens, h, reject) }
 	admin := func(h http.HandlerFunc) http.Handler { return s.requireAdmin(h) }
 	mux := http.NewServeMux()
 	mux.Handle("POST /payment", api(s.handlePayment))
