@@ -126,6 +126,28 @@ func TestMetricsCapsThePolicies(t *testing.T) {
 	}
 }
 
+// TestMetricsOverflowKindNamedKindSharesThePolicies: a kind named
+// OverflowKind, seen before MaxKinds is reached, shares its series with
+// the kinds past the limit, its policies too, so that OverflowKind has
+// MaxPolicies policies and OverflowPolicy, as any kind has. The two had
+// MaxPolicies each under the one label.
+func TestMetricsOverflowKindNamedKindSharesThePolicies(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{MaxKinds: 1, MaxPolicies: 2})
+	require.NoError(t, err)
+	for i := range 5 {
+		for _, kind := range []string{kaizenprom.OverflowKind, "past-the-limit"} {
+			m.Observe(context.Background(), tai.Record{Kind: kind, Outcome: tai.Succeeded,
+				Decision: tai.Decision{Verdict: tai.Allow, Policy: fmt.Sprintf("%s-policy-%d", kind, i)}})
+		}
+	}
+	// The first two policies seen under the label keep their series.
+	want := map[string]bool{"_other-policy-0": true, "past-the-limit-policy-0": true, kaizenprom.OverflowPolicy: true}
+	assert.Equal(t, want, policiesOf(t, reg, kaizenprom.OverflowKind))
+	assert.Equal(t, 8.0, counterValue(t, reg, "taikit_decisions_total",
+		map[string]string{"kind": kaizenprom.OverflowKind, "policy": kaizenprom.OverflowPolicy, "verdict": "allow"}))
+}
+
 func TestMetricsMaxPoliciesDefaultAndValidation(t *testing.T) {
 	_, err := kaizenprom.NewMetrics(prometheus.NewRegistry(), kaizenprom.MetricsOptions{MaxPolicies: -1})
 	require.ErrorContains(t, err, "kaizenprom: MetricsOptions.MaxPolicies -1 is negative")

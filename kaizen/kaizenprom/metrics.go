@@ -39,7 +39,8 @@ const DefaultMaxKinds = 64
 
 // OverflowKind is the kind label value under which Metrics counts the
 // signals of every kind past MetricsOptions.MaxKinds. A signal kind of
-// that name, if one is seen before the limit, shares its series.
+// that name, if one is seen before the limit, shares its series, and
+// the MetricsOptions.MaxPolicies policies they have.
 const OverflowKind = "_other"
 
 // DefaultMaxPolicies is the number of policy names Metrics labels the
@@ -430,7 +431,13 @@ func (m *Metrics) addKind(kind string) *kindMetrics {
 		if o := m.overflow.Load(); o != nil {
 			return o
 		}
-		o := m.newKind(OverflowKind)
+		// A kind named OverflowKind has its series already: they are
+		// the overflow's, policies included, so that the label has
+		// MaxPolicies policies as any kind has, not twice as many.
+		o := old[OverflowKind]
+		if o == nil {
+			o = m.newKind(OverflowKind)
+		}
 		m.overflow.Store(o)
 		return o
 	}

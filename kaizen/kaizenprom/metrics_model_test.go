@@ -32,8 +32,9 @@ type metricsModel struct {
 }
 
 // overflow stands for the kinds past MaxKinds among the kinds of the
-// model, which no kind seen is: a kind named OverflowKind, seen before the
-// limit, has series of its own (under the same labels).
+// model, which no kind seen is. A kind named OverflowKind, seen before the
+// limit, stands for them itself: they share its series, policies
+// included.
 const overflow = "\x00overflow"
 
 func seriesKey(family string, labels ...string) string {
@@ -54,6 +55,9 @@ func (m *metricsModel) kindOf(kind string) string {
 		return kind
 	}
 	if len(m.kinds) >= m.maxKinds {
+		if slices.Contains(m.kinds, kaizenprom.OverflowKind) {
+			return kaizenprom.OverflowKind
+		}
 		kind = overflow
 		if _, ok := m.policies[kind]; ok {
 			return kind
