@@ -432,13 +432,19 @@ func TestLevelerNewKeysDoNotStarveAWaitingKey(t *testing.T) {
 // TestLevelerTurnsInArrivalOrder: keys becoming active while others are
 // served, by Pops and Pushes in a drawn order, take their turns in the
 // order of a deficit round robin whose active list is a queue: a key whose
-// turn ends goes to its back, and so does a key that starts waiting.
+// turn ends goes to its back, and so does a key that starts waiting. A
+// key's weight may change from one Push to the next (the latest applies),
+// and Pushes over Backlog or MaxKeys are refused and change no order.
 func TestLevelerTurnsInArrivalOrder(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		weights := map[string]int{}
+		backlog := rapid.IntRange(1, 8).Draw(t, "backlog")
+		maxKeys := rapid.IntRange(1, 7).Draw(t, "maxKeys")
 		l, err := heijunka.NewLeveler(heijunka.LevelerOptions[int]{
-			Weight: func(key string) int { return weights[key] },
-			Cost:   func(c int) int { return c },
+			Backlog: backlog,
+			MaxKeys: maxKeys,
+			Weight:  func(key string) int { return weights[key] },
+			Cost:    func(c int) int { return c },
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -454,12 +460,22 @@ func TestLevelerTurnsInArrivalOrder(t *testing.T) {
 		for step := range rapid.IntRange(1, 60).Draw(t, "steps") {
 			if rapid.Bool().Draw(t, "push") {
 				key := "k" + strconv.Itoa(rapid.IntRange(0, 5).Draw(t, "key"))
-				if _, ok := weights[key]; !ok {
+				if _, ok := weights[key]; !ok || rapid.Bool().Draw(t, "new weight") {
 					weights[key] = rapid.IntRange(1, 3).Draw(t, "weight")
 				}
 				cost := rapid.IntRange(1, 6).Draw(t, "cost")
-				if err := l.Push(key, cost); err != nil {
-					t.Fatal(err)
+				var want error
+				switch k := byName[key]; {
+				case k == nil && len(queue) >= maxKeys:
+					want = heijunka.ErrTooManyKeys
+				case k != nil && len(k.items) >= backlog:
+					want = heijunka.ErrBacklogFull
+				}
+				if err := l.Push(key, cost); err != want {
+					t.Fatalf("step %d: Push(%s) = %v, want %v", step, key, err, want)
+				}
+				if want != nil {
+					continue
 				}
 				k := byName[key]
 				if k == nil {

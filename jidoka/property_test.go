@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -43,7 +45,21 @@ type model struct {
 	successes int
 	leases    map[int]time.Duration // model lease id → start
 	nextLease int
+	events    []modelEvent // every change of state, in order
 }
+
+// modelEvent is what the model expects OnStateChange to be told.
+type modelEvent struct {
+	from, to jidoka.State
+	gen      uint64
+}
+
+// The errors a case's own classifiers judge: errSkip is ignored by its
+// Ignore, errBenign is a success by its IsFailure.
+var (
+	errSkip   = errors.New("skip")
+	errBenign = errors.New("benign")
+)
 
 // pendingCall is a call admitted by Allow whose result is not reported yet.
 type pendingCall struct {
@@ -54,6 +70,9 @@ type pendingCall struct {
 }
 
 func (m *model) enter(to jidoka.State) {
+	if m.state != to {
+		m.events = append(m.events, modelEvent{m.state, to, m.gen + 1})
+	}
 	m.gen++
 	m.state = to
 	m.consec, m.window, m.successes = 0, nil, 0
@@ -136,12 +155,22 @@ func (m *model) admit() (bool, int) {
 	return true, 0
 }
 
-func (m *model) finish(c pendingCall, err error) {
+// finish reports the result err of call c; gaveUp: the caller canceled
+// the context of a call made through Do.
+func (m *model) finish(c pendingCall, err error, gaveUp bool) {
 	if c.gen != m.gen {
 		return
 	}
-	canceled := errors.Is(err, context.Canceled)
+	var canceled bool // ignored
+	if m.cfg.Ignore != nil {
+		canceled = errors.Is(err, errSkip)
+	} else {
+		canceled = errors.Is(err, context.Canceled) || err != nil && gaveUp
+	}
 	failed := err != nil && !canceled
+	if failed && m.cfg.IsFailure != nil {
+		failed = !errors.Is(err, errBenign)
+	}
 	slow := m.cfg.SlowCallRate > 0 && !canceled && m.now-c.start > modelSlow
 	switch m.state {
 	case jidoka.StateHalfOpen:
@@ -212,6 +241,10 @@ func drawOptions(t *rapid.T) jidoka.BreakerOptions {
 			cfg.SlowCallRate, cfg.SlowCallDuration = 0.5, modelSlow
 		}
 	}
+	if rapid.Bool().Draw(t, "classifiers") {
+		cfg.Ignore = func(err error) bool { return errors.Is(err, errSkip) }
+		cfg.IsFailure = func(err error) bool { return !errors.Is(err, errBenign) }
+	}
 	return cfg
 }
 
@@ -225,15 +258,15 @@ type op struct {
 	d      time.Duration // do: how long the call takes; advance: how far
 }
 
-var opResults = []error{nil, errBoom, context.Canceled}
+var opResults = []error{nil, errBoom, context.Canceled, errSkip, errBenign}
 
 func drawOp(t *rapid.T) op {
-	o := op{kind: rapid.SampledFrom([]string{"allow", "report", "do", "advance", "trip", "reset", "forced", "metrics"}).Draw(t, "op")}
+	o := op{kind: rapid.SampledFrom([]string{"allow", "report", "do", "canceled", "advance", "trip", "reset", "forced", "metrics", "disable"}).Draw(t, "op")}
 	switch o.kind {
 	case "allow", "report":
 		o.result = rapid.IntRange(0, len(opResults)-1).Draw(t, "result")
 		o.pick = rapid.IntRange(0, 7).Draw(t, "pick")
-	case "do":
+	case "do", "canceled":
 		o.result = rapid.IntRange(0, len(opResults)-1).Draw(t, "result")
 		o.d = rapid.SampledFrom([]time.Duration{0, time.Second, 3 * time.Second}).Draw(t, "took")
 	case "advance":
@@ -243,7 +276,8 @@ func drawOp(t *rapid.T) op {
 }
 
 // TestBreakerMatchesModel drives the breaker and the model with the same
-// random ops and compares them after every op. Each case runs in a synctest
+// random ops and compares them, and the events OnStateChange was told of,
+// after every op. Each case runs in a synctest
 // bubble of its own: the breaker's time moves only when an op sleeps.
 func TestBreakerMatchesModel(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
@@ -265,6 +299,15 @@ func TestBreakerMatchesModel(t *testing.T) {
 // runModelCase runs ops on a new breaker and on the model, and returns how
 // they first disagree.
 func runModelCase(cfg jidoka.BreakerOptions, ops []op) error {
+	var (
+		mu     sync.Mutex // the open timer delivers events too
+		events []modelEvent
+	)
+	cfg.OnStateChange = func(ev jidoka.Event) {
+		mu.Lock()
+		events = append(events, modelEvent{ev.From, ev.To, ev.Generation})
+		mu.Unlock()
+	}
 	b, err := jidoka.NewBreaker(cfg)
 	if err != nil {
 		return fmt.Errorf("NewBreaker: %w", err)
@@ -278,6 +321,14 @@ func runModelCase(cfg jidoka.BreakerOptions, ops []op) error {
 		}
 		if err := m.compare(b); err != nil {
 			return fmt.Errorf("after op %d (%s): %w", i, o.kind, err)
+		}
+		synctest.Wait() // for an event the open timer delivers
+		mu.Lock()
+		same := slices.Equal(events, m.events)
+		got := slices.Clone(events)
+		mu.Unlock()
+		if !same {
+			return fmt.Errorf("after op %d (%s): events %v, model %v", i, o.kind, got, m.events)
 		}
 	}
 	return nil
@@ -307,13 +358,29 @@ func (m *model) apply(b *jidoka.Breaker, o op, pending *[]pendingCall, ctx conte
 		c := (*pending)[i]
 		*pending = append((*pending)[:i], (*pending)[i+1:]...)
 		err := opResults[o.result]
-		m.finish(c, err)
+		m.finish(c, err, false)
 		c.done(err)
-	case "do":
+	case "do", "canceled":
+		// canceled: the caller cancels the call's context while it runs.
 		ok, lease := m.admit()
 		err := opResults[o.result]
 		c := pendingCall{gen: m.gen, lease: lease, start: m.now}
-		got := b.Do(ctx, func(context.Context) error { time.Sleep(o.d); return err })
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		got := b.Do(cctx, func(context.Context) error {
+			time.Sleep(o.d)
+			if o.kind == "canceled" {
+				cancel()
+			}
+			return err
+		})
+		if m.state == jidoka.StateDisabled {
+			if got != err {
+				return fmt.Errorf("Do returned %v, want the call's %v", got, err)
+			}
+			m.now += o.d
+			return nil
+		}
 		if !ok {
 			if !errors.Is(got, jidoka.ErrOpen) {
 				return fmt.Errorf("model rejects in %v, breaker returned %v", m.state, got)
@@ -324,7 +391,7 @@ func (m *model) apply(b *jidoka.Breaker, o op, pending *[]pendingCall, ctx conte
 			return fmt.Errorf("Do returned %v, want the call's %v", got, err)
 		}
 		m.now += o.d // no timer is pending while calls run
-		m.finish(c, err)
+		m.finish(c, err, o.kind == "canceled")
 	case "advance":
 		advance(o.d)
 		m.advance(o.d)
@@ -340,6 +407,9 @@ func (m *model) apply(b *jidoka.Breaker, o op, pending *[]pendingCall, ctx conte
 	case "metrics":
 		b.MetricsOnly()
 		m.force(jidoka.StateMetricsOnly)
+	case "disable":
+		b.Disable()
+		m.force(jidoka.StateDisabled)
 	}
 	return nil
 }
