@@ -16,7 +16,9 @@ type AlertmanagerOptions struct {
 	// does not follow redirects; the evaluator bounds each request with
 	// NotifyOptions.Timeout.
 	Client *http.Client
-	// Header is added to every request (an Authorization header).
+	// Header is added to every request (an Authorization header). An
+	// error that quotes the answer reads "…" where the answer repeats one
+	// of its values, or the token of "Bearer <token>".
 	Header http.Header
 }
 

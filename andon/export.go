@@ -57,7 +57,9 @@ type ExportOptions struct {
 // Alerts keep For (for), KeepFiringFor (keep_firing_for), labels and
 // annotations, and carry the ExportOptions.Matchers as labels too (a
 // rule's label of the same name is kept); a rule without a Summary gets
-// one that renders the value with Prometheus's humanize functions. Prometheus gives annotation
+// one that renders the value with Prometheus's humanize functions (that
+// of a burn rate of several pairs gives each pair's threshold, as the
+// value is that of whichever pair holds). Prometheus gives annotation
 // templates only the labels of the expression's result, so the expression
 // of a rule whose annotations read $labels (or .Labels) is wrapped in
 // label_replace calls that add the rule's labels, alertname and severity,
@@ -474,7 +476,17 @@ func valueTemplate(u Unit) string {
 }
 
 // thresholdText is " (threshold 2%)" for the conditions that have one.
+// A burn rate of several pairs names each pair's Factor by its long
+// window, " (threshold 14.4× over 1h, 6× over 6h)": $value is the burn
+// rate of whichever pair holds, which the template cannot tell.
 func thresholdText(r *Rule, u Unit) string {
+	if c, ok := r.Condition.(*burnRate); ok && len(c.pairs) > 1 {
+		parts := make([]string, len(c.pairs))
+		for i, p := range c.pairs {
+			parts[i] = u.Format(p.Factor) + " over " + promDuration(p.Long)
+		}
+		return " (threshold " + strings.Join(parts, ", ") + ")"
+	}
 	var t float64
 	switch c := r.Condition.(type) {
 	case *outcomeRate:

@@ -336,14 +336,14 @@ const exportAllText = `groups:
           job: "pay"
           severity: "page"
         annotations:
-          summary: "error budget burn rate of payment (99.5%) is {{ $value | humanize }}× (threshold 14.4×)"
+          summary: "error budget burn rate of payment (99.5%) is {{ $value | humanize }}× (threshold 14.4× over 1h, 6× over 6h)"
       - alert: "BurnTicket"
         expr: "(slo:sli_error:ratio_rate1d{job=\"pay\",kind=\"payment\",slo=\"payment\"} / (1 - 0.995) > 3 and slo:sli_error:ratio_rate2h{job=\"pay\",kind=\"payment\",slo=\"payment\"} / (1 - 0.995) > 3) or (slo:sli_error:ratio_rate3d{job=\"pay\",kind=\"payment\",slo=\"payment\"} / (1 - 0.995) > 1 and slo:sli_error:ratio_rate6h{job=\"pay\",kind=\"payment\",slo=\"payment\"} / (1 - 0.995) > 1)"
         labels:
           job: "pay"
           severity: "ticket"
         annotations:
-          summary: "error budget burn rate of payment (99.5%) is {{ $value | humanize }}× (threshold 3×)"
+          summary: "error budget burn rate of payment (99.5%) is {{ $value | humanize }}× (threshold 3× over 1d, 1× over 3d)"
       - alert: "GatewayOpen"
         expr: "max(taikit_breaker_state{breaker=\"gateway\",job=\"pay\",state=~\"open|forced-open|half-open\"}) > 0"
         labels:
@@ -812,4 +812,22 @@ tests:
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
+}
+
+// The default summary of an exported burn rate of several pairs does not
+// give the first pair's Factor as the threshold: Prometheus's $value is
+// the long window's burn rate of whichever pair holds, 7× when only the
+// 6× pair does, which "(threshold 14.4×)" would read as below it. It
+// names the threshold of each pair by its long window.
+func TestPrometheusRulesBurnRateSummaryNamesEachPair(t *testing.T) {
+	stats := newStats(t, andon.BurnWindowsOf(andon.PageBurnWindows())...)
+	slo := andon.SLO{Kind: "payment", Objective: 0.999}
+	var b bytes.Buffer
+	require.NoError(t, andon.PrometheusRules(&b, "g", []andon.Rule{
+		{Name: "Burn", Severity: andon.Page, Condition: andon.BurnRate(stats, slo, andon.PageBurnWindows()...)},
+		{Name: "BurnOne", Severity: andon.Page, Condition: andon.BurnRate(stats, slo, andon.PageBurnWindows()[1])},
+	}, andon.ExportOptions{}))
+	assert.Contains(t, b.String(), `summary: "error budget burn rate of payment (99.9%) is {{ $value | humanize }}× (threshold 14.4× over 1h, 6× over 6h)"`)
+	assert.Contains(t, b.String(), `summary: "error budget burn rate of payment (99.9%) is {{ $value | humanize }}× (threshold 6×)"`,
+		"one pair: its threshold alone")
 }

@@ -110,7 +110,9 @@ type NotifyOptions struct {
 	// 429 or 5xx answer has a Retry-After header, waits that long instead
 	// when it is longer, up to 5 minutes; when the batch failed with
 	// several such errors (a Webhook sends a request per alert name), the
-	// longest wait counts.
+	// longest wait counts. That wait outlasts a batch given up after
+	// MaxAttempts: what is queued after it, the alerts offered again
+	// among them, is not sent before it has passed.
 	Backoff kanban.Backoff
 	// ResendInterval is how often firing alerts are re-sent to a
 	// Refresher (Alertmanager); they are re-sent no more often than the
@@ -255,11 +257,15 @@ type dispatcher struct {
 	// held holds the fingerprints of the alerts the receiver took firing
 	// and has not taken the resolution of since: it holds them firing,
 	// so it is owed their resolutions, and only it is.
-	held  map[string]struct{}
-	owed  map[string]Alert // fingerprint → a resolution dropped or given up
-	busy  bool
-	idle  []chan struct{}
-	stats NotifierStats
+	held map[string]struct{}
+	owed map[string]Alert // fingerprint → a resolution dropped or given up
+	// notBefore is when the receiver said, with the Retry-After of the
+	// last failure of a batch given up, it could be asked again: the
+	// batches after it wait until then, as its retry would have.
+	notBefore time.Time
+	busy      bool
+	idle      []chan struct{}
+	stats     NotifierStats
 
 	// owedAll counts the entries of owed of every dispatcher of the
 	// evaluator: it asks evaluations to offer pending and inactive alerts.
@@ -465,6 +471,17 @@ func (d *dispatcher) run() {
 				stopped = true
 				return
 			}
+			if wait := time.Until(d.notBefore); wait > 0 && len(d.queue) > 0 {
+				// What is queued waits, and new notifications join it.
+				d.mu.Unlock()
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+				case <-d.ctx.Done():
+					t.Stop()
+				}
+				continue
+			}
 			batch := d.queue
 			d.queue = nil
 			clear(d.index)
@@ -565,6 +582,7 @@ func (d *dispatcher) send(batch []Alert) {
 					d.refuse(batch)
 				} else {
 					d.unsend(batch)
+					d.holdFor(f.retryAfter)
 				}
 				d.fail(batch, attempt, err)
 				return
@@ -577,6 +595,7 @@ func (d *dispatcher) send(batch []Alert) {
 				// last attempt, to be offered again at the next evaluation.
 				settled = true
 				d.unsend(batch)
+				d.holdFor(f.retryAfter)
 				d.fail(batch, attempt, errors.Join(err, perr))
 				return
 			}
@@ -712,6 +731,18 @@ func (d *dispatcher) delay(attempt int) (delay time.Duration, err error) {
 		}
 	}()
 	return d.opts.Backoff.Delay(attempt), nil
+}
+
+// holdFor keeps the next batches from being sent before the wait a
+// receiver asked for, at most maxRetryAfter, has passed since now: the
+// Retry-After of a batch given up outlasts it.
+func (d *dispatcher) holdFor(wait time.Duration) {
+	if wait = min(wait, maxRetryAfter); wait <= 0 {
+		return
+	}
+	d.mu.Lock()
+	d.notBefore = time.Now().Add(wait)
+	d.mu.Unlock()
 }
 
 // abandon counts and logs the alerts of a batch that Shutdown left

@@ -1887,3 +1887,39 @@ func twoRules(t *testing.T, n andon.Notifier, opts andon.NotifyOptions, first st
 			{Name: "S", Severity: andon.Page, Condition: other}}})
 	return e, cond, other
 }
+
+// A receiver that asked, with Retry-After, to be left alone for a while
+// is not asked again sooner because the batch was given up: the
+// notifications of the next evaluations wait until then, as a retry
+// would have.
+func TestRetryAfterHoldsPastAGiveUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls []time.Duration
+		start := time.Now()
+		limited := notifierFunc(func(context.Context, []andon.Alert) error {
+			calls = append(calls, time.Since(start)) // one worker: no race
+			if len(calls) == 1 {
+				return &hintedError{after: time.Minute} // 429 Too Many Requests, Retry-After: 60
+			}
+			return nil
+		})
+		cond := newSwitch()
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{limited}, Logger: discardLogger(),
+			Notify: andon.NotifyOptions{MaxAttempts: 1},
+			Rules:  []andon.Rule{{Name: "R", Severity: andon.Page, Condition: cond}}})
+		ctx := context.Background()
+		cond.Set(true)
+		e.Evaluate(ctx) // fires; the one attempt is answered "not before a minute"
+		synctest.Wait()
+		require.Equal(t, []time.Duration{0}, calls)
+		require.EqualValues(t, 1, e.NotifierStats()[0].Failed)
+
+		time.Sleep(15 * time.Second)
+		e.Evaluate(ctx) // still firing: offered again, and held
+		synctest.Wait()
+		assert.Equal(t, []time.Duration{0}, calls, "the receiver is asked again before its Retry-After")
+		require.NoError(t, e.Flush(ctx))
+		assert.Equal(t, []time.Duration{0, time.Minute}, calls)
+		assert.EqualValues(t, 1, e.NotifierStats()[0].Sent)
+	})
+}

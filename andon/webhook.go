@@ -29,7 +29,9 @@ type WebhookOptions struct {
 	// NotifyOptions.Timeout. A client that follows a 301, 302 or 303
 	// turns the POST into a GET, which is reported as a permanent error.
 	Client *http.Client
-	// Header is added to every request (an Authorization header).
+	// Header is added to every request (an Authorization header). An
+	// error that quotes the answer reads "…" where the answer repeats one
+	// of its values, or the token of "Bearer <token>".
 	Header http.Header
 	// Receiver is the payload's "receiver". Empty means "andon".
 	Receiver string
@@ -54,8 +56,9 @@ type WebhookOptions struct {
 // 3xx redirect among them, is a permanent error (kanban.Permanent).
 // Errors name the URL as scheme and host only, with "/…" for a path or
 // query, which may hold a token; where the answer they quote repeats the
-// path, the query or one of its values, or the password, that reads "…"
-// too.
+// path, the query or one of its values, the password, or a value of
+// WebhookOptions.Header (or a word of it after the first, the token of
+// "Bearer <token>"), that reads "…" too.
 type Webhook struct {
 	opts   WebhookOptions
 	client *http.Client
@@ -357,10 +360,13 @@ func redactURL(u *url.URL) string {
 // redactQuoted replaces with "…" the parts of u that may hold a token
 // (its path, query, the values of the query and the password) where an
 // answer's text quotes them, as many servers' "not found" pages quote the
-// path ("Cannot POST /services/…"): the text goes into an error that is
-// logged. Values shorter than 4 bytes, which would blot out the text
-// around them and hold no token, are left.
-func redactQuoted(text string, u *url.URL) string {
+// path ("Cannot POST /services/…"), and so the values of the headers
+// the request was given, and each of their words after the first
+// ("Bearer …"), as an "invalid token" answer may quote its credential:
+// the text goes into an error that is logged. Values shorter than 4
+// bytes, which would blot out the text around them and hold no token,
+// are left.
+func redactQuoted(text string, u *url.URL, header http.Header) string {
 	var parts []string
 	add := func(s string) {
 		if len(s) >= 4 {
@@ -383,6 +389,16 @@ func redactQuoted(text string, u *url.URL) string {
 	}
 	if p, ok := u.User.Password(); ok {
 		add(p)
+	}
+	for _, vs := range header {
+		for _, v := range vs {
+			add(v)
+			if fs := strings.Fields(v); len(fs) > 1 {
+				for _, f := range fs[1:] { // the credentials after a scheme
+					add(f)
+				}
+			}
+		}
 	}
 	// The longest first: a path holds its own segments' values.
 	slices.SortFunc(parts, func(a, b string) int { return len(b) - len(a) })
@@ -433,7 +449,7 @@ func postJSON(ctx context.Context, c *http.Client, rawURL string, header http.He
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
-	err = fmt.Errorf("andon: POST %s: %s: %s", where, resp.Status, redactQuoted(strings.TrimSpace(string(msg)), req.URL))
+	err = fmt.Errorf("andon: POST %s: %s: %s", where, resp.Status, redactQuoted(strings.TrimSpace(string(msg)), req.URL, header))
 	if loc, lerr := resp.Location(); resp.StatusCode/100 == 3 && lerr == nil {
 		err = fmt.Errorf("%w (redirect to %s not followed)", err, redactURL(loc))
 	}

@@ -139,6 +139,35 @@ func TestWebhookErrorsRedactTheURLQuotedByTheAnswer(t *testing.T) {
 	}
 }
 
+// An answer that quotes a credential the request's headers carried, as
+// some servers' "invalid token" answers do, has it left out of the error,
+// which the evaluator logs: the Header option is where a receiver's token
+// goes.
+func TestNotifierErrorsRedactTheHeadersQuotedByTheAnswer(t *testing.T) {
+	const (
+		bearer = "XXXXSECRETBEARER"
+		apiKey = "XXXXSECRETAPIKEY"
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		http.Error(w, "invalid credentials: "+auth+" ("+strings.TrimPrefix(auth, "Bearer ")+"), key "+
+			r.Header.Get("X-Api-Key"), http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	header := http.Header{"Authorization": {"Bearer " + bearer}, "X-Api-Key": {apiKey}}
+	wh, err := andon.NewWebhook(andon.WebhookOptions{URL: srv.URL, Header: header})
+	require.NoError(t, err)
+	am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: srv.URL, Header: header})
+	require.NoError(t, err)
+	for _, n := range []andon.Notifier{wh, am} {
+		err := n.Notify(context.Background(), []andon.Alert{{Name: "A", State: andon.Firing, Labels: map[string]string{"alertname": "A"}}})
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), bearer)
+		assert.NotContains(t, err.Error(), apiKey)
+		assert.Contains(t, err.Error(), "401 Unauthorized: invalid credentials: ", "the rest of the answer is quoted")
+	}
+}
+
 // A URL the constructors refuse is named as errors name it, without the
 // password, path or query that may hold a token.
 func TestBadURLErrorsRedactURL(t *testing.T) {
