@@ -72,28 +72,53 @@
 // (within FetchWait), its lease extended meanwhile, so that it does not
 // come back into the same request — and JetStream counts that delivery
 // among its attempts (see kanban.ConsumeOptions.MaxAttempts). Consume
-// returns once the server has answered each such release, which it does
-// once the consumer has stored it, or once the release has waited
-// PublishTimeout from its send; and every acknowledgement, retry and
-// dead letter's termination made once Consume's ctx has ended waits so
-// for its answer: a server stopped right after the consumer (a service
-// shutting down with its embedded server) delivers the messages handed
-// back at once when it starts again, not once their leases have run out,
-// and not again those handled during the drain. The releases are sent
-// one after the other without waiting for each answer in turn, up to 256
-// unanswered, so that a drain handing back many over a slow link takes a
-// round trip or so, not one for each. The first release that fails (no
-// answer within PublishTimeout, a connection closed) is logged to
-// kanban.ConsumeOptions.Logger, as a settlement that fails is, and the
-// settlements after it are sent without waiting. The
-// messages handed back are negatively acknowledged in the order they were
-// pulled, and with PerKey those waiting behind a running message of their
-// key once it is settled, not at once: JetStream delivers such messages
-// again ahead of those it has not delivered yet, those handed back
-// together in the stream's order and the others in the order it is told
-// of them, so the next consumer gets each key's in their order (see
-// kanban.ReleaseOrder). A connection hands the server what it sends in
-// the order sent, so releases sent without waiting keep that order.
+// returns once the server has answered each such release, or once the
+// release has waited PublishTimeout from its send; every
+// acknowledgement, retry and dead letter's termination made once
+// Consume's ctx has ended waits so for its answer; and those made
+// before, sent without waiting, are confirmed as Consume returns: it
+// acknowledges once more a message it acknowledged, which changes
+// nothing, and waits for the answer, which the server sends only once it
+// has taken every settlement the connection sent before. So a server
+// stopped right after the consumer (a service shutting down with its
+// embedded server) delivers the messages handed back at once when it
+// starts again, not once their leases have run out, and not again those
+// handled before the stop or during the drain. A consumer that
+// acknowledged no message (every handler failing) has none to confirm
+// its retries with: a retry lost so is delivered once its lease has run
+// out, not after its back-off.
+//
+// What an answer confirms depends on the durable's replicas. With one, the
+// consumer has taken the settlement into its state, which the server
+// writes to its files within about a tenth of a second and as it stops (a
+// server that crashes instead may lose the last ones). With more
+// (Options.Replicas), an acknowledgement or termination is answered once
+// the consumer's followers have it too, but a negative acknowledgement — a
+// release, a retry — once its leader has taken it, before its followers
+// have: a change of leader at that moment can lose it, and JetStream has
+// no way to wait for more. A release or retry lost so, or not answered,
+// costs time, never the message: the message stays in the work stream,
+// unacknowledged, and is delivered again once its lease has run out
+// (AckWait after its pull or its lease's last extension) instead of at
+// once or after its back-off. An acknowledgement lost has its message
+// handled again.
+//
+// The releases are sent one after the other without waiting for each
+// answer in turn, up to 256 unanswered, so that a drain handing back many
+// over a slow link takes a round trip or so, not one for each. The first
+// release that fails (no answer within PublishTimeout, a connection
+// closed) is logged to kanban.ConsumeOptions.Logger, as a settlement that
+// fails is, and the settlements after it are sent without waiting; a
+// confirmation of the settlements sent before the stop that fails is
+// logged there too. The messages handed back are negatively acknowledged
+// in the order they were pulled, and with PerKey those waiting behind a
+// running message of their key once it is settled, not at once: JetStream
+// delivers such messages again ahead of those it has not delivered yet,
+// those handed back together in the stream's order and the others in the
+// order it is told of them, so the next consumer gets each key's in their
+// order (see kanban.ReleaseOrder). A connection hands the server what it
+// sends in the order sent, so releases sent without waiting keep that
+// order.
 //
 // The dead-letter stream keeps the newest DeadLetterLimit dead letters,
 // and, when DeadLetterMaxBytes is set, no more bytes than that: the

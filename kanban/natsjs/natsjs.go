@@ -963,8 +963,9 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 // to the WIP and runs h on the messages until ctx ends, then drains; see
 // kanban.Serve. It returns once the server has answered the releases of
 // the messages handed back, which are sent without waiting for each
-// answer in turn (see the package doc). A message waiting out the
-// back-off of a failed attempt holds its slot of MaxAckPending until
+// answer in turn, and has confirmed the settlements sent before the stop
+// without waiting for their answers (see the package doc). A message
+// waiting out the back-off of a failed attempt holds its slot of MaxAckPending until
 // JetStream delivers it again (see the package doc): while WIP messages
 // wait so, the durable delivers nothing else. Every process sharing the
 // durable should use the same WIP and AckWait: the last one to start
@@ -1080,6 +1081,7 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 	})
 	src.wait()
 	src.awaitReleases()
+	src.confirmSent()
 	return err
 }
 

@@ -12,7 +12,8 @@ import (
 
 // A release — a message handed back unstarted as the consumer stops — is
 // a negative acknowledgement sent as a request, whose answer comes once
-// the consumer has stored it (see confirm). A drain hands back up to the
+// the consumer has taken it: with replicas, once its leader has, before
+// its followers have (see confirm, and the package doc). A drain hands back up to the
 // WIP at once, one Release after the other: each waiting for its answer
 // before the next was sent, they took a round trip each, 12.8 s for 256
 // messages over a link of 50 ms. So a release is sent, and its answer

@@ -1,6 +1,7 @@
 package natsjs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -61,6 +62,9 @@ type source[T any] struct {
 	unconfirmed atomic.Bool
 	// releases are the releases sent and not yet answered (see release).
 	releases releases
+	// sent are the settlements sent without waiting for the server's
+	// answer, to be confirmed as Consume returns (see confirmSent).
+	sent sentSettlements
 	// log is the consumer's Logger (kanban.ConsumeOptions.Logger): a
 	// release that fails is logged to it (see release).
 	log *slog.Logger
@@ -312,8 +316,10 @@ func (s *source[T]) revive(ctx context.Context) error {
 	switch {
 	case err == nil && infoDenied:
 		s.cons = cons // gone and made again, or there as it was
+		s.sent.forget()
 	case err == nil:
 		s.cons = cons
+		s.sent.forget()
 		q.opts.Logger.Warn("natsjs: consumer was gone; created it again", "consumer", q.opts.Durable, "stream", q.opts.Stream)
 	case !errors.Is(err, jetstream.ErrConsumerExists):
 		return fmt.Errorf("natsjs: creating consumer %s again: %w", q.opts.Durable, connError(q.js.Conn(), err))
@@ -505,23 +511,25 @@ func (l *lease[T]) Message() (kanban.Message[T], error) {
 
 // Ack acknowledges the message. While the consumer stops, it waits, up to
 // PublishTimeout, for the server to have taken the acknowledgement (see
-// confirm).
+// confirm); before, it does not, and Consume confirms it as it returns
+// (see confirmSent).
 func (l *lease[T]) Ack(ctx context.Context) error {
 	if l.s.stopping() {
 		return l.s.confirm(ctx, l.m, ackBody, "acknowledging")
 	}
-	return l.m.Ack()
+	return l.s.sent.add(l.m, l.m.Ack(), true)
 }
 
 // Retry hands the message back to be delivered again after delay. While
 // the consumer stops, it waits, up to PublishTimeout, for the server to
-// have taken it (see confirm).
+// have taken it (see confirm); before, it does not, and Consume confirms
+// it as it returns (see confirmSent).
 func (l *lease[T]) Retry(ctx context.Context, delay time.Duration) error {
 	delay = max(delay, nakNow)
 	if l.s.stopping() {
 		return l.s.confirm(ctx, l.m, nakBody(delay), "retrying")
 	}
-	return l.m.NakWithDelay(delay)
+	return l.s.sent.add(l.m, l.m.NakWithDelay(delay), false)
 }
 
 // Release hands the message back to be delivered again at once. It does
@@ -535,9 +543,11 @@ func (l *lease[T]) Release(ctx context.Context) error { return l.s.release(ctx, 
 // server stopped right after it (a service shutting down with its embedded
 // server), or a consumer whose leader changed, delivers the message again
 // only once its lease has run out. One with a delay records the message's
-// new deadline in the consumer's stored, replicated state; the server
-// delivers it again within some milliseconds, in the stream's order among
-// those handed back together.
+// new deadline in the consumer's stored, replicated state (the server
+// answers it once the consumer's leader has taken it, before its
+// followers have it: see the package doc); the server delivers it again
+// within some milliseconds, in the stream's order among those handed back
+// together.
 const nakNow = time.Nanosecond
 
 // Bodies of acknowledgements, as jetstream.Msg writes them.
@@ -555,7 +565,9 @@ func nakBody(delay time.Duration) []byte {
 }
 
 // confirm sends body, an acknowledgement of m, and waits for the
-// server's answer, which comes once the consumer has taken it: a consumer
+// server's answer, which comes once the consumer has taken it (with
+// replicas, an Ack or Term once its followers have it too, a negative
+// acknowledgement once its leader has it): a consumer
 // stopping, then its server (a service shutting down with its embedded
 // server), had its settlements sent and not yet taken lost — a message
 // handed back came again only once its lease ran out, and one
@@ -565,7 +577,9 @@ func nakBody(delay time.Duration) []byte {
 // (a consumer with no leader, a connection not permitted to acknowledge)
 // returns the error (what names the settlement), and the source's
 // settlements after it are sent without waiting, so that a drain
-// settling many does not wait PublishTimeout for each in turn.
+// settling many does not wait PublishTimeout for each in turn. An Ack
+// or Term answered confirms the settlements sent before it without
+// waiting too (see confirmSent).
 func (s *source[T]) confirm(ctx context.Context, m jetstream.Msg, body []byte, what string) error {
 	nc := s.q.js.Conn()
 	if s.unconfirmed.Load() {
@@ -573,9 +587,13 @@ func (s *source[T]) confirm(ctx context.Context, m jetstream.Msg, body []byte, w
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.q.opts.PublishTimeout)
 	defer cancel()
+	before := s.sent.count()
 	if _, err := nc.RequestWithContext(ctx, m.Reply(), body); err != nil {
 		s.unconfirmed.Store(true)
 		return fmt.Errorf("natsjs: %s %s: %w", what, messageID(m.Headers()), err)
+	}
+	if bytes.Equal(body, ackBody) || bytes.Equal(body, termBody) {
+		s.sent.confirmed(m, before)
 	}
 	return nil
 }
@@ -642,5 +660,5 @@ func (l *lease[T]) DeadLetter(ctx context.Context, reason string, attempts int) 
 	if l.s.stopping() {
 		return l.s.confirm(ctx, l.m, termBody, "terminating")
 	}
-	return l.m.Term()
+	return l.s.sent.add(l.m, l.m.Term(), true)
 }
