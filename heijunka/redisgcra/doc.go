@@ -97,6 +97,17 @@
 // the OnError fallback, since Redis was not asked. With ServerClock the
 // time passed is ignored.
 //
+// # Keys
+//
+// The Redis key of a limit's key is Options.Prefix followed by the key,
+// as it is when the key is at most 128 bytes long. A longer key, which
+// may be request data a client chose, is kept as Prefix, "sha256:" and
+// the key's SHA-256 in unpadded base64url: 50 bytes after the prefix
+// however long the key, so a client sending megabyte-long keys does not
+// cost Redis megabytes. Each decision touches one key, so in a Redis
+// Cluster a long key's hash tag ("{...}"), lost in the digest, does not
+// matter.
+//
 // # Stored values
 //
 // A key holds the schedule as a decimal number of microseconds: an

@@ -2,9 +2,12 @@ package redisgcra
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/taipattern/taikit/internal/typednil"
@@ -36,7 +39,10 @@ type Options struct {
 	// why, and for the other options a limiter wants).
 	Client redis.UniversalClient
 	// Prefix is put before every key, so that limits can share a Redis
-	// with other data and with each other. Default "heijunka:".
+	// with other data and with each other. Default "heijunka:". Two
+	// Stores on one Redis need prefixes neither of which begins the
+	// other: with "a:" and "a:b:", the key "b:x" of the first is the key
+	// "x" of the second.
 	Prefix string
 	// OnError chooses between FailOpen and FailClosed. Required.
 	OnError FailurePolicy
@@ -54,6 +60,9 @@ type Options struct {
 // for the last event of a burst cannot both win. A key is one string
 // holding the schedule in microseconds since 1970, and it expires (PX)
 // when it becomes fresh, so Redis holds only keys that carry information.
+// A key longer than 128 bytes is kept under its SHA-256 digest, so a long
+// key costs Redis no more than a short one (see the package
+// documentation).
 //
 // Times have microsecond resolution. A Limit's interval (Limit.Interval,
 // in nanoseconds as for every heijunka limiter) is rounded up to a whole
@@ -267,7 +276,7 @@ func (s *Store) Take(ctx context.Context, key string, limit heijunka.Limit, now 
 		}
 		nowUs, nowNs = now.UnixMicro(), int64(now.Nanosecond()%1000)
 	}
-	res, err := s.run(ctx, s.prefix+key, iv, tol, n, nowUs, nowNs)
+	res, err := s.run(ctx, s.name(key), iv, tol, n, nowUs, nowNs)
 	if err == nil && len(res) != 3 {
 		err = fmt.Errorf("script returned %d values, want 3", len(res))
 	}
@@ -297,6 +306,29 @@ func (s *Store) Take(ctx context.Context, key string, limit heijunka.Limit, now 
 		d.RetryAfter = base + time.Duration(n)*ivD - tolD
 	}
 	return d, nil
+}
+
+// maxKeyLen is the longest key kept in Redis as it is; a longer one is
+// kept as its digest.
+const maxKeyLen = 128
+
+// digestPrefix begins the name of a key kept as its digest.
+const digestPrefix = "sha256:"
+
+// name returns the Redis key for key: the prefix and the key, or, for a
+// key longer than maxKeyLen bytes, the prefix and "sha256:" with the
+// key's SHA-256 in unpadded base64url (50 bytes). A key is often made of
+// request data (a header, a path, a user name) that a client chooses:
+// kept whole, a megabyte-long key would cost Redis a megabyte for as long
+// as it lives, a cost the MemoryStore, which keeps a hash, does not have.
+// A key that starts with "sha256:" is kept as its digest too, so that no
+// key names another's digest.
+func (s *Store) name(key string) string {
+	if len(key) <= maxKeyLen && !strings.HasPrefix(key, digestPrefix) {
+		return s.prefix + key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return s.prefix + digestPrefix + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // callerTimeError explains why now cannot be decided at.
@@ -365,9 +397,9 @@ func detach[T any](ctx context.Context, f func() (T, error)) (T, error) {
 func (s *Store) Reset(ctx context.Context, key string) error {
 	var err error
 	if s.clientDeadlines || ctx.Done() == nil {
-		err = s.client.Del(ctx, s.prefix+key).Err()
+		err = s.client.Del(ctx, s.name(key)).Err()
 	} else {
-		_, err = detach(ctx, func() (int64, error) { return s.client.Del(ctx, s.prefix+key).Result() })
+		_, err = detach(ctx, func() (int64, error) { return s.client.Del(ctx, s.name(key)).Result() })
 	}
 	if err != nil {
 		return wrapError(ctx, err)

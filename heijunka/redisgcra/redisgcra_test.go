@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -684,5 +685,60 @@ func TestSubMicrosecondTimes(t *testing.T) {
 			require.NoError(t, err)
 			assert.True(t, got.Allowed, "a microsecond after the interval")
 		})
+	}
+}
+
+// TestLongKeysTakeBoundedSpace takes keys of a megabyte, as a key made of
+// a request header may be: Redis keeps a name of bounded length for each,
+// not the megabyte, while each long key keeps a limit of its own. Keys up
+// to 128 bytes are kept as they are.
+func TestLongKeysTakeBoundedSpace(t *testing.T) {
+	srv := servers.StartRedis(t)
+	c := redisClient(t, srv)
+	s := newStore(t, c, redisgcra.Options{Prefix: "long:"})
+	ctx := context.Background()
+	now := time.Now()
+	limit := heijunka.Every(time.Minute) // keys outlive the test
+	long := strings.Repeat("k", 1<<20)
+	other := long[:len(long)-1] + "x"
+	for _, key := range []string{long, other} {
+		d, err := s.Take(ctx, key, limit, now, 1)
+		require.NoError(t, err)
+		assert.True(t, d.Allowed, "each long key is a limit of its own")
+	}
+	d, err := s.Take(ctx, long, limit, now, 1)
+	require.NoError(t, err)
+	assert.False(t, d.Allowed, "the same long key")
+
+	names, err := c.Keys(ctx, "long:*").Result()
+	require.NoError(t, err)
+	require.Len(t, names, 2)
+	for _, name := range names {
+		assert.LessOrEqual(t, len(name), len("long:")+128, "the name Redis keeps")
+	}
+
+	require.NoError(t, s.Reset(ctx, long))
+	d, err = s.Take(ctx, long, limit, now, 1)
+	require.NoError(t, err)
+	assert.True(t, d.Allowed, "Reset forgets a long key")
+	d, err = s.Take(ctx, other, limit, now, 1)
+	require.NoError(t, err)
+	assert.False(t, d.Allowed, "and only that one")
+
+	short := strings.Repeat("s", 128)
+	_, err = s.Take(ctx, short, limit, now, 1)
+	require.NoError(t, err)
+	n, err := c.Exists(ctx, "long:"+short).Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n, "a key of 128 bytes is kept as it is")
+
+	// A short key that spells a long key's name is not that key.
+	names, err = c.Keys(ctx, "long:sha256:*").Result()
+	require.NoError(t, err)
+	require.NotEmpty(t, names)
+	for _, name := range names {
+		d, err := s.Take(ctx, strings.TrimPrefix(name, "long:"), limit, now, 1)
+		require.NoError(t, err)
+		assert.True(t, d.Allowed, "%s names a long key's limit", name)
 	}
 }

@@ -447,7 +447,8 @@ func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
 // the server finishes stopping on its own (and releases the lock then).
 // After a nil return no goroutine of the server remains. It is safe to
 // call more than once: later calls wait (within their ctx) for the same
-// stop and return its result.
+// stop and return its result, which a stopped server returns whatever
+// its ctx.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		go func() {
@@ -461,7 +462,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-s.stopped:
 		return s.stopErr
 	case <-ctx.Done():
-		return ctx.Err()
+		// A stop that has finished is reported even if ctx has ended
+		// too: select would pick between the two at random.
+		select {
+		case <-s.stopped:
+			return s.stopErr
+		default:
+			return ctx.Err()
+		}
 	}
 }
 

@@ -131,6 +131,20 @@ func TestShutdownBoundedByContext(t *testing.T) {
 	assert.True(t, os.IsNotExist(err), "the store is removed by the stop the first call began")
 }
 
+// TestShutdownAfterStopIsNil: once the server has stopped, Shutdown
+// returns the stop's result, nil, whatever its ctx: a ctx that has ended
+// since is no reason to report a failure to stop.
+func TestShutdownAfterStopIsNil(t *testing.T) {
+	srv, err := natsembed.Start(context.Background(), natsembed.Options{InProcess: true})
+	require.NoError(t, err)
+	require.NoError(t, srv.Shutdown(context.Background()))
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 100 {
+		require.NoError(t, srv.Shutdown(ended), "call %d", i)
+	}
+}
+
 func TestLogsOnlyWhenAsked(t *testing.T) {
 	var buf bytes.Buffer
 	srv, err := natsembed.Start(context.Background(), natsembed.Options{InProcess: true, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
