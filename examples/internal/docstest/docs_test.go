@@ -236,42 +236,140 @@ func TestMatches(t *testing.T) {
 	}
 }
 
-// TestGoProgramsCompile builds every Go block of the docs inside the
-// examples module, which requires the library and its adapters. Each must
-// be a whole program (it starts with a package clause): a fragment could
-// not be checked.
-func TestGoProgramsCompile(t *testing.T) {
+// program is a Go block of a doc and, when the block right after it is
+// marked "output", that block: what the program must print.
+type program struct {
+	code   block
+	output *block
+}
+
+// programs returns the Go blocks among bs, in order, each with its output
+// block if it has one. A "go change" block is not a program.
+func programs(bs []block) []program {
+	var out []program
+	for i, b := range bs {
+		if b.info != "go" {
+			continue
+		}
+		p := program{code: b}
+		if i+1 < len(bs) && bs[i+1].info == "output" {
+			p.output = &bs[i+1]
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func TestPrograms(t *testing.T) {
+	bs := []block{
+		{line: 1, info: "go"}, {line: 2, info: "output"}, // run, its output checked
+		{line: 3, info: "go"}, {line: 4, info: ""}, // built only: the block after it is not marked
+		{line: 5, info: "go change"}, {line: 6, info: "output"}, // not a program
+		{line: 7, info: "go"}, {line: 8, info: "sh"}, {line: 9, info: "output"}, // the output is the shell block's
+		{line: 10, info: "go"},
+	}
+	var got []string
+	for _, p := range programs(bs) {
+		s := fmt.Sprint(p.code.line)
+		if p.output != nil {
+			s += fmt.Sprintf("->%d", p.output.line)
+		}
+		got = append(got, s)
+	}
+	if want := "1->2 3 7 10"; strings.Join(got, " ") != want {
+		t.Errorf("programs: %s, want %s", strings.Join(got, " "), want)
+	}
+}
+
+// TestOutputsFollowARun checks that every output block comes right after
+// a block that is run, a "sh run" or a "go" one: any other would be
+// checked by nothing.
+func TestOutputsFollowARun(t *testing.T) {
+	for _, path := range docs(t) {
+		rel, _ := filepath.Rel(root, path)
+		bs := blocks(t, path)
+		for i, b := range bs {
+			if b.info == "output" && (i == 0 || bs[i-1].info != "sh run" && bs[i-1].info != "go") {
+				t.Errorf("%s:%d: an output block follows no block that is run (\"sh run\" or \"go\")", rel, b.line)
+			}
+		}
+	}
+}
+
+// TestGoPrograms builds every Go block of the docs inside the examples
+// module, which requires the library and its adapters, and runs each that
+// an output block follows, checking what it prints as TestRunnableBlocks
+// does. Each block must be a whole program (it starts with a package
+// clause): a fragment could not be checked.
+func TestGoPrograms(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds every program the docs show")
 	}
-	n := 0
+	n, ran := 0, 0
 	for _, path := range docs(t) {
 		rel, _ := filepath.Rel(root, path)
-		for _, b := range blocks(t, path) {
-			if b.info != "go" {
-				continue // "go change": code to add to a package, checked by the package's tests once added
-			}
-			if !strings.HasPrefix(strings.TrimSpace(b.body), "package ") {
-				t.Errorf("%s:%d: a Go block is not a whole program, so it cannot be built: write one that is", rel, b.line)
+		for _, p := range programs(blocks(t, path)) {
+			where := fmt.Sprintf("%s:%d", rel, p.code.line)
+			if !strings.HasPrefix(strings.TrimSpace(p.code.body), "package ") {
+				t.Errorf("%s: a Go block is not a whole program, so it cannot be built: write one that is", where)
 				continue
 			}
 			n++
-			dir, err := os.MkdirTemp(filepath.Join(root, "examples", "internal", "docstest"), "_snippet")
-			if err != nil {
-				t.Fatal(err)
+			if p.output != nil {
+				ran++
 			}
-			t.Cleanup(func() { os.RemoveAll(dir) })
-			if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(b.body), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command("go", "vet", "./"+filepath.Base(dir))
-			cmd.Dir = filepath.Dir(dir)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Errorf("%s:%d: the program does not build: %v\n%s", rel, b.line, err, out)
-			}
+			t.Run(where, func(t *testing.T) {
+				checkProgram(t, p)
+			})
 		}
 	}
 	if n == 0 {
 		t.Error("no Go program found in the docs")
+	}
+	if ran == 0 {
+		t.Error("no Go program in the docs shows its output")
+	}
+}
+
+// checkProgram vets p's code in a package of the examples module and, if
+// p has an output block, builds it and runs it in an empty directory of
+// its own, so that the files it writes stay out of the repository, and
+// checks what it prints, standard output and error together.
+func checkProgram(t *testing.T, p program) {
+	dir, err := os.MkdirTemp(".", "_snippet") // a leading _ keeps it out of ./...
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(p.code.body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vet := exec.Command("go", "vet", "./"+filepath.Base(dir))
+	if out, err := vet.CombinedOutput(); err != nil {
+		t.Fatalf("the program does not build: %v\n%s", err, out)
+	}
+	if p.output == nil {
+		return
+	}
+	bin, err := filepath.Abs(filepath.Join(t.TempDir(), "program"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := exec.Command("go", "build", "-o", bin, "./"+filepath.Base(dir))
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Dir = t.TempDir()
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the program failed: %v\n--- output:\n%s", err, out)
+	}
+	if msg := matches(string(out), p.output.body); msg != "" {
+		rel, _ := filepath.Rel(root, p.output.file)
+		t.Errorf("%s:%d: %s\n--- output:\n%s", rel, p.output.line, msg, out)
 	}
 }
