@@ -95,7 +95,9 @@ func New[T any](epoch time.Time, d time.Duration, n int, links func(*T) *Links[T
 func (s *Set[T]) Since() time.Duration { return time.Since(s.epoch) }
 
 // Add lists e, whose Links.At is after now (the time since the epoch
-// read last), to be expired at that deadline unless it is removed first.
+// read last, from which At was counted), to be expired at that deadline
+// unless it is removed first. The deadline is At however long ago now was
+// read.
 // An entry is listed once at a time: it may be added again, with a new
 // deadline, once it has been expired (from its expire function, say),
 // but not while it is listed.
@@ -158,7 +160,11 @@ func (x *list[T]) add(e *T, l *Links[T], now time.Duration) {
 	l.listed, l.fired = true, false
 	x.longest = max(x.longest, l.At-now)
 	if !x.set || l.At < x.at {
-		x.setLocked(l.At, now)
+		// now may have been read some time ago (the caller was
+		// descheduled, or waited for the lock): the timer counts from
+		// the clock as it is, or it would fire that much late, for this
+		// entry and every one listed after it until it fires.
+		x.setLocked(l.At, x.s.Since())
 	}
 	x.mu.Unlock()
 }

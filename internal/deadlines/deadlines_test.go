@@ -352,3 +352,28 @@ func TestNewBoundsTheLists(t *testing.T) {
 		assert.Len(t, newSet(time.Second, n).lists, want, "n = %d", n)
 	}
 }
+
+// TestAnEntryAddedLateKeepsItsDeadline: an entry added a while after its
+// deadline was counted (its goroutine was descheduled, or waited for the
+// list's lock) is expired at that deadline, not that much after it, and
+// so is one listed after it.
+func TestAnEntryAddedLateKeepsItsDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newSet(time.Second, 1)
+		start := time.Now()
+		stale, next := &entry{}, &entry{}
+		now := s.Since()
+		stale.links.At = now + time.Second
+		time.Sleep(300 * time.Millisecond)
+		s.Add(stale, now) // now was read 300 ms ago
+		time.Sleep(100 * time.Millisecond)
+		next.links.At = s.Since() + 700*time.Millisecond
+		s.Add(next, s.Since()) // due at 1.1 s, after the stale one
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		require.Len(t, stale.expired, 1)
+		assert.Equal(t, start.Add(time.Second), stale.expired[0])
+		require.Len(t, next.expired, 1)
+		assert.Equal(t, start.Add(1100*time.Millisecond), next.expired[0])
+	})
+}

@@ -90,6 +90,11 @@ func tryStartRedis(bin string, port int) (*Redis, error) {
 	s := &Redis{Addr: "127.0.0.1:" + strconv.Itoa(port), done: make(chan error, 1)}
 	s.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+	out := &syncBuffer{} // why it exited, should it
+	s.cmd.Stdout, s.cmd.Stderr = out, out
+	// A child it forked (a background save) may hold the output open
+	// after the server is gone: Stop waits for it no longer than this.
+	s.cmd.WaitDelay = time.Second
 	if err := s.cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -107,7 +112,7 @@ func tryStartRedis(bin string, port int) (*Redis, error) {
 		}
 		select {
 		case werr := <-s.done:
-			return nil, fmt.Errorf("redis-server exited: %v", werr)
+			return nil, fmt.Errorf("redis-server exited: %v: %s", werr, strings.TrimSpace(out.String()))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

@@ -28,6 +28,10 @@ func TestStartRedisOnATakenPortFails(t *testing.T) {
 		s.Stop()
 		t.Fatalf("started on %s, the port of another redis-server", s.Addr)
 	}
+	// The error says why, in the server's own words.
+	if !strings.Contains(err.Error(), "Address already in use") {
+		t.Fatalf("error %q does not hold redis-server's reason", err)
+	}
 }
 
 // As TestStartRedisOnATakenPortFails, for prometheus.
