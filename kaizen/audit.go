@@ -100,8 +100,11 @@ type AuditOptions struct {
 	// path, path.000001, path.000002, ... (the number is at least six
 	// digits, so that up to path.999999 the names sort in the trail's
 	// order), whose first line continues the chain from the last line of
-	// the file before. Any file of path's directory named so is taken
-	// for one of the series, whatever wrote it: one that does not fit
+	// the file before. A relative path is taken from the working
+	// directory at the open: the series goes on there, whatever the
+	// process changes its working directory to later. Any file of
+	// path's directory named so is taken for one of the series,
+	// whatever wrote it: one that does not fit
 	// the series makes OpenAuditFile fail, naming it. Files once rotated
 	// out are never written again by an Audit with RotateBytes
 	// (OpenAuditFile without it appends to path itself, whatever follows

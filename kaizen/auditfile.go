@@ -210,6 +210,13 @@ func OpenAuditFile(path string, opts AuditOptions) (*Audit, AuditFileState, erro
 			f.Close()
 			return nil, AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
 		}
+		// The next files are made where the series is now: a relative
+		// path would follow a later change of the working directory,
+		// and the trail go on in a directory no restart looks in.
+		if rot.first, err = filepath.Abs(rot.first); err != nil {
+			f.Close()
+			return nil, AuditFileState{}, fmt.Errorf("kaizen: OpenAuditFile: %w", err)
+		}
 		a.rot = rot
 	}
 	a.start(f, f, state.Lines)

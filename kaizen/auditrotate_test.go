@@ -571,3 +571,23 @@ func TestOpenAuditFileRotatedRefusesAStrayFile(t *testing.T) {
 		})
 	}
 }
+
+// A relative path names the series' directory as it was when the trail
+// was opened: a process that changes its working directory later goes on
+// rotating there, not in the new working directory.
+func TestOpenAuditFileRotatesWhereARelativePathWasOpened(t *testing.T) {
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	t.Chdir(dir)
+	a, _, err := kaizen.OpenAuditFile("audit.jsonl", kaizen.AuditOptions{RotateBytes: 600})
+	require.NoError(t, err)
+	t.Chdir(elsewhere)
+	observeFlushed(t, a, ids("a", 6)...)
+	require.NoError(t, a.Shutdown(context.Background()))
+
+	stray, err := filepath.Glob(filepath.Join(elsewhere, "audit.jsonl*"))
+	require.NoError(t, err)
+	assert.Empty(t, stray, "rotated into the working directory of the moment")
+	sum, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, series(t, filepath.Join(dir, "audit.jsonl"))...)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(6), sum.Lines)
+}

@@ -129,7 +129,12 @@ type AuditSummary struct {
 //
 // A chain cannot tell that lines were cut from its end: keep the hash of
 // the last line (Audit.Last) somewhere the trail's writer cannot change,
-// and pass it as VerifyOptions.Expect.
+// and pass it as VerifyOptions.Expect. Nor, without a key, that it was
+// rewritten: plain SHA-256 is a hash anyone can compute, so someone who
+// can write the file can edit a line and rehash it and every line after
+// it, or append lines, and the trail still verifies. A published hash
+// shows that a rewrite replaced it; only AuditOptions.Key keeps the
+// lines themselves from being forged.
 func VerifyAudit(r io.Reader) error {
 	_, err := VerifyAuditWith(r, VerifyOptions{})
 	return err

@@ -428,3 +428,35 @@ func TestReadAuditKey(t *testing.T) {
 	_, err = kaizen.ReadAuditKey(iotest.ErrReader(io.ErrUnexpectedEOF))
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
 }
+
+// Without a key, the chain's hashes are plain SHA-256, which anyone can
+// compute: a line edited and rehashed, with every line after it rehashed
+// too, verifies, and only a hash published before the edit (Expect)
+// shows it. With a key, the same rewrite fails at the edited line.
+func TestVerifyAuditKeylessRewriteNeedsExpect(t *testing.T) {
+	for _, keyed := range []bool{false, true} {
+		opts := kaizen.AuditOptions{}
+		if keyed {
+			opts.Key = testKey
+		}
+		l, hashes := trailWith(t, opts, 4)
+		l[1] = strings.Replace(l[1], `"key":"`, `"key":"forged-`, 1)
+		prev := hashes[0]
+		for i := 1; i < len(l); i++ {
+			start := strings.LastIndex(l[i], `,"prev":"`) + len(`,"prev":"`)
+			l[i] = rehash(l[i][:start] + prev + l[i][start+64:])
+			prev = hashOf(l[i])
+		}
+		body := strings.Join(l, "\n") + "\n"
+		_, err := kaizen.VerifyAuditWith(strings.NewReader(body), kaizen.VerifyOptions{Key: opts.Key})
+		if keyed {
+			var ae *kaizen.AuditError
+			require.ErrorAs(t, err, &ae)
+			assert.Equal(t, 2, ae.Line, "the rewritten line")
+			continue
+		}
+		require.NoError(t, err, "a keyless chain rewritten in full verifies")
+		_, err = kaizen.VerifyAuditWith(strings.NewReader(body), kaizen.VerifyOptions{Expect: hashes[3]})
+		require.ErrorIs(t, err, kaizen.ErrAuditTampered, "the hash published before the rewrite is gone")
+	}
+}
