@@ -102,7 +102,12 @@
 // that exceeds the limit stops there: the signal fails with a
 // *RuleError naming the rule and the limit, wrapping ErrCostLimit. It
 // is a policy error like any other: it fails the signal, or allows it
-// under tai.FailOpen.
+// under tai.FailOpen. CEL counts what a function writes once it is
+// written, so string.replace and list.join, which can write a string
+// as long as the product of their inputs' lengths (a field replaced
+// into itself), first work out the length of their result and stop
+// the evaluation the same way, before writing it, when that length
+// alone costs more than the limit.
 //
 // Evaluate stops a comprehension when its ctx ends, within a hundred
 // iterations: the *RuleError names the rule and wraps ctx's error

@@ -161,6 +161,10 @@ func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 	if opts.MaxCost < 0 {
 		return nil, fmt.Errorf("taicel: Options.MaxCost %d is negative; want 0 (DefaultMaxCost) or a limit > 0", opts.MaxCost)
 	}
+	maxCost := uint64(DefaultMaxCost)
+	if opts.MaxCost > 0 {
+		maxCost = uint64(opts.MaxCost)
+	}
 	var celOpts []cel.EnvOption
 	var timeFields map[string]map[string]timeField
 	if dynamic {
@@ -171,6 +175,7 @@ func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 	}
 	celOpts = append(celOpts,
 		ext.Strings(),
+		boundedWriters(maxCost),
 		stringsCostModels,
 		cel.Variable(varSignal+".id", cel.StringType),
 		cel.Variable(varSignal+".kind", cel.StringType),
@@ -179,10 +184,7 @@ func NewEnv[T any](opts Options[T]) (*Env[T], error) {
 	)
 	e := &Env[T]{lookup: opts.Lookup, vars: make(map[string]*cel.Type, len(opts.Vars)),
 		ptr: rt.Kind() == reflect.Pointer, dynamic: dynamic, record: opts.RecordInputs,
-		maxCost: DefaultMaxCost}
-	if opts.MaxCost > 0 {
-		e.maxCost = uint64(opts.MaxCost)
-	}
+		maxCost: maxCost}
 	// In name order, so that of several invalid names the error names
 	// the same one each time.
 	for _, name := range slices.Sorted(maps.Keys(opts.Vars)) {

@@ -111,6 +111,8 @@ func (p *program) evalError(ctx context.Context, err error) error {
 	switch {
 	case errors.As(err, &cancelled) && cancelled.Cause == interpreter.CostLimitExceeded:
 		return fmt.Errorf("%w: the evaluation costs more than %d (Options.MaxCost)", ErrCostLimit, p.maxCost)
+	case writesOverLimit(err):
+		return fmt.Errorf("%w: the evaluation would write a string costing more than %d (Options.MaxCost)", ErrCostLimit, p.maxCost)
 	case ctx.Err() != nil && errors.Is(err, interpreter.InterruptError{}):
 		return stopped(ctx)
 	}

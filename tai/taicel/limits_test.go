@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -291,4 +292,47 @@ func TestCostLimitCountsTheStringsFormatAndQuoteMake(t *testing.T) {
 	d, err := set.Evaluate(t.Context(), signal(Payment{Country: "DE", Amount: 12.5}))
 	require.NoError(t, err)
 	assert.Equal(t, `12.50 "DE"`, d.Reason)
+}
+
+func TestCostLimitStopsAReplaceOrAJoinBeforeItWrites(t *testing.T) {
+	// string.replace and list.join write a string whose length is the
+	// product of their inputs' (each match replaced by a string as long
+	// as the input, a separator as long as the input between each of its
+	// characters), and CEL counts what they write only once it is
+	// written: a field of 10,000 characters made a string of 100 MB
+	// before the evaluation stopped, and one of 100,000 one of 10 GB.
+	long := strings.Repeat("D", 10_000)
+	env := listEnv(t, 0, 0)
+	for _, expr := range []string{
+		`payload.Country.replace("D", payload.Country).size() > 0`,
+		`payload.Country.replace("", payload.Country).size() > 0`,
+		`payload.Country.replace("D", payload.Country, 5000).size() > 0`,
+		`payload.Country.split("").join(payload.Country).size() > 0`,
+		`[payload.Country, payload.Country].map(x, x.split("")).map(l, l.join()).map(x, x.split("").join(x))[0].size() > 0`,
+	} {
+		t.Run(expr, func(t *testing.T) {
+			set := compileRules(t, env, taicel.Rule{Name: "grow", Verdict: tai.Deny, Expr: expr})
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := set.Evaluate(t.Context(), signal(Payment{Country: long}))
+			runtime.ReadMemStats(&after)
+			require.ErrorIs(t, err, taicel.ErrCostLimit)
+			assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "bytes allocated")
+		})
+	}
+
+	// Within the limit, they write what the strings extension does.
+	set := compileRules(t, env, taicel.Rule{Name: "r", Verdict: tai.Deny, Expr: `true`, Reason: strings.Join([]string{
+		`{{payload.Country.replace("-", "+")}}`,
+		`{{payload.Country.replace("", ".")}}`,
+		`{{payload.Country.replace("-", "", 1)}}`,
+		`{{payload.Country.replace("-", "=", 0)}}`,
+		`{{payload.Country.replace("-", "=", -1)}}`,
+		`{{payload.Country.split("-").join()}}`,
+		`{{payload.Country.split("-").join(", ")}}`,
+		`{{[].join(payload.Country)}}`,
+	}, " ")})
+	d, err := set.Evaluate(t.Context(), signal(Payment{Country: "a-b-é"}))
+	require.NoError(t, err)
+	assert.Equal(t, "a+b+é .a.-.b.-.é. ab-é a-b-é a=b=é abé a, b, é ", d.Reason)
 }
