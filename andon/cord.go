@@ -10,12 +10,12 @@ import (
 // CordOptions configures the andon cord of an evaluator: a rule that fires
 // while someone has pulled the cord. The zero value is useful.
 type CordOptions struct {
-	// Name is the cord's alertname. Empty means "AndonCord".
+	// Name is the cord's alertname, valid UTF-8. Empty means "AndonCord".
 	Name string
 	// Severity of the cord's alert. Empty means Page.
 	Severity Severity
-	// Labels are added to the cord's alert, as a Rule's are: one whose
-	// value is empty is no label.
+	// Labels are added to the cord's alert, as a Rule's are: values must
+	// be valid UTF-8, and one whose value is empty is no label.
 	Labels map[string]string
 	// RunbookURL is the cord alert's runbook_url annotation.
 	RunbookURL string

@@ -76,8 +76,11 @@
 // its queue is full notifications are dropped, counted in NotifierStats
 // and logged. A notification dropped, or given up after its retries, is
 // offered again at the next evaluation; a resolution still owed when the
-// alert fires again gives way to the new firing alert, so that a receiver
-// holding the old one learns its new start. Flush waits for delivery;
+// alert fires again gives way to the new firing alert, sent at once, as
+// Prometheus replaces a resolved alert that fires again: a webhook's
+// receiver learns its new start, while Alertmanager, which still holds the
+// old one, keeps the old startsAt until that one's endsAt has passed (it
+// merges a firing alert into the one it holds). Flush waits for delivery;
 // Shutdown delivers what is queued and stops the workers.
 //
 // A panic in a condition, a hook or a notifier is recovered: it becomes a

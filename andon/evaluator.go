@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/taipattern/taikit/internal/typednil"
 	"github.com/taipattern/taikit/tai"
@@ -267,6 +268,9 @@ func (e *Evaluator) checkCord(cr Rule) error {
 	if _, dup := e.byName[cr.Name]; dup {
 		return fmt.Errorf("andon: EvaluatorOptions.Cord.Name %q is used by a rule; the cord's alertname must be its own", cr.Name)
 	}
+	if !utf8.ValidString(cr.Name) {
+		return fmt.Errorf("andon: EvaluatorOptions.Cord.Name %q is not valid UTF-8", cr.Name)
+	}
 	if err := cr.Severity.validate("EvaluatorOptions.Cord.Severity"); err != nil {
 		return fmt.Errorf("andon: %w", err)
 	}
@@ -276,6 +280,9 @@ func (e *Evaluator) checkCord(cr Rule) error {
 		}
 		if name == "alertname" || name == "severity" {
 			return fmt.Errorf("andon: EvaluatorOptions.Cord.Labels: label %q is set by the cord; use Name or Severity", name)
+		}
+		if err := checkLabelValue(name, cr.Labels[name]); err != nil {
+			return fmt.Errorf("andon: EvaluatorOptions.Cord.Labels: %w", err)
 		}
 	}
 	for i, h := range cr.Hooks {

@@ -22,12 +22,12 @@ type ExportOptions struct {
 	// them.
 	Namespace, Subsystem string
 	// Matchers are label matchers added to every selector, such as
-	// {"job": "payment"} when several services export the same families.
-	// Each matches its value as it is, like the signal kinds and the
-	// breaker and line names of the conditions. The alerts, and the
-	// recording rules of a BurnRate, carry them as labels, so that
-	// services that export the same rules under different matchers have
-	// alerts and series of their own.
+	// {"job": "payment"} when several services export the same families;
+	// values must be valid UTF-8. Each matches its value as it is, like
+	// the signal kinds and the breaker and line names of the conditions.
+	// The alerts, and the recording rules of a BurnRate, carry them as
+	// labels, so that services that export the same rules under different
+	// matchers have alerts and series of their own.
 	Matchers map[string]string
 	// Interval is the group's evaluation interval. Zero leaves it to the
 	// Prometheus server's global setting.
@@ -88,6 +88,9 @@ func PrometheusRules(w io.Writer, group string, rules []Rule, opts ExportOptions
 	}
 	for _, k := range slices.Sorted(maps.Keys(opts.Matchers)) {
 		if err := checkLabelName(k); err != nil {
+			return fmt.Errorf("andon: ExportOptions.Matchers: %w", err)
+		}
+		if err := checkLabelValue(k, opts.Matchers[k]); err != nil {
 			return fmt.Errorf("andon: ExportOptions.Matchers: %w", err)
 		}
 	}

@@ -128,6 +128,7 @@ func TestPrometheusRulesOptions(t *testing.T) {
 		{"g", nil, andon.ExportOptions{Namespace: "shop:api"}, `ExportOptions.Namespace "shop:api" is not a valid metric name`},
 		{"g", nil, andon.ExportOptions{Subsystem: "a:b"}, `ExportOptions.Subsystem "a:b" is not a valid metric name`},
 		{"g", nil, andon.ExportOptions{Matchers: map[string]string{"1x": "y"}}, `ExportOptions.Matchers: name "1x" is not a valid label name`},
+		{"g", nil, andon.ExportOptions{Matchers: map[string]string{"job": "pay\xffment"}}, `ExportOptions.Matchers: value "pay\xffment" of label "job" is not valid UTF-8`},
 		{"g", []andon.Rule{rules[0], rules[0]}, andon.ExportOptions{}, `rule "Errors": Rule.Name is used by another rule`},
 		{"g", []andon.Rule{{Name: "X", Severity: andon.Page, Condition: rules[0].Condition, For: time.Microsecond}}, andon.ExportOptions{}, "For 1µs is not a whole number of milliseconds"},
 	} {

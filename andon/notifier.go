@@ -77,9 +77,12 @@ type NotifyOptions struct {
 	// inactive. Should the alert fire again before its resolution goes
 	// out, the resolution is out of date and is not sent: the new firing
 	// alert is, in its place (to a Refresher too, without waiting for
-	// ResendInterval), so that a receiver still holding the old one
-	// learns the new FiredAt, Alertmanager's startsAt, rather than keep
-	// the old. Zero means 256; otherwise from 1 to 1048576 (1<<20).
+	// ResendInterval), as Prometheus replaces a resolved alert that fires
+	// again, so that a receiver still holding the old one hears that it
+	// fires now. A webhook's receiver reads the new FiredAt as its
+	// startsAt; Alertmanager merges the alert into the firing one it
+	// holds and keeps that one's startsAt, until its endsAt has passed.
+	// Zero means 256; otherwise from 1 to 1048576 (1<<20).
 	QueueSize int
 	// Timeout bounds each Notify call; each retry has the whole of it
 	// again. A Webhook, which sends one request per alert name, gives it
@@ -324,8 +327,8 @@ func newDispatcher(ctx context.Context, n Notifier, t notifierTraits, opts Notif
 // as well as Resolved: the receiver holds the alert firing until it hears
 // of it. Should the alert fire again first, the resolution is out of
 // date and the new firing alert is queued in its place, to any notifier:
-// the receiver, which holds the old one, learns the new FiredAt. It
-// never blocks.
+// the receiver, which holds the old one, hears that it fires now (see
+// NotifyOptions.QueueSize). It never blocks.
 func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 	var dropped int
 	var names []string // of the alerts dropped, the first few

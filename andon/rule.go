@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/taipattern/taikit/internal/typednil"
 )
@@ -17,9 +18,9 @@ import (
 // For before the rule fires (Pending until then), and a firing rule keeps
 // firing for KeepFiringFor after the condition stops holding.
 type Rule struct {
-	// Name names the rule and is the "alertname" label. Required and
-	// unique within an evaluator; exported rules need it to be a valid
-	// Prometheus metric name ("HighFraudRate").
+	// Name names the rule and is the "alertname" label. Required, valid
+	// UTF-8 and unique within an evaluator; exported rules need it to be
+	// a valid Prometheus metric name ("HighFraudRate").
 	Name string
 	// Severity is Page, Ticket or Info. Required.
 	Severity Severity
@@ -39,7 +40,8 @@ type Rule struct {
 	// InsufficientData. Zero means any amount of data will do.
 	MinSamples uint64
 	// Labels are added to the alert's labels ("team": "payments"). Names
-	// must be valid Prometheus label names; "alertname" and "severity"
+	// must be valid Prometheus label names and values valid UTF-8, as
+	// Prometheus and Alertmanager require; "alertname" and "severity"
 	// are set by the rule. A label whose value is empty is no label, as
 	// in Prometheus and Alertmanager: the alert does not have it, and its
 	// Fingerprint is that of the labels that have values.
@@ -92,6 +94,9 @@ func (r *Rule) validate() error {
 	if r.Name == "" {
 		return errors.New("Rule.Name is empty")
 	}
+	if !utf8.ValidString(r.Name) {
+		return fmt.Errorf("Rule.Name %q is not valid UTF-8", r.Name)
+	}
 	if err := r.Severity.validate("Rule.Severity"); err != nil {
 		return err
 	}
@@ -123,6 +128,9 @@ func (r *Rule) validate() error {
 		if name == "alertname" || name == "severity" {
 			return fmt.Errorf("Rule.Labels: label %q is set by the rule; use Name or Severity", name)
 		}
+		if err := checkLabelValue(name, r.Labels[name]); err != nil {
+			return fmt.Errorf("Rule.Labels: %w", err)
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(r.Annotations)) {
 		if err := checkLabelName(name); err != nil {
@@ -142,6 +150,18 @@ func checkLabelName(name string) error {
 	}
 	if len(name) >= 2 && name[:2] == "__" {
 		return fmt.Errorf("name %q is reserved (it starts with __)", name)
+	}
+	return nil
+}
+
+// checkLabelValue reports a label value that is not valid UTF-8, as
+// Prometheus and Alertmanager refuse it. Encoded as JSON it would reach a
+// receiver with U+FFFD for each bad byte, under another fingerprint than
+// the alert's; and in the fingerprint, whose separator 0xff is no byte of
+// valid UTF-8, two label sets could share one.
+func checkLabelValue(name, value string) error {
+	if !utf8.ValidString(value) {
+		return fmt.Errorf("value %q of label %q is not valid UTF-8", value, name)
 	}
 	return nil
 }
