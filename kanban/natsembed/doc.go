@@ -22,4 +22,10 @@
 // Shutdown: a second server on the same StoreDir, in this process or
 // another, fails to start (ErrStoreInUse) instead of corrupting the store.
 // A Port in use fails Start at once, naming the address.
+//
+// JetStream keeps no more messages than Options.MaxMemory bytes in memory
+// and Options.MaxStore bytes in the StoreDir, and refuses writes past
+// them with an "insufficient resources" error. Left at 0 they are the
+// server's own defaults, 75% of the machine's memory and of the disk
+// space free at start: a service that shares its machine sets them.
 package natsembed

@@ -55,6 +55,34 @@ type Options struct {
 	// ReadyTimeout bounds the wait for the server to accept connections.
 	// 0 means 10s.
 	ReadyTimeout time.Duration
+	// MaxMemory bounds, in bytes, the messages JetStream keeps in memory:
+	// those of memory-stored streams, all streams together. It is not a
+	// bound on the memory the server uses as a whole (connections,
+	// buffers, the caches of file-stored streams). 0 means the server's
+	// own default, kept as it is: 75% of the machine's memory, or of
+	// GOMEMLIMIT when that is lower, as nats-server sets it when run on
+	// its own. Negative is an error. See MaxStore for what a stream
+	// that reaches the bound does.
+	MaxMemory int64
+	// MaxStore bounds, in bytes, the messages JetStream keeps in
+	// StoreDir, all file-stored streams together. 0 means the server's
+	// own default, kept as it is: 75% of the space free on StoreDir's
+	// file system when the server starts (plus 75% of what the store
+	// already holds), as nats-server sets it when run on its own: no
+	// fixed bound would suit both a test's server and a service's, and
+	// a bound set by default would start refusing the writes of a
+	// service whose store had grown past it. A service that shares its
+	// disk with other data sets it. Negative is an error.
+	//
+	// Once the streams of a storage hold its bound or more, JetStream
+	// refuses every write to them (the write that crosses the bound is
+	// stored): the publisher gets an "insufficient resources" error
+	// (jetstream.APIError with ErrorCode 10023), until messages are
+	// removed. A stream created with a MaxBytes larger than the room left
+	// is refused at creation. Restarting on a store that holds more than
+	// a lower MaxStore brings every stream back, and refuses writes until
+	// the store is below it.
+	MaxStore int64
 }
 
 // redacted stands for a token in what Options and Server print.
@@ -114,6 +142,10 @@ func (o Options) Validate() error {
 		return fmt.Errorf("natsembed: invalid Port %d: must be between 0 and 65535", o.Port)
 	case o.ReadyTimeout < 0:
 		return fmt.Errorf("natsembed: invalid ReadyTimeout %v: must not be negative", o.ReadyTimeout)
+	case o.MaxMemory < 0:
+		return fmt.Errorf("natsembed: invalid MaxMemory %d: must not be negative", o.MaxMemory)
+	case o.MaxStore < 0:
+		return fmt.Errorf("natsembed: invalid MaxStore %d: must not be negative", o.MaxStore)
 	case len(o.Token) > MaxTokenLen:
 		return fmt.Errorf("natsembed: invalid Token: %d bytes long, more than %d", len(o.Token), MaxTokenLen)
 	case !utf8.ValidString(o.Token):
@@ -190,15 +222,17 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	sopts := &server.Options{
-		ServerName:    "natsembed",
-		Host:          "127.0.0.1",
-		Port:          opts.Port,
-		JetStream:     true,
-		StoreDir:      s.storeDir,
-		NoSigs:        true,
-		NoLog:         opts.Logger == nil,
-		DontListen:    opts.InProcess,
-		Authorization: s.token,
+		ServerName:         "natsembed",
+		Host:               "127.0.0.1",
+		Port:               opts.Port,
+		JetStream:          true,
+		StoreDir:           s.storeDir,
+		JetStreamMaxMemory: opts.MaxMemory, // 0: the server's default (see Options)
+		JetStreamMaxStore:  opts.MaxStore,
+		NoSigs:             true,
+		NoLog:              opts.Logger == nil,
+		DontListen:         opts.InProcess,
+		Authorization:      s.token,
 	}
 	if opts.Port == 0 {
 		sopts.Port = server.RANDOM_PORT

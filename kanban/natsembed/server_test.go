@@ -161,6 +161,8 @@ func TestOptionsValidate(t *testing.T) {
 		{natsembed.Options{Port: -1}, "natsembed: invalid Port -1"},
 		{natsembed.Options{Port: 70000}, "natsembed: invalid Port 70000"},
 		{natsembed.Options{ReadyTimeout: -1}, "natsembed: invalid ReadyTimeout -1ns"},
+		{natsembed.Options{MaxMemory: -1}, "natsembed: invalid MaxMemory -1: must not be negative"},
+		{natsembed.Options{MaxStore: -1 << 20}, "natsembed: invalid MaxStore -1048576: must not be negative"},
 	}
 	for _, tc := range tests {
 		_, err := natsembed.Start(context.Background(), tc.opts)

@@ -79,14 +79,15 @@
 // before, sent without waiting, are confirmed as Consume returns: it
 // acknowledges once more a message it acknowledged, which changes
 // nothing, and waits for the answer, which the server sends only once it
-// has taken every settlement the connection sent before. So a server
-// stopped right after the consumer (a service shutting down with its
-// embedded server) delivers the messages handed back at once when it
-// starts again, not once their leases have run out, and not again those
-// handled before the stop or during the drain. A consumer that
-// acknowledged no message (every handler failing) has none to confirm
-// its retries with: a retry lost so is delivered once its lease has run
-// out, not after its back-off.
+// has taken every settlement the connection sent before. A consumer that
+// has acknowledged no message yet (every handler failing) sends its
+// retries with a reply subject instead, without waiting for the answers
+// while it runs, and Consume waits for the answer to the last one. So a
+// server stopped right after the consumer (a service shutting down with
+// its embedded server) delivers the messages handed back at once when it
+// starts again, and those retried after their back-off, not once their
+// leases have run out, and not again those handled before the stop or
+// during the drain.
 //
 // What an answer confirms depends on the durable's replicas. With one, the
 // consumer has taken the settlement into its state, which the server

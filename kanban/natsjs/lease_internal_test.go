@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -13,12 +14,17 @@ import (
 	"github.com/taipattern/taikit/kanban/natsembed"
 )
 
-// settledMsg is a delivered message that records how it was settled.
+// settledMsg is a delivered message that records how it was settled
+// through its methods; what is sent to its reply subject goes to the
+// server.
 type settledMsg struct {
 	jetstream.Msg // the methods not overridden are not called
+	reply         string
 	settled       []string
 	delays        []time.Duration
 }
+
+func (m *settledMsg) Reply() string { return m.reply }
 
 func (m *settledMsg) Data() []byte         { return []byte("1") }
 func (m *settledMsg) Headers() nats.Header { return nats.Header{HeaderID: {"m"}} }
@@ -37,23 +43,37 @@ func (m *settledMsg) NakWithDelay(d time.Duration) error {
 // cannot be stored (its stream gone, a payload too large with the
 // dead-letter headers) is handed back after a wait that grows with its
 // deliveries, not at once: the consumer would take it straight back,
-// fail again and spin, logging each turn.
+// fail again and spin, logging each turn. The consumer has acknowledged
+// no message, so the negative acknowledgement asks for an answer (see
+// retry): it is read where the server would take it.
 func TestDeadLetterFailureHandsBackWithADelay(t *testing.T) {
 	nc := inProcessConn(t)
 	ctx := context.Background()
 	q, err := New[int](ctx, nc, Options{Stream: "NODLQ"})
 	require.NoError(t, err)
 	require.NoError(t, q.js.DeleteStream(ctx, "NODLQ_DLQ"))
+	acks, err := nc.SubscribeSync("SETTLED.m")
+	require.NoError(t, err)
 
 	var delays []time.Duration
 	for _, attempts := range []int{1, 2, 1000} {
-		m := &settledMsg{}
-		err := (&lease[int]{s: &source[int]{q: q}, m: m, attempt: attempts}).DeadLetter(ctx, "no", attempts)
+		m := &settledMsg{reply: "SETTLED.m"}
+		src := &source[int]{q: q}
+		err := (&lease[int]{s: src, m: m, attempt: attempts}).DeadLetter(ctx, "no", attempts)
 		require.Error(t, err)
-		assert.Equal(t, []string{"nak with delay"}, m.settled, "after %d attempts", attempts)
-		require.Len(t, m.delays, 1)
-		delays = append(delays, m.delays[0])
+		assert.Empty(t, m.settled, "after %d attempts", attempts)
+		nak, err := acks.NextMsg(5 * time.Second)
+		require.NoError(t, err, "after %d attempts", attempts)
+		assert.NotEmpty(t, nak.Reply, "an answer is asked for")
+		var d time.Duration
+		_, err = fmt.Sscanf(string(nak.Data), `-NAK {"delay": %d}`, &d)
+		require.NoError(t, err, "%q", nak.Data)
+		delays = append(delays, d)
+		require.NotNil(t, src.sent.answers)
+		require.NoError(t, src.sent.answers.Unsubscribe()) // as Consume would
 	}
+	_, err = acks.NextMsg(10 * time.Millisecond)
+	assert.ErrorIs(t, err, nats.ErrTimeout, "one settlement each")
 	assert.Greater(t, delays[0], time.Duration(0))
 	assert.Less(t, delays[0], delays[1])
 	assert.LessOrEqual(t, delays[2], maxRetryWait)

@@ -523,13 +523,13 @@ func (l *lease[T]) Ack(ctx context.Context) error {
 // Retry hands the message back to be delivered again after delay. While
 // the consumer stops, it waits, up to PublishTimeout, for the server to
 // have taken it (see confirm); before, it does not, and Consume confirms
-// it as it returns (see confirmSent).
+// it as it returns (see retry and confirmSent).
 func (l *lease[T]) Retry(ctx context.Context, delay time.Duration) error {
 	delay = max(delay, nakNow)
 	if l.s.stopping() {
 		return l.s.confirm(ctx, l.m, nakBody(delay), "retrying")
 	}
-	return l.s.sent.add(l.m, l.m.NakWithDelay(delay), false)
+	return l.s.retry(l.m, delay)
 }
 
 // Release hands the message back to be delivered again at once. It does
