@@ -46,9 +46,10 @@
 // (or a double, for a scored rule) fails when the set is compiled, never
 // at evaluation, with a [*CompileError] naming the rule, the line of its
 // expression (or of its reason, for an error in a {{expr}}) in the rule
-// file, and the line:column in the expression of an error inside it (a
-// result of the wrong type is about the expression as a whole, and has
-// none). So does a constant CEL folds when the set compiles and cannot:
+// file (for one a rule takes through a YAML merge key, <<: *base, the
+// line where the merged mapping has it), and the line:column in the
+// expression of an error inside it (a result of the wrong type is about
+// the expression as a whole, and has none). So does a constant CEL folds when the set compiles and cannot:
 // a regular expression that does not compile (payload.ID.matches('[')),
 // a duration, timestamp or number that does not convert
 // (duration('1x')), located at the call.
@@ -107,7 +108,11 @@
 // as long as the product of their inputs' lengths (a field replaced
 // into itself), first work out the length of their result and stop
 // the evaluation the same way, before writing it, when that length
-// alone costs more than the limit.
+// alone costs more than the limit. So does string.format, which writes
+// a list as many times as its arguments hold it ("%s".format([[s, s,
+// s]]), a list of such lists): it counts the strings and bytes it would
+// write, with the brackets and separators of its lists and maps, and
+// stops the evaluation when that count alone costs more than the limit.
 //
 // Evaluate stops a comprehension when its ctx ends, within a hundred
 // iterations: the *RuleError names the rule and wraps ctx's error

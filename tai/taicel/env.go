@@ -334,7 +334,10 @@ type CompileError struct {
 	// FileLine is the line of the rule's expression in the rule file it
 	// was parsed from or, when Reason is set, the line of the reason (of
 	// the {{expr}} in error, in a literal block); zero when it was not
-	// parsed from a file.
+	// parsed from a file. A rule that takes its expr or its reason from
+	// another mapping through a YAML merge key (<<: *base) is located
+	// where that mapping has it, the text in error, which every rule
+	// merging it shares.
 	FileLine int
 	// Reason reports that the error is in a {{expr}} of the rule's
 	// Reason, not in its Expr.

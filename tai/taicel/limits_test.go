@@ -336,3 +336,66 @@ func TestCostLimitStopsAReplaceOrAJoinBeforeItWrites(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "a+b+é .a.-.b.-.é. ab-é a-b-é a=b=é abé a, b, é ", d.Reason)
 }
+
+func TestCostLimitStopsAFormatBeforeItWrites(t *testing.T) {
+	// string.format writes each of its arguments, and a list as each of
+	// its items: a list that holds one string many times is written as
+	// many times as it holds it. CEL counts what format writes only once
+	// it is written, so a field of 300,000 characters in a list of 300
+	// made a string of 90 MB before the evaluation stopped.
+	long := strings.Repeat("D", 300_000)
+	times := func(x string, n int) string { return strings.TrimSuffix(strings.Repeat(x+", ", n), ", ") }
+	env := listEnv(t, 0, 0)
+	for _, expr := range []string{
+		`"%s".format([[` + times("payload.Country", 300) + `]]).size() > 0`,
+		`[[` + times("payload.Country", 10) + `]].map(l, "%s".format([[` + times("l", 10) + `]]))[0].size() > 0`,
+		`[[` + times("payload.Country", 10) + `]].map(l, "` + strings.Repeat("%s", 10) + `".format([` + times("l", 10) + `]))[0].size() > 0`,
+		`[[` + times("payload.Country", 10) + `]].map(l, "%s".format([{"a": [` + times("l", 10) + `]}]))[0].size() > 0`,
+		`[[` + times("payload.Country", 10) + `]].map(l, "%s".format([{payload.Country: l, "k": [` + times("l", 10) + `]}]))[0].size() > 0`,
+		`"%x".format([payload.Country]).size() > 0`,
+		// A list of two of a list of two of ...: 2^23 copies of "x"
+		// within 2^23 - 1 lists, for a cost of 23 maps of one element.
+		`"%s".format(["x"]` + strings.Repeat(".map(x, [x, x])", 23) + `).size() > 0`,
+	} {
+		t.Run(expr[:min(len(expr), 60)], func(t *testing.T) {
+			set := compileRules(t, env, taicel.Rule{Name: "grow", Verdict: tai.Deny, Expr: expr})
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := set.Evaluate(t.Context(), signal(Payment{Country: long}))
+			runtime.ReadMemStats(&after)
+			require.ErrorIs(t, err, taicel.ErrCostLimit)
+			assert.ErrorContains(t, err, "would write a string costing more than")
+			assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "bytes allocated")
+		})
+	}
+
+	// A format is refused only when what it would write is sure to cost
+	// more than the limit: a character takes at most four bytes, and 100
+	// of four bytes cost 100. Within the limit, the evaluation goes on
+	// and CEL counts what it wrote.
+	small := listEnv(t, 0, 100)
+	set := compileRules(t, small, taicel.Rule{Name: "r", Verdict: tai.Deny, Expr: `"%s".format([payload.Country]).size() > 0`})
+	_, err := set.Evaluate(t.Context(), signal(Payment{Country: strings.Repeat("😀", 100)}))
+	require.ErrorIs(t, err, taicel.ErrCostLimit)
+	assert.ErrorContains(t, err, "the evaluation costs more than 100")
+	_, err = set.Evaluate(t.Context(), signal(Payment{Country: strings.Repeat("😀", 101)}))
+	require.ErrorIs(t, err, taicel.ErrCostLimit)
+	assert.ErrorContains(t, err, "would write a string costing more than 100")
+
+	// Within the limit, it writes what the strings extension does, and
+	// fails as it does.
+	set = compileRules(t, env, taicel.Rule{Name: "r", Verdict: tai.Deny, Expr: `true`, Reason: strings.Join([]string{
+		`{{"%s|%d|%x|%X|%%|%.2f|%b|%o|%e".format([payload.Country, 42, payload.Country, 255, 1.5, 5, 8, 1000.0])}}`,
+		`{{"%s".format([[payload.Country, [1, 2u], {"b": 2.5, "a": [true, null]}, b"xy"]])}}`,
+		`{{"no clause".format([])}}`,
+	}, " ")})
+	d, err := set.Evaluate(t.Context(), signal(Payment{Country: "DE"}))
+	require.NoError(t, err)
+	assert.Equal(t, `DE|42|4445|FF|%|1.50|101|10|1.000000e+03 [DE, [1, 2], {a: [true, null], b: 2.5}, xy] no clause`, d.Reason)
+	for _, format := range []string{"%s %s", "%d", "%", "%q", "%.f"} {
+		set := compileRules(t, env, taicel.Rule{Name: "bad", Verdict: tai.Deny, Expr: `payload.Currency.format([payload.Country]).size() > 0`})
+		_, err := set.Evaluate(t.Context(), signal(Payment{Country: "DE", Currency: format}))
+		require.Error(t, err, format)
+		assert.NotErrorIs(t, err, taicel.ErrCostLimit, format)
+	}
+}

@@ -386,7 +386,7 @@ func locateExprs(root *yaml.Node, rules []Rule) {
 			return
 		}
 		rules[i].start = item.Line
-		if v := mappingValue(item, "expr"); v != nil {
+		if v := ruleValue(item, "expr"); v != nil {
 			rules[i].line, rules[i].column = v.Line, v.Column
 			// A block scalar (| or >) starts on the line after its
 			// indicator.
@@ -394,7 +394,7 @@ func locateExprs(root *yaml.Node, rules []Rule) {
 				rules[i].line, rules[i].column = v.Line+1, 0
 			}
 		}
-		if v := mappingValue(item, "reason"); v != nil {
+		if v := ruleValue(item, "reason"); v != nil {
 			rules[i].reasonLine = v.Line
 			if v.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
 				rules[i].reasonLine = v.Line + 1
@@ -403,6 +403,43 @@ func locateExprs(root *yaml.Node, rules []Rule) {
 		}
 		i++
 	}
+}
+
+// ruleValue returns the value of key in the rule item, a mapping, as
+// the decoder reads it: a key of the mapping itself or else, through its
+// merge key (<<: *base, <<: [*a, *b]), the value the first of the
+// merged mappings has, followed through their own merge keys. So a rule
+// that takes its expr or its reason from another mapping is located
+// where that mapping has it: the text in error is there, and the
+// line:column of an error within it counts from there. Parse locates
+// rules once the decoder has read them, which refuses an alias within
+// its own anchor: a merge cannot lead back to where it began.
+func ruleValue(item *yaml.Node, key string) *yaml.Node {
+	item = resolveAlias(item)
+	if item.Kind != yaml.MappingNode {
+		return nil
+	}
+	var merged *yaml.Node
+	for i := 0; i+1 < len(item.Content); i += 2 {
+		switch k := item.Content[i]; {
+		case k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge":
+			merged = resolveAlias(item.Content[i+1])
+		case k.Value == key:
+			return item.Content[i+1]
+		}
+	}
+	switch {
+	case merged == nil:
+		return nil
+	case merged.Kind == yaml.SequenceNode:
+		for _, m := range merged.Content {
+			if v := ruleValue(m, key); v != nil {
+				return v
+			}
+		}
+		return nil
+	}
+	return ruleValue(merged, key)
 }
 
 // emptySetItem returns an error naming the first item of a set, in the

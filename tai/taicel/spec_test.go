@@ -313,6 +313,50 @@ func TestReasonCompileErrorFileLine(t *testing.T) {
 	}
 }
 
+// A rule can take its expr or its reason from another mapping of the
+// file through a YAML merge key (<<: *base). Its compile errors named no
+// line: the rule's own mapping has no expr or reason to locate. They
+// name the line where the merged mapping has it, where the text in
+// error is, so that the line:column within the expression finds it.
+func TestCompileErrorFileLineThroughAMergeKey(t *testing.T) {
+	env, err := taicel.NewEnv(taicel.Options[Order]{})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name, in string
+		line     int
+		reason   bool
+	}{
+		{"a rule's", "version: 1\nrules:\n  - &risk\n    name: risk\n    weight: 1\n    expr: payload.Total / 100.0\n" +
+			"  - <<: *risk\n    name: bad\n    weight: 0\n    verdict: deny\n", 6, false},
+		{"a flow mapping's", "version: 1\nrules:\n  - name: ok\n    <<: &base {weight: 1, expr: 'payload.Totl > 1.0'}\n    expr: payload.Total > 1.0\n" +
+			"  - name: bad\n    <<: *base\n", 4, false},
+		{"a block", "version: 1\nrules:\n  - name: ok\n    <<: &base\n      weight: 1\n      expr: |\n        payload.Total > 1.0 &&\n          payload.Itms > 2\n    expr: 'true'\n" +
+			"  - name: bad\n    <<: *base\n", 7, false},
+		{"the first of a list", "version: 1\nrules:\n  - name: ok\n    <<: &a {weight: 1, expr: 'payload.Totl > 1.0'}\n    expr: 'true'\n" +
+			"  - name: ok2\n    <<: &b {weight: 1, expr: 'payload.Total > 1.0'}\n" +
+			"  - name: bad\n    <<: [*a, *b]\n", 4, false},
+		{"a merge within the merged", "version: 1\nrules:\n  - name: ok\n    <<: &inner {expr: 'payload.Totl > 1.0'}\n    weight: 1\n    expr: 'true'\n" +
+			"  - name: ok2\n    <<: &outer {<<: *inner, weight: 1}\n    expr: 'true'\n" +
+			"  - name: bad\n    <<: *outer\n", 4, false},
+		{"the rule's own beside a merged", "version: 1\nrules:\n  - name: ok\n    <<: &base {weight: 1, expr: 'true'}\n" +
+			"  - name: bad\n    <<: *base\n    expr: payload.Totl > 1.0\n", 7, false},
+		{"a reason", "version: 1\nrules:\n  - name: ok\n    <<: &why {reason: 'total {{payload.Totl}}'}\n    weight: 1\n    expr: 'true'\n    reason: total\n" +
+			"  - name: bad\n    <<: *why\n    weight: 1\n    expr: 'true'\n", 4, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, err := taicel.Parse([]byte(tc.in))
+			require.NoError(t, err)
+			_, err = env.Compile(spec)
+			var ce *taicel.CompileError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, "bad", ce.Rule)
+			assert.Equal(t, tc.reason, ce.Reason)
+			assert.Equal(t, tc.line, ce.FileLine)
+			assert.Contains(t, err.Error(), fmt.Sprintf("(file line %d)", tc.line))
+		})
+	}
+}
+
 // Of several invalid set names, Compile names the first in name order,
 // the same one each time: the sets are a map, and the error named
 // whichever its iteration met first.
