@@ -99,7 +99,7 @@ func (t *inFlightTracer) Start(ctx context.Context, info tai.SpanInfo) (context.
 // flightOf returns the in-flight gauge of kind: that of OverflowKind for
 // a kind past MetricsOptions.MaxKinds, as Observe counts it.
 func (m *Metrics) flightOf(kind string) *flight {
-	k := m.kindOf(*m.kinds.Load(), kind)
+	k := m.kindOf(kind)
 	if f := k.flight.Load(); f != nil {
 		return f
 	}

@@ -3,9 +3,11 @@ package kaizenprom_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -164,4 +166,107 @@ func TestMetricsMaxPoliciesDefaultAndValidation(t *testing.T) {
 	assert.True(t, policies[kaizenprom.OverflowPolicy])
 	assert.Equal(t, float64(1000-kaizenprom.DefaultMaxPolicies),
 		counterValue(t, reg, "taikit_decisions_total", map[string]string{"kind": "k", "policy": kaizenprom.OverflowPolicy, "verdict": "allow"}))
+}
+
+// TestMetricsKindsSharingALabelShareASlot: kinds that are not valid
+// UTF-8 and clean to the same label value ("x\xff" and "x\xfe" both to
+// "x\uFFFD", as does "x\uFFFD" itself) count in one series, so they
+// take one of the MaxKinds slots, and a further kind still has series of
+// its own. Each took a slot, and pushed the next kind into OverflowKind.
+// The same holds for policies: "" is labelled "unnamed", and shares the
+// slot of a policy named so.
+func TestMetricsKindsSharingALabelShareASlot(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{MaxKinds: 2, MaxPolicies: 2})
+	require.NoError(t, err)
+	tracer := m.Tracer(nil)
+	for _, kind := range []string{"x\xff", "x\xfe", "x\uFFFD", "b"} {
+		for _, policy := range []string{"", "unnamed", "p\xff", "p\xfe", "q"} {
+			_, span := tracer.Start(context.Background(), tai.SpanInfo{Stage: tai.StageSignal, Kind: kind})
+			defer span.End(nil)
+			m.Observe(context.Background(), tai.Record{Kind: kind, Outcome: tai.Succeeded,
+				Decision: tai.Decision{Verdict: tai.Allow, Policy: policy}})
+		}
+	}
+	want := map[string]bool{"x\uFFFD": true, "b": true}
+	for _, name := range []string{"taikit_signals_total", "taikit_decisions_total", "taikit_signal_duration_seconds", "taikit_signals_in_flight"} {
+		assert.Equal(t, want, kindsOf(t, reg, name), name)
+	}
+	ok := map[string]string{"outcome": "succeeded"}
+	ok["kind"] = "x\uFFFD"
+	assert.Equal(t, 15.0, counterValue(t, reg, "taikit_signals_total", ok))
+	ok["kind"] = "b"
+	assert.Equal(t, 5.0, counterValue(t, reg, "taikit_signals_total", ok))
+	for kind, n := range map[string]float64{"x\uFFFD": 3, "b": 1} {
+		assert.Equal(t, map[string]bool{"unnamed": true, "p\uFFFD": true, kaizenprom.OverflowPolicy: true}, policiesOf(t, reg, kind), kind)
+		decisions := func(policy string) float64 {
+			return counterValue(t, reg, "taikit_decisions_total", map[string]string{"kind": kind, "policy": policy, "verdict": "allow"})
+		}
+		assert.Equal(t, 2*n, decisions("unnamed"), kind)
+		assert.Equal(t, 2*n, decisions("p\uFFFD"), kind)
+		assert.Equal(t, n, decisions(kaizenprom.OverflowPolicy), kind, "q")
+	}
+}
+
+// TestMetricsKindsConcurrently: signals of many kinds, some not valid
+// UTF-8 and sharing a label value, observed and traced from many
+// goroutines at once, are each counted once, and the kinds stay within
+// MaxKinds and OverflowKind.
+func TestMetricsKindsConcurrently(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{MaxKinds: 3, MaxPolicies: 2})
+	require.NoError(t, err)
+	tracer := m.Tracer(nil)
+	kinds := []string{"a", "b\xff", "b\xfe", "b\uFFFD", "c", "d\xff", "d\xfe", "e", kaizenprom.OverflowKind}
+	policies := []string{"", "unnamed", "p\xff", "p\xfe", "q"}
+	const goroutines, each = 8, 200
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				kind := kinds[(g+i)%len(kinds)]
+				_, span := tracer.Start(context.Background(), tai.SpanInfo{Stage: tai.StageSignal, Kind: kind})
+				m.Observe(context.Background(), tai.Record{Kind: kind, Outcome: tai.Succeeded,
+					Decision: tai.Decision{Verdict: tai.Allow, Policy: policies[i%len(policies)]}})
+				span.End(nil)
+			}
+		})
+	}
+	wg.Wait()
+	got := kindsOf(t, reg, "taikit_signals_total")
+	assert.LessOrEqual(t, len(got), 4, "MaxKinds label values and OverflowKind: %v", got)
+	var signals, decisions, inFlight float64
+	for _, mf := range mustGather(t, reg) {
+		for _, s := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "taikit_signals_total":
+				signals += s.GetCounter().GetValue()
+			case "taikit_decisions_total":
+				decisions += s.GetCounter().GetValue()
+			case "taikit_signals_in_flight":
+				inFlight += s.GetGauge().GetValue()
+			}
+		}
+	}
+	assert.Equal(t, float64(goroutines*each), signals)
+	assert.Equal(t, float64(goroutines*each), decisions)
+	assert.Zero(t, inFlight)
+}
+
+func mustGather(t *testing.T, g prometheus.Gatherer) []*dto.MetricFamily {
+	t.Helper()
+	mfs, err := g.Gather()
+	require.NoError(t, err)
+	return mfs
+}
+
+// TestMetricsInvalidUTF8KindAllocatesNothing: a kind and a policy name
+// that are not valid UTF-8 are kept by name once seen, so a signal of
+// them is counted without cleaning them again.
+func TestMetricsInvalidUTF8KindAllocatesNothing(t *testing.T) {
+	m, err := kaizenprom.NewMetrics(prometheus.NewRegistry(), kaizenprom.MetricsOptions{})
+	require.NoError(t, err)
+	r := tai.Record{Kind: "k\xff", Outcome: tai.Succeeded, Decision: tai.Decision{Verdict: tai.Allow, Policy: "p\xff"}}
+	m.Observe(context.Background(), r)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { m.Observe(context.Background(), r) }))
 }

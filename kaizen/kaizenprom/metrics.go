@@ -115,8 +115,11 @@ type MetricsOptions struct {
 	// in-flight gauge too), under the kind OverflowKind, whose series
 	// appear with the first of them: a sum over kinds still counts every
 	// signal, and a series of OverflowKind above zero says the limit was
-	// reached. The first kinds seen keep their series. Zero means
-	// DefaultMaxKinds; it must not be negative.
+	// reached. The first kinds seen keep their series. Kinds are
+	// counted by their label value: kinds that are not valid UTF-8 and
+	// clean to the same value (see Metrics) share its series and take
+	// one of the MaxKinds. Zero means DefaultMaxKinds; it must not be
+	// negative.
 	MaxKinds int
 	// MaxPolicies bounds the number of policy names decisions_total
 	// labels the decisions of each kind with, each name taking three
@@ -127,8 +130,10 @@ type MetricsOptions struct {
 	// whose series appear with the first of them: a sum over policies
 	// still counts every decision, and a series of OverflowPolicy above
 	// zero says the limit was reached. The first policies seen keep
-	// their series. Zero means DefaultMaxPolicies; it must not be
-	// negative.
+	// their series. Policies are counted by their label value, as kinds
+	// are: "" and "unnamed" take one of the MaxPolicies, as do names
+	// that clean to the same value. Zero means DefaultMaxPolicies; it
+	// must not be negative.
 	MaxPolicies int
 }
 
@@ -143,7 +148,9 @@ type MetricsOptions struct {
 //
 // Labels take only bounded values: the signal's Kind, the Outcome, the
 // deciding policy's name ("unnamed" when it has none), the Verdict and the
-// Stage. Never a signal ID or Key. Kinds and policy names come from code,
+// Stage. Never a signal ID or Key. A kind or policy name that is not
+// valid UTF-8, which Prometheus refuses, is labelled with U+FFFD in place
+// of its bad bytes. Kinds and policy names come from code,
 // so their number is small; a service must not make them from user input.
 // Should it do so, MetricsOptions.MaxKinds bounds the kinds, and the
 // signals of the kinds past it are counted under OverflowKind;
@@ -170,7 +177,9 @@ type MetricsOptions struct {
 //
 // Observe allocates nothing unless the signal is sampled (its exemplar
 // allocates): the series of a kind are created once, on its first signal,
-// and kept in a copy-on-write map.
+// and kept in a copy-on-write map. (A kind or policy name that is not
+// valid UTF-8 is kept there too, MaxKinds of them, and MaxPolicies of
+// each kind; one past them is cleaned at each signal, which allocates.)
 //
 // Make a Metrics with NewMetrics. The zero Metrics, which has no families,
 // counts nothing: its Observe does nothing, and its Tracer (as that of a
@@ -184,14 +193,9 @@ type Metrics struct {
 	exemplars bool
 	stages    bool
 
-	mu          sync.Mutex // serializes the writers of kinds and of their flights
-	kinds       atomic.Pointer[map[string]*kindMetrics]
-	maxKinds    int
+	mu          sync.Mutex // serializes the writers of the kinds' flights
+	kinds       labelSet[kindMetrics]
 	maxPolicies int
-	// overflow holds the series of OverflowKind, once a kind past
-	// maxKinds is seen; they are in no map, which holds maxKinds kinds
-	// at most.
-	overflow atomic.Pointer[kindMetrics]
 }
 
 type kindMetrics struct {
@@ -199,13 +203,8 @@ type kindMetrics struct {
 	outcomes  [numOutcomes]prometheus.Counter
 	durations [numOutcomes]prometheus.Observer
 	stages    [tai.StageAction + 1]prometheus.Observer // gate, policy and action; the signal's slot stays nil
-	policies  atomic.Pointer[map[string]*[tai.Deny + 1]prometheus.Counter]
+	policies  labelSet[[tai.Deny + 1]prometheus.Counter]
 	decisions *prometheus.CounterVec
-	// maxPolicies bounds the names in policies; overflow holds the
-	// counters of OverflowPolicy, once a policy past it is seen.
-	maxPolicies int
-	overflow    atomic.Pointer[[tai.Deny + 1]prometheus.Counter]
-	mu          sync.Mutex // serializes the writers of policies
 	// flight is the kind's in-flight gauge, made at its first signal
 	// traced (Metrics.Tracer): without a tracer the gauge has no series.
 	flight atomic.Pointer[flight]
@@ -280,7 +279,7 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 		return nil, fmt.Errorf("kaizenprom: MetricsOptions.MaxPolicies %d is negative", opts.MaxPolicies)
 	}
 
-	m := &Metrics{exemplars: !opts.NoExemplars, stages: !opts.NoStages, maxKinds: maxKinds, maxPolicies: maxPolicies}
+	m := &Metrics{exemplars: !opts.NoExemplars, stages: !opts.NoStages, maxPolicies: maxPolicies}
 	// A family that fails to register unregisters those this call added,
 	// so a failed call leaves reg as it was and a corrected one can follow.
 	var added []prometheus.Collector
@@ -332,8 +331,7 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 	if err != nil {
 		return fail(err)
 	}
-	empty := map[string]*kindMetrics{}
-	m.kinds.Store(&empty)
+	m.kinds.init(maxKinds)
 	return m, nil
 }
 
@@ -343,11 +341,10 @@ func (m *Metrics) ObservesStages() bool { return m.stages }
 
 // Observe counts the signal, its decision and its stage durations.
 func (m *Metrics) Observe(_ context.Context, r tai.Record) {
-	kinds := m.kinds.Load()
-	if kinds == nil {
+	if m.kinds.table.Load() == nil {
 		return // the zero Metrics: no families to count in
 	}
-	k := m.kindOf(*kinds, r.Kind)
+	k := m.kindOf(r.Kind)
 	if m.exemplars && r.Span.Sampled && r.Span.TraceID.IsValid() {
 		m.observeExemplar(k, &r)
 		return
@@ -408,52 +405,16 @@ func (k *kindMetrics) observeStages(r *tai.Record) {
 	}
 }
 
-// kindOf returns the series of kind, found in kinds (those of m, loaded),
-// or made; those of OverflowKind once m has series for MaxKinds kinds.
-func (m *Metrics) kindOf(kinds map[string]*kindMetrics, kind string) *kindMetrics {
-	if k := kinds[kind]; k != nil {
-		return k
-	}
-	if o := m.overflow.Load(); o != nil && len(kinds) >= m.maxKinds {
-		return o // without the lock: a flood of kinds does not contend on it
-	}
-	return m.addKind(kind)
-}
-
-func (m *Metrics) addKind(kind string) *kindMetrics {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	old := *m.kinds.Load()
-	if k := old[kind]; k != nil {
-		return k
-	}
-	if len(old) >= m.maxKinds {
-		if o := m.overflow.Load(); o != nil {
-			return o
-		}
-		// A kind named OverflowKind has its series already: they are
-		// the overflow's, policies included, so that the label has
-		// MaxPolicies policies as any kind has, not twice as many.
-		o := old[OverflowKind]
-		if o == nil {
-			o = m.newKind(OverflowKind)
-		}
-		m.overflow.Store(o)
-		return o
-	}
-	k := m.newKind(labelValue(kind))
-	next := make(map[string]*kindMetrics, len(old)+1)
-	for name, v := range old {
-		next[name] = v
-	}
-	next[kind] = k
-	m.kinds.Store(&next)
-	return k
+// kindOf returns the series of kind, found or made: those of its label
+// value, which kinds that clean to the same value share; those of
+// OverflowKind once m has series for MaxKinds label values.
+func (m *Metrics) kindOf(kind string) *kindMetrics {
+	return m.kinds.get(kind, labelValue, OverflowKind, m.newKind)
 }
 
 // newKind makes the series of the kind label value label.
 func (m *Metrics) newKind(label string) *kindMetrics {
-	k := &kindMetrics{kind: label, decisions: m.decisions, maxPolicies: m.maxPolicies}
+	k := &kindMetrics{kind: label, decisions: m.decisions}
 	for _, o := range tai.Outcomes() {
 		k.outcomes[o] = m.signals.WithLabelValues(label, o.String())
 		k.durations[o] = m.durations.WithLabelValues(label, o.String())
@@ -463,8 +424,7 @@ func (m *Metrics) newKind(label string) *kindMetrics {
 			k.stages[st] = m.stageDurs.WithLabelValues(label, st.String())
 		}
 	}
-	noPolicies := map[string]*[tai.Deny + 1]prometheus.Counter{}
-	k.policies.Store(&noPolicies)
+	k.policies.init(m.maxPolicies)
 	return k
 }
 
@@ -495,47 +455,20 @@ func seconds(d time.Duration) float64 { return max(d, 0).Seconds() }
 // replaced by U+FFFD.
 func labelValue(s string) string { return utf8text.Clean(s) }
 
-// policy returns the decision counters of a policy, indexed by Verdict;
-// those of OverflowPolicy once the kind has counters for MaxPolicies
-// policies.
+// policy returns the decision counters of a policy, indexed by Verdict:
+// those of its label value, which policies that clean to the same value
+// share ("" is "unnamed"); those of OverflowPolicy once the kind has
+// counters for MaxPolicies label values.
 func (k *kindMetrics) policy(name string) *[tai.Deny + 1]prometheus.Counter {
-	policies := *k.policies.Load()
-	if c := policies[name]; c != nil {
-		return c
-	}
-	if o := k.overflow.Load(); o != nil && len(policies) >= k.maxPolicies {
-		return o // without the lock: a flood of names does not contend on it
-	}
-	return k.addPolicy(name)
+	return k.policies.get(name, policyLabel, OverflowPolicy, k.policyCounters)
 }
 
-func (k *kindMetrics) addPolicy(name string) *[tai.Deny + 1]prometheus.Counter {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	old := *k.policies.Load()
-	if c := old[name]; c != nil {
-		return c
+// policyLabel is the label value of the policy named name.
+func policyLabel(name string) string {
+	if name == "" {
+		return "unnamed"
 	}
-	if len(old) >= k.maxPolicies {
-		if o := k.overflow.Load(); o != nil {
-			return o
-		}
-		o := k.policyCounters(OverflowPolicy)
-		k.overflow.Store(o)
-		return o
-	}
-	label := labelValue(name)
-	if label == "" {
-		label = "unnamed"
-	}
-	c := k.policyCounters(label)
-	next := make(map[string]*[tai.Deny + 1]prometheus.Counter, len(old)+1)
-	for n, v := range old {
-		next[n] = v
-	}
-	next[name] = c
-	k.policies.Store(&next)
-	return c
+	return labelValue(name)
 }
 
 // policyCounters makes the decision counters of the policy label value

@@ -24,8 +24,8 @@ type metricsModel struct {
 	maxKinds, maxPolicies int
 	stages                bool
 
-	kinds    []string            // the kinds with series of their own, as seen
-	policies map[string][]string // by kind (or overflow), the policies with series of their own
+	kinds    []string            // the kinds' label values with series of their own, as seen
+	policies map[string][]string // by kind (or overflow), the policies' label values with series of their own
 	values   map[string]float64  // counters and gauges, by series
 	hists    map[string][]float64
 	open     []string // the kinds of the signals in flight
@@ -50,7 +50,9 @@ func label(name string) string {
 }
 
 // kindOf returns the kind whose series kind counts in, making them.
+// Kinds that clean to the same label value are one kind.
 func (m *metricsModel) kindOf(kind string) string {
+	kind = label(kind)
 	if slices.Contains(m.kinds, kind) {
 		return kind
 	}
@@ -87,8 +89,13 @@ func (m *metricsModel) histogram(k string) {
 }
 
 // policyOf returns the policy label value of policy in kind, making its
-// series.
+// series. Policies that clean to the same label value are one policy,
+// and "" is "unnamed".
 func (m *metricsModel) policyOf(kind, policy string) string {
+	if policy == "" {
+		policy = "unnamed"
+	}
+	policy = label(policy)
 	if !slices.Contains(m.policies[kind], policy) {
 		if len(m.policies[kind]) >= m.maxPolicies {
 			policy = overflow
@@ -96,11 +103,9 @@ func (m *metricsModel) policyOf(kind, policy string) string {
 			m.policies[kind] = append(m.policies[kind], policy)
 		}
 	}
-	name := label(policy)
+	name := policy
 	if policy == overflow {
 		name = kaizenprom.OverflowPolicy
-	} else if name == "" {
-		name = "unnamed"
 	}
 	for _, v := range []tai.Verdict{tai.Allow, tai.Review, tai.Deny} {
 		m.values[seriesKey("decisions_total", label(kind), name, v.String())] += 0
