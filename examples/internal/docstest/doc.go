@@ -3,7 +3,9 @@
 // and the examples' READMEs against the two services, started fresh, and
 // compare the output with the block the doc shows after it; and they
 // build every Go block the docs show, each a whole program, and run those
-// whose output the doc shows, comparing it the same way.
+// whose output the doc shows, comparing it the same way; and they run
+// the taikit commands the docs show with their output, comparing that
+// line by line.
 //
 // A runnable block is a fenced block whose info string is "sh run". The
 // fenced block right after it, if its info string is "output", lists what
@@ -24,6 +26,22 @@
 // A program whose output is shown in a plain block instead is built only.
 // Code meant to be added to a package as part of a change a doc walks
 // through is marked "go change" instead: it builds only once the rest of
-// the change is made. An "output" block that follows neither a "sh run"
-// nor a "go" block is an error, since nothing would check it.
+// the change is made.
+//
+// A block whose info string is "sh taikit" holds commands a reader types
+// at the repository's root: "go run ./cmd/taikit ..." and, for the doc's
+// last Go program before the block, saved as examples/mytask, "go run
+// ./examples/mytask". The test builds the command and the program once
+// and runs the blocks, in the doc's order, with bash, with those two
+// rewritten to run the binaries and to print "exit status N" as go run
+// does when one exits with N. The blocks after one program run in a new,
+// empty directory, in which the program has run once first, unless the
+// first of those blocks runs it itself. The "output" block that must
+// follow shows all the block prints, standard output and error together,
+// and is compared line by line, every character, except the parts that
+// change from run to run: any 64 hexadecimal digits, such as an audit
+// trail's hash, and any RFC 3339 time.
+//
+// An "output" block that follows no "sh run", "sh taikit" or "go" block
+// is an error, since nothing would check it.
 package docstest

@@ -282,15 +282,15 @@ func TestPrograms(t *testing.T) {
 }
 
 // TestOutputsFollowARun checks that every output block comes right after
-// a block that is run, a "sh run" or a "go" one: any other would be
-// checked by nothing.
+// a block that is run, a "sh run", "sh taikit" or "go" one: any other
+// would be checked by nothing.
 func TestOutputsFollowARun(t *testing.T) {
 	for _, path := range docs(t) {
 		rel, _ := filepath.Rel(root, path)
 		bs := blocks(t, path)
 		for i, b := range bs {
-			if b.info == "output" && (i == 0 || bs[i-1].info != "sh run" && bs[i-1].info != "go") {
-				t.Errorf("%s:%d: an output block follows no block that is run (\"sh run\" or \"go\")", rel, b.line)
+			if b.info == "output" && (i == 0 || bs[i-1].info != "sh run" && bs[i-1].info != commandsInfo && bs[i-1].info != "go") {
+				t.Errorf("%s:%d: an output block follows no block that is run (\"sh run\", %q or \"go\")", rel, b.line, commandsInfo)
 			}
 		}
 	}
@@ -336,14 +336,7 @@ func TestGoPrograms(t *testing.T) {
 // its own, so that the files it writes stay out of the repository, and
 // checks what it prints, standard output and error together.
 func checkProgram(t *testing.T, p program) {
-	dir, err := os.MkdirTemp(".", "_snippet") // a leading _ keeps it out of ./...
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(p.code.body), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := writeProgram(t, p.code.body)
 	vet := exec.Command("go", "vet", "./"+filepath.Base(dir))
 	if out, err := vet.CombinedOutput(); err != nil {
 		t.Fatalf("the program does not build: %v\n%s", err, out)
@@ -351,14 +344,7 @@ func checkProgram(t *testing.T, p program) {
 	if p.output == nil {
 		return
 	}
-	bin, err := filepath.Abs(filepath.Join(t.TempDir(), "program"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	build := exec.Command("go", "build", "-o", bin, "./"+filepath.Base(dir))
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildProgram(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin)
@@ -372,4 +358,35 @@ func checkProgram(t *testing.T, p program) {
 		rel, _ := filepath.Rel(root, p.output.file)
 		t.Errorf("%s:%d: %s\n--- output:\n%s", rel, p.output.line, msg, out)
 	}
+}
+
+// writeProgram writes code as the main.go of a package of the examples
+// module, in a directory of this package's that is removed when the test
+// ends, and returns the directory.
+func writeProgram(t *testing.T, code string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(".", "_snippet") // a leading _ keeps it out of ./...
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// buildProgram builds the package writeProgram wrote in dir and returns
+// the binary's absolute path.
+func buildProgram(t *testing.T, dir string) string {
+	t.Helper()
+	bin, err := filepath.Abs(filepath.Join(t.TempDir(), "program"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := exec.Command("go", "build", "-o", bin, "./"+filepath.Base(dir))
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
