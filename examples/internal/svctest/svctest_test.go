@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/taipattern/taikit/examples/internal/svctest"
 )
@@ -40,7 +41,7 @@ func TestMain(m *testing.M) {
 		time.Sleep(time.Minute)
 		return nil
 	})
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 func TestStartChildAndStop(t *testing.T) {
