@@ -166,22 +166,28 @@ func (s *Service) startAlerts(ctx context.Context) error {
 				return // the board shows a pull stored already
 			}
 			c := Cord{Stopped: true, Reason: "andon board: " + a.Annotations["summary"], At: time.Now().UTC()}
-			if _, err := s.setCord(ctx, c); err != nil {
+			_, changed, err := s.setCord(ctx, c)
+			if err != nil {
 				s.log.Error("cord not stored", "err", err)
 				return
 			}
-			s.auditCord(ctx, "stop", c.Reason, c.At)
+			if changed {
+				s.auditCord(ctx, "stop", c.Reason, c.At)
+			}
 		},
 		OnResolve: func(ctx context.Context, _ andon.Alert) {
 			if s.boardReset.CompareAndSwap(true, false) {
 				return // the board shows a release stored already
 			}
 			c := Cord{At: time.Now().UTC()}
-			if _, err := s.setCord(ctx, c); err != nil {
+			_, changed, err := s.setCord(ctx, c)
+			if err != nil {
 				s.log.Error("cord not stored", "err", err)
 				return
 			}
-			s.auditCord(ctx, "start", "andon board reset", c.At)
+			if changed {
+				s.auditCord(ctx, "start", "andon board reset", c.At)
+			}
 		},
 	}
 	var err error

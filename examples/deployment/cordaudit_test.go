@@ -57,3 +57,33 @@ func TestBoardCordInTheAuditTrail(t *testing.T) {
 	assert.Equal(t, "stop: incident 9", reasons[2])
 	assert.True(t, strings.HasPrefix(reasons[3], "start"), "%q", reasons[3])
 }
+
+// TestCordAuditedOnlyWhenItChanges: a pull of a cord already pulled, or a
+// release of one not pulled, changes nothing and writes nothing to the
+// audit trail. Each wrote a record of its own: the trail said the cord
+// was pulled for "incident 43" when the line had stopped for "incident
+// 42", which it went on stopping for, and released when it never was.
+func TestCordAuditedOnlyWhenItChanges(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, append(append([]string{}, fastArgs...), "-admin-token", admin)...)
+	auth := []string{"Authorization", "Bearer " + admin}
+	cord := func(body map[string]string) {
+		t.Helper()
+		r := do(t, "POST", ts.URL+"/andon/cord", body, auth...)
+		require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
+	}
+	cord(map[string]string{"action": "start"}) // never pulled
+	cord(map[string]string{"action": "stop", "reason": "incident 42"})
+	cord(map[string]string{"action": "stop", "reason": "incident 43"}) // pulled already
+	cord(map[string]string{"action": "start"})
+	cord(map[string]string{"action": "start"}) // released already
+
+	require.NoError(t, ts.audit.Flush(t.Context()))
+	var reasons []string
+	for _, rec := range auditRecords(t, filepath.Join(ts.cfg.DataDir, "audit-test.jsonl")) {
+		if rec.Kind == "deployment.cord" {
+			reasons = append(reasons, rec.Decision.Reason)
+		}
+	}
+	assert.Equal(t, []string{"stop: incident 42", "start: "}, reasons)
+}

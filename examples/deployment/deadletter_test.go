@@ -158,6 +158,8 @@ func TestGivenUpRegionRolledBack(t *testing.T) {
 			require.Len(t, got.Results[0].Stages, 1)
 			assert.Equal(t, "interrupted", got.Results[0].Stages[0].Verdict, "the stage cut off ends")
 			assert.Equal(t, 1, deploymentEnds(t, ts, d.ID))
+			assert.Contains(t, stageCounts(t, ts.URL), `deployment_stage_duration_seconds_count{stage="canary",strategy="canary",verdict="interrupted"} 1`,
+				"the stage cut off is timed in the metrics")
 			if tc.name == "given up on its last attempt" {
 				stable, next, _ := ts.target.(simSplit).Split("api-service", "us-west-2")
 				assert.Equal(t, "v1.0.0", stable)

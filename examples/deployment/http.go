@@ -752,15 +752,15 @@ func stageOf(d *Deployment, region string) string {
 func baking(d *Deployment, region string) bool { return stageOf(d, region) != "" }
 
 // setCord stores the cord's state for every replica and applies it here,
-// and returns the state in force: the one stored before when the cord
-// was pulled (or released) already.
-func (s *Service) setCord(ctx context.Context, c Cord) (Cord, error) {
-	c, err := s.store.SetCord(ctx, c)
+// and returns the state in force — the one stored before when the cord
+// was pulled (or released) already — and whether c changed it.
+func (s *Service) setCord(ctx context.Context, c Cord) (Cord, bool, error) {
+	c, changed, err := s.store.SetCord(ctx, c)
 	if err != nil {
-		return Cord{}, err
+		return Cord{}, false, err
 	}
 	s.applyCord(c)
-	return c, nil
+	return c, changed, nil
 }
 
 // handleCordGet answers GET /andon/cord with the cord's state as this
@@ -805,13 +805,16 @@ func (s *Service) handleCord(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The answer is the state in force: a pull while the cord is pulled
-	// keeps the first reason and time.
-	inForce, err := s.setCord(r.Context(), c)
+	// keeps the first reason and time. Only a change is in the audit
+	// trail: a second pull's reason is not why the line stopped.
+	inForce, changed, err := s.setCord(r.Context(), c)
 	if err != nil {
 		httpapi.WriteError(w, storeUnavailable(err))
 		return
 	}
-	s.auditCord(r.Context(), body.Action, c.Reason, c.At)
+	if changed {
+		s.auditCord(r.Context(), body.Action, c.Reason, c.At)
+	}
 	httpapi.WriteJSON(w, http.StatusOK, inForce)
 }
 

@@ -1255,10 +1255,20 @@ func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Tim
 		d.Paused = false
 	})
 	if cut != nil {
-		s.auditEventAt(r, cut.Name+".end", tai.Failed, cut.Verdict+": "+cut.Reason, cut.StartedAt, cut.EndedAt.Sub(cut.StartedAt))
+		s.stageCutOff(r, cut)
 	}
 	s.auditEvent(r, "rollback", tai.Failed, reason, 0)
 	return err
+}
+
+// stageCutOff records the end of stage st of r's region, which a
+// rollback cut off (verdict interrupted), as the run records a stage it
+// ends itself: timed in the stage metric and in the audit trail, from the
+// stage's start as the record holds it.
+func (s *Service) stageCutOff(r *rollout, st *StageResult) {
+	took := st.EndedAt.Sub(st.StartedAt)
+	s.metrics.stage.WithLabelValues(r.strategy, st.Name, st.Verdict).Observe(took.Seconds())
+	s.auditEventAt(r, st.Name+".end", tai.Failed, st.Verdict+": "+st.Reason, st.StartedAt, took)
 }
 
 // sendBack sends all of the region's traffic back to the version that

@@ -829,9 +829,9 @@ func (s *Service) endGivenUp(ctx context.Context, d *Deployment, rev uint64, rea
 		return err
 	}
 	if rolledBack {
-		r := &rollout{d: &f, service: f.Service, version: f.Version, region: f.Results[given].Region}
+		r := &rollout{d: &f, service: f.Service, version: f.Version, region: f.Results[given].Region, strategy: f.Strategy}
 		if cut != nil {
-			s.auditEventAt(r, cut.Name+".end", tai.Failed, cut.Verdict+": "+cut.Reason, cut.StartedAt, cut.EndedAt.Sub(cut.StartedAt))
+			s.stageCutOff(r, cut)
 		}
 		s.auditEvent(r, "rollback", tai.Failed, f.Results[given].ErrorMessage, 0)
 		s.countRolledBack(r, f.Results[given].ErrorMessage)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,4 +179,43 @@ func TestInterruptedStageEndsInTheAudit(t *testing.T) {
 	assert.Equal(t, "interrupted: "+st.Reason, end.Decision.Reason)
 	assert.Equal(t, st.EndedAt.Sub(st.StartedAt), end.Duration, "the stage's time")
 	assert.Equal(t, st.StartedAt, end.Time.UTC(), "it began with the stage")
+}
+
+// TestInterruptedStageInTheMetrics: the stage a restart cut off is
+// timed in deployment_stage_duration_seconds with its verdict,
+// interrupted, as it is in the record, the audit trail and /kaizen. The
+// metric timed every other stage's end, and none cut off.
+func TestInterruptedStageInTheMetrics(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0"}
+	ts := startServiceIn(t, dir, args...)
+	id := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2", "rollout_strategy": "blue-green"}, "Prefer", "respond-async").deployment(t).ID
+	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "preview" })
+	ts.shutdown()
+
+	ts = startServiceIn(t, dir, args...)
+	d := waitFor(t, ts.URL, id, ended)
+	require.Equal(t, StatusRolledBack, d.Status)
+	const want = `deployment_stage_duration_seconds_count{stage="preview",strategy="blue-green",verdict="interrupted"} 1`
+	var stages []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		stages = stageCounts(t, ts.URL)
+		if slices.Contains(stages, want) || time.Now().After(deadline) {
+			break
+		}
+	}
+	assert.Equal(t, []string{want}, stages)
+}
+
+// stageCounts are the lines of deployment_stage_duration_seconds_count
+// on the service's /metrics.
+func stageCounts(t *testing.T, base string) []string {
+	t.Helper()
+	var out []string
+	for _, line := range strings.Split(string(do(t, "GET", base+"/metrics", nil).Body), "\n") {
+		if strings.HasPrefix(line, "deployment_stage_duration_seconds_count") {
+			out = append(out, line)
+		}
+	}
+	return out
 }

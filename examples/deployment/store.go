@@ -860,38 +860,38 @@ type Cord struct {
 	Rev uint64 `json:"-"`
 }
 
-// SetCord stores the cord's state and returns the state stored. A stop
-// while the cord is stopped, or a start while it is not, changes
-// nothing: the state stored is returned, with the first reason and time,
-// as every replica and the next start read it.
-func (s *Store) SetCord(ctx context.Context, c Cord) (Cord, error) {
+// SetCord stores the cord's state and returns the state stored, and
+// whether c changed it. A stop while the cord is stopped, or a start
+// while it is not, changes nothing: the state stored is returned, with
+// the first reason and time, as every replica and the next start read it.
+func (s *Store) SetCord(ctx context.Context, c Cord) (Cord, bool, error) {
 	b, err := json.Marshal(c)
 	if err != nil {
-		return Cord{}, err
+		return Cord{}, false, err
 	}
 	for {
 		e, err := s.control.Get(ctx, "cord")
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			if !c.Stopped {
-				return Cord{}, nil // never pulled: nothing to release
+				return Cord{}, false, nil // never pulled: nothing to release
 			}
 			c.Rev, err = s.control.Create(ctx, "cord", b)
 		case err != nil:
-			return Cord{}, err
+			return Cord{}, false, err
 		default:
 			var cur Cord
 			if json.Unmarshal(e.Value(), &cur) == nil && cur.Stopped == c.Stopped {
 				cur.Rev = e.Revision()
-				return cur, nil
+				return cur, false, nil
 			}
 			c.Rev, err = s.control.Update(ctx, "cord", b, e.Revision())
 		}
 		if err == nil {
-			return c, nil
+			return c, true, nil
 		}
 		if !isConflict(err) {
-			return Cord{}, err
+			return Cord{}, false, err
 		}
 		// Another pull or release came between the read and the write.
 	}

@@ -69,7 +69,7 @@ func TestWatchersReadTheValuesThereFirst(t *testing.T) {
 		require.NoError(t, ts.store.SetStable(ctx, fmt.Sprintf("svc-%d", i), "us-west-2", "v1.0.0"))
 		require.NoError(t, ts.store.SendCommand(ctx, fmt.Sprintf("d-%d", i), Command{Action: "resume", At: time.Now()}))
 	}
-	_, err := ts.store.SetCord(ctx, Cord{Stopped: true, Reason: "incident", At: time.Now()})
+	_, _, err := ts.store.SetCord(ctx, Cord{Stopped: true, Reason: "incident", At: time.Now()})
 	require.NoError(t, err)
 	want, err := ts.store.StableAll(ctx)
 	require.NoError(t, err)
