@@ -100,13 +100,16 @@
 // # Keys
 //
 // The Redis key of a limit's key is Options.Prefix followed by the key,
-// as it is when the key is at most 128 bytes long. A longer key, which
-// may be request data a client chose, is kept as Prefix, "sha256:" and
-// the key's SHA-256 in unpadded base64url: 50 bytes after the prefix
-// however long the key, so a client sending megabyte-long keys does not
-// cost Redis megabytes. Each decision touches one key, so in a Redis
-// Cluster a long key's hash tag ("{...}"), lost in the digest, does not
-// matter.
+// as it is when the key is at most 128 bytes long and holds no brace. A
+// longer key, which may be request data a client chose, is kept as
+// Prefix, "sha256:" and the key's SHA-256 in unpadded base64url: 50 bytes
+// after the prefix however long the key, so a client sending
+// megabyte-long keys does not cost Redis megabytes. A key that holds a
+// brace ("{" or "}") is kept so too: in a Redis Cluster the part of a
+// name between braces, its hash tag, picks the name's slot, and a client
+// that chose keys with one tag would put all of their limits on one node.
+// Each decision touches one key, so no hash tag is needed; a Prefix with
+// one of its own ("{limits}:") puts every key in the slot of that tag.
 //
 // # Stored values
 //

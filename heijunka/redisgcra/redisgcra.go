@@ -322,9 +322,12 @@ const digestPrefix = "sha256:"
 // kept whole, a megabyte-long key would cost Redis a megabyte for as long
 // as it lives, a cost the MemoryStore, which keeps a hash, does not have.
 // A key that starts with "sha256:" is kept as its digest too, so that no
-// key names another's digest.
+// key names another's digest, and so is a key that holds a brace: in a
+// Redis Cluster the part of a name between braces (a hash tag) picks its
+// slot, and a client that chose such keys could put all of its limits on
+// one node. The digest holds no brace.
 func (s *Store) name(key string) string {
-	if len(key) <= maxKeyLen && !strings.HasPrefix(key, digestPrefix) {
+	if len(key) <= maxKeyLen && !strings.HasPrefix(key, digestPrefix) && !strings.ContainsAny(key, "{}") {
 		return s.prefix + key
 	}
 	sum := sha256.Sum256([]byte(key))

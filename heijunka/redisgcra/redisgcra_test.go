@@ -742,3 +742,44 @@ func TestLongKeysTakeBoundedSpace(t *testing.T) {
 		assert.True(t, d.Allowed, "%s names a long key's limit", name)
 	}
 }
+
+// TestBracedKeysKeepNoHashTag takes keys that hold a Redis Cluster hash
+// tag ("{...}"), as a key made of request data may: were they kept as
+// they are, the tag a client chose would pick the Cluster slot of each,
+// and a client sending many keys of one tag would put them all on one
+// node. They are kept as their digest, which holds no brace, and each
+// is still a limit of its own.
+func TestBracedKeysKeepNoHashTag(t *testing.T) {
+	srv := servers.StartRedis(t)
+	c := redisClient(t, srv)
+	s := newStore(t, c, redisgcra.Options{Prefix: "tag:"})
+	ctx := context.Background()
+	now := time.Now()
+	limit := heijunka.Every(time.Minute) // keys outlive the test
+	keys := []string{"user{42}a", "user{42}b", "{x", "y}", "plain"}
+	for _, key := range keys {
+		d, err := s.Take(ctx, key, limit, now, 1)
+		require.NoError(t, err)
+		assert.True(t, d.Allowed, "%s: each key is a limit of its own", key)
+	}
+	for _, key := range keys {
+		d, err := s.Take(ctx, key, limit, now, 1)
+		require.NoError(t, err)
+		assert.False(t, d.Allowed, "%s: the same key", key)
+	}
+	names, err := c.Keys(ctx, "tag:*").Result()
+	require.NoError(t, err)
+	assert.Len(t, names, len(keys))
+	for _, name := range names {
+		assert.NotContains(t, name, "{", "the name Redis keeps")
+		assert.NotContains(t, name, "}", "the name Redis keeps")
+	}
+	n, err := c.Exists(ctx, "tag:plain").Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n, "a key without a brace is kept as it is")
+
+	require.NoError(t, s.Reset(ctx, "user{42}a"))
+	d, err := s.Take(ctx, "user{42}a", limit, now, 1)
+	require.NoError(t, err)
+	assert.True(t, d.Allowed, "Reset forgets a braced key")
+}
