@@ -1,18 +1,14 @@
 package natsjs_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/kanban"
-	"github.com/taipattern/taikit/kanban/natsembed"
 	"github.com/taipattern/taikit/kanban/natsjs"
 )
 
@@ -27,58 +23,17 @@ import (
 // Consume returned, and the server stopped, before the retry reached it.
 func TestRetriedBeforeTheStopOutlivesARestart(t *testing.T) {
 	const (
-		fetchWait = 300 * time.Millisecond
-		lag       = 5 * fetchWait // longer than the pull request open as the consumer stops
-		ackWait   = 2 * time.Minute
-		backoff   = 500 * time.Millisecond
+		ackWait = 2 * time.Minute
+		backoff = 500 * time.Millisecond
 	)
-	dir := t.TempDir()
 	ctx := context.Background()
-	srv, err := natsembed.Start(ctx, natsembed.Options{StoreDir: dir})
-	require.NoError(t, err)
+	consume := kanban.ConsumeOptions{WIP: 2, MaxAttempts: 5, Backoff: kanban.BackoffFunc(func(int) time.Duration { return backoff })}
+	q := stopWhileHeld(t, natsjs.Options{Stream: "RETRIED", AckWait: ackWait}, "-NAK", consume,
+		func(context.Context, kanban.Delivery[int]) error { return errors.New("failing") })
+	handled := make(chan int, 1)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// The first chunk that carries the retry stops the consumer, and
-	// reaches the server only lag later; all the client sends after it
-	// waits behind it.
-	var held atomic.Bool
-	proxied := startProxy(t, srv.ClientURL(), func(b []byte) {
-		if bytes.Contains(b, []byte("-NAK")) && !held.Swap(true) {
-			cancel()
-			time.Sleep(lag)
-		}
-	}, nil)
-	nc := connect(t, func(o ...nats.Option) (*nats.Conn, error) {
-		return nats.Connect(proxied, append(o, nats.NoReconnect())...)
-	})
-	opts := natsjs.Options{Stream: "RETRIED", AckWait: ackWait, FetchWait: fetchWait, PublishTimeout: 4 * lag}
-	q, err := natsjs.New[int](ctx, nc, opts)
-	require.NoError(t, err)
-	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m0", Payload: 0}))
-	consumeOpts := kanban.ConsumeOptions{WIP: 2, MaxAttempts: 5, Backoff: kanban.BackoffFunc(func(int) time.Duration { return backoff })}
 	done := make(chan error, 1)
-	go func() {
-		done <- q.Consume(cctx, func(context.Context, kanban.Delivery[int]) error {
-			return errors.New("failing")
-		}, consumeOpts)
-	}()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("the consumer did not stop")
-	}
-	require.True(t, held.Load(), "the retry was not sent")
-	require.NoError(t, q.Shutdown(ctx))
-	nc.Close()
-	require.NoError(t, srv.Shutdown(ctx))
-
-	srv = startServer(t, natsembed.Options{StoreDir: dir, InProcess: true})
-	q, err = natsjs.New[int](ctx, connect(t, srv.Connect), opts)
-	require.NoError(t, err)
-	handled := make(chan int, 1)
-	cctx, cancel = context.WithCancel(ctx)
-	defer cancel()
 	go func() {
 		done <- q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
 			select {
@@ -86,7 +41,7 @@ func TestRetriedBeforeTheStopOutlivesARestart(t *testing.T) {
 			default:
 			}
 			return nil
-		}, consumeOpts)
+		}, consume)
 	}()
 	select {
 	case attempt := <-handled:

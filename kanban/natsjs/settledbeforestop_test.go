@@ -26,10 +26,6 @@ import (
 // Consume returned, and the server stopped, before the settlement reached
 // it, and the message was delivered again after the restart.
 func TestSettledBeforeTheStopOutlivesARestart(t *testing.T) {
-	const (
-		fetchWait = 300 * time.Millisecond
-		lag       = 5 * fetchWait // longer than the pull request open as the consumer stops
-	)
 	for _, tc := range []struct {
 		name string
 		err  error  // the handler's
@@ -40,53 +36,10 @@ func TestSettledBeforeTheStopOutlivesARestart(t *testing.T) {
 		{name: "dead-lettered", err: errors.New("failing"), mark: "+TERM", dead: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
 			ctx := context.Background()
-			srv, err := natsembed.Start(ctx, natsembed.Options{StoreDir: dir})
-			require.NoError(t, err)
-			cctx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			// The first chunk that carries the settlement stops the
-			// consumer, and reaches the server only lag later; all the
-			// client sends after it waits behind it.
-			var held atomic.Bool
-			proxied := startProxy(t, srv.ClientURL(), func(b []byte) {
-				if bytes.Contains(b, []byte(tc.mark)) && !held.Swap(true) {
-					cancel()
-					time.Sleep(lag)
-				}
-			}, nil)
-			nc := connect(t, func(o ...nats.Option) (*nats.Conn, error) {
-				return nats.Connect(proxied, append(o, nats.NoReconnect())...)
-			})
-			opts := natsjs.Options{Stream: "SETTLED", AckWait: time.Minute, FetchWait: fetchWait, PublishTimeout: 4 * lag}
-			q, err := natsjs.New[int](ctx, nc, opts)
-			require.NoError(t, err)
-			require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m0", Payload: 0}))
-			// A WIP of 2 keeps the pull request that delivered m0 open
-			// while m0 is handled: no request is sent after the
-			// settlement, whose expiry would come only once the server
-			// had read it.
-			done := make(chan error, 1)
-			go func() {
-				done <- q.Consume(cctx, func(context.Context, kanban.Delivery[int]) error {
-					return tc.err
-				}, kanban.ConsumeOptions{WIP: 2, MaxAttempts: 1})
-			}()
-			select {
-			case err := <-done:
-				require.NoError(t, err)
-			case <-time.After(30 * time.Second):
-				t.Fatal("the consumer did not stop")
-			}
-			require.True(t, held.Load(), "the settlement was not sent")
-			require.NoError(t, q.Shutdown(ctx))
-			nc.Close()
-			require.NoError(t, srv.Shutdown(ctx))
-
-			srv = startServer(t, natsembed.Options{StoreDir: dir, InProcess: true})
-			q, err = natsjs.New[int](ctx, connect(t, srv.Connect), opts)
-			require.NoError(t, err)
+			opts := natsjs.Options{Stream: "SETTLED", AckWait: time.Minute}
+			q := stopWhileHeld(t, opts, tc.mark, kanban.ConsumeOptions{WIP: 2, MaxAttempts: 1},
+				func(context.Context, kanban.Delivery[int]) error { return tc.err })
 			b, err := q.Backlog(ctx)
 			require.NoError(t, err)
 			require.Zero(t, b.Depth, "messages in the work stream after the restart")
@@ -94,4 +47,62 @@ func TestSettledBeforeTheStopOutlivesARestart(t *testing.T) {
 			require.NoError(t, q.Shutdown(ctx))
 		})
 	}
+}
+
+// stopWhileHeld publishes one message to a queue of opts on a server of
+// its own and consumes it with handler and consume until the first chunk
+// the client sends that holds mark (a settlement's body) stops the
+// consumer: that chunk, and all the client sends after it, reach the
+// server only some time later, longer than the pull request open as the
+// consumer stops runs. Once Consume has returned, the queue, its
+// connection and the server are shut down, and a server started on the
+// same store; stopWhileHeld returns a queue of opts on it.
+func stopWhileHeld(t *testing.T, opts natsjs.Options, mark string, consume kanban.ConsumeOptions,
+	handler func(context.Context, kanban.Delivery[int]) error) *natsjs.Queue[int] {
+	t.Helper()
+	const (
+		fetchWait = 300 * time.Millisecond
+		lag       = 5 * fetchWait // longer than the pull request open as the consumer stops
+	)
+	opts.FetchWait, opts.PublishTimeout = fetchWait, 4*lag
+	dir := t.TempDir()
+	ctx := context.Background()
+	srv, err := natsembed.Start(ctx, natsembed.Options{StoreDir: dir})
+	require.NoError(t, err)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var held atomic.Bool
+	proxied := startProxy(t, srv.ClientURL(), func(b []byte) {
+		if bytes.Contains(b, []byte(mark)) && !held.Swap(true) {
+			cancel()
+			time.Sleep(lag)
+		}
+	}, nil)
+	nc := connect(t, func(o ...nats.Option) (*nats.Conn, error) {
+		return nats.Connect(proxied, append(o, nats.NoReconnect())...)
+	})
+	q, err := natsjs.New[int](ctx, nc, opts)
+	require.NoError(t, err)
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m0", Payload: 0}))
+	// A WIP of 2 or more keeps the pull request that delivered m0 open
+	// while m0 is handled: no request is sent after the settlement, whose
+	// expiry would come only once the server had read it.
+	require.GreaterOrEqual(t, consume.WIP, 2)
+	done := make(chan error, 1)
+	go func() { done <- q.Consume(cctx, handler, consume) }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the consumer did not stop")
+	}
+	require.True(t, held.Load(), "the settlement was not sent")
+	require.NoError(t, q.Shutdown(ctx))
+	nc.Close()
+	require.NoError(t, srv.Shutdown(ctx))
+
+	srv = startServer(t, natsembed.Options{StoreDir: dir, InProcess: true})
+	q, err = natsjs.New[int](ctx, connect(t, srv.Connect), opts)
+	require.NoError(t, err)
+	return q
 }
