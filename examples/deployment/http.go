@@ -99,20 +99,22 @@ func (s *Service) handleReady(w http.ResponseWriter, _ *http.Request) {
 	httpapi.WriteJSON(w, code, checks)
 }
 
-// handleDeploy takes a deployment: it checks the request, takes its
-// service/region pairs (409 when another deployment holds one), stores it
-// and queues its first region. It then waits for the end, as the
-// reference does, unless the client sent Prefer: respond-async; a
-// deployment still running at -request-timeout is answered 202, and one
-// that ended FAILED for the service's own reasons 500 in the error schema.
+// handleDeploy takes a deployment: it checks the request (a 4xx naming
+// what is wrong, whether or not the line is stopped), then the line (503
+// with Retry-After while the cord is pulled), takes its service/region
+// pairs (409 when another deployment holds one), stores it and queues its
+// first region. It then waits for the end, as the reference does, unless
+// the client sent Prefer: respond-async; a deployment still running at
+// -request-timeout is answered 202, and one that ended FAILED for the
+// service's own reasons 500 in the error schema.
 func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
-	if err := s.line.Admit(r.Context(), ""); err != nil {
-		_, reason := s.line.Stopped()
-		e := httpapi.Errorf(http.StatusServiceUnavailable, "line_stopped", "deployments are stopped: %s", reason)
-		e.RetryAfter = tai.RetryAfter(err)
-		httpapi.WriteError(w, e)
-		return
-	}
+	// A request that is not valid is refused as such whatever the line's
+	// state: answered 503 with Retry-After, it would be sent again later
+	// only to be refused then. A valid one meets a stopped line before it
+	// takes its regions, as nothing is written while the line is stopped;
+	// so a region held by another deployment is answered 503 then, not
+	// 409: the stopped line refuses every deployment, and the holder,
+	// paused by the cord, may well be aborted before the line starts.
 	body, err := httpapi.ReadBody(w, r, maxBody)
 	if err != nil {
 		httpapi.WriteError(w, err)
@@ -126,6 +128,13 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	regions, strategy, err := req.validate()
 	if err != nil {
 		httpapi.WriteError(w, err)
+		return
+	}
+	if err := s.line.Admit(r.Context(), ""); err != nil {
+		_, reason := s.line.Stopped()
+		e := httpapi.Errorf(http.StatusServiceUnavailable, "line_stopped", "deployments are stopped: %s", reason)
+		e.RetryAfter = tai.RetryAfter(err)
+		httpapi.WriteError(w, e)
 		return
 	}
 	now := time.Now().UTC()

@@ -5,10 +5,15 @@ import (
 	"flag"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestHelpHidesTheToken: -h lists -token without the API token taken from
 // API_TOKEN as its default.
@@ -29,14 +34,20 @@ func TestHelpHidesTheToken(t *testing.T) {
 }
 
 // fakeService is a deployment service with one service in one region,
-// serving v1, that deploys v2 at once; it counts the deployments made.
+// serving v1, that deploys v2 at once the first time it is asked and
+// answers 409 after, as the service does while a deployment holds the
+// pair; it counts the deployments asked for.
 func fakeService(t *testing.T, deployed *atomic.Int64) *httptest.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /catalog", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte(`{"regions":["eu"],"services":{"web":{"versions":["v1","v2"],"serving":{"eu":"v1"}}}}`))
 	})
 	mux.HandleFunc("POST /deploy", func(w http.ResponseWriter, _ *http.Request) {
-		deployed.Add(1)
+		if deployed.Add(1) > 1 {
+			w.WriteHeader(http.StatusConflict)
+			w.Write([]byte(`{"error":{"code":"deployment_active","message":"web/eu is held"}}`))
+			return
+		}
 		w.Write([]byte(`{"status":"SUCCESS"}`))
 	})
 	srv := httptest.NewServer(mux)
@@ -75,4 +86,28 @@ func TestFlagsRefusedByName(t *testing.T) {
 	if n := deployed.Load(); n != 0 {
 		t.Errorf("%d deployments sent", n)
 	}
+}
+
+// TestRunLeavesNothingRunning: a run sends its deployments at once,
+// reports how each was answered, and once it returns leaves no goroutine
+// behind, nor a connection open to the service: it left its keep-alive
+// connections, and the goroutines reading them, in the process's shared
+// transport.
+func TestRunLeavesNothingRunning(t *testing.T) {
+	var deployed atomic.Int64
+	srv := fakeService(t, &deployed)
+	before := goleak.IgnoreCurrent()
+	var out bytes.Buffer
+	if err := run([]string{"-url", srv.URL, "-n", "8"}, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if n := deployed.Load(); n != 8 {
+		t.Errorf("%d deployments sent, want 8", n)
+	}
+	for _, want := range []string{`(?m)^8 deployments over 1 service/region pairs$`, `(?m)^\s+200 SUCCESS\s+1$`, `(?m)^\s+409\s+7$`} {
+		if !regexp.MustCompile(want).MatchString(out.String()) {
+			t.Errorf("the report does not match %s:\n%s", want, out.String())
+		}
+	}
+	goleak.VerifyNone(t, before)
 }
