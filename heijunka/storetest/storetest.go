@@ -1,7 +1,15 @@
 // Package storetest is the conformance suite for heijunka.Store
 // implementations, in the manner of testing/slogtest: a store that passes
 // Run behaves like every other store, so a heijunka.Keyed limiter may use
-// any of them.
+// any of them. In the store's own tests:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) heijunka.Store {
+//			s, err := mystore.New(...) // a fresh, empty store
+//			require.NoError(t, err)
+//			return s
+//		})
+//	}
 //
 // The suite calls Take with explicit times, so a store must decide at the
 // time it is given (a Redis store reading the server's clock must be
