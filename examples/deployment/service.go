@@ -90,7 +90,10 @@ type Service struct {
 
 	cordMu sync.Mutex
 	cordCh chan struct{} // closed and replaced at every change of the cord
-	cord   Cord          // the stored state the line last changed for
+	// cordRev is the store revision of the latest cord state applied
+	// (applyCord), which may have changed nothing.
+	cordRev uint64
+	cord    Cord // the stored state the line last changed for
 	// cordSync tells followCord the cord changed; boardReset is set while
 	// followCord resets the board's cord, so that the reset's hook does
 	// not store a release of its own.
@@ -1552,10 +1555,22 @@ func (s *Service) auditEventAt(r *rollout, what string, outcome tai.Outcome, rea
 // applyCord follows the cord's shared state: every replica's line stops
 // and starts with it, and active rollouts pause. A stop while the line is
 // stopped changes nothing: the line, and the state kept for
-// GET /andon/cord, keep the first reason and time.
+// GET /andon/cord, keep the first reason and time. A state older than one
+// applied already (by its store revision) changes nothing either: the
+// cord's watcher may read a pull late, after the release written through
+// this replica's API is in force, and that pull, applied, stopped the
+// line again — the rollouts resumed on the started line paused once
+// more, and stayed paused once the watcher read the release. (Revisions
+// only grow while the control bucket lives; one deleted and made again
+// under a running service starts them anew, and its cord is followed
+// again once its revisions pass the last applied, or at the next start.)
 func (s *Service) applyCord(c Cord) {
 	s.cordMu.Lock()
 	defer s.cordMu.Unlock()
+	if c.Rev < s.cordRev {
+		return
+	}
+	s.cordRev = c.Rev
 	changed := false
 	if c.Stopped {
 		changed = s.line.Stop(c.Reason)
