@@ -49,10 +49,10 @@
 // file (for one a rule takes through a YAML merge key, <<: *base, the
 // line where the merged mapping has it), and the line:column in the
 // expression of an error inside it (a result of the wrong type is about
-// the expression as a whole, and has none). So does a constant CEL folds when the set compiles and cannot:
-// a regular expression that does not compile (payload.ID.matches('[')),
-// a duration, timestamp or number that does not convert
-// (duration('1x')), located at the call.
+// the expression as a whole, and has none). So does a constant CEL
+// folds when the set compiles and cannot: a regular expression that does
+// not compile (payload.ID.matches('[')), a duration, timestamp or number
+// that does not convert (duration('1x')), located at the call.
 //
 // A zero time.Time reads as the Go zero time, 0001-01-01T00:00:00Z,
 // wherever it is: a field (payload.Start.getFullYear() == 1), behind a
