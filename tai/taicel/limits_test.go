@@ -311,13 +311,7 @@ func TestCostLimitStopsAReplaceOrAJoinBeforeItWrites(t *testing.T) {
 		`[payload.Country, payload.Country].map(x, x.split("")).map(l, l.join()).map(x, x.split("").join(x))[0].size() > 0`,
 	} {
 		t.Run(expr, func(t *testing.T) {
-			set := compileRules(t, env, taicel.Rule{Name: "grow", Verdict: tai.Deny, Expr: expr})
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			_, err := set.Evaluate(t.Context(), signal(Payment{Country: long}))
-			runtime.ReadMemStats(&after)
-			require.ErrorIs(t, err, taicel.ErrCostLimit)
-			assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "bytes allocated")
+			evaluateOverLimit(t, env, expr, long)
 		})
 	}
 
@@ -358,14 +352,8 @@ func TestCostLimitStopsAFormatBeforeItWrites(t *testing.T) {
 		`"%s".format(["x"]` + strings.Repeat(".map(x, [x, x])", 23) + `).size() > 0`,
 	} {
 		t.Run(expr[:min(len(expr), 60)], func(t *testing.T) {
-			set := compileRules(t, env, taicel.Rule{Name: "grow", Verdict: tai.Deny, Expr: expr})
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			_, err := set.Evaluate(t.Context(), signal(Payment{Country: long}))
-			runtime.ReadMemStats(&after)
-			require.ErrorIs(t, err, taicel.ErrCostLimit)
+			err := evaluateOverLimit(t, env, expr, long)
 			assert.ErrorContains(t, err, "would write a string costing more than")
-			assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "bytes allocated")
 		})
 	}
 
@@ -398,4 +386,19 @@ func TestCostLimitStopsAFormatBeforeItWrites(t *testing.T) {
 		require.Error(t, err, format)
 		assert.NotErrorIs(t, err, taicel.ErrCostLimit, format)
 	}
+}
+
+// evaluateOverLimit evaluates a rule of expr on a payment whose Country
+// is country, and checks that the cost limit stopped it before it
+// allocated 16 MB; it returns the evaluation's error.
+func evaluateOverLimit(t *testing.T, env *taicel.Env[Payment], expr, country string) error {
+	t.Helper()
+	set := compileRules(t, env, taicel.Rule{Name: "grow", Verdict: tai.Deny, Expr: expr})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := set.Evaluate(t.Context(), signal(Payment{Country: country}))
+	runtime.ReadMemStats(&after)
+	require.ErrorIs(t, err, taicel.ErrCostLimit)
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "bytes allocated")
+	return err
 }
