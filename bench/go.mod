@@ -6,9 +6,9 @@ require (
 	github.com/failsafe-go/failsafe-go v0.9.8
 	github.com/nats-io/nats.go v1.56.0
 	github.com/sony/gobreaker/v2 v2.4.0
-	github.com/taipattern/taikit v0.0.0
-	github.com/taipattern/taikit/kanban/natsembed v0.0.0
-	github.com/taipattern/taikit/kanban/natsjs v0.0.0
+	github.com/taipattern/taikit v0.1.0
+	github.com/taipattern/taikit/kanban/natsembed v0.1.0
+	github.com/taipattern/taikit/kanban/natsjs v0.1.0
 	go.uber.org/ratelimit v0.3.1
 	golang.org/x/time v0.16.0
 )

@@ -2,7 +2,7 @@ module github.com/taipattern/taikit/examples
 
 go 1.26.0
 
-require github.com/taipattern/taikit v0.0.0
+require github.com/taipattern/taikit v0.1.0
 
 replace github.com/taipattern/taikit => ..
 
@@ -13,9 +13,9 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/stretchr/testify v1.12.1
-	github.com/taipattern/taikit/heijunka/redisgcra v0.0.0
-	github.com/taipattern/taikit/kanban/natsembed v0.0.0
-	github.com/taipattern/taikit/kanban/natsjs v0.0.0
+	github.com/taipattern/taikit/heijunka/redisgcra v0.1.0
+	github.com/taipattern/taikit/kanban/natsembed v0.1.0
+	github.com/taipattern/taikit/kanban/natsjs v0.1.0
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.72.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp v1.47.0
@@ -55,10 +55,10 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.73.1 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	github.com/taipattern/taikit/kaizen/kaizenotel v0.0.0
-	github.com/taipattern/taikit/kaizen/kaizenprom v0.0.0
-	github.com/taipattern/taikit/kanban/kanbanotel v0.0.0
-	github.com/taipattern/taikit/tai/taicel v0.0.0
+	github.com/taipattern/taikit/kaizen/kaizenotel v0.1.0
+	github.com/taipattern/taikit/kaizen/kaizenprom v0.1.0
+	github.com/taipattern/taikit/kanban/kanbanotel v0.1.0
+	github.com/taipattern/taikit/tai/taicel v0.1.0
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.47.0 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect

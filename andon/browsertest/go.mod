@@ -6,7 +6,7 @@ require (
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/stretchr/testify v1.12.1
-	github.com/taipattern/taikit v0.0.0
+	github.com/taipattern/taikit v0.1.0
 	go.uber.org/goleak v1.3.0
 )
 

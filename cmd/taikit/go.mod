@@ -1,3 +1,6 @@
+// This module has no replace directives: "go install" of a module at a
+// version refuses one that has them. In a clone, go.work resolves the
+// library's modules to the clone.
 module github.com/taipattern/taikit/cmd/taikit
 
 go 1.26.0
@@ -5,8 +8,8 @@ go 1.26.0
 require (
 	cel.dev/cel-go v0.33.2
 	github.com/stretchr/testify v1.12.1
-	github.com/taipattern/taikit v0.0.0
-	github.com/taipattern/taikit/tai/taicel v0.0.0
+	github.com/taipattern/taikit v0.1.0
+	github.com/taipattern/taikit/tai/taicel v0.1.0
 	go.uber.org/goleak v1.3.0
 )
 
@@ -19,9 +22,4 @@ require (
 	google.golang.org/genproto/googleapis/api v0.0.0-20240826202546-f6391c0de4c7 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20240826202546-f6391c0de4c7 // indirect
 	google.golang.org/protobuf v1.36.10 // indirect
-)
-
-replace (
-	github.com/taipattern/taikit => ../..
-	github.com/taipattern/taikit/tai/taicel => ../../tai/taicel
 )

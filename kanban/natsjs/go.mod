@@ -2,7 +2,7 @@ module github.com/taipattern/taikit/kanban/natsjs
 
 go 1.26.0
 
-require github.com/taipattern/taikit v0.0.0
+require github.com/taipattern/taikit v0.1.0
 
 replace github.com/taipattern/taikit => ../..
 
@@ -10,7 +10,7 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.56.0
 	github.com/stretchr/testify v1.12.1
-	github.com/taipattern/taikit/kanban/natsembed v0.0.0
+	github.com/taipattern/taikit/kanban/natsembed v0.1.0
 	go.uber.org/goleak v1.3.0
 )
 

@@ -7,7 +7,7 @@ replace github.com/taipattern/taikit => ../..
 require (
 	cel.dev/cel-go v0.33.2
 	github.com/stretchr/testify v1.12.1
-	github.com/taipattern/taikit v0.0.0
+	github.com/taipattern/taikit v0.1.0
 	go.uber.org/goleak v1.3.0
 	go.yaml.in/yaml/v3 v3.0.5
 )
