@@ -110,9 +110,11 @@
 // the evaluation the same way, before writing it, when that length
 // alone costs more than the limit. So does string.format, which writes
 // a list as many times as its arguments hold it ("%s".format([[s, s,
-// s]]), a list of such lists): it counts the strings and bytes it would
-// write, with the brackets and separators of its lists and maps, and
-// stops the evaluation when that count alone costs more than the limit.
+// s]]), a list of such lists): it counts what it would write, the
+// strings and bytes, the numbers as written (1e308 is 309 digits, a
+// %.100f clause 100 after the point), and the brackets and separators
+// of its lists and maps, and stops the evaluation when that count alone
+// costs more than the limit.
 //
 // Evaluate stops a comprehension when its ctx ends, within a hundred
 // iterations: the *RuleError names the rule and wraps ctx's error

@@ -357,6 +357,21 @@ func TestCostLimitStopsAFormatBeforeItWrites(t *testing.T) {
 		})
 	}
 
+	// A number is written as more than a character: 1e308 as 309 digits
+	// under %s and %d, and %f and %e write as many digits as their
+	// precision asks, up to 100. 2^16 copies of 1e308 made 148 MB.
+	for _, c := range []struct{ expr, country string }{
+		{`"%s".format([1e308]` + strings.Repeat(".map(x, [x, x])", 16) + `).size() > 0`, ""},
+		{`"` + strings.Repeat("%d", 1400) + `".format([` + times("1e308", 1400) + `]).size() > 0`, ""},
+		{`payload.Country.format([` + times("1.0", 4000) + `]).size() > 0`, strings.Repeat("%.100f", 4000)},
+		{`payload.Country.format([` + times("-1.5", 4000) + `]).size() > 0`, strings.Repeat("%.100e", 4000)},
+	} {
+		t.Run(c.expr[:min(len(c.expr), 60)], func(t *testing.T) {
+			err := evaluateOverLimit(t, env, c.expr, c.country)
+			assert.ErrorContains(t, err, "would write a string costing more than")
+		})
+	}
+
 	// A format is refused only when what it would write is sure to cost
 	// more than the limit: a character takes at most four bytes, and 100
 	// of four bytes cost 100. Within the limit, the evaluation goes on

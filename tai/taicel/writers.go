@@ -4,7 +4,9 @@ import (
 	"errors"
 	"math"
 	"math/bits"
+	"strconv"
 	"strings"
+	"time"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/functions"
@@ -165,11 +167,16 @@ func boundedFormat(over func(n uint64) bool) cel.EnvOption {
 }
 
 // writeCount counts bytes that string.format writes: at most what it
-// writes, and exactly the strings and bytes of its arguments. Once
-// over(n) holds, it counts no further.
+// writes, and exactly what it writes of strings, bytes, numbers and the
+// other values a %s clause takes. Once over(n) holds, it counts no
+// further.
 type writeCount struct {
 	n    uint64 // bytes counted, at most math.MaxUint64
 	over func(n uint64) bool
+	// buf holds a number written to be counted: 327 bytes, the longest
+	// a double is in the extension's shortest decimal form
+	// (-5e-324 as -0.000…0005).
+	buf [328]byte
 }
 
 func (c *writeCount) add(k uint64) {
@@ -200,16 +207,28 @@ func (c *writeCount) format(f string, args traits.Lister) {
 			continue
 		}
 		j := 0 // the verb's index, after a precision (".2")
+		precision, ok := uint64(6), true
 		if strings.HasPrefix(f, ".") {
 			for j = 1; j < len(f) && '0' <= f[j] && f[j] <= '9'; j++ {
 			}
+			precision, ok = formatPrecision(f[1:j])
 		}
-		if j >= len(f) || arg >= size {
+		if !ok || j >= len(f) || arg >= size {
 			return
 		}
 		switch v := args.Get(arg); f[j] {
 		case 's':
 			c.value(v)
+		case 'd':
+			c.decimal(v)
+		case 'f':
+			c.fixed(v, precision)
+		case 'e':
+			c.scientific(v, precision)
+		case 'b':
+			c.integer(v, 2)
+		case 'o':
+			c.integer(v, 8)
 		case 'x', 'X':
 			// Two hex digits a byte.
 			switch v := v.(type) {
@@ -218,10 +237,8 @@ func (c *writeCount) format(f string, args traits.Lister) {
 			case types.Bytes:
 				c.add(2 * uint64(len(v)))
 			default:
-				c.add(1)
+				c.integer(v, 16)
 			}
-		case 'd', 'f', 'e', 'b', 'o':
-			c.add(1)
 		default:
 			return
 		}
@@ -230,16 +247,49 @@ func (c *writeCount) format(f string, args traits.Lister) {
 	}
 }
 
+// maxFormatPrecision is the largest precision the strings extension's
+// %f and %e take, as it has since its version 5; it refuses a larger one.
+const maxFormatPrecision = 100
+
+// formatPrecision returns the precision of a %f or %e clause whose
+// digits are digits, and false when the extension refuses it: no
+// digits ("%.f"), or more than maxFormatPrecision.
+func formatPrecision(digits string) (uint64, bool) {
+	if digits == "" {
+		return 0, false
+	}
+	var p uint64
+	for i := 0; i < len(digits); i++ {
+		if p = p*10 + uint64(digits[i]-'0'); p > maxFormatPrecision {
+			return 0, false
+		}
+	}
+	return p, true
+}
+
 // value counts what a %s clause writes of v: a string or bytes as they
 // are, a list as "[" its items, ", " between them, "]", a map as "{"
-// its entries (key, ": ", value), ", " between them, "}", and any other
-// value as the one character it writes at least.
+// its entries (key, ": ", value), ", " between them, "}", and a number,
+// bool, duration, timestamp, null or type as the extension writes it;
+// any other value as the one character it writes at least.
 func (c *writeCount) value(v ref.Val) {
 	switch v := v.(type) {
 	case types.String:
 		c.add(uint64(len(v)))
 	case types.Bytes:
 		c.add(uint64(len(v)))
+	case types.Bool:
+		c.add(uint64(len(strconv.AppendBool(c.buf[:0], bool(v)))))
+	case types.Int, types.Uint, types.Double:
+		c.decimal(v)
+	case types.Duration:
+		c.add(uint64(len(strconv.AppendFloat(c.buf[:0], v.Seconds(), 'f', -1, 64))) + 1) // and "s"
+	case types.Timestamp:
+		c.add(uint64(len(v.UTC().AppendFormat(c.buf[:0], time.RFC3339Nano))))
+	case types.Null:
+		c.add(4)
+	case ref.Type:
+		c.add(uint64(len(v.TypeName())))
 	case traits.Lister:
 		c.add(2) // []
 		for it, first := v.Iterator(), true; it.HasNext() == types.True && !c.over(c.n); first = false {
@@ -264,6 +314,111 @@ func (c *writeCount) value(v ref.Val) {
 	default:
 		c.add(1)
 	}
+}
+
+// decimal counts what a %d clause, or a %s one, writes of a number: an
+// integer's digits, a double in its shortest decimal form, without an
+// exponent (1e308 is 309 digits), and NaN and the infinities by name.
+func (c *writeCount) decimal(v ref.Val) {
+	switch v := v.(type) {
+	case types.Int, types.Uint:
+		c.integer(v, 10)
+	case types.Double:
+		if n := nonFinite(float64(v)); n > 0 {
+			c.add(n)
+			return
+		}
+		c.add(uint64(len(strconv.AppendFloat(c.buf[:0], float64(v), 'f', -1, 64))))
+	default:
+		c.add(1)
+	}
+}
+
+// integer counts the digits of an int or uint in base; any other value
+// as one character.
+func (c *writeCount) integer(v ref.Val, base int) {
+	switch v := v.(type) {
+	case types.Int:
+		c.add(uint64(len(strconv.AppendInt(c.buf[:0], int64(v), base))))
+	case types.Uint:
+		c.add(uint64(len(strconv.AppendUint(c.buf[:0], uint64(v), base))))
+	default:
+		c.add(1)
+	}
+}
+
+// fixed counts at least what a %f clause of the precision writes of a
+// number: its sign, its integer part's digits, and the point and the
+// precision's digits (fmt's "%.6f"); NaN and the infinities by name.
+// Rounding may write one digit more.
+func (c *writeCount) fixed(v ref.Val, precision uint64) {
+	x, ok := number(v)
+	if !ok {
+		c.add(1)
+		return
+	}
+	if n := nonFinite(x); n > 0 {
+		c.add(n)
+		return
+	}
+	if x < 0 {
+		c.add(1)
+	}
+	c.add(uint64(len(strconv.AppendFloat(c.buf[:0], math.Trunc(math.Abs(x)), 'f', 0, 64))))
+	if precision > 0 {
+		c.add(1 + precision)
+	}
+}
+
+// scientific counts at least what a %e clause of the precision writes
+// of a number: its sign, a digit, the point and the precision's digits,
+// and an exponent of at least two digits (fmt's "%1.6e", 1.500000e+03);
+// NaN and the infinities by name.
+func (c *writeCount) scientific(v ref.Val, precision uint64) {
+	x, ok := number(v)
+	if !ok {
+		c.add(1)
+		return
+	}
+	if n := nonFinite(x); n > 0 {
+		c.add(n)
+		return
+	}
+	if x < 0 {
+		c.add(1)
+	}
+	c.add(1 + 4) // a digit, "e+03"
+	if precision > 0 {
+		c.add(1 + precision)
+	}
+}
+
+// number returns the value of an int, a uint or a double as a float64,
+// as the extension's %f and %e take them.
+func number(v ref.Val) (float64, bool) {
+	switch v := v.(type) {
+	case types.Int:
+		return float64(v), true
+	case types.Uint:
+		return float64(v), true
+	case types.Double:
+		return float64(v), true
+	}
+	return 0, false
+}
+
+// nonFinite returns the length of the name the extension writes for x
+// when x is NaN or an infinity, and 0 for any other x.
+func nonFinite(x float64) uint64 {
+	switch {
+	case math.IsNaN(x):
+		return uint64(len("NaN"))
+	case math.IsInf(x, 1):
+		return uint64(len("Infinity"))
+	case math.IsInf(x, -1):
+		return uint64(len("-Infinity"))
+	}
+	return 0
 }
 
 // writesOverLimit reports whether err is a replace, a join or a format
