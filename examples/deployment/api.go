@@ -452,8 +452,16 @@ func (d *Deployment) failedOnServer() bool {
 // SUCCESS. Its error message is that of the first region with that
 // status, so that a wave going on past a refused region
 // (continue_on_failure) and then rolled back says why it rolled back.
+//
+// now is the finishing replica's clock and StartedAt the requesting
+// one's: a finish that reads earlier than the start (clocks apart) is
+// taken at the start, so that completed_at never precedes started_at
+// and duration_secs, and the duration histogram, never go negative.
 func (d *Deployment) finish(now time.Time) {
 	now = now.UTC()
+	if now.Before(d.StartedAt) {
+		now = d.StartedAt.UTC()
+	}
 	status := endStatus(d.Results)
 	d.RegionsDone = d.RegionsDone[:0]
 	for _, r := range d.Results {

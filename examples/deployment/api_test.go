@@ -57,6 +57,24 @@ func TestFinishNamesTheRegionOfItsStatus(t *testing.T) {
 	}
 }
 
+// TestFinishBeforeTheStart: a replica whose clock is behind the one that
+// started a deployment finishes it no earlier than its start, with a
+// duration of 0, not a negative one.
+func TestFinishBeforeTheStart(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	d := &Deployment{StartedAt: start, Regions: []string{"us-west-2"}, Results: []RegionResult{{Region: "us-west-2", Status: StatusSuccess}}}
+	d.finish(start.Add(-3 * time.Second))
+	require.NotNil(t, d.CompletedAt)
+	assert.Equal(t, start, *d.CompletedAt)
+	assert.Zero(t, d.DurationSecs)
+
+	d = &Deployment{StartedAt: start, Regions: []string{"us-west-2"}, Results: []RegionResult{{Region: "us-west-2", Status: StatusSuccess}}}
+	d.finish(start.Add(1500 * time.Millisecond).In(time.FixedZone("east", 3600)))
+	assert.Equal(t, start.Add(1500*time.Millisecond), *d.CompletedAt)
+	assert.Equal(t, time.UTC, d.CompletedAt.Location())
+	assert.InDelta(t, 1.5, d.DurationSecs, 1e-9)
+}
+
 // TestMetadataRefusalIsStable: a request with several metadata entries
 // out of bounds is refused naming the same one each time it is sent (the
 // first by key), not whichever a map's order gives first.
