@@ -148,10 +148,12 @@ type TransportOptions struct {
 // When the request's context ends before RoundTrip has a response to
 // return — while an attempt waits for its response or for the limiter,
 // or while the Retry waits to send another — RoundTrip returns the
-// context's error, context.Canceled or context.DeadlineExceeded, as
-// http.Transport does, not an earlier attempt's error, and closes a
-// response that failed on its status and was held for a retry or a hedge
-// that will not come now. Such a response is returned only when no
+// context's cause, as http.Transport does: context.Canceled or
+// context.DeadlineExceeded, or the error of a context ended by a
+// CancelCauseFunc or made by WithTimeoutCause or WithDeadlineCause. It
+// does not return an earlier attempt's error, and it closes a response
+// that failed on its status and was held for a retry or a hedge that
+// will not come now. Such a response is returned only when no
 // attempt is to follow and the context lives: the
 // retries are spent, or the Retry refuses another (its RetryOn, its
 // budget, a Retry-After longer than its MaxRetryAfter, a wait the
@@ -278,13 +280,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		rt.dropHeld()
 		return rt.won, nil
 	}
-	if cerr := req.Context().Err(); cerr != nil {
+	if req.Context().Err() != nil {
 		// The caller gave up before there was an answer, in an attempt or
 		// in the wait for another: a response held for a retry or a hedge
 		// that will not come is no answer, nor is an earlier attempt's
-		// error. http.Transport returns the context's error so.
+		// error. http.Transport returns the context's cause so: the
+		// caller's own error, when it ended the context with one.
 		rt.dropHeld()
-		return nil, cerr
+		return nil, context.Cause(req.Context())
 	}
 	// An attempt that could not be made (its body) sent nothing: the
 	// last response that failed on its status is still the answer.

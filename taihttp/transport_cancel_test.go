@@ -287,3 +287,74 @@ func TestTransportReturnsTheFailedResponseWhileTheContextLives(t *testing.T) {
 		})
 	}
 }
+
+// A caller whose context ends with a cause of its own
+// (context.WithCancelCause, WithTimeoutCause) gets that cause from the
+// Transport, as from http.Transport, which returns context.Cause: while
+// an attempt waits for its response, and while the Retry waits to send
+// another after a 503.
+func TestTransportReturnsTheContextsCause(t *testing.T) {
+	errGaveUp := errors.New("the user left")
+	arrived := make(chan struct{}, 10)
+	srv := newServer(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("quiet") == "" {
+			arrived <- struct{}{}
+		}
+		if r.URL.Path == "/hang" {
+			<-r.Context().Done()
+			return
+		}
+		w.Header().Set("Retry-After", "60")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	plain := func(*testing.T) http.RoundTripper { return srv.Client().Transport }
+	guarded := func(withRetry bool) func(*testing.T) http.RoundTripper {
+		return func(t *testing.T) http.RoundTripper {
+			opts := taihttp.TransportOptions{Base: srv.Client().Transport}
+			if withRetry {
+				opts.Retry = newRetry(t, jidoka.RetryOptions{MaxAttempts: 3, MaxDelay: 2 * time.Minute})
+			}
+			tr, err := taihttp.NewTransport(opts)
+			require.NoError(t, err)
+			return tr
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		rt   func(*testing.T) http.RoundTripper
+		path string // the request the caller cancels
+	}{
+		{"http.Transport awaiting the response", plain, "/hang"},
+		{"Transport awaiting the response", guarded(false), "/hang"},
+		{"Transport with a retry awaiting the response", guarded(true), "/hang"},
+		// A 503 asking for a minute: cancelled as the Retry waits for it.
+		{"Transport with a retry awaiting the retry", guarded(true), "/busy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &http.Client{Transport: tc.rt(t)}
+			ctx, cancel := context.WithCancelCause(context.Background())
+			defer cancel(nil)
+			go func() {
+				<-arrived
+				cancel(errGaveUp)
+			}()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+tc.path, nil)
+			require.NoError(t, err)
+			resp, err := c.Do(req)
+			if resp != nil {
+				_ = resp.Body.Close()
+			}
+			assert.ErrorIs(t, err, errGaveUp, "cancelled with a cause")
+
+			ctx, stop := context.WithTimeoutCause(context.Background(), 20*time.Millisecond, errGaveUp)
+			defer stop()
+			req, err = http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/hang?quiet=1", nil)
+			require.NoError(t, err)
+			resp, err = c.Do(req)
+			if resp != nil {
+				_ = resp.Body.Close()
+			}
+			assert.ErrorIs(t, err, errGaveUp, "a deadline with a cause")
+		})
+	}
+}
