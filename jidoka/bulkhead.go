@@ -110,7 +110,8 @@ type BulkheadOptions struct {
 // around the bulkhead does not count it, whatever ended the wait (a
 // Timeout's deadline, say, during a burst the line absorbs).
 //
-// Taking and giving back a free slot is one atomic operation each, with no
+// Taking and giving back a free slot is a compare-and-swap on one counter
+// each (repeated only when another call changed it meanwhile), with no
 // lock and no allocation; a call that has to wait takes a lock and
 // allocates its place in line. Make one with NewBulkhead; the zero
 // Bulkhead is not usable.
