@@ -1,8 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/taipattern/taikit/examples/internal/svc"
+	"github.com/taipattern/taikit/kaizen"
 )
 
 // auditHeadsBucket keeps, per instance, the last line of its audit trail
@@ -81,6 +89,160 @@ func (s *Service) putAuditHead(ctx context.Context) error {
 	return err
 }
 
+// errAuditHeadLost is the error of a start whose audit trail no longer
+// holds the head published for its instance.
+var errAuditHeadLost = errors.New("the audit trail does not hold the head published for this instance")
+
+// checkAuditHead compares the audit trail, as the start opened it, with
+// the head last published for this instance, before the start writes to
+// the trail and before a new head replaces the published one: a trail cut short, replaced or rewritten while the service was down
+// no longer holds that line, and would otherwise go on, and publish its
+// own head, as if nothing had happened — the published head, the one
+// record of the trail's end kept out of the data dir, would be gone ten
+// seconds after the start. Such a start fails with errAuditHeadLost,
+// unless -audit-accept-lost-head is set, which logs the lost head and goes
+// on. A head is held when the line it names (its count of lines in the
+// file then written, and that line's hash) is in the trail's last file or,
+// when the trail went on in a new file since, in the one before; the
+// chain from there on was checked as the trail was opened. An instance
+// with no head yet (a first start) has nothing to check.
+func (s *Service) checkAuditHead(ctx context.Context) error {
+	kv, err := s.js.KeyValue(ctx, auditHeadsBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	e, err := kv.Get(ctx, s.cfg.Instance)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	lines, hash, err := parseAuditHead(string(e.Value()))
+	held := false
+	if err == nil {
+		held, err = trailHolds(s.auditPath, s.auditState, lines, hash)
+	}
+	if err != nil {
+		return fmt.Errorf("audit head of instance %q: %w", s.cfg.Instance, err)
+	}
+	if held {
+		return nil
+	}
+	lost := fmt.Errorf("%w: the trail %s (%d lines in that file, last hash %s) does not hold line %d with hash %s, published %s: lines were cut from its end, or it was replaced or rewritten, since; "+
+		"check it with `go run ./cmd/taikit audit verify -expect %s %s*`, and pass -audit-accept-lost-head to start with the trail as it is (its own head then replaces the published one)",
+		errAuditHeadLost, s.auditState.File, s.auditState.Lines, s.auditState.Last, lines, hash, e.Created().UTC().Format(time.RFC3339), hash, s.auditPath)
+	if !s.cfg.AuditAcceptLostHead {
+		return lost
+	}
+	s.log.Error("starting with an audit trail that lost its published head (-audit-accept-lost-head)", "err", lost)
+	return nil
+}
+
+// parseAuditHead reads a published head, "<lines> <hash>".
+func parseAuditHead(v string) (lines uint64, hash string, err error) {
+	n, h, ok := strings.Cut(v, " ")
+	if lines, err = strconv.ParseUint(n, 10, 64); !ok || err != nil || len(h) != 2*sha256.Size {
+		return 0, "", fmt.Errorf("%q is not \"<lines> <hash>\"", v)
+	}
+	return lines, h, nil
+}
+
+// trailHolds reports whether the trail whose first file is first, and
+// whose last file OpenAuditFile found as state, holds line n with hash h
+// in its last file or in the one before it; n = 0 is a file's start,
+// whose hash is the last of the file before (or the genesis).
+func trailHolds(first string, state kaizen.AuditFileState, n uint64, h string) (bool, error) {
+	if h == state.Last && n == state.Lines {
+		return true, nil
+	}
+	files := []string{state.File}
+	if prev, ok := previousAuditFile(first, state.File); ok {
+		files = append(files, prev)
+	}
+	for _, name := range files {
+		if ok, err := fileHolds(name, n, h); ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// previousAuditFile returns the file of the trail before file: first for
+// first.000001, first.000041 for first.000042, none for first.
+func previousAuditFile(first, file string) (string, bool) {
+	seq, ok := strings.CutPrefix(file, first+".")
+	if !ok {
+		return "", false
+	}
+	k, err := strconv.ParseUint(seq, 10, 64)
+	switch {
+	case err != nil || k == 0:
+		return "", false
+	case k == 1:
+		return first, true
+	}
+	return fmt.Sprintf("%s.%0*d", first, len(seq), k-1), true
+}
+
+// fileHolds reports whether the audit file name holds line n with hash h:
+// its n-th line ends with that hash, or, for n = 0, its first line links
+// to it. A file that does not exist holds nothing.
+func fileHolds(name string, n uint64, h string) (bool, error) {
+	f, err := os.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 64<<10)
+	var line []byte
+	for i := uint64(0); i < max(n, 1); i++ {
+		line, err = readAuditLine(r, line[:0])
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("reading %s: %w", name, err)
+		}
+	}
+	// A line ends `"prev":"<hash>","hash":"<hash>"}`.
+	const tail = len(`","hash":"`) + 2*sha256.Size + len(`"}`)
+	if len(line) < tail+2*sha256.Size {
+		return false, nil
+	}
+	if n == 0 {
+		return string(line[len(line)-tail-2*sha256.Size:len(line)-tail]) == h, nil
+	}
+	return string(line[len(line)-2*sha256.Size-len(`"}`):len(line)-len(`"}`)]) == h, nil
+}
+
+// readAuditLine appends the next line of r, without its newline, to buf.
+// A last line without one counts; a file's end before any byte is io.EOF.
+func readAuditLine(r *bufio.Reader, buf []byte) ([]byte, error) {
+	for {
+		chunk, err := r.ReadSlice('\n')
+		buf = append(buf, chunk...)
+		switch {
+		case err == bufio.ErrBufferFull:
+			if len(buf) > kaizen.MaxAuditLineLen+1 {
+				return nil, fmt.Errorf("a line longer than %d bytes", kaizen.MaxAuditLineLen)
+			}
+			continue
+		case err == io.EOF && len(buf) > 0:
+			return bytes.TrimRight(buf, "\x00"), nil
+		case err != nil:
+			return nil, err
+		}
+		return buf[:len(buf)-1], nil
+	}
+}
+
 // AuditHead returns the head last published for instance: the line count
 // and the hash of the last line.
 func AuditHead(ctx context.Context, js jetstream.JetStream, instance string) (lines uint64, hash string, err error) {
@@ -92,9 +254,8 @@ func AuditHead(ctx context.Context, js jetstream.JetStream, instance string) (li
 	if err != nil {
 		return 0, "", err
 	}
-	n, h, ok := strings.Cut(string(e.Value()), " ")
-	if lines, err = strconv.ParseUint(n, 10, 64); !ok || err != nil {
-		return 0, "", fmt.Errorf("audit head of %q is %q, not \"<lines> <hash>\"", instance, e.Value())
+	if lines, hash, err = parseAuditHead(string(e.Value())); err != nil {
+		return 0, "", fmt.Errorf("audit head of %q: %w", instance, err)
 	}
-	return lines, h, nil
+	return lines, hash, nil
 }

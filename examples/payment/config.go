@@ -62,18 +62,21 @@ type Config struct {
 	AlertLabels      map[string]string // added to every alert
 	AlertInterval    time.Duration
 	FraudStopsLine   bool
-	PrintRules       bool
-	OTLPEndpoint     svc.URL
-	TraceSample      float64
-	PaymentsMaxBytes int64         // the payments bucket's byte limit
-	PaymentsMaxAge   time.Duration // how long payments are kept
-	IdemMaxBytes     int64         // the idempotency store's byte limit
-	ConfirmMaxBytes  int64         // the confirmation stream's byte limit
-	StateMaxBytes    int64         // the customer state's byte limit
-	RequestTimeout   time.Duration // a payment's deadline, commit included
-	Instance         string
-	LogLevel         string
-	DebugAddr        string
+	// AuditAcceptLostHead starts the service even when its audit trail
+	// no longer holds the head published for its instance.
+	AuditAcceptLostHead bool
+	PrintRules          bool
+	OTLPEndpoint        svc.URL
+	TraceSample         float64
+	PaymentsMaxBytes    int64         // the payments bucket's byte limit
+	PaymentsMaxAge      time.Duration // how long payments are kept
+	IdemMaxBytes        int64         // the idempotency store's byte limit
+	ConfirmMaxBytes     int64         // the confirmation stream's byte limit
+	StateMaxBytes       int64         // the customer state's byte limit
+	RequestTimeout      time.Duration // a payment's deadline, commit included
+	Instance            string
+	LogLevel            string
+	DebugAddr           string
 
 	// FraudRules is the fraud rules in force: "embedded" or empty
 	// (rules/fraud.yaml, built in), "go" (the Go rules of fraud.go, with
@@ -174,6 +177,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.Float64Var(&c.AlertErrors, "alert-error-rate", envFloat("ALERT_ERROR_RATE", 0.05), "alert when the share of failed payments exceeds this (ALERT_ERROR_RATE)")
 	fs.DurationVar(&c.AlertInterval, "alert-interval", envDur("ALERT_INTERVAL", 15*time.Second), "how often the alert rules are evaluated (ALERT_INTERVAL)")
 	fs.BoolVar(&c.FraudStopsLine, "fraud-stops-line", envBool("FRAUD_STOPS_LINE", false), "stop taking payments while the fraud-rate alert fires (FRAUD_STOPS_LINE=true)")
+	fs.BoolVar(&c.AuditAcceptLostHead, "audit-accept-lost-head", envBool("AUDIT_ACCEPT_LOST_HEAD", false), "start even when the audit trail no longer holds the head last published for this -instance (cut or rewritten while the service was down); the trail's own head then replaces it (AUDIT_ACCEPT_LOST_HEAD=true)")
 	fs.BoolVar(&c.PrintRules, "print-rules", false, "print the alert rules as a Prometheus rule file and exit")
 	var alertLabels string
 	fs.StringVar(&alertLabels, "alert-labels", env("ALERT_LABELS", ""), "labels added to every alert, as name=value,name=value (cluster=eu-1,team=payments); service= replaces the alerts' service=payment (ALERT_LABELS)")

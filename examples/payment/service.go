@@ -117,7 +117,12 @@ type Service struct {
 	consumer sync.WaitGroup
 	stop     context.CancelFunc // stops the consumer
 	heads    *auditHeads        // publishes the audit trail's head
-	closers  []func(context.Context) error
+	// auditPath is the trail's first file, and auditState what
+	// OpenAuditFile found in its last: the head published before the
+	// start is checked against them.
+	auditPath  string
+	auditState kaizen.AuditFileState
+	closers    []func(context.Context) error
 	// Commits that failed after the money moved are retried in the
 	// background (commitLater) until stored or Close.
 	bg      context.Context
@@ -189,6 +194,11 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	}
 	if err := s.measure(); err != nil {
 		return nil, err
+	}
+	// Before anything is written to the trail: a start it refuses leaves
+	// the trail as it found it.
+	if err := svc.Setup(ctx, s.log, "checking the audit trail against its published head", s.checkAuditHead); err != nil {
+		return nil, fmt.Errorf("audit trail: %w", err)
 	}
 	var err error
 	if s.gateway, err = NewSimulatedGateway(cfg.GatewayFail, cfg.GatewayDelay); err != nil {
@@ -430,7 +440,7 @@ func (s *Service) measure() error {
 	if err != nil {
 		return fmt.Errorf("audit trail: %w", err)
 	}
-	s.audit = audit
+	s.audit, s.auditPath, s.auditState = audit, path, state
 	s.log.Info("audit trail opened", "path", state.File, "lines", state.Lines, "cut_bytes", state.Cut, "keyed", s.cfg.AuditKey.IsSet())
 	return nil
 }
