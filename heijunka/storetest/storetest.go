@@ -19,6 +19,7 @@ package storetest
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -92,6 +93,7 @@ func testStartsFull(t *testing.T, s heijunka.Store) {
 		assert.Equal(t, time.Duration(0), d.RetryAfter)
 		assert.Equal(t, time.Duration(i+1)*interval, d.ResetAfter)
 		assert.Equal(t, sixPerMinute, d.Limit)
+		assert.False(t, d.FailedOpen, "a decision the store made did not fail open")
 	}
 	d := take(t, s, k, sixPerMinute, base, 1)
 	assert.False(t, d.Allowed)
@@ -135,6 +137,12 @@ func testDeniedRecordsNothing(t *testing.T, s heijunka.Store) {
 func testMoreThanBurst(t *testing.T, s heijunka.Store) {
 	k := key(t, "a")
 	d := take(t, s, k, sixPerMinute, base, sixPerMinute.Burst+1)
+	assert.False(t, d.Allowed)
+	assert.Equal(t, heijunka.InfDuration, d.RetryAfter)
+	assert.Equal(t, sixPerMinute.Burst, d.Remaining)
+	// So many that n intervals overflow a duration: still more than the
+	// burst, refused, and recording nothing.
+	d = take(t, s, k, sixPerMinute, base, math.MaxInt)
 	assert.False(t, d.Allowed)
 	assert.Equal(t, heijunka.InfDuration, d.RetryAfter)
 	assert.Equal(t, sixPerMinute.Burst, d.Remaining)

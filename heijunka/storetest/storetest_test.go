@@ -33,6 +33,29 @@ var mutants = map[string]func() heijunka.Store{
 	// Keeps a state per key and Limit: a changed Limit starts the key
 	// afresh, where a Store keeps one schedule per key.
 	"StatePerLimit": func() heijunka.Store { return &statePerLimit{Store: memoryStore(), seen: map[string][]string{}} },
+	// Says every decision failed open, as a store that marks its own
+	// answers so would.
+	"FailedOpenAlways": func() heijunka.Store { return failedOpen{Store: memoryStore()} },
+	// Admits a batch whose cost in time overflows, as arithmetic that
+	// wraps would.
+	"OverflowingBatch": func() heijunka.Store { return overflowingBatch{Store: memoryStore()} },
+}
+
+type failedOpen struct{ heijunka.Store }
+
+func (s failedOpen) Take(ctx context.Context, key string, limit heijunka.Limit, now time.Time, n int) (heijunka.Decision, error) {
+	d, err := s.Store.Take(ctx, key, limit, now, n)
+	d.FailedOpen = d.Allowed
+	return d, err
+}
+
+type overflowingBatch struct{ heijunka.Store }
+
+func (s overflowingBatch) Take(ctx context.Context, key string, limit heijunka.Limit, now time.Time, n int) (heijunka.Decision, error) {
+	if finite(limit) && time.Duration(n)*time.Duration(float64(time.Second)/limit.Rate) < 0 {
+		return heijunka.Decision{Allowed: true, Limit: limit}, nil
+	}
+	return s.Store.Take(ctx, key, limit, now, n)
 }
 
 func memoryStore() *heijunka.MemoryStore {
