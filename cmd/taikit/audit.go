@@ -214,8 +214,8 @@ func auditVerify(path string, opts kaizen.VerifyOptions, files []string, stdin i
 		return exitOK
 	case errors.As(err, &ae):
 		hint := ""
-		if opts.Key != nil && ae.File == files[0] && ae.Line == 1 {
-			hint = keyNewlineHint(files[0], opts)
+		if opts.Key != nil && ae.Line == 1 && firstWithLines(files, ae.File) {
+			hint = keyNewlineHint(ae.File, opts)
 		}
 		fmt.Fprintf(stderr, "%s:%d: %s%s\n", ae.File, ae.Line, ae.Reason, hint)
 		return exitProblem
@@ -267,8 +267,23 @@ func isRegular(r io.Reader) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
+// firstWithLines reports whether file is the first of files that holds a
+// line: it is among them, and every file before it is empty (a rotation
+// can leave one). Its first line is then the trail's first.
+func firstWithLines(files []string, file string) bool {
+	for _, f := range files {
+		if f == file {
+			return true
+		}
+		if fi, err := os.Stat(f); err != nil || !fi.Mode().IsRegular() || fi.Size() != 0 {
+			return false
+		}
+	}
+	return false
+}
+
 // keyNewlineHint returns what to add to the reason why the first line of
-// file, the first of the trail, does not verify with opts.Key: that it
+// file, the first line of the trail, does not verify with opts.Key: that it
 // verifies with the key without the newline that ends it, or with one
 // after it, when it does, and "" otherwise. A key file written with echo
 // ends in a newline, one written with printf or by a secret store may

@@ -268,6 +268,15 @@ func TestAuditVerifyKeyFileNewline(t *testing.T) {
 			echoed + ":1: its hash does not match its content under the given key: the key is wrong, or the line was edited; " +
 				"the line verifies with the key followed by a newline: the trail was written with a key file that ends in one\n"},
 	})
+	// The trail's first line is in its second file when the first is
+	// empty.
+	empty := filepath.Join(f.dir, "empty.jsonl")
+	require.NoError(t, os.WriteFile(empty, nil, 0o600))
+	runCLICases(t, []cliCase{
+		{"an empty file before the first line", []string{"audit", "verify", "-key-file", withNewline, empty, f.one}, 1, "",
+			f.one + ":1: its hash does not match its content under the given key: the key is wrong, or the line was edited; " +
+				"the line verifies with the key without the newline that ends the -key-file: write the key file with printf, not echo\n"},
+	})
 	for _, args := range [][]string{
 		{"-key-file", otherKey, f.one},                         // another key, newline or not
 		{"-key-file", withNewline, f.two, f.one},               // its first line, keyed right, does not begin a trail
