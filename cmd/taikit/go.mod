@@ -1,6 +1,12 @@
 // This module has no replace directives: "go install" of a module at a
 // version refuses one that has them. In a clone, go.work resolves the
-// library's modules to the clone.
+// library's modules to the clone. go mod tidy does not read go.work: until
+// the release is tagged, tidy with the clone's library replaced in for the
+// moment (.ci/consumer-check fails while a replace stays):
+//
+//	go mod edit -replace github.com/taipattern/taikit=../.. -replace github.com/taipattern/taikit/tai/taicel=../../tai/taicel
+//	go mod tidy
+//	go mod edit -dropreplace github.com/taipattern/taikit -dropreplace github.com/taipattern/taikit/tai/taicel
 module github.com/taipattern/taikit/cmd/taikit
 
 go 1.26.0
