@@ -568,7 +568,11 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleEvents streams a deployment's states as server-sent events, one
-// "deployment" event per change, until it ends or the client leaves.
+// "deployment" event per change, until it ends or the client leaves. A
+// HEAD (which the GET pattern takes) gets the status and header a GET
+// would, and ends: a stream with no body to send would hold the
+// connection, and the client's next request on it, until the deployment
+// ended.
 func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.deployment(w, r); !ok {
 		return
@@ -577,6 +581,9 @@ func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
 	// The stream ends with the deployment, the client, or the server's
 	// shutdown, which would otherwise wait for it.
 	ctx, cancel := context.WithCancel(r.Context())

@@ -151,6 +151,34 @@ func TestEvents(t *testing.T) {
 	assert.Equal(t, []string{"canary", "staging", "prod"}, stages)
 }
 
+// TestEventsHead: a HEAD of GET /deploy/{id}/events gets the stream's
+// status and header and ends at once, as the board's stream does. It
+// streamed, with no body to send, until the deployment ended: the
+// client's next request on the same connection waited as long.
+func TestEventsHead(t *testing.T) {
+	ts := startService(t, "-stages", "canary:5:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0")
+	id := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "HEAD", ts.URL+"/deploy/"+id+"/events", nil)
+	require.NoError(t, err)
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+
+	// The same connection serves the next request: the HEAD has ended.
+	req, err = http.NewRequestWithContext(ctx, "GET", ts.URL+"/deploy/"+id, nil)
+	require.NoError(t, err)
+	resp, err = client.Do(req)
+	require.NoError(t, err, "the request after the HEAD waited for the deployment's end")
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
 // byID finds the span with id among spans.
 func byID(spans []sdktrace.ReadWriteSpan, id trace.SpanID) (sdktrace.ReadWriteSpan, bool) {
 	for _, s := range spans {
