@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -1188,4 +1192,30 @@ func TestCommandAfterAnAbortedEnd(t *testing.T) {
 	require.Equal(t, http.StatusConflict, r.Code, "%s", r.Body)
 	assert.Equal(t, "not_in_progress", r.errorBody(t)["code"])
 	assert.Contains(t, r.errorBody(t)["message"], "has ended ROLLED_BACK; nothing to resume")
+}
+
+// TestCommandWithAnEmptyChunkedBody: a command whose body is sent chunked
+// and empty has no reason, as one with Content-Length: 0 has; it was
+// refused as "request body is empty".
+func TestCommandWithAnEmptyChunkedBody(t *testing.T) {
+	const admin = "admin-token-0123456789"
+	ts := startService(t, "-stages", "canary:5:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0", "-admin-token", admin)
+	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async").deployment(t).ID
+	// Sent by hand: net/http sends an empty body of unknown length with
+	// Content-Length: 0.
+	u, err := url.Parse(ts.URL)
+	require.NoError(t, err)
+	conn, err := net.Dial("tcp", u.Host)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = fmt.Fprintf(conn, "POST /deploy/%s/abort HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n", id, u.Host, admin)
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusAccepted, resp.StatusCode, "%s", body)
+	assert.Equal(t, StatusRolledBack, waitFor(t, ts.URL, id, ended).Status)
 }

@@ -624,9 +624,13 @@ func (s *Service) command(action string) http.HandlerFunc {
 				httpapi.WriteError(w, err)
 				return
 			}
-			if err := httpapi.Decode(raw, &body); err != nil {
-				httpapi.WriteError(w, err)
-				return
+			// A body sent chunked may turn out empty: no reason, as with
+			// Content-Length: 0.
+			if len(raw) > 0 {
+				if err := httpapi.Decode(raw, &body); err != nil {
+					httpapi.WriteError(w, err)
+					return
+				}
 			}
 		}
 		if err := checkReason(body.Reason); err != nil {
