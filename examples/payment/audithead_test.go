@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -59,10 +61,14 @@ func TestStartRefusedWhenTheTrailLostItsHead(t *testing.T) {
 			return raw[:strings.LastIndexByte(raw[:len(raw)-1], '\n')+1]
 		}},
 		{"every line deleted", func(string) string { return "" }},
-		{"rewritten without a key", func(raw string) string {
-			// The first line kept and the chain begun again from it: a
-			// trail that verifies, one line shorter than the head's.
+		{"only its first line kept", func(raw string) string {
 			return raw[:strings.IndexByte(raw, '\n')+1]
+		}},
+		{"rewritten without a key", func(raw string) string {
+			// A customer renamed and every hash from there computed
+			// again, as anyone can without a key: as many lines, a chain
+			// that verifies, and a last hash other than the head's.
+			return rehash(strings.Replace(raw, `"key":"two"`, `"key":"twx"`, 1))
 		}},
 	} {
 		t.Run(damage.name, func(t *testing.T) {
@@ -73,7 +79,9 @@ func TestStartRefusedWhenTheTrailLostItsHead(t *testing.T) {
 			path := filepath.Join(cfg.DataDir, "audit-test.jsonl")
 			raw, err := os.ReadFile(path)
 			require.NoError(t, err)
+			require.Equal(t, string(raw), rehash(string(raw)), "rehash computes the hashes the service wrote")
 			edited := damage.edit(string(raw))
+			require.NotEqual(t, string(raw), edited)
 			require.NoError(t, os.WriteFile(path, []byte(edited), 0o600))
 			_, err = kaizen.VerifyAuditFiles(kaizen.VerifyOptions{}, path)
 			require.NoError(t, err, "the damaged trail is still a chain")
@@ -107,6 +115,24 @@ func TestStartRefusedWhenTheTrailLostItsHead(t *testing.T) {
 			runService(t, cfg)
 		})
 	}
+}
+
+// rehash computes every line's prev and hash of the keyless trail raw
+// again, from the genesis.
+func rehash(raw string) string {
+	const hashMember = `,"hash":"`
+	var out strings.Builder
+	prev := kaizen.GenesisHash
+	for _, line := range strings.SplitAfter(raw, "\n") {
+		if line == "" {
+			continue
+		}
+		body := line[:strings.LastIndex(line, `,"prev":"`)] + `,"prev":"` + prev + `"}`
+		sum := sha256.Sum256([]byte(body))
+		prev = hex.EncodeToString(sum[:])
+		out.WriteString(body[:len(body)-1] + hashMember + prev + "\"}\n")
+	}
+	return out.String()
 }
 
 // A trail that holds its published head starts: after a clean shutdown
