@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -290,22 +289,8 @@ func TestAuditTrailContinuesAcrossRestarts(t *testing.T) {
 	cfg := testConfig(t)
 	key := []byte("0123456789abcdef0123")
 	cfg.AuditKey = svc.NewSecretBytes(key)
-	run := func(customers ...string) {
-		t.Helper()
-		svc, err := NewService(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		require.NoError(t, err)
-		srv := httptest.NewServer(svc.Handler())
-		ts := &testService{Service: svc, URL: srv.URL, http: srv, logs: &syncBuffer{}}
-		for _, c := range customers {
-			require.Equal(t, http.StatusOK, ts.pay(t, c, 10, nil).Code)
-		}
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		require.NoError(t, svc.Close(ctx))
-	}
-	run("first_a", "first_b")
-	run("second_a")
+	runService(t, cfg, "first_a", "first_b")
+	runService(t, cfg, "second_a")
 
 	path := filepath.Join(cfg.DataDir, "audit-test.jsonl")
 	sum, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Key: key}, path)

@@ -352,19 +352,11 @@ func (c *writeCount) integer(v ref.Val, base int) {
 // precision's digits (fmt's "%.6f"); NaN and the infinities by name.
 // Rounding may write one digit more.
 func (c *writeCount) fixed(v ref.Val, precision uint64) {
-	x, ok := number(v)
+	x, ok := c.signed(v)
 	if !ok {
-		c.add(1)
 		return
 	}
-	if n := nonFinite(x); n > 0 {
-		c.add(n)
-		return
-	}
-	if x < 0 {
-		c.add(1)
-	}
-	c.add(uint64(len(strconv.AppendFloat(c.buf[:0], math.Trunc(math.Abs(x)), 'f', 0, 64))))
+	c.add(uint64(len(strconv.AppendFloat(c.buf[:0], math.Trunc(x), 'f', 0, 64))))
 	if precision > 0 {
 		c.add(1 + precision)
 	}
@@ -375,22 +367,33 @@ func (c *writeCount) fixed(v ref.Val, precision uint64) {
 // and an exponent of at least two digits (fmt's "%1.6e", 1.500000e+03);
 // NaN and the infinities by name.
 func (c *writeCount) scientific(v ref.Val, precision uint64) {
-	x, ok := number(v)
-	if !ok {
-		c.add(1)
+	if _, ok := c.signed(v); !ok {
 		return
-	}
-	if n := nonFinite(x); n > 0 {
-		c.add(n)
-		return
-	}
-	if x < 0 {
-		c.add(1)
 	}
 	c.add(1 + 4) // a digit, "e+03"
 	if precision > 0 {
 		c.add(1 + precision)
 	}
+}
+
+// signed counts what a %f or %e clause writes of v up to its digits: the
+// whole of a value that is not a number (one character at least) or is
+// NaN or an infinity (its name), else a number's sign. It returns the
+// number's absolute value, and false when the clause is counted whole.
+func (c *writeCount) signed(v ref.Val) (float64, bool) {
+	x, ok := number(v)
+	if !ok {
+		c.add(1)
+		return 0, false
+	}
+	if n := nonFinite(x); n > 0 {
+		c.add(n)
+		return 0, false
+	}
+	if x < 0 {
+		c.add(1)
+	}
+	return math.Abs(x), true
 }
 
 // number returns the value of an int, a uint or a double as a float64,
