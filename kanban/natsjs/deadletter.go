@@ -135,8 +135,9 @@ func (q *Queue[T]) ListDeadLetters(ctx context.Context, query kanban.DeadLetterQ
 // error is returned. A message that, with the redrive's headers, takes
 // more room than MaxBytes on its own is not sent: the error wraps
 // ErrTooLarge, as it would never fit; so is one, as Publish refuses it,
-// whose dead letter could take more than DeadLetterMaxBytes (with the
-// trace context of ctx, and a reason of the most bytes kept), as it could
+// whose dead letter could take more than the server's max_payload or
+// DeadLetterMaxBytes (with the trace context of ctx, and a reason of the
+// most bytes kept), as it could
 // not be dead-lettered again; and so, likewise, is one larger than the
 // MaxMsgSize of a stream New used as it is. The redrive's Nats-Msg-Id is the dead letter's own
 // ("<id>.redrive.<seq>.<ns>", with the Unix time in nanoseconds at which
@@ -264,6 +265,12 @@ func (q *Queue[T]) redriveMsg(ctx context.Context, s *probedStream, m *jetstream
 		if n := q.storedSize(q.opts.DeadLetterStream, hlen, len(m.Data)); n > q.opts.DeadLetterMaxBytes {
 			return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w: its dead letter would take %d bytes, more than DeadLetterMaxBytes %d",
 				d.Seq, d.ID, ErrTooLarge, n, q.opts.DeadLetterMaxBytes)
+		}
+	}
+	if limit := q.js.Conn().MaxPayload(); limit > 0 {
+		if n := int64(hlen + len(m.Data)); n > limit {
+			return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w: its dead letter would take %d bytes, more than the server's max_payload %d",
+				d.Seq, d.ID, ErrTooLarge, n, limit)
 		}
 	}
 	if n := int64(hlen + len(m.Data)); q.deadMsgMax > 0 && n > q.deadMsgMax {

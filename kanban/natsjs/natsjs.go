@@ -719,7 +719,7 @@ func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg
 // MaxBytes (one Publish fitted within a few dozen bytes of it, or one
 // published before MaxBytes was lowered), or whose dead letter, as
 // Publish counts it with the trace context of the redrive, would take
-// more than DeadLetterMaxBytes.
+// more than the server's max_payload or DeadLetterMaxBytes.
 var ErrTooLarge = errors.New("natsjs: message too large")
 
 // maxReason is the most bytes of a dead letter's reason kept in its
