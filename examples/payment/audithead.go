@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/taipattern/taikit/examples/internal/httpapi"
 	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/kaizen"
 )
@@ -95,17 +96,19 @@ var errAuditHeadLost = errors.New("the audit trail does not hold the head publis
 
 // checkAuditHead compares the audit trail, as the start opened it, with
 // the head last published for this instance, before the start writes to
-// the trail and before a new head replaces the published one: a trail cut short, replaced or rewritten while the service was down
-// no longer holds that line, and would otherwise go on, and publish its
-// own head, as if nothing had happened — the published head, the one
-// record of the trail's end kept out of the data dir, would be gone ten
-// seconds after the start. Such a start fails with errAuditHeadLost,
-// unless -audit-accept-lost-head is set, which logs the lost head and goes
-// on. A head is held when the line it names (its count of lines in the
-// file then written, and that line's hash) is in the trail's last file or,
-// when the trail went on in a new file since, in the one before; the
-// chain from there on was checked as the trail was opened. An instance
-// with no head yet (a first start) has nothing to check.
+// the trail and before a new head replaces the published one. A trail
+// cut short, replaced or rewritten while the service was down no longer
+// holds that line, and would otherwise go on, and publish its own head,
+// as if nothing had happened: the published head, the one record of the
+// trail's end kept out of the data dir, would be gone ten seconds after
+// the start. Such a start fails with errAuditHeadLost, as does one that
+// finds a head it cannot read, unless -audit-accept-lost-head is set,
+// which logs the lost head and goes on. A head is held when the line it
+// names (its count of lines in the file then written, and that line's
+// hash) is in the trail's last file or, when the trail went on in a new
+// file since, in the one before; the chain from there on was checked as
+// the trail was opened. An instance with no head yet (a first start) has
+// nothing to check.
 func (s *Service) checkAuditHead(ctx context.Context) error {
 	kv, err := s.js.KeyValue(ctx, auditHeadsBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -121,20 +124,25 @@ func (s *Service) checkAuditHead(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	published := e.Created().UTC().Format(time.RFC3339)
+	var lost error
 	lines, hash, err := parseAuditHead(string(e.Value()))
-	held := false
-	if err == nil {
-		held, err = trailHolds(s.auditPath, s.auditState, lines, hash)
-	}
 	if err != nil {
-		return fmt.Errorf("audit head of instance %q: %w", s.cfg.Instance, err)
+		lost = fmt.Errorf("%w: the head published %s for it is %w; "+
+			"pass -audit-accept-lost-head to start with the trail %s as it is (its own head then replaces the published one)",
+			errAuditHeadLost, published, err, s.auditState.File)
+	} else {
+		held, err := trailHolds(s.auditPath, s.auditState, lines, hash)
+		if err != nil {
+			return fmt.Errorf("audit head of instance %q: %w", s.cfg.Instance, err)
+		}
+		if held {
+			return nil
+		}
+		lost = fmt.Errorf("%w: the trail %s (%d lines in that file, last hash %s) does not hold line %d with hash %s, published %s: lines were cut from its end, or it was replaced or rewritten, since; "+
+			"check it with `go run ./cmd/taikit audit verify -expect %s %s*`, and pass -audit-accept-lost-head to start with the trail as it is (its own head then replaces the published one)",
+			errAuditHeadLost, s.auditState.File, s.auditState.Lines, s.auditState.Last, lines, hash, published, hash, s.auditPath)
 	}
-	if held {
-		return nil
-	}
-	lost := fmt.Errorf("%w: the trail %s (%d lines in that file, last hash %s) does not hold line %d with hash %s, published %s: lines were cut from its end, or it was replaced or rewritten, since; "+
-		"check it with `go run ./cmd/taikit audit verify -expect %s %s*`, and pass -audit-accept-lost-head to start with the trail as it is (its own head then replaces the published one)",
-		errAuditHeadLost, s.auditState.File, s.auditState.Lines, s.auditState.Last, lines, hash, e.Created().UTC().Format(time.RFC3339), hash, s.auditPath)
 	if !s.cfg.AuditAcceptLostHead {
 		return lost
 	}
@@ -146,7 +154,7 @@ func (s *Service) checkAuditHead(ctx context.Context) error {
 func parseAuditHead(v string) (lines uint64, hash string, err error) {
 	n, h, ok := strings.Cut(v, " ")
 	if lines, err = strconv.ParseUint(n, 10, 64); !ok || err != nil || len(h) != 2*sha256.Size {
-		return 0, "", fmt.Errorf("%q is not \"<lines> <hash>\"", v)
+		return 0, "", fmt.Errorf("%q, not \"<lines> <hash>\"", httpapi.Clip(v, 200))
 	}
 	return lines, h, nil
 }

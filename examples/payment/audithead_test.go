@@ -117,6 +117,33 @@ func TestStartRefusedWhenTheTrailLostItsHead(t *testing.T) {
 	}
 }
 
+// A head that cannot be read (written by something else) stops the
+// start too, and -audit-accept-lost-head starts past it.
+func TestStartRefusedOnAHeadItCannotRead(t *testing.T) {
+	cfg := testConfig(t)
+	runService(t, cfg, "one")
+	s, err := NewService(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err = s.heads.kv.PutString(ctx, cfg.Instance, "not a head")
+	require.NoError(t, err)
+	s.heads.stop() // shut down without publishing over it
+	s.heads.wg.Wait()
+	s.heads = nil
+	require.NoError(t, s.Close(ctx))
+
+	_, err = NewService(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.ErrorIs(t, err, errAuditHeadLost)
+	assert.ErrorContains(t, err, `"not a head", not "<lines> <hash>"`)
+	assert.ErrorContains(t, err, "-audit-accept-lost-head")
+
+	cfg.AuditAcceptLostHead = true
+	runService(t, cfg)
+	cfg.AuditAcceptLostHead = false
+	runService(t, cfg) // the trail's own head replaced it
+}
+
 // rehash computes every line's prev and hash of the keyless trail raw
 // again, from the genesis.
 func rehash(raw string) string {
