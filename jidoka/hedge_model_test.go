@@ -21,8 +21,9 @@ import (
 // success wins and ends every other call's context; Do returns when every
 // call started has returned, with nil after a success and the first call's
 // error otherwise. Each call takes a random time and succeeds or fails, or
-// returns as its context ends, unless it ignores its context. The times are chosen so that no two events
-// fall on the same instant: the model need not say which came first.
+// returns as its context ends, unless it ignores its context. The times
+// are chosen so that no two events fall on the same instant: the model
+// need not say which came first.
 
 const hedgeModelDelay = time.Second
 
@@ -103,6 +104,13 @@ func TestHedgeModel(t *testing.T) {
 				ignores: rapid.IntRange(0, 3).Draw(t, "ignores") == 0,
 			}
 		}), maxHedges+1, maxHedges+1).Draw(rt, "attempts")
+		// And a millisecond more for each call before it: calls start
+		// whole seconds apart, so two of them could end at the same
+		// instant (one started at 1 s taking 1.501 s, one at 2 s taking
+		// 0.501 s), where which came first is the scheduler's choice.
+		for i := range attempts {
+			attempts[i].took += time.Duration(i) * time.Millisecond
+		}
 		cancelAt := time.Duration(0)
 		if rapid.Bool().Draw(rt, "cancels") {
 			cancelAt = time.Duration(rapid.IntRange(0, 24).Draw(rt, "cancelQuarters"))*time.Second/4 + time.Millisecond/2
