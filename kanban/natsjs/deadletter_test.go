@@ -317,30 +317,10 @@ func TestLargestMessageCanBeDeadLettered(t *testing.T) {
 	srv := startServer(t, natsembed.Options{InProcess: true})
 	ctx := context.Background()
 	nc := connect(t, srv.Connect)
-	// The largest payload Publish takes: TryPublish on a full stream
-	// refuses a larger one with ErrTooLarge, one that fits with ErrFull.
-	full, err := natsjs.New[[]byte](ctx, nc, natsjs.Options{Stream: "FULL", Capacity: 1, Codec: rawCodec{}, Storage: natsjs.MemoryStorage})
-	require.NoError(t, err)
-	require.NoError(t, full.Publish(ctx, kanban.Message[[]byte]{ID: "filler"}))
-	fits := func(n int) bool {
-		err := full.TryPublish(ctx, kanban.Message[[]byte]{ID: "largest", Key: "k", Payload: make([]byte, n)})
-		if errors.Is(err, kanban.ErrFull) {
-			return true
-		}
-		require.ErrorIs(t, err, natsjs.ErrTooLarge, "%d bytes", n)
-		return false
-	}
-	lo, hi := 0, int(nc.MaxPayload())
-	require.False(t, fits(hi))
-	for lo+1 < hi {
-		if mid := (lo + hi) / 2; fits(mid) {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
+	lo := largestPayload(t, nc, natsjs.Options{Codec: rawCodec{}, Storage: natsjs.MemoryStorage}, "FULL", func(n int) kanban.Message[[]byte] {
+		return kanban.Message[[]byte]{ID: "largest", Key: "k", Payload: make([]byte, n)}
+	}, int(nc.MaxPayload()))
 	assert.Greater(t, lo, int(nc.MaxPayload())-2048, "the room kept for a dead letter is small")
-	require.NoError(t, full.Shutdown(ctx))
 
 	q, err := natsjs.New[[]byte](ctx, nc, natsjs.Options{Stream: "LARGEST", Codec: rawCodec{}, FetchWait: 50 * time.Millisecond})
 	require.NoError(t, err)

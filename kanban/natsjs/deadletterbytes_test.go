@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -22,6 +23,38 @@ func deadLetterMaxBytes(t *testing.T, q *natsjs.Queue[[]byte]) int64 {
 	s, err := q.JetStream().Stream(context.Background(), q.Options().DeadLetterStream)
 	require.NoError(t, err)
 	return s.CachedInfo().Config.MaxBytes
+}
+
+// largestPayload returns the largest payload, for the message msg makes,
+// that Publish takes on a queue of opts: TryPublish on a full stream (one
+// named name, of opts otherwise) refuses a larger one with ErrTooLarge,
+// and one that fits with ErrFull. A payload of hi bytes must be refused.
+func largestPayload(t *testing.T, nc *nats.Conn, opts natsjs.Options, name string, msg func(n int) kanban.Message[[]byte], hi int) int {
+	t.Helper()
+	ctx := context.Background()
+	opts.Stream, opts.DeadLetterStream, opts.Capacity = name, name+"_DLQ", 1
+	full, err := natsjs.New[[]byte](ctx, nc, opts)
+	require.NoError(t, err)
+	require.NoError(t, full.Publish(ctx, kanban.Message[[]byte]{ID: "filler"}))
+	fits := func(n int) bool {
+		err := full.TryPublish(ctx, msg(n))
+		if errors.Is(err, kanban.ErrFull) {
+			return true
+		}
+		require.ErrorIs(t, err, natsjs.ErrTooLarge, "%d bytes", n)
+		return false
+	}
+	require.False(t, fits(hi), "%d bytes", hi)
+	lo := 0
+	for lo+1 < hi {
+		if mid := (lo + hi) / 2; fits(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	require.NoError(t, full.Shutdown(ctx))
+	return lo
 }
 
 // refuseBytes consumes q with a handler that refuses every message, each
@@ -157,25 +190,7 @@ func TestRedriveLargerThanDeadLetterMaxBytes(t *testing.T) {
 	msg := func(n int) kanban.Message[[]byte] {
 		return kanban.Message[[]byte]{ID: "edge", Key: "k", Headers: kanban.Header{"h": "v"}, Payload: make([]byte, n)}
 	}
-	// The largest payload Publish takes: TryPublish on a full stream
-	// refuses a larger one with ErrTooLarge, one that fits with ErrFull.
-	fullOpts := opts
-	fullOpts.Stream, fullOpts.DeadLetterStream, fullOpts.Capacity = "DLREDRIVE_FULL", "DLREDRIVE_DLQ", 1
-	full, err := natsjs.New[[]byte](ctx, nc, fullOpts)
-	require.NoError(t, err)
-	require.NoError(t, full.Publish(ctx, kanban.Message[[]byte]{ID: "filler"}))
-	lo, hi := 0, bound
-	for lo+1 < hi {
-		mid := (lo + hi) / 2
-		err := full.TryPublish(ctx, msg(mid))
-		if errors.Is(err, kanban.ErrFull) {
-			lo = mid
-			continue
-		}
-		require.ErrorIs(t, err, natsjs.ErrTooLarge, "%d bytes", mid)
-		hi = mid
-	}
-	require.NoError(t, full.Shutdown(ctx))
+	lo := largestPayload(t, nc, opts, "DLREDRIVE_FULL", msg, bound)
 
 	q, err := natsjs.New[[]byte](ctx, nc, opts)
 	require.NoError(t, err)

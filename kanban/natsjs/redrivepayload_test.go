@@ -2,7 +2,6 @@ package natsjs_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 
@@ -30,25 +29,7 @@ func TestRedriveLargerThanMaxPayload(t *testing.T) {
 	msg := func(n int) kanban.Message[[]byte] {
 		return kanban.Message[[]byte]{ID: "edge", Key: "k", Payload: make([]byte, n)}
 	}
-	// The largest payload Publish takes: TryPublish on a full stream
-	// refuses a larger one with ErrTooLarge, one that fits with ErrFull.
-	fullOpts := opts
-	fullOpts.Stream, fullOpts.DeadLetterStream, fullOpts.Capacity = "RDPAYLOAD_FULL", "RDPAYLOAD_FULL_DLQ", 1
-	full, err := natsjs.New[[]byte](ctx, nc, fullOpts)
-	require.NoError(t, err)
-	require.NoError(t, full.Publish(ctx, kanban.Message[[]byte]{ID: "filler"}))
-	lo, hi := 0, int(nc.MaxPayload())
-	for lo+1 < hi {
-		mid := (lo + hi) / 2
-		err := full.TryPublish(ctx, msg(mid))
-		if errors.Is(err, kanban.ErrFull) {
-			lo = mid
-			continue
-		}
-		require.ErrorIs(t, err, natsjs.ErrTooLarge, "%d bytes", mid)
-		hi = mid
-	}
-	require.NoError(t, full.Shutdown(ctx))
+	lo := largestPayload(t, nc, opts, "RDPAYLOAD_FULL", msg, int(nc.MaxPayload()))
 
 	q, err := natsjs.New[[]byte](ctx, nc, opts)
 	require.NoError(t, err)
