@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"strconv"
@@ -126,11 +125,10 @@ func (s *Service) checkAuditHead(ctx context.Context) error {
 	}
 	published := e.Created().UTC().Format(time.RFC3339)
 	var lost error
+	const accept = "pass -audit-accept-lost-head to start with the trail as it is (its own head then replaces the published one)"
 	lines, hash, err := parseAuditHead(string(e.Value()))
 	if err != nil {
-		lost = fmt.Errorf("%w: the head published %s for it is %w; "+
-			"pass -audit-accept-lost-head to start with the trail %s as it is (its own head then replaces the published one)",
-			errAuditHeadLost, published, err, s.auditState.File)
+		lost = fmt.Errorf("%w: the head published %s for it is %w; %s", errAuditHeadLost, published, err, accept)
 	} else {
 		held, err := trailHolds(s.auditPath, s.auditState, lines, hash)
 		if err != nil {
@@ -140,8 +138,8 @@ func (s *Service) checkAuditHead(ctx context.Context) error {
 			return nil
 		}
 		lost = fmt.Errorf("%w: the trail %s (%d lines in that file, last hash %s) does not hold line %d with hash %s, published %s: lines were cut from its end, or it was replaced or rewritten, since; "+
-			"check it with `go run ./cmd/taikit audit verify -expect %s %s*`, and pass -audit-accept-lost-head to start with the trail as it is (its own head then replaces the published one)",
-			errAuditHeadLost, s.auditState.File, s.auditState.Lines, s.auditState.Last, lines, hash, published, hash, s.auditPath)
+			"check it with `go run ./cmd/taikit audit verify -expect %s %s*`, and %s",
+			errAuditHeadLost, s.auditState.File, s.auditState.Lines, s.auditState.Last, lines, hash, published, hash, s.auditPath, accept)
 	}
 	if !s.cfg.AuditAcceptLostHead {
 		return lost
@@ -208,16 +206,19 @@ func fileHolds(name string, n uint64, h string) (bool, error) {
 		return false, err
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(f, 64<<10)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), kaizen.MaxAuditLineLen+1)
 	var line []byte
-	for i := uint64(0); i < max(n, 1); i++ {
-		line, err = readAuditLine(r, line[:0])
-		if err == io.EOF {
-			return false, nil
+	for range max(n, 1) {
+		if !sc.Scan() {
+			if err := sc.Err(); err != nil {
+				return false, fmt.Errorf("reading %s: %w", name, err)
+			}
+			return false, nil // fewer lines
 		}
-		if err != nil {
-			return false, fmt.Errorf("reading %s: %w", name, err)
-		}
+		// NUL bytes may stand for a file's last newline, as a file system
+		// that lost a write leaves them.
+		line = bytes.TrimRight(sc.Bytes(), "\x00")
 	}
 	// A line ends `"prev":"<hash>","hash":"<hash>"}`.
 	const tail = len(`","hash":"`) + 2*sha256.Size + len(`"}`)
@@ -228,27 +229,6 @@ func fileHolds(name string, n uint64, h string) (bool, error) {
 		return string(line[len(line)-tail-2*sha256.Size:len(line)-tail]) == h, nil
 	}
 	return string(line[len(line)-2*sha256.Size-len(`"}`):len(line)-len(`"}`)]) == h, nil
-}
-
-// readAuditLine appends the next line of r, without its newline, to buf.
-// A last line without one counts; a file's end before any byte is io.EOF.
-func readAuditLine(r *bufio.Reader, buf []byte) ([]byte, error) {
-	for {
-		chunk, err := r.ReadSlice('\n')
-		buf = append(buf, chunk...)
-		switch {
-		case err == bufio.ErrBufferFull:
-			if len(buf) > kaizen.MaxAuditLineLen+1 {
-				return nil, fmt.Errorf("a line longer than %d bytes", kaizen.MaxAuditLineLen)
-			}
-			continue
-		case err == io.EOF && len(buf) > 0:
-			return bytes.TrimRight(buf, "\x00"), nil
-		case err != nil:
-			return nil, err
-		}
-		return buf[:len(buf)-1], nil
-	}
 }
 
 // AuditHead returns the head last published for instance: the line count
