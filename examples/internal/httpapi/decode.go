@@ -285,6 +285,9 @@ func (c *checker) check(tok json.Token, t reflect.Type, path string, depth int) 
 	if t != nil && (t.Implements(unmarshalerType) || reflect.PointerTo(t).Implements(unmarshalerType)) {
 		t = nil // decodes itself: check only for duplicate keys
 	}
+	if err := checkContainer(tok, t, path); err != nil {
+		return err
+	}
 	switch tok {
 	case json.Delim('{'):
 		var fields map[string]field
@@ -378,6 +381,29 @@ func (c *checker) check(tok json.Token, t reflect.Type, path string, depth int) 
 		return err
 	}
 	return checkScalar(tok, t, path)
+}
+
+// checkContainer reports an object or array where a value of type t
+// cannot be one, naming path: encoding/json would refuse it naming the
+// struct field that holds it, not a map's key nor an array's index
+// ("metadata must be a string" for {"metadata":{"a":{}}}).
+func checkContainer(tok json.Token, t reflect.Type, path string) error {
+	if t == nil || t.Kind() == reflect.Interface {
+		return nil
+	}
+	switch tok {
+	case json.Delim('{'):
+		if k := t.Kind(); k == reflect.Struct || k == reflect.Map {
+			return nil
+		}
+		return Invalid(path, "%s must be %s, not a JSON object", orBody(path), kindName(t))
+	case json.Delim('['):
+		if k := t.Kind(); k == reflect.Slice || k == reflect.Array {
+			return nil
+		}
+		return Invalid(path, "%s must be %s, not a JSON array", orBody(path), kindName(t))
+	}
+	return nil
 }
 
 // isInteger reports whether t is of an integer kind.
