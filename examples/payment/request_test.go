@@ -87,6 +87,8 @@ func TestParsePaymentInvalid(t *testing.T) {
 		{"unknown field", `{"amount": 1, "card_number": "4242", ` + base + `}`, "card_number", `unknown field "card_number"`},
 		{"metadata type", `{"amount": 1, "metadata": [1], ` + base + `}`, "metadata", "metadata must be an object"},
 		{"metadata value type", `{"amount": 1, "metadata": {"a": 1}, ` + base + `}`, "metadata.a", "metadata.a must be a string, not a JSON number"},
+		{"metadata value object", `{"amount": 1, "metadata": {"a": {}}, ` + base + `}`, "metadata.a", "metadata.a must be a string, not a JSON object"},
+		{"metadata value array", `{"amount": 1, "metadata": {"a": ["v"]}, ` + base + `}`, "metadata.a", "metadata.a must be a string, not a JSON array"},
 		{"metadata key long", `{"amount": 1, "metadata": {"` + strings.Repeat("k", 41) + `": "v"}, ` + base + `}`, "metadata", "metadata key"},
 		{"metadata key NUL", `{"amount": 1, "metadata": {"a\u0000": "v"}, ` + base + `}`, "metadata", `metadata key "a\x00" holds a control character`},
 		{"metadata value NUL", `{"amount": 1, "metadata": {"a": "v\u0000"}, ` + base + `}`, "metadata", `metadata value of "a" holds a control character`},
