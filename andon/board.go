@@ -971,7 +971,9 @@ func hasControl(s string) bool {
 }
 
 // exactCordKeys reports a key of the cord's object that is not one of
-// its fields spelled exactly so, or that appears twice. encoding/json
+// its fields spelled exactly so, that appears twice, or whose value is
+// not a string (encoding/json's error would name the board's Go type,
+// not the field the client sent). encoding/json
 // takes {"Action": "pull"} for "action", and the last of two "action"
 // keys, while a proxy or log in front may read the first: the action on
 // the line would not be the one they saw. A body that is not an object,
@@ -1000,8 +1002,27 @@ func exactCordKeys(body []byte) error {
 		if err := dec.Decode(&v); err != nil {
 			return nil
 		}
+		if kind := jsonKind(v); kind != "" {
+			return fmt.Errorf("field %q must be a string, not %s", key, kind)
+		}
 	}
 	return nil
+}
+
+// jsonKind names what v holds in a client's words, or returns "" for a
+// string or null (which leaves a field empty, as encoding/json takes it).
+func jsonKind(v json.RawMessage) string {
+	switch {
+	case len(v) == 0 || v[0] == '"' || string(v) == "null":
+		return ""
+	case v[0] == '{':
+		return "an object"
+	case v[0] == '[':
+		return "an array"
+	case v[0] == 't' || v[0] == 'f':
+		return "true or false"
+	}
+	return "a number"
 }
 
 func (b *Board) cord(w http.ResponseWriter, r *http.Request) {

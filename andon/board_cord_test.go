@@ -2,6 +2,7 @@ package andon_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -97,4 +98,40 @@ func TestBoardCordWhoNameIsChecked(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "200 characters is the limit")
 	assert.Equal(t, strings.Repeat("山", 200), f.ev.Cord().Who)
+}
+
+// TestBoardCordFieldTypesNamed: a field of the wrong JSON type is refused
+// naming the field in the request's words. encoding/json's message named
+// the board's own Go type ("Go struct field cordRequest.who of type
+// string").
+func TestBoardCordFieldTypesNamed(t *testing.T) {
+	f := newBoardFixture(t, andon.BoardOptions{AllowCord: true})
+	for body, want := range map[string]string{
+		`{"action":"pull","who":{"name":"x"}}`: `bad cord request: field "who" must be a string, not an object`,
+		`{"action":["pull"]}`:                  `bad cord request: field "action" must be a string, not an array`,
+		`{"action":"pull","reason":7}`:         `bad cord request: field "reason" must be a string, not a number`,
+		`{"action":"pull","reason":true}`:      `bad cord request: field "reason" must be a string, not true or false`,
+	} {
+		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Andon-Board", "1")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		var e struct {
+			Error struct{ Code, Message string }
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&e))
+		resp.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
+		assert.Equal(t, want, e.Error.Message, body)
+		assert.False(t, f.ev.Cord().Pulled, body)
+	}
+	// null is no value, as encoding/json takes it.
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(`{"action":"pull","who":null}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Andon-Board", "1")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
 }
