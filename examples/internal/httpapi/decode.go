@@ -18,10 +18,15 @@ import (
 	"unicode/utf8"
 )
 
-// ReadBody checks that r's Content-Type is application/json and its body
-// is not compressed (415 otherwise), and reads the body, at most limit
-// bytes (413 beyond).
+// ReadBody checks that r has one Content-Type (400 otherwise), that it is
+// application/json and its body is not compressed (415 otherwise), and
+// reads the body, at most limit bytes (413 beyond).
 func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if cts := r.Header.Values("Content-Type"); len(cts) > 1 {
+		// A field of one value given twice: what the first says is not
+		// what a proxy that reads the last would have checked.
+		return nil, Invalid("Content-Type", "Content-Type is given %d times; a request has one", len(cts))
+	}
 	if err := CheckContentType(r.Header.Get("Content-Type")); err != nil {
 		return nil, err
 	}
