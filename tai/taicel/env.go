@@ -548,6 +548,12 @@ func compileReason(env *cel.Env, r *Rule, maxCost uint64) ([]segment, error) {
 			return nil, &CompileError{Rule: r.Name, FileLine: r.reasonFileLine(at + i), Reason: true, Detail: "{{ without }} in reason " + fmt.Sprintf("%q", r.Reason)}
 		}
 		expr := text[i+2 : i+2+j]
+		if strings.TrimSpace(expr) == "" {
+			// Refused as an empty expr is: CEL's syntax error would
+			// be at column 0 of an empty text, which Column, counted
+			// from 1, cannot say.
+			return nil, &CompileError{Rule: r.Name, FileLine: r.reasonFileLine(at + i), Reason: true, Detail: "empty {{}} in reason " + fmt.Sprintf("%q", r.Reason)}
+		}
 		prg, _, cerr := compileExpr(env, expr, "reason", maxCost)
 		if cerr != nil {
 			cerr.Rule, cerr.FileLine, cerr.Reason = r.Name, r.reasonFileLine(at+i+2), true

@@ -240,6 +240,11 @@ func TestCompileErrors(t *testing.T) {
 			want: []string{`rule "why" reason at 1:8`, "undefined field 'Tota'"}, line: 1, col: 8},
 		{name: "reason unterminated", rule: taicel.Rule{Name: "why", Weight: 1, Expr: `true`, Reason: "total {{payload.Total"},
 			want: []string{`rule "why" reason`, "{{ without }}"}},
+		// An empty {{}} is no expression: it has no position in itself.
+		{name: "reason empty", rule: taicel.Rule{Name: "why", Weight: 1, Expr: `true`, Reason: "total {{}} today"},
+			want: []string{`rule "why" reason: empty {{}} in reason "total {{}} today"`}},
+		{name: "reason blank", rule: taicel.Rule{Name: "why", Weight: 1, Expr: `true`, Reason: "{{payload.Total}} {{ \n }}"},
+			want: []string{`rule "why" reason: empty {{}} in reason`}},
 		// CEL's limits on an expression as a whole have no position.
 		{name: "nested past the limit", rule: taicel.Rule{Name: "deep", Weight: 1, Expr: strings.Repeat("(", 300) + "true" + strings.Repeat(")", 300)},
 			want: []string{`rule "deep": ERROR`, "recursion limit exceeded"}},
