@@ -173,11 +173,19 @@ func NewWatchdog(opts WatchdogOptions) (*Watchdog, error) {
 // Name returns WatchdogOptions.Name.
 func (w *Watchdog) Name() string { return w.name }
 
+// errWatchdogNotMade is the error of Start on a Watchdog that NewWatchdog
+// did not make: it has no check to run, and no interval to wait.
+var errWatchdogNotMade = errors.New("jidoka: the Watchdog was not made by NewWatchdog; it cannot start")
+
 // Start runs the first check and then one every Interval on a goroutine of
 // the watchdog, until ctx ends or Shutdown is called (a ctx that has ended
 // already gets no check at all). It returns
-// ErrWatchdogStarted if the watchdog was started or shut down before.
+// ErrWatchdogStarted if the watchdog was started or shut down before, and
+// an error, starting nothing, for a Watchdog NewWatchdog did not make.
 func (w *Watchdog) Start(ctx context.Context) error {
+	if w.done == nil {
+		return errWatchdogNotMade
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.started || w.shut {

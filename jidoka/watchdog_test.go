@@ -360,6 +360,16 @@ func TestWatchdogLifecycle(t *testing.T) {
 		require.ErrorIs(t, w.Start(ctx), jidoka.ErrWatchdogStarted)
 		require.NoError(t, w.Shutdown(ctx))
 	})
+	t.Run("the zero Watchdog does not start", func(t *testing.T) {
+		// Started, it would check nothing in a loop without pause, and
+		// its goroutine would crash the program as it ended.
+		var w jidoka.Watchdog
+		err := w.Start(ctx)
+		require.EqualError(t, err, "jidoka: the Watchdog was not made by NewWatchdog; it cannot start")
+		require.NotErrorIs(t, err, jidoka.ErrWatchdogStarted)
+		require.NoError(t, w.Shutdown(ctx), "nothing to stop")
+		require.Error(t, w.Start(ctx), "nor after Shutdown")
+	})
 	t.Run("stopped by its context", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			checks := 0
