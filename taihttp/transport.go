@@ -170,7 +170,8 @@ type TransportOptions struct {
 // breaker's IsFailure or Ignore panics, which the breaker passes on
 // without counting the attempt.
 //
-// A Transport is safe for concurrent use. Use NewTransport.
+// A Transport is safe for concurrent use. Make one with NewTransport; the
+// zero Transport sends nothing.
 type Transport struct {
 	base      http.RoundTripper
 	retry     *jidoka.Retry
@@ -235,8 +236,20 @@ func (t *Transport) CloseIdleConnections() {
 	}
 }
 
-// RoundTrip sends req as the Transport's guards allow; see Transport.
+// errTransportNotMade is the error of RoundTrip on a Transport that
+// NewTransport did not make: it has no base to send through.
+var errTransportNotMade = errors.New("taihttp: the Transport was not made by NewTransport; it sends nothing")
+
+// RoundTrip sends req as the Transport's guards allow; see Transport. A
+// Transport NewTransport did not make (the zero Transport) sends nothing:
+// RoundTrip closes the body and returns an error saying so.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.base == nil {
+		if req != nil && req.Body != nil {
+			_ = req.Body.Close() // a RoundTripper closes the body, sent or not
+		}
+		return nil, errTransportNotMade
+	}
 	if err := t.checkRequest(req); err != nil {
 		if req.Body != nil {
 			_ = req.Body.Close() // a RoundTripper closes the body, sent or not

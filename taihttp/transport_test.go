@@ -627,6 +627,24 @@ func TestTransportRefusesANilBase(t *testing.T) {
 	assert.ErrorContains(t, err, "taihttp.NewTransport: Base holds a nil taihttp_test.roundTripFunc")
 }
 
+// The zero Transport, not made by NewTransport, has no base to send
+// through: RoundTrip says so, and closes the body as a RoundTripper must,
+// rather than panic on a nil pointer.
+func TestZeroTransportRefusesToSend(t *testing.T) {
+	var tr taihttp.Transport
+	body := &trackedBody{ReadCloser: io.NopCloser(strings.NewReader("x"))}
+	req, _ := http.NewRequest(http.MethodPost, "http://example.test/", body)
+	var (
+		resp *http.Response
+		err  error
+	)
+	require.NotPanics(t, func() { resp, err = tr.RoundTrip(req) })
+	assert.Nil(t, resp)
+	require.EqualError(t, err, "taihttp: the Transport was not made by NewTransport; it sends nothing")
+	assert.True(t, body.closed.Load(), "a RoundTripper closes the request body even when it sends nothing")
+	require.NotPanics(t, tr.CloseIdleConnections)
+}
+
 // roundTripFunc is an in-memory base transport, for tests under synctest.
 // numbered is a base transport that numbers its calls, from 1, for f,
 // and a func that says how many it has had.
