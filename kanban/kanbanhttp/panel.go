@@ -36,7 +36,15 @@ const PanelDeadLetters = 20
 // stack, and the queues after it are read all the same. Refresh may be
 // called while another runs (Watch's, say): the panels show of each queue
 // the read that began last.
-func (h *Handler) Refresh(ctx context.Context) error {
+func (h *Handler) Refresh(ctx context.Context) error { return h.refresh(ctx, nil) }
+
+// refresh is Refresh, for Watch when stop is not nil: once stop has ended
+// (Watch is stopping) it reads no more queues, and a read that failed
+// then is not shown, nor is OnRefresh called for it: the end of Watch is
+// no failure of the queue, and its panels keep the last whole read.
+func (h *Handler) refresh(ctx, stop context.Context) error {
+	stopped := func() bool { return stop != nil && stop.Err() != nil }
+	shown := 0
 	h.mu.Lock()
 	names := slices.Clone(h.names)
 	queues := make([]kanban.DeadLetterStore, len(names))
@@ -46,12 +54,19 @@ func (h *Handler) Refresh(ctx context.Context) error {
 	h.mu.Unlock()
 	var errs []error
 	for i, name := range names {
+		if stopped() {
+			break
+		}
 		var s snapshot
 		h.mu.Lock()
 		h.reads++
 		s.read = h.reads
 		h.mu.Unlock()
 		letters, err := h.readQueue(ctx, name, queues[i], &s)
+		if s.err != nil && stopped() {
+			break // cut short by the end of Watch
+		}
+		shown++
 		if s.err != nil {
 			errs = append(errs, fmt.Errorf("kanbanhttp: queue %s: %w", name, s.err))
 		}
@@ -70,7 +85,7 @@ func (h *Handler) Refresh(ctx context.Context) error {
 		}
 		h.mu.Unlock()
 	}
-	if h.opts.OnRefresh != nil {
+	if h.opts.OnRefresh != nil && (stop == nil || shown > 0) {
 		h.notify()
 	}
 	return errors.Join(errs...)
@@ -117,7 +132,10 @@ func (h *Handler) notify() {
 // runs in its caller's goroutine and returns ctx's error. Each Refresh
 // has one interval to read every queue: a queue not read by then fails
 // with the deadline, and shows as unreadable. Refresh errors are logged
-// at Warn level (they show on the panels too).
+// at Warn level (they show on the panels too). The end of ctx is no
+// failure of a queue: a read it cuts short is not shown (the panels keep
+// what the reads before found, and OnRefresh is not called for it), and
+// the queues after it are not read.
 func (h *Handler) Watch(ctx context.Context, interval time.Duration) error {
 	if interval <= 0 {
 		return fmt.Errorf("kanbanhttp: Watch: interval %v must be positive", interval)
@@ -126,7 +144,7 @@ func (h *Handler) Watch(ctx context.Context, interval time.Duration) error {
 	defer t.Stop()
 	for {
 		rctx, cancel := context.WithTimeout(ctx, interval)
-		if err := h.Refresh(rctx); err != nil && ctx.Err() == nil {
+		if err := h.refresh(rctx, ctx); err != nil && ctx.Err() == nil {
 			h.log.Warn("kanbanhttp: reading queues for the board", "err", err)
 		}
 		cancel()

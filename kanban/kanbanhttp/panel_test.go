@@ -113,6 +113,62 @@ func TestWatch(t *testing.T) {
 	})
 }
 
+// slowStore is a queue whose reads wait, while slow is set, until their
+// context ends, as a store on a distant server does.
+type slowStore struct {
+	*kanban.Memory[order]
+	slow atomic.Bool
+}
+
+func (s *slowStore) ListDeadLetters(ctx context.Context, q kanban.DeadLetterQuery) (kanban.DeadLetterPage, error) {
+	if s.slow.Load() {
+		<-ctx.Done()
+		return kanban.DeadLetterPage{}, ctx.Err()
+	}
+	return s.Memory.ListDeadLetters(ctx, q)
+}
+
+// The end of Watch is no failure of the queues: a read it cuts short
+// leaves the panels as the last whole read left them, and tells no live
+// board, rather than paint every queue unreadable as the service stops.
+func TestWatchStoppedMidReadKeepsThePanels(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var refreshed atomic.Int64
+		h, err := kanbanhttp.New(kanbanhttp.Options{OnRefresh: func() { refreshed.Add(1) }})
+		require.NoError(t, err)
+		q := &slowStore{Memory: deadQueue(t, 0, 1)}
+		require.NoError(t, h.AddQueue("q", q))
+		qp := h.QueuePanel(kanbanhttp.PanelOptions{})
+		dp, err := h.DeadLetterPanel("q", "")
+		require.NoError(t, err)
+
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- h.Watch(ctx, 10*time.Second) }()
+		synctest.Wait()
+		require.Equal(t, int64(1), refreshed.Load())
+		rows, dead := qp.Rows(), dp.Rows()
+		require.Equal(t, "red", rows[0].Color)
+		require.Equal(t, "1", rows[0].Cells[3], "one dead letter")
+		require.Len(t, dead, 1)
+
+		q.slow.Store(true)
+		time.Sleep(10 * time.Second) // the next Refresh begins, and waits
+		synctest.Wait()
+		cancel()
+		require.ErrorIs(t, <-done, context.Canceled)
+		assert.Equal(t, rows, qp.Rows(), "the queue is not unreadable: Watch stopped")
+		assert.Equal(t, dead, dp.Rows())
+		assert.Equal(t, int64(1), refreshed.Load(), "no live board is told of a read cut short")
+
+		// Started with a context that has ended, Watch reads nothing.
+		q.slow.Store(false)
+		require.ErrorIs(t, h.Watch(ctx, time.Second), context.Canceled)
+		assert.Equal(t, rows, qp.Rows())
+		assert.Equal(t, int64(1), refreshed.Load())
+	})
+}
+
 // flakyStore is a queue whose dead letters cannot be read while failing is
 // set.
 type flakyStore struct {
