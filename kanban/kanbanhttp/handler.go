@@ -69,7 +69,8 @@ type Options struct {
 
 // Handler is an http.Handler serving the operations on named queues (see
 // the package documentation). It is safe for concurrent use; add every
-// queue before serving.
+// queue before serving. Make one with New: the zero Handler takes no
+// queue and answers every request 500.
 type Handler struct {
 	opts  Options
 	mux   *http.ServeMux
@@ -84,6 +85,9 @@ type Handler struct {
 	reads  uint64 // the reads of queues Refresh began (see snapshot)
 	dlSeen map[string][]kanban.DeadLetter
 }
+
+// errNotMade is the error of a Handler New did not make.
+var errNotMade = errors.New("the Handler was not made by kanbanhttp.New")
 
 var queueName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 
@@ -153,6 +157,9 @@ func New(opts Options) (*Handler, error) {
 // cleaned. A queue that is also a kanban.BacklogReader has its backlog
 // shown, one with a Stats() kanban.QueueStats method its counts.
 func (h *Handler) AddQueue(name string, q kanban.DeadLetterStore) error {
+	if h.mux == nil {
+		return fmt.Errorf("kanbanhttp: AddQueue: %w", errNotMade)
+	}
 	if !queueName.MatchString(name) || name == "." || name == ".." {
 		return fmt.Errorf("kanbanhttp: AddQueue: invalid queue name %q: 1 to 128 letters, digits, '.', '-' or '_', and not \".\" or \"..\"", name)
 	}
@@ -177,6 +184,10 @@ func (h *Handler) AddQueue(name string, q kanban.DeadLetterStore) error {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
+	if h.mux == nil {
+		fail(w, &apiError{http.StatusInternalServerError, "internal_error", errNotMade.Error()}, nil)
+		return
+	}
 	if _, pattern := h.mux.Handler(r); pattern == "" {
 		// No route: the mux answers 404, 405 or a redirect to the
 		// cleaned path; the first two are answered as JSON here.

@@ -906,3 +906,18 @@ func TestRedriveFilterNamesEachFieldOnceAsSpelt(t *testing.T) {
 	assert.Equal(t, http.StatusOK, r.status, "%s", r.raw)
 	assert.EqualValues(t, 1, r.body["redriven"])
 }
+
+// The zero Handler, not made by New, takes no queue and answers every
+// request 500 in the JSON error shape, rather than panic on a nil map or
+// mux.
+func TestZeroHandler(t *testing.T) {
+	var h kanbanhttp.Handler
+	var err error
+	require.NotPanics(t, func() { err = h.AddQueue("orders", deadQueue(t, 0, 0)) })
+	require.EqualError(t, err, "kanbanhttp: AddQueue: the Handler was not made by kanbanhttp.New")
+	w := httptest.NewRecorder()
+	require.NotPanics(t, func() { h.ServeHTTP(w, httptest.NewRequest("GET", "/queues", nil)) })
+	assert.Equal(t, http.StatusInternalServerError, w.Code)
+	assert.JSONEq(t, `{"error":{"code":"internal_error","message":"the Handler was not made by kanbanhttp.New"}}`, w.Body.String())
+	require.NoError(t, h.Refresh(context.Background()), "no queue to read")
+}
