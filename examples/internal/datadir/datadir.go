@@ -31,11 +31,18 @@ type Lock struct {
 // user owns (root aside) is refused before anything is written in it:
 // made first by that user where anyone may make one (the system's
 // temporary directory), it would let them plant or swap what the service
-// keeps there. If another process holds the lock, the error wraps
-// ErrInUse and names that process's PID when it can; a lock the system
-// refuses for another reason (a file system without locks) is an error
-// that says so, not ErrInUse.
+// keeps there. So is a dir whose path goes through a symbolic link
+// another user owns, which they could point at a directory of theirs
+// while the service runs. If another process holds the lock, the error
+// wraps ErrInUse and names that process's PID when it can; a lock the
+// system refuses for another reason (a file system without locks) is an
+// error that says so, not ErrInUse.
 func Acquire(dir string) (*Lock, error) {
+	// Before anything is made through another user's link, and again
+	// after (checkOwner), for one put where a name was missing.
+	if err := checkLinks(dir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}

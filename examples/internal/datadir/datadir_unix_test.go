@@ -107,13 +107,15 @@ func TestAcquireRefusesADirectoryAnotherUserOwns(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "made-by-another")
 	require.NoError(t, os.Mkdir(dir, 0o777))
 	owner := 65534
+	actAsOwnUser := func() {}
 	if os.Geteuid() == 0 {
 		require.NoError(t, os.Chown(dir, owner, owner))
 	} else {
 		owner = os.Geteuid()
 		uid := processUID
 		processUID = func() int { return owner + 1 }
-		t.Cleanup(func() { processUID = uid })
+		actAsOwnUser = func() { processUID = uid }
+		t.Cleanup(actAsOwnUser)
 	}
 
 	l, err := Acquire(dir)
@@ -125,8 +127,57 @@ func TestAcquireRefusesADirectoryAnotherUserOwns(t *testing.T) {
 	require.ErrorContains(t, err, "is owned by user "+strconv.Itoa(owner))
 	require.NoFileExists(t, filepath.Join(dir, LockFile), "nothing is written in it")
 
+	actAsOwnUser()
 	mine := filepath.Join(t.TempDir(), "mine", "data")
 	l, err = Acquire(mine)
 	require.NoError(t, err, "a directory the process makes is its own")
 	require.NoError(t, l.Release())
+}
+
+// A data directory reached through a symbolic link another user owns is
+// refused, whether the link is the directory's own name or one before it
+// in the path, and nothing is written through it: the link's owner may
+// point it elsewhere while the service runs (a link in /tmp, where the
+// default directory is, is its maker's to replace), at a directory of
+// theirs, where the service's next files would go — a new block of its
+// store, the audit trail's next file. A link of the process's own user is
+// followed.
+func TestAcquireRefusesALinkAnotherUserOwns(t *testing.T) {
+	mine := t.TempDir()
+	link := filepath.Join(t.TempDir(), "data")
+	require.NoError(t, os.Symlink(mine, link))
+	l, err := Acquire(link)
+	require.NoError(t, err, "a link of the process's own user is followed")
+	require.NoError(t, l.Discard())
+
+	owner := 65534
+	if os.Geteuid() == 0 {
+		require.NoError(t, os.Lchown(link, owner, owner))
+	} else {
+		// The process acts as another user than the link's; the link
+		// points at a directory root owns, which that user may use.
+		owner = os.Geteuid()
+		uid := processUID
+		processUID = func() int { return owner + 1 }
+		t.Cleanup(func() { processUID = uid })
+		require.NoError(t, os.Remove(link))
+		require.NoError(t, os.Symlink("/", link))
+	}
+	// The error names the link by its path without links (a temporary
+	// directory may be reached through one, /var on macOS).
+	parent, err := filepath.EvalSymlinks(filepath.Dir(link))
+	require.NoError(t, err)
+	t.Chdir(filepath.Dir(link)) // a relative path is followed as the absolute one
+	for _, dir := range []string{link, filepath.Join(link, "sub"), "data", "./data/../data/sub"} {
+		l, err := Acquire(dir)
+		if err == nil {
+			_ = l.Release()
+		}
+		require.Error(t, err, dir)
+		require.NotErrorIs(t, err, ErrInUse)
+		require.ErrorContains(t, err, "symbolic link "+filepath.Join(parent, "data"))
+		require.ErrorContains(t, err, "user "+strconv.Itoa(owner))
+	}
+	require.NoFileExists(t, filepath.Join(mine, LockFile), "nothing is written through the link")
+	require.NoDirExists(t, filepath.Join(mine, "sub"))
 }
