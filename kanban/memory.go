@@ -85,6 +85,9 @@ func (o MemoryOptions) Validate() error {
 // consumers are stopped through the ctx of Consume, and a message retried
 // after a delay waits on a timer (time.AfterFunc) that puts it back when
 // it fires.
+//
+// Make one with NewMemory. The zero Memory holds no message: TryPublish
+// returns ErrFull and Publish waits until its ctx ends.
 type Memory[T any] struct {
 	opts MemoryOptions // read only
 	// epoch is when the queue was made: the dedup window is timed on the
