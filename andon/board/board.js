@@ -128,7 +128,9 @@
       el("div", { class: "head" }, [el("span", { class: "name", text: r.name })].concat(badges)),
       sparkline(r),
       value,
-      el("div", { class: "summary-text", text: r.summary }),
+      // A rule without a summary of its own is summed up by its detail
+      // (a stopped line's, an open breaker's): it is said once.
+      r.summary !== r.detail ? el("div", { class: "summary-text", text: r.summary }) : null,
       // What the measurement says in words (why a line stopped, a
       // breaker's state and cause), which its value cannot.
       r.detail ? el("div", { class: "detail", text: r.detail }) : null,

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
@@ -199,6 +201,7 @@ func TestFreshBoardInChromium(t *testing.T) {
 	require.NoError(t, err)
 	srv := serveBoard(t, ev, andon.BoardOptions{})
 	ctx, thrown := browser(t, 60*time.Second)
+	logged := consoleErrors(t, ctx)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`article[data-rule="HighErrorRate"]`))))
 	summary, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("summary").textContent`))
@@ -209,6 +212,7 @@ func TestFreshBoardInChromium(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []bool{true, true}, hidden, "a board without AllowCord shows no cord to pull or reset")
 	assert.Empty(t, thrown(), "no error on the page")
+	assert.Empty(t, logged(), "no error in the console")
 }
 
 // brokenLine is a line whose Status panics; brokenBreaker a breaker whose
@@ -533,6 +537,43 @@ func browser(t *testing.T, timeout time.Duration, opts ...chromedp.ExecAllocator
 	}
 }
 
+// consoleErrors starts recording the errors the browser of ctx logs to
+// its console (a resource that failed to load, a console.error call, a
+// refusal by the Content-Security-Policy), and returns a function that
+// lists those so far.
+func consoleErrors(t *testing.T, ctx context.Context) func() []string {
+	t.Helper()
+	var (
+		mu   sync.Mutex
+		seen []string
+	)
+	require.NoError(t, chromedp.Listen(ctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch e := ev.(type) {
+		case *log.EventEntryAdded:
+			if e.Entry.Level == log.EntryLevelError {
+				seen = append(seen, strings.TrimSpace(e.Entry.Text+" "+e.Entry.URL))
+			}
+		case *runtime.EventConsoleAPICalled:
+			if e.Type == runtime.ConsoleAPICalledTypeError {
+				what := "console.error:"
+				for _, a := range e.Args {
+					what += " " + string(a.Value) + a.Description
+				}
+				seen = append(seen, what)
+			}
+		}
+	}))
+	_, err := chromedp.Call(ctx, log.Enable, cdp.Empty{})
+	require.NoError(t, err)
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), seen...)
+	}
+}
+
 func splitFields(s string) []string {
 	var out []string
 	start := -1
@@ -649,6 +690,12 @@ func TestBoardShowsARulesDetail(t *testing.T) {
 		"LineStopped: line checkout stopped: gateway errors " + evil,
 		"HighErrorRate: undefined", // no detail, no line for it
 	}, details)
+	// A rule without a Summary of its own is summed up by its detail: the
+	// tile says it once, not in two lines one under the other.
+	said, err := chromedp.Run(ctx, chromedp.Evaluate[int](
+		`document.querySelector('article[data-rule="LineStopped"]').innerText.split("line checkout stopped").length - 1`))
+	require.NoError(t, err)
+	assert.Equal(t, 1, said, "the stopped line's tile says why once")
 	imgs, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("img").length`))
 	require.NoError(t, err)
 	assert.Zero(t, imgs, "no element made from the text")
