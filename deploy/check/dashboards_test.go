@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -186,10 +187,18 @@ func promQuery(t *testing.T, promURL, expr string) (int, []string, error) {
 	}
 }
 
+// zeroFallback is a query's fallback on zero where it has no series:
+// "or vector(0)", or "or on () vector(0)".
+var zeroFallback = regexp.MustCompile(`\s*\bor\s+(?:on\s*\(\s*\)\s*)?vector\(0\)`)
+
 // panelProblems evaluates each query and returns what is wrong with it:
 // Prometheus refused it, it returned nothing, or nothing but NaN (a
-// ratio or quantile of what did not change).
-func panelProblems(t *testing.T, promURL string, qs []PanelQuery) []string {
+// ratio or quantile of what did not change). With scraped (Prometheus
+// holds the services' series, once each has happened), a query that falls
+// back on vector(0) must return data without its fallbacks too: with them
+// it has data whatever its metrics are called, and a misspelt one would
+// show zero for ever.
+func panelProblems(t *testing.T, promURL string, qs []PanelQuery, scraped bool) []string {
 	t.Helper()
 	var out []string
 	for _, q := range qs {
@@ -197,12 +206,23 @@ func panelProblems(t *testing.T, promURL string, qs []PanelQuery) []string {
 		switch {
 		case err != nil:
 			out = append(out, fmt.Sprintf("panel %q query %s: %v", q.Panel, q.RefID, err))
+			continue
 		case n == 0:
 			out = append(out, fmt.Sprintf("panel %q query %s: no data", q.Panel, q.RefID))
+			continue
 		case !slices.ContainsFunc(values, func(v string) bool { return v != "NaN" }):
 			out = append(out, fmt.Sprintf("panel %q query %s: only NaN", q.Panel, q.RefID))
-		default:
-			t.Logf("panel %q query %s: %v", q.Panel, q.RefID, values)
+			continue
+		}
+		t.Logf("panel %q query %s: %v", q.Panel, q.RefID, values)
+		if bare := zeroFallback.ReplaceAllString(q.Expr, ""); scraped && bare != q.Expr {
+			n, _, err := promQuery(t, promURL, grafanaVariables.Replace(bare))
+			switch {
+			case err != nil:
+				out = append(out, fmt.Sprintf("panel %q query %s without its vector(0) fallback: %v", q.Panel, q.RefID, err))
+			case n == 0:
+				out = append(out, fmt.Sprintf("panel %q query %s: no data without its vector(0) fallback: a metric or label it names is not one the services export", q.Panel, q.RefID))
+			}
 		}
 	}
 	return out
@@ -318,7 +338,7 @@ func TestDashboardsQueryTheServices(t *testing.T) {
 			require.NoError(t, err)
 			require.NotEmpty(t, qs)
 			total += len(qs)
-			for _, p := range panelProblems(t, promURL, qs) {
+			for _, p := range panelProblems(t, promURL, qs, true) {
 				t.Error(p)
 			}
 		})
@@ -343,17 +363,21 @@ func TestDashboardsQueryTheServices(t *testing.T) {
 	})
 
 	// The check has teeth: a misspelt metric, a label no series has and
-	// a query that does not parse are each reported.
+	// a query that does not parse are each reported, and so is a
+	// misspelt metric behind a vector(0) fallback, which has data all the
+	// same.
 	bad := []PanelQuery{
 		{Panel: "misspelt", RefID: "A", Expr: `sum by (status) (rate(payment_transactions_total[$__rate_interval]))`},
 		{Panel: "no such label", RefID: "A", Expr: `sum(taikit_queue_depth{queue="confirmation"})`},
 		{Panel: "does not parse", RefID: "A", Expr: `sum by (status (rate(payment_transaction_total[$__rate_interval]))`},
+		{Panel: "misspelt behind a fallback", RefID: "A", Expr: `sum(increase(taikit_breaker_transition_total{breaker="gateway"}[$__rate_interval])) or vector(0)`},
 	}
-	problems := panelProblems(t, promURL, bad)
-	require.Len(t, problems, 3, "%q", problems)
+	problems := panelProblems(t, promURL, bad, true)
+	require.Len(t, problems, 4, "%q", problems)
 	assert.Contains(t, problems[0], `panel "misspelt" query A: no data`)
 	assert.Contains(t, problems[1], `panel "no such label" query A: no data`)
 	assert.Contains(t, problems[2], `panel "does not parse" query A: bad_data`)
+	assert.Contains(t, problems[3], `panel "misspelt behind a fallback" query A: no data without its vector(0) fallback`)
 }
 
 // scrapedAfter waits until Prometheus holds a scrape of every target that
@@ -416,7 +440,7 @@ func TestDashboardZeroesSurviveNoSeries(t *testing.T) {
 		}
 	}
 	require.Len(t, zeroes, 7)
-	for _, p := range panelProblems(t, promURL, zeroes) {
+	for _, p := range panelProblems(t, promURL, zeroes, false) {
 		t.Error(p)
 	}
 	// And without the fallback, the same query has nothing to show.

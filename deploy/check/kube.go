@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math"
 	"path"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,10 +109,16 @@ func stripComments(b []byte) []byte {
 //     kubernetes.io/hostname that selects its own pods); every container,
 //     init containers included, runs as a user other than root without
 //     privilege escalation, on a read-only root filesystem, with CPU and
-//     memory requests and limits; every container of containers has a
-//     readiness probe on /readyz and a liveness probe on /healthz (and a
-//     startup probe, if any, on /healthz), each on a port the container
-//     declares, and DATA_DIR on a volume the container may write; an init
+//     memory requests and limits, and keeps the restricted Pod Security
+//     Standard's rules that deploy/k8s/namespace.yaml enforces on it (not
+//     privileged, every capability dropped but NET_BIND_SERVICE, the
+//     runtime's seccomp profile or a local one, no port on the node); the
+//     pod shares none of the node's namespaces, mounts only the kinds of
+//     volume the standard allows, and is given no service-account token
+//     (the services call no Kubernetes API); every container of
+//     containers has a readiness probe on /readyz and a liveness probe on
+//     /healthz (and a startup probe, if any, on /healthz), each on a port
+//     the container declares, and DATA_DIR on a volume the container may write; an init
 //     container has no probe unless it is a sidecar (restartPolicy
 //     Always); in every container GOMEMLIMIT, if set and not empty, is a
 //     byte count the Go runtime reads, below the memory limit, and no
@@ -128,8 +135,10 @@ func stripComments(b []byte) []byte {
 //   - every Service with a selector selects a Deployment's pods and
 //     targets a port they declare, a sidecar's included (one without,
 //     whose EndpointSlices are managed apart, and an ExternalName are not
-//     checked); every PodDisruptionBudget selects a Deployment's pods and
-//     leaves it room for a disruption (minAvailable below its replicas);
+//     checked); every PodDisruptionBudget selects a Deployment's pods,
+//     leaves it room for a disruption (minAvailable below its replicas)
+//     and lets a drain evict a replica that is not ready
+//     (unhealthyPodEvictionPolicy AlwaysAllow);
 //   - every emptyDir on the node's disk has a sizeLimit, and the pod
 //     requests at least as much ephemeral storage as those add up to, as
 //     the scheduler counts a pod's request: its containers and sidecars
@@ -185,9 +194,25 @@ func checkDeployment(p *problems, d *appsv1.Deployment, configMaps map[string]*c
 	if psc == nil {
 		psc = &corev1.PodSecurityContext{}
 	}
+	if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+		p.add("%s: automountServiceAccountToken is not false: the services call no Kubernetes API, and a token mounted in the pod is a credential for whoever takes it over", where)
+	}
+	for _, ns := range []struct {
+		shared bool
+		name   string
+	}{{pod.HostNetwork, "network namespace (hostNetwork)"}, {pod.HostPID, "process namespace (hostPID)"}, {pod.HostIPC, "IPC namespace (hostIPC)"}} {
+		if ns.shared {
+			p.add("%s: shares the node's %s, which the restricted Pod Security Standard refuses", where, ns.name)
+		}
+	}
 	volumes := map[string]corev1.Volume{}
 	for _, v := range pod.Volumes {
 		volumes[v.Name] = v
+		// A volume without a source is an emptyDir: the API server
+		// defaults it so.
+		if kind := volumeKind(v); kind != "" && !restrictedVolumes[kind] {
+			p.add("%s: volume %s is a %s volume, which the restricted Pod Security Standard refuses", where, v.Name, kind)
+		}
 		switch {
 		case v.Secret != nil:
 			checkKeys(p, where, "volume "+v.Name, "Secret", d.Namespace, v.Secret.SecretName, v.Secret.Items, secretKeys(secrets[d.Namespace+"/"+v.Secret.SecretName]))
@@ -262,6 +287,7 @@ func checkContainer(p *problems, cw string, c corev1.Container, role containerRo
 	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
 		p.add("%s: allowPrivilegeEscalation is not false", cw)
 	}
+	checkRestricted(p, cw, c, sc, s.security)
 	for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 		req, hasReq := c.Resources.Requests[res]
 		lim, hasLim := c.Resources.Limits[res]
@@ -326,6 +352,67 @@ func checkContainer(p *problems, cw string, c corev1.Container, role containerRo
 			p.add("%s: mounts volume %s, which the pod does not have", cw, vm.Name)
 		}
 	}
+}
+
+// checkRestricted checks a container against what the restricted Pod
+// Security Standard asks of it besides a user other than root and no
+// privilege escalation (checked apart): not privileged, every capability
+// dropped (NET_BIND_SERVICE alone may be added back), the runtime's
+// seccomp profile or a local one (its own, or else the pod's), and no port
+// opened on the node. deploy/k8s/namespace.yaml enforces the standard: the
+// API server refuses a pod that breaks it, and the Deployment is left
+// without replicas.
+func checkRestricted(p *problems, cw string, c corev1.Container, sc *corev1.SecurityContext, psc *corev1.PodSecurityContext) {
+	if sc.Privileged != nil && *sc.Privileged {
+		p.add("%s: privileged: it may do what root on the node may", cw)
+	}
+	caps := sc.Capabilities
+	if caps == nil {
+		caps = &corev1.Capabilities{}
+	}
+	if !slices.Contains(caps.Drop, "ALL") {
+		p.add("%s: capabilities.drop does not hold ALL, which the restricted Pod Security Standard asks for", cw)
+	}
+	for _, add := range caps.Add {
+		if add != "NET_BIND_SERVICE" {
+			p.add("%s: adds the capability %s; the restricted Pod Security Standard allows NET_BIND_SERVICE alone", cw, add)
+		}
+	}
+	profile := sc.SeccompProfile
+	if profile == nil {
+		profile = psc.SeccompProfile
+	}
+	switch {
+	case profile == nil:
+		p.add("%s: no seccomp profile, its own or the pod's: the restricted Pod Security Standard asks for RuntimeDefault or Localhost", cw)
+	case profile.Type != corev1.SeccompProfileTypeRuntimeDefault && profile.Type != corev1.SeccompProfileTypeLocalhost:
+		p.add("%s: seccomp profile %s; the restricted Pod Security Standard asks for RuntimeDefault or Localhost", cw, profile.Type)
+	}
+	for _, port := range c.Ports {
+		if port.HostPort != 0 {
+			p.add("%s: hostPort %d opens a port on the node, which the restricted Pod Security Standard refuses", cw, port.HostPort)
+		}
+	}
+}
+
+// restrictedVolumes are the kinds of volume the restricted Pod Security
+// Standard allows, by their field in a pod's volume.
+var restrictedVolumes = map[string]bool{
+	"configMap": true, "csi": true, "downwardAPI": true, "emptyDir": true, "ephemeral": true,
+	"persistentVolumeClaim": true, "projected": true, "secret": true,
+}
+
+// volumeKind is the field of v's source that is set ("emptyDir",
+// "hostPath", ...), or "" when none is.
+func volumeKind(v corev1.Volume) string {
+	src := reflect.ValueOf(v.VolumeSource)
+	for i := range src.NumField() {
+		if f := src.Field(i); f.Kind() == reflect.Pointer && !f.IsNil() {
+			name, _, _ := strings.Cut(src.Type().Field(i).Tag.Get("json"), ",")
+			return name
+		}
+	}
+	return ""
 }
 
 // sidecar reports whether c, an init container, is a sidecar: one that
@@ -809,6 +896,9 @@ func checkPDB(p *problems, b *policyv1.PodDisruptionBudget, deps []*appsv1.Deplo
 	if len(matched) == 0 {
 		p.add("%s: its selector selects no Deployment's pods", where)
 		return
+	}
+	if pol := b.Spec.UnhealthyPodEvictionPolicy; pol == nil || *pol != policyv1.AlwaysAllow {
+		p.add("%s: unhealthyPodEvictionPolicy is not AlwaysAllow: while the replicas are not ready (NATS or Redis out of reach), a node drain waits on replicas that serve nothing", where)
 	}
 	for _, d := range matched {
 		replicas := 1

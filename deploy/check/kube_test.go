@@ -337,6 +337,7 @@ const paymentInit = `      initContainers:
             requests: {cpu: 100m, memory: 64Mi}
             limits: {cpu: 500m, memory: 128Mi}
           securityContext:
+            capabilities: {drop: ["ALL"]}
             allowPrivilegeEscalation: false
             readOnlyRootFilesystem: true
           volumeMounts:
@@ -359,7 +360,7 @@ func TestCheckManifestsChecksInitContainers(t *testing.T) {
 		replace []string
 		want    string
 	}{
-		{"root", []string{"          securityContext:\n            allowPrivilegeEscalation: false\n            readOnlyRootFilesystem: true\n          volumeMounts:", "          securityContext:\n            runAsUser: 0\n            allowPrivilegeEscalation: false\n            readOnlyRootFilesystem: true\n          volumeMounts:"}, "init container migrate: runs as user 0"},
+		{"root", []string{"            allowPrivilegeEscalation: false\n            readOnlyRootFilesystem: true\n          volumeMounts:", "            runAsUser: 0\n            allowPrivilegeEscalation: false\n            readOnlyRootFilesystem: true\n          volumeMounts:"}, "init container migrate: runs as user 0"},
 		{"a writable root", []string{"            readOnlyRootFilesystem: true\n          volumeMounts:\n            - name: tokens", "            readOnlyRootFilesystem: false\n          volumeMounts:\n            - name: tokens"}, "init container migrate: the root filesystem is not read-only"},
 		{"escalation", []string{"            allowPrivilegeEscalation: false\n            readOnlyRootFilesystem: true\n          volumeMounts:\n            - name: tokens", "            allowPrivilegeEscalation: true\n            readOnlyRootFilesystem: true\n          volumeMounts:\n            - name: tokens"}, "init container migrate: allowPrivilegeEscalation is not false"},
 		{"no memory limit", []string{"            limits: {cpu: 500m, memory: 128Mi}\n", "            limits: {cpu: 500m}\n"}, "init container migrate: no memory limit"},
@@ -453,7 +454,7 @@ func TestCheckManifestsCountsASidecarsPorts(t *testing.T) {
 	sidecar := "      initContainers:\n        - name: proxy\n          image: taikit/proxy:dev\n          restartPolicy: Always\n" +
 		"          ports: [{name: proxy, containerPort: 9443}]\n" +
 		"          resources:\n            requests: {cpu: 100m, memory: 64Mi}\n            limits: {cpu: 500m, memory: 128Mi}\n" +
-		"          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true}\n      containers:\n"
+		"          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}\n      containers:\n"
 	ms := paymentManifests(t, "      containers:\n", sidecar, "      targetPort: http", "      targetPort: proxy", `prometheus.io/port: "3001"`, `prometheus.io/port: "9443"`)
 	assert.NoError(t, CheckManifests(ms))
 }
@@ -474,7 +475,7 @@ func TestCheckManifestsCountsTheEphemeralStorageTheSchedulerCounts(t *testing.T)
 		return "        - name: " + name + "\n          image: taikit/proxy:dev\n" + restart +
 			"          resources:\n            requests: {cpu: 100m, memory: 64Mi, ephemeral-storage: " + storage + "}\n" +
 			"            limits: {cpu: 500m, memory: 128Mi}\n" +
-			"          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true}\n"
+			"          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}\n"
 	}
 	inits := func(main string, containers ...string) []string {
 		return []string{request, main, "      containers:\n", "      initContainers:\n" + strings.Join(containers, "") + "      containers:\n"}
@@ -501,4 +502,76 @@ func TestCheckManifestsCountsTheEphemeralStorageTheSchedulerCounts(t *testing.T)
 			assert.ErrorContains(t, err, tc.want)
 		})
 	}
+}
+
+// TestCheckManifestsHoldsPodsToTheRestrictedStandard holds the pods to the
+// restricted Pod Security Standard that deploy/k8s/namespace.yaml enforces,
+// beyond a user other than root and no privilege escalation: every
+// container, init containers included, drops every capability (adding back
+// NET_BIND_SERVICE at most) and runs under the runtime's seccomp profile
+// (or a local one), none is privileged or opens a port on the node, the
+// pod shares none of the node's namespaces and mounts no kind of volume
+// the standard refuses (a host path). The API server refuses such a pod,
+// so kubectl apply would leave the service without replicas; and the pod
+// is given no service-account token, as the services call no Kubernetes
+// API.
+func TestCheckManifestsHoldsPodsToTheRestrictedStandard(t *testing.T) {
+	const (
+		drop    = "            capabilities:\n              drop: [\"ALL\"]\n"
+		seccomp = "        seccompProfile:\n          type: RuntimeDefault\n"
+		escal   = "            allowPrivilegeEscalation: false\n            readOnlyRootFilesystem: true\n            capabilities:"
+	)
+	for _, tc := range []struct {
+		name    string
+		replace []string
+		want    string // "" when the standard admits the pod
+	}{
+		{"no capabilities dropped", []string{drop, ""}, "container payment: capabilities.drop does not hold ALL"},
+		{"some capabilities dropped", []string{`drop: ["ALL"]`, `drop: ["NET_RAW"]`}, "container payment: capabilities.drop does not hold ALL"},
+		{"a capability added", []string{drop, drop + "              add: [\"SYS_ADMIN\"]\n"}, "container payment: adds the capability SYS_ADMIN"},
+		{"NET_BIND_SERVICE added", []string{drop, drop + "              add: [\"NET_BIND_SERVICE\"]\n"}, ""},
+		{"no seccomp profile", []string{seccomp, ""}, "container payment: no seccomp profile"},
+		{"an unconfined seccomp profile", []string{"          type: RuntimeDefault\n", "          type: Unconfined\n"}, "container payment: seccomp profile Unconfined"},
+		{"the container's own seccomp profile", []string{seccomp, "", escal, "            seccompProfile: {type: RuntimeDefault}\n" + escal}, ""},
+		{"a container unconfined under the pod's profile", []string{escal, "            seccompProfile: {type: Unconfined}\n" + escal}, "container payment: seccomp profile Unconfined"},
+		{"a local seccomp profile", []string{"          type: RuntimeDefault\n", "          type: Localhost\n          localhostProfile: profiles/payment.json\n"}, ""},
+		{"privileged", []string{escal, "            privileged: true\n" + escal}, "container payment: privileged"},
+		{"a port on the node", []string{"              containerPort: 3001\n", "              containerPort: 3001\n              hostPort: 3001\n"}, "container payment: hostPort 3001"},
+		{"the node's network", []string{"      automountServiceAccountToken: false\n", "      automountServiceAccountToken: false\n      hostNetwork: true\n"}, "shares the node's network namespace"},
+		{"the node's processes", []string{"      automountServiceAccountToken: false\n", "      automountServiceAccountToken: false\n      hostPID: true\n"}, "shares the node's process namespace"},
+		{"a host path", []string{"          emptyDir:\n            sizeLimit: 1Gi", "          hostPath:\n            path: /var/lib/payment"}, "volume data is a hostPath volume"},
+		{"a service-account token", []string{"      automountServiceAccountToken: false\n", ""}, "automountServiceAccountToken is not false"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckManifests(paymentManifests(t, tc.replace...))
+			if tc.want == "" {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+
+	// An init container is held to it too.
+	const containers = "      containers:\n"
+	initEscal := "            allowPrivilegeEscalation: false\n            readOnlyRootFilesystem: true\n          volumeMounts:\n            - name: tokens"
+	err := CheckManifests(paymentManifests(t, containers, paymentInit, "            capabilities: {drop: [\"ALL\"]}\n", ""))
+	assert.ErrorContains(t, err, "init container migrate: capabilities.drop does not hold ALL")
+	err = CheckManifests(paymentManifests(t, containers, paymentInit, initEscal, "            privileged: true\n"+initEscal))
+	assert.ErrorContains(t, err, "init container migrate: privileged")
+}
+
+// TestCheckManifestsLetsADrainEvictReplicasNotReady holds every
+// PodDisruptionBudget to unhealthyPodEvictionPolicy AlwaysAllow: under
+// the default (IfHealthyBudget) a replica that is not ready may be evicted
+// only while enough others are, so while NATS or Redis is out of reach,
+// and every replica out of the Service, a node drain waits on replicas
+// that serve nothing.
+func TestCheckManifestsLetsADrainEvictReplicasNotReady(t *testing.T) {
+	const policy = "  unhealthyPodEvictionPolicy: AlwaysAllow\n"
+	err := CheckManifests(paymentManifests(t, policy, "  unhealthyPodEvictionPolicy: IfHealthyBudget\n"))
+	assert.ErrorContains(t, err, "PodDisruptionBudget taikit/payment: unhealthyPodEvictionPolicy is not AlwaysAllow")
+	err = CheckManifests(paymentManifests(t, policy, ""))
+	assert.ErrorContains(t, err, "PodDisruptionBudget taikit/payment: unhealthyPodEvictionPolicy is not AlwaysAllow")
 }
