@@ -515,6 +515,28 @@ func utc(t time.Time) *time.Time {
 	return &t
 }
 
+// endedAt is when a stage or a region that began at start ends, now on
+// the clock of the replica that ends it: no earlier than start. A replica
+// whose clock is behind that of the one that began it (taking the region
+// up after a crash, or giving up its job) would end it before it began,
+// and its time would go into the stage metric and /kaizen negative; it
+// ends at its start then, as a deployment does (finish).
+func endedAt(now, start time.Time) *time.Time {
+	if now.Before(start) {
+		now = start
+	}
+	return utc(now)
+}
+
+// endedAt is when region rr ends, now on the clock of the replica that
+// ends it: no earlier than it began, if it did (see endedAt).
+func (rr *RegionResult) endedAt(now time.Time) *time.Time {
+	if rr.StartedAt == nil {
+		return utc(now)
+	}
+	return endedAt(now, *rr.StartedAt)
+}
+
 // stageName is how a region's stage is listed in stages_completed: the
 // stage's own name for one region, region/stage in a wave.
 func (d *Deployment) stageName(region, stage string) string {

@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -145,4 +149,97 @@ func TestCutOffStartOnTheServersClock(t *testing.T) {
 	got, _, err := ts.store.Get(t.Context(), starting.ID)
 	require.NoError(t, err)
 	assert.Equal(t, StatusInProgress, got.Status)
+}
+
+// TestStageCutOffOnAClockBehind: a region ended by a replica whose clock
+// is behind that of the replica that began it (one taking the region up
+// after a crash, giving up its job, or storing the success an earlier
+// attempt decided) ends no earlier than it began: its completed_at, and
+// the ended_at of a stage it cut off, its time in the stage metric and
+// the mean in /kaizen, are not negative. They ended a minute before they
+// began, and the stage went into the metric and /kaizen as -60 s; only
+// the deployment's own end was kept at its start.
+func TestStageCutOffOnAClockBehind(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		start func(t *testing.T) *testService // nil: startService
+		cut   func(t *testing.T, ts *testService, d *Deployment)
+		want  string // the stage's verdict; "" when the stage is left open
+	}{
+		{"taken up after a crash", nil, func(t *testing.T, ts *testService, d *Deployment) {
+			require.NoError(t, ts.publishJob(t.Context(), d, 0))
+		}, "interrupted"},
+		{"given up", nil, func(t *testing.T, ts *testService, d *Deployment) {
+			require.True(t, ts.giveUp(t.Context(), Job{ID: d.ID, Index: 0, Region: "us-west-2"}, errors.New("store out of reach")))
+		}, "interrupted"},
+		{"its success stored by a later attempt", nil, func(t *testing.T, ts *testService, d *Deployment) {
+			// The stage passed on the replica ahead, which closed the
+			// commands to end SUCCESS and was cut off before it stored
+			// the region's success.
+			_, _, _, err := ts.store.EndCommands(t.Context(), d.ID, Command{
+				Region: "us-west-2", Stage: "canary", Verdict: "passed", Reason: "1 health sample passed", At: d.StartedAt.Add(time.Second),
+			})
+			require.NoError(t, err)
+			require.NoError(t, ts.publishJob(t.Context(), d, 0))
+		}, "passed"},
+		{"not rolled back on its last attempt", func(t *testing.T) *testService {
+			return withFaults(t, func(float64) error { return errRouting }, nil)
+		}, func(t *testing.T, ts *testService, d *Deployment) {
+			require.NoError(t, ts.publishJob(t.Context(), d, 0))
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ts *testService
+			if tc.start != nil {
+				ts = tc.start(t)
+			} else {
+				ts = startService(t, fastArgs...)
+			}
+			// Stored by a replica whose clock is a minute ahead of this
+			// one's, its region at the canary there.
+			ahead := time.Now().Add(time.Minute).UTC()
+			d := startedAt(t, ts, "api-service", "v2.0.0", ahead, "us-west-2")
+			got, rev, err := ts.store.Get(t.Context(), d.ID)
+			require.NoError(t, err)
+			rr := &got.Results[0]
+			rr.Status, rr.Stage, rr.Previous, rr.Percent, rr.StartedAt = StatusInProgress, "canary", "v1.0.0", 5, &ahead
+			rr.Stages = []StageResult{{Name: "canary", Percent: 5, StartedAt: ahead, Samples: []HealthSample{}}}
+			_, err = ts.store.Update(t.Context(), got, rev)
+			require.NoError(t, err)
+			require.NoError(t, ts.target.Deploy(t.Context(), "api-service", "us-west-2", "v2.0.0", ts.catalog.Instances("api-service")))
+			if tc.start == nil {
+				require.NoError(t, ts.target.Route(t.Context(), "api-service", "us-west-2", "v1.0.0", "v2.0.0", 5))
+			}
+
+			tc.cut(t, ts, d)
+			end := waitFor(t, ts.URL, d.ID, ended)
+			region := end.Results[0]
+			require.NotNil(t, region.CompletedAt)
+			assert.False(t, region.CompletedAt.Before(*region.StartedAt), "the region ended at %v, before it began at %v", region.CompletedAt, region.StartedAt)
+			require.Len(t, region.Stages, 1)
+			st := region.Stages[0]
+			require.Equal(t, tc.want, st.Verdict)
+			if tc.want == "" {
+				assert.Contains(t, region.ErrorMessage, "Not rolled back after 10 attempts: ")
+				return
+			}
+			require.NotNil(t, st.EndedAt)
+			assert.False(t, st.EndedAt.Before(st.StartedAt), "the stage ended at %v, before it began at %v", st.EndedAt, st.StartedAt)
+			if tc.want != "interrupted" {
+				return
+			}
+
+			var sum float64
+			for _, line := range strings.Split(string(do(t, "GET", ts.URL+"/metrics", nil).Body), "\n") {
+				if strings.HasPrefix(line, `deployment_stage_duration_seconds_sum{stage="canary",strategy="canary",verdict="interrupted"}`) {
+					_, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &sum)
+					require.NoError(t, err)
+				}
+			}
+			assert.GreaterOrEqual(t, sum, 0.0, "the stage's time in the metric")
+			var k Kaizen
+			require.NoError(t, json.Unmarshal(do(t, "GET", ts.URL+"/kaizen", nil).Body, &k))
+			assert.GreaterOrEqual(t, k.StageDuration["canary"], 0.0, "the mean time in the canary in /kaizen")
+		})
+	}
 }

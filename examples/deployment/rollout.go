@@ -748,7 +748,7 @@ func (r *rollout) succeed(ctx context.Context) error {
 	}
 	done := time.Now().UTC()
 	if err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
-		rr.Status, rr.Stage, rr.Percent, rr.CompletedAt = StatusSuccess, "", 100, &done
+		rr.Status, rr.Stage, rr.Percent, rr.CompletedAt = StatusSuccess, "", 100, rr.endedAt(done)
 	}); err != nil {
 		if isConflict(err) {
 			ctx := context.WithoutCancel(ctx)
@@ -1244,10 +1244,10 @@ func (r *rollout) rollBack(ctx context.Context, reason string, failedAt time.Tim
 		// aborted) was closed by the changes stored with this one.
 		if n := len(rr.Stages); n > 0 && rr.Stages[n-1].EndedAt == nil {
 			st := &rr.Stages[n-1]
-			st.EndedAt, st.Verdict, st.Reason = &now, "interrupted", reason
+			st.EndedAt, st.Verdict, st.Reason = endedAt(now, st.StartedAt), "interrupted", reason
 			cut = &StageResult{Name: st.Name, StartedAt: st.StartedAt, EndedAt: st.EndedAt, Verdict: st.Verdict, Reason: st.Reason}
 		}
-		rr.Status, rr.ErrorMessage, rr.Percent, rr.Stage, rr.CompletedAt = StatusRolledBack, reason, 0, "", &now
+		rr.Status, rr.ErrorMessage, rr.Percent, rr.Stage, rr.CompletedAt = StatusRolledBack, reason, 0, "", rr.endedAt(now)
 		rr.RecoveryMs = float64(recovery.Microseconds()) / 1000
 		if s.local != nil {
 			rr.ProxyURL = proxyURL

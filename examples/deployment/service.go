@@ -648,7 +648,7 @@ func (r *rollout) notRolledBack(ctx context.Context, err error) bool {
 	r.paused = false // nothing of it is left to resume
 	r.mu.Unlock()
 	if uerr := r.update(ctx, func(d *Deployment, rr *RegionResult) {
-		rr.Status, rr.ErrorMessage, rr.CompletedAt = StatusFailed, msg, &now
+		rr.Status, rr.ErrorMessage, rr.CompletedAt = StatusFailed, msg, rr.endedAt(now)
 		d.Paused = false
 	}); uerr != nil {
 		r.s.log.Error("region not ended after its last attempt", "deployment_id", r.d.ID, "region", r.region, "err", uerr)
@@ -806,14 +806,14 @@ func (s *Service) endGivenUp(ctx context.Context, d *Deployment, rev uint64, rea
 				if n := len(rr.Stages); n > 0 && rr.Stages[n-1].EndedAt == nil {
 					rr.Stages = slices.Clone(rr.Stages)
 					st := &rr.Stages[n-1]
-					st.EndedAt, st.Verdict, st.Reason = &now, "interrupted", msg
+					st.EndedAt, st.Verdict, st.Reason = endedAt(now, st.StartedAt), "interrupted", msg
 					cut = st
 				}
 				if s.local != nil {
 					rr.ProxyURL, _ = s.local.ProxyURL(f.Service, rr.Region)
 				}
 			}
-			rr.Status, rr.ErrorMessage, rr.Stage, rr.CompletedAt = StatusFailed, msg, "", &now
+			rr.Status, rr.ErrorMessage, rr.Stage, rr.CompletedAt = StatusFailed, msg, "", rr.endedAt(now)
 		default:
 			rr.Status = StatusSkipped
 		}
