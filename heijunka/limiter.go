@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -990,28 +991,34 @@ func carry(old, np *params, tat, now int64) int64 {
 	if tat <= now {
 		return tat
 	}
+	// Rounded up: a conversion never frees a nanosecond of the debt.
 	var booked int64
 	if over := tat - now - old.tolerance; over > 0 {
 		tat -= over
-		if np.interval == old.interval {
-			booked = over
-		} else {
-			// At most maxAhead, as reserve allows: the sum below stays
-			// within int64.
-			booked = int64(min(math.Ceil(float64(over)/float64(old.interval)*float64(np.interval)), float64(maxAhead)))
-		}
+		// At most maxAhead, as reserve allows: the sum below stays
+		// within int64.
+		booked = mulDivCeil(over, np.interval, old.interval, maxAhead)
 	}
-	ahead := min(tat-now, np.tolerance)
-	if np.interval != old.interval {
-		// Rounded up: a conversion never frees a nanosecond of the debt.
-		// float64(np.tolerance) may round above it: a debt that lands on
-		// it is the whole tolerance, not a nanosecond past.
-		debt := float64(tat-now) / float64(old.interval)
-		ahead = np.tolerance
-		if a := math.Ceil(debt * float64(np.interval)); a < float64(np.tolerance) {
-			ahead = int64(a)
-		}
-	}
+	ahead := mulDivCeil(tat-now, np.interval, old.interval, np.tolerance)
 	// What lies past maxSchedule could not have been booked either.
 	return min(now+ahead+booked, maxSchedule)
+}
+
+// mulDivCeil returns ⌈a·b/c⌉, or limit if that is more, for a and b at
+// least 0 and c and limit above 0. It is exact: a conversion between
+// intervals of a debt past 2^53 nanoseconds, which float64 does not hold
+// to the nanosecond, must still not free one.
+func mulDivCeil(a, b, c, limit int64) int64 {
+	hi, lo := bits.Mul64(uint64(a), uint64(b))
+	if hi >= uint64(c) {
+		return limit // the quotient does not fit in 64 bits
+	}
+	q, r := bits.Div64(hi, lo, uint64(c))
+	if q >= uint64(limit) {
+		return limit
+	}
+	if r != 0 {
+		q++
+	}
+	return int64(q)
 }

@@ -569,6 +569,39 @@ func TestLimiterSetLimitCarriesDebt(t *testing.T) {
 	assert.True(t, lim.AllowN(t0, 3), "reopened full")
 }
 
+// TestLimiterSetLimitCarriesALongDebtExactly: a debt of more than 2^53
+// nanoseconds, which float64 does not hold to the nanosecond, still
+// converts rounded up, never freeing a nanosecond. One nanosecond before
+// the first of two events of an interval of 10^16 ns is refilled, the
+// debt is one event and a 10^16th: under an interval of 100ms it is
+// 100ms and a nanosecond, so only one of a burst of 3 may pass at once.
+// The same holds of events booked past the burst.
+func TestLimiterSetLimitCarriesALongDebtExactly(t *testing.T) {
+	slow := heijunka.Limit{Rate: 1e-7, Burst: 31} // an interval of 10^16 ns
+	fast := heijunka.Limit{Rate: 10, Burst: 3}
+	require.Equal(t, time.Duration(1e16), slow.Interval())
+
+	lim := newLimiter(t, slow)
+	require.True(t, lim.AllowN(t0, 2))
+	at := t0.Add(1e16 - 1)
+	require.NoError(t, lim.SetLimitAt(at, fast))
+	d := lim.DecideN(at, 0)
+	assert.Equal(t, 1, d.Remaining, "one event and a 10^16th of the debt")
+	assert.Equal(t, 100*time.Millisecond+1, d.ResetAfter)
+	assert.False(t, lim.AllowN(at, 2))
+	assert.True(t, lim.AllowN(at.Add(1), 2))
+
+	// 31 used and 2 booked past the burst: at 10^16-1 ns, the debt past
+	// the burst is one interval and a nanosecond, carried over whole.
+	lim = newLimiter(t, slow)
+	require.True(t, lim.AllowN(t0, 31))
+	require.True(t, lim.ReserveN(t0, 2).OK())
+	require.NoError(t, lim.SetLimitAt(at, fast))
+	d = lim.DecideN(at, 0)
+	assert.Equal(t, 3*100*time.Millisecond+100*time.Millisecond+1, d.ResetAfter,
+		"the burst of the new Limit, and the events booked past the old one")
+}
+
 // TestLimiterSetLimitKeepsBookings: events booked beyond the burst by
 // Reserve or Wait still act at their times after SetLimit, so the debt
 // they make carries over whole; only the events used up to the burst are
