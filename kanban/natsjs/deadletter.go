@@ -126,7 +126,11 @@ func (q *Queue[T]) ListDeadLetters(ctx context.Context, query kanban.DeadLetterQ
 // the work stream has acknowledged its message. The message keeps its ID
 // (carried in the Kanban-Id header), Key, headers and payload, with the
 // trace context of ctx injected by the Propagator; JetStream counts its
-// deliveries from 1 again.
+// deliveries from 1 again. Headers a message cannot carry — a name
+// nats.go refuses to send, or one beginning Nats-, which the server acts
+// on, in a dead letter another client published — are dropped, as from
+// a dead letter (see the consumer's DeadLetter): sent, they had the
+// redrive refused each time.
 //
 // What it guarantees: a dead letter is deleted only after its message is
 // stored, so a failed publish (a full stream — kanban.ErrFull, wrapping
@@ -250,7 +254,9 @@ func (q *Queue[T]) redriveMsg(ctx context.Context, s *probedStream, m *jetstream
 	hdr := kanban.InjectHeaders(ctx, q.opts.Propagator, d.Headers)
 	nh := make(nats.Header, len(hdr)+3)
 	for k, v := range hdr {
-		nh[k] = []string{v}
+		if carried(k) {
+			nh[k] = []string{v}
+		}
 	}
 	if d.Key != "" {
 		nh[HeaderKey] = []string{d.Key}

@@ -79,7 +79,9 @@
 // before, sent without waiting, are confirmed as Consume returns: it
 // acknowledges once more a message it acknowledged, which changes
 // nothing, and waits for the answer, which the server sends only once it
-// has taken every settlement the connection sent before. A consumer that
+// has taken every settlement the connection sent before (not to a
+// durable deleted and made again since: one of a stream made again too
+// numbers other messages as the old one did). A consumer that
 // has acknowledged no message yet (every handler failing) sends its
 // retries with a reply subject instead, without waiting for the answers
 // while it runs, and Consume waits for the answer to the last one. So a

@@ -628,6 +628,26 @@ func checkHeader(name, value string) error {
 	return nil
 }
 
+// carried reports whether the header name of a message delivered goes
+// with it into its dead letter, and of a dead letter with its message
+// redriven: not a name nats.go refuses to send, one outside the HTTP
+// token characters, which a client of another language may have
+// published with; nor one beginning Nats-, which Publish refuses and the
+// server acts on (Nats-Expected-Stream, which other clients' publish
+// options set, had the dead-letter stream refuse every dead letter of
+// the message), but for Nats-Msg-Id, which the dead letter replaces.
+func carried(name string) bool {
+	if name == "" || (strings.HasPrefix(name, "Nats-") && name != HeaderID) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if !isTokenChar(name[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 // statusHeader is the header nats.go reads the status of a server's
 // reply from, in a message without a payload: a pull request's "no
 // messages", "request timeout", heartbeat and the like.
@@ -1062,6 +1082,7 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 			// as one that cannot be decoded, without it, and terminated.
 			return q.headersOnlyError()
 		}
+		src.created = info.Created
 		if d := leaseTimeOf(info.Config); d > 0 {
 			src.leaseTime = d
 		}

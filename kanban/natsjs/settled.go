@@ -2,6 +2,8 @@ package natsjs
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -222,13 +224,15 @@ func (s *source[T]) awaitAnswer(ctx context.Context, n uint64) error {
 // server's answer and not confirmed since: it acknowledges again a
 // message the consumer acknowledged, and waits for the answer up to
 // PublishTimeout, or, when the consumer acknowledged no message, waits
-// as long for the answer to its last retry. A failure is logged to
-// kanban.ConsumeOptions.Logger. Nothing is sent or waited for when the
-// source's settlements are sent without waiting already (one went
-// unanswered, see confirm), when the server refuses them (see
-// ackRefused), and on a closed connection. It ends the subscription the
-// answers to retries come to. Consume calls it as it returns, once
-// nothing settles any more.
+// as long for the answer to its last retry. It acknowledges nothing
+// again to a durable made since the one the message came from, nor when
+// there is none (see sameDurable): what was sent went to one gone. A
+// failure is logged to kanban.ConsumeOptions.Logger. Nothing is sent or
+// waited for when the source's settlements are sent without waiting
+// already (one went unanswered, see confirm), when the server refuses
+// them (see ackRefused), and on a closed connection. It ends the
+// subscription the answers to retries come to. Consume calls it as it
+// returns, once nothing settles any more.
 func (s *source[T]) confirmSent() {
 	defer func() {
 		s.sent.mu.Lock()
@@ -253,11 +257,55 @@ func (s *source[T]) confirmSent() {
 	defer cancel()
 	var err error
 	if m != nil {
-		_, err = nc.RequestWithContext(ctx, m.Reply(), ackBody)
+		var same bool
+		if same, err = s.sameDurable(ctx); err == nil && !same {
+			return // what was sent went to a durable gone since
+		}
+		if err == nil {
+			_, err = nc.RequestWithContext(ctx, m.Reply(), ackBody)
+		}
 	} else {
 		err = s.awaitAnswer(ctx, n)
 	}
 	if err != nil {
 		s.log.Warn("natsjs: confirming the settlements sent failed; their messages may be delivered again", "err", err)
 	}
+}
+
+// sameDurable reports whether the durable the server has by the
+// consumer's name is the one the consumer settled with (made at
+// s.created), before confirmSent acknowledges one of its messages again.
+// An acknowledgement names a message by its stream sequence number: sent
+// to a durable deleted and made again with its stream (an operator's
+// doing, New and another process's Consume making them again), it
+// settled the message the new stream numbered so — one published since,
+// handled by another process, which was gone, however its handler
+// ended. A connection not permitted to read the durable's info is not
+// told: the durable is taken for the same.
+func (s *source[T]) sameDurable(ctx context.Context) (bool, error) {
+	if s.created.IsZero() {
+		return true, nil
+	}
+	q := s.q
+	reply, err := apiRequest(ctx, q.js.Conn(), apiPrefix+"CONSUMER.INFO."+q.opts.Stream+"."+q.opts.Durable, nil)
+	switch {
+	case isDenied(err):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	var r struct {
+		Error   *jetstream.APIError `json:"error"`
+		Created time.Time           `json:"created"`
+	}
+	if err := json.Unmarshal(reply.Data, &r); err != nil {
+		return false, fmt.Errorf("%w: %w", jetstream.ErrInvalidJetStreamResponse, err)
+	}
+	switch {
+	case r.Error != nil && (r.Error.ErrorCode == jetstream.JSErrCodeConsumerNotFound || r.Error.ErrorCode == jetstream.JSErrCodeStreamNotFound):
+		return false, nil
+	case r.Error != nil:
+		return false, r.Error
+	}
+	return r.Created.Equal(s.created), nil
 }

@@ -65,6 +65,12 @@ type source[T any] struct {
 	// sent are the settlements sent without waiting for the server's
 	// answer, to be confirmed as Consume returns (see confirmSent).
 	sent sentSettlements
+	// created is when the durable cons names was made (its
+	// ConsumerInfo.Created), zero when not known: one made again since,
+	// with its stream made again too, numbers other messages as the old
+	// one did, which an acknowledgement of the old one's would settle
+	// (see confirmSent).
+	created time.Time
 	// log is the consumer's Logger (kanban.ConsumeOptions.Logger): a
 	// release that fails is logged to it (see release).
 	log *slog.Logger
@@ -292,8 +298,10 @@ func (s *source[T]) revive(ctx context.Context) error {
 	_, err := apiRequest(ctx, q.js.Conn(), infoSubj, nil)
 	infoDenied := isDenied(err)
 	if !infoDenied {
-		_, err = q.js.Consumer(ctx, q.opts.Stream, q.opts.Durable)
+		cons, err := q.js.Consumer(ctx, q.opts.Stream, q.opts.Durable)
 		if err == nil {
+			// Made again by another process, perhaps.
+			s.adopt(cons.CachedInfo())
 			s.gone = false
 			return nil
 		}
@@ -317,15 +325,31 @@ func (s *source[T]) revive(ctx context.Context) error {
 	case err == nil && infoDenied:
 		s.cons = cons // gone and made again, or there as it was
 		s.sent.forget()
+		s.created = cons.CachedInfo().Created
 	case err == nil:
 		s.cons = cons
 		s.sent.forget()
+		s.created = cons.CachedInfo().Created
 		q.opts.Logger.Warn("natsjs: consumer was gone; created it again", "consumer", q.opts.Durable, "stream", q.opts.Stream)
 	case !errors.Is(err, jetstream.ErrConsumerExists):
 		return fmt.Errorf("natsjs: creating consumer %s again: %w", q.opts.Durable, connError(q.js.Conn(), err))
 	}
 	s.gone = false
 	return nil
+}
+
+// adopt takes info, that of the durable found by its name, as the one
+// the consumer settles with: one made since the consumer's own (by
+// another process, once it was gone) knows nothing of what was sent to
+// the old one (see forget).
+func (s *source[T]) adopt(info *jetstream.ConsumerInfo) {
+	if info == nil || info.Created.Equal(s.created) {
+		return
+	}
+	if !s.created.IsZero() {
+		s.sent.forget()
+	}
+	s.created = info.Created
 }
 
 // Pull is called by one goroutine (the runtime's pull loop).
@@ -621,6 +645,13 @@ func (l *lease[T]) Extend(context.Context) error { return l.m.InProgress() }
 // dead-letter stream's window is stored, not dropped as a duplicate and
 // lost.
 //
+// The dead letter carries the message's headers, but for those a
+// message of another client may have that it cannot: a name nats.go
+// refuses to send, and one beginning Nats-, which the server acts on
+// (Nats-Expected-Stream would have the dead-letter stream refuse it).
+// They are dropped, not sent to have the message handed back at every
+// delivery, without end.
+//
 // A connection not permitted to publish to the dead-letter stream's
 // subject, DeadLetterStream, is answered by nothing but the server's
 // refusal, an error on the connection: until the server has answered one
@@ -633,7 +664,9 @@ func (l *lease[T]) DeadLetter(ctx context.Context, reason string, attempts int) 
 	q := l.s.q
 	nh := make(nats.Header, len(l.m.Headers())+4)
 	for k, v := range l.m.Headers() {
-		nh[k] = v
+		if carried(k) {
+			nh[k] = v
+		}
 	}
 	if md, err := l.m.Metadata(); err == nil {
 		id := l.ID()
