@@ -549,7 +549,14 @@ type undeadMsg struct {
 const maxUndead = 1024
 
 // rememberUndead records u, the message id whose dead-lettering failed.
+// A message without an ID (one another client published to a natsjs
+// stream without Nats-Msg-Id) cannot be told from another without one,
+// which would be dead-lettered for its reason: nothing is recorded of
+// it, and it is handled again when it comes back.
 func (e *engine[T]) rememberUndead(id string, u undeadMsg) {
+	if id == "" {
+		return
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.undead == nil {

@@ -156,3 +156,83 @@ func TestDeadLetterFailureForgottenForANewMessageOfTheID(t *testing.T) {
 		assert.Zero(t, q.Len())
 	})
 }
+
+// anonSource is a refusingSource whose messages have no ID, as messages
+// another client published to a natsjs stream without Nats-Msg-Id do.
+type anonSource struct{ *refusingSource }
+
+func (s anonSource) Pull(ctx context.Context, max int) ([]Lease[int], error) {
+	ls, err := s.refusingSource.Pull(ctx, max)
+	for i, l := range ls {
+		ls[i] = anonLease{l.(*refusingLease)}
+	}
+	return ls, err
+}
+
+type anonLease struct{ *refusingLease }
+
+func (anonLease) ID() string { return "" }
+
+// DeadLetter fails the first time it is called, of any message, and
+// hands that message back after ten seconds, when the backend has it
+// delivered again.
+func (l anonLease) DeadLetter(ctx context.Context, reason string, attempts int) error {
+	l.s.mu.Lock()
+	first := len(l.s.refused) == 0
+	l.s.refused[l.memEntry.ID()] = true
+	l.s.mu.Unlock()
+	if first {
+		_ = l.memEntry.Retry(ctx, 10*time.Second)
+		return errors.New("dead-letter store unreachable")
+	}
+	return l.memEntry.DeadLetter(ctx, reason, attempts)
+}
+
+// TestDeadLetterFailureOfAMessageWithoutID: what is remembered of a
+// message whose dead-lettering failed is found again by its ID; a
+// message without one cannot be told from another without one, so
+// nothing is remembered of it. Before, a second message without an ID
+// was dead-lettered on its second delivery for the first one's reason,
+// its handler never run again.
+func TestDeadLetterFailureOfAMessageWithoutID(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := NewMemory[int](MemoryOptions{})
+		require.NoError(t, err)
+		ctx := context.Background()
+		require.NoError(t, q.Publish(ctx, Message[int]{ID: "flaky", Payload: 2}))
+		require.NoError(t, q.Publish(ctx, Message[int]{ID: "declined", Payload: 1}))
+		src := anonSource{&refusingSource{memSource: &memSource[int]{q: q}, refused: map[string]bool{}}}
+		var mu sync.Mutex
+		calls := map[int]int{}
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- Serve(sctx, Source[int](src), func(_ context.Context, d Delivery[int]) error {
+				mu.Lock()
+				calls[d.Payload]++
+				n := calls[d.Payload]
+				mu.Unlock()
+				if d.Payload == 1 {
+					return Permanent(errors.New("card declined"))
+				}
+				if n == 1 {
+					return errors.New("gateway down")
+				}
+				return nil
+			}, ConsumeOptions{MaxAttempts: 3, Backoff: BackoffFunc(func(int) time.Duration { return time.Second })}, Runtime{Counters: &q.counters})
+		}()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		cancel()
+		require.NoError(t, <-done)
+		dl, err := q.DeadLetters(ctx)
+		require.NoError(t, err)
+		var got []string
+		for _, d := range dl {
+			got = append(got, d.ID+": "+d.Reason)
+		}
+		assert.Equal(t, []string{"declined: card declined"}, got, "the flaky message succeeded on its second attempt")
+		assert.Equal(t, 2, calls[2], "the flaky message's handler ran again")
+		assert.Zero(t, q.Len())
+	})
+}
