@@ -18,7 +18,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-	"pgregory.net/rapid"
 
 	"github.com/taipattern/taikit/kaizen"
 	"github.com/taipattern/taikit/tai"
@@ -582,50 +581,6 @@ func TestAuditWriterWithoutSync(t *testing.T) {
 	assert.Equal(t, uint64(1), n)
 	assert.Equal(t, hashOf(strings.TrimSuffix(string(line), "\n")), last)
 	require.NoError(t, a.Shutdown(context.Background()))
-}
-
-// TestAuditFileReopenProperty: however often a service restarts — with a
-// crash that leaves a torn line now and then — its file holds one chain
-// that verifies, holding every record it was told was written.
-func TestAuditFileReopenProperty(t *testing.T) {
-	dir := t.TempDir()
-	tornLine := trail(t, 1)[0]
-	run := 0
-	rapid.Check(t, func(rt *rapid.T) {
-		run++
-		path := filepath.Join(dir, fmt.Sprintf("audit-%d.jsonl", run))
-		opts := kaizen.AuditOptions{Logger: slog.New(slog.DiscardHandler)}
-		if rapid.Bool().Draw(rt, "keyed") {
-			opts.Key = testKey
-		}
-		restarts := rapid.IntRange(1, 6).Draw(rt, "restarts")
-		var want uint64
-		var lastHash string
-		for i := range restarts {
-			n := rapid.IntRange(0, 5).Draw(rt, fmt.Sprintf("lines-%d", i))
-			state, last := appendTrail(rt, path, opts, ids(fmt.Sprint(i), n)...)
-			if i > 0 {
-				assert.Equal(rt, want, state.Lines)
-				assert.Equal(rt, lastHash, state.Last)
-			}
-			want += uint64(n)
-			require.Equal(rt, want, last.Lines)
-			lastHash = last.Last
-			if torn := rapid.IntRange(0, len(tornLine)-1).Draw(rt, fmt.Sprintf("torn-%d", i)); torn > 0 {
-				// A crash in the middle of the next write.
-				f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-				require.NoError(rt, err)
-				_, err = f.WriteString(tornLine[:torn])
-				require.NoError(rt, err)
-				require.NoError(rt, f.Close())
-			}
-		}
-		state, _ := appendTrail(rt, path, opts)
-		assert.Equal(rt, want, state.Lines)
-		sum, err := kaizen.VerifyAuditFiles(kaizen.VerifyOptions{Key: opts.Key, Expect: lastHash}, path)
-		require.NoError(rt, err)
-		assert.Equal(rt, kaizen.AuditSummary{Lines: want, Last: lastHash}, sum)
-	})
 }
 
 // TestVerifyAuditFilesNamesAFileThatBeginsATrail: a file whose first line
