@@ -611,10 +611,8 @@ func checkHeader(name, value string) error {
 	if name == "" {
 		return fmt.Errorf("%w header name \"\": must not be empty", ErrInvalidMessage)
 	}
-	for i := 0; i < len(name); i++ {
-		if !isTokenChar(name[i]) {
-			return fmt.Errorf("%w header name %q: %q at byte %d; a name holds letters, digits and !#$%%&'*+-.^_`|~ only", ErrInvalidMessage, name, name[i], i)
-		}
+	if i := badNameByte(name); i >= 0 {
+		return fmt.Errorf("%w header name %q: %q at byte %d; a name holds letters, digits and !#$%%&'*+-.^_`|~ only", ErrInvalidMessage, name, name[i], i)
 	}
 	if strings.HasPrefix(name, "Kanban-") || strings.HasPrefix(name, "Nats-") {
 		return fmt.Errorf("%w header %q: names beginning Kanban- or Nats- are the queue's and the server's", ErrInvalidMessage, name)
@@ -637,15 +635,18 @@ func checkHeader(name, value string) error {
 // options set, had the dead-letter stream refuse every dead letter of
 // the message), but for Nats-Msg-Id, which the dead letter replaces.
 func carried(name string) bool {
-	if name == "" || (strings.HasPrefix(name, "Nats-") && name != HeaderID) {
-		return false
-	}
+	return name != "" && badNameByte(name) < 0 && (!strings.HasPrefix(name, "Nats-") || name == HeaderID)
+}
+
+// badNameByte returns the index of the first byte of name that a header
+// name may not hold (outside the HTTP token characters), or -1.
+func badNameByte(name string) int {
 	for i := 0; i < len(name); i++ {
 		if !isTokenChar(name[i]) {
-			return false
+			return i
 		}
 	}
-	return true
+	return -1
 }
 
 // statusHeader is the header nats.go reads the status of a server's
