@@ -64,7 +64,8 @@ type BoardOptions struct {
 	// behind your authentication (Who can name the person from it).
 	AllowCord bool
 	// Who names the person pulling the cord from the request (from your
-	// authentication). Nil means the name typed on the page, or "board".
+	// authentication); the page then asks for no name. Nil means the name
+	// typed on the page, or "board".
 	// The name is held to the rules of a typed one: a pull or reset whose
 	// name is over 200 characters or holds control characters is refused
 	// (invalid_request), and an empty one reads "board".
@@ -419,14 +420,17 @@ func (b *Board) closeStream() {
 
 // BoardState is what the board shows, and what /api/state returns.
 type BoardState struct {
-	Title    string         `json:"title"`
-	Time     time.Time      `json:"time"`
-	ReadOnly bool           `json:"read_only"`
-	Cord     BoardCord      `json:"cord"`
-	Rules    []BoardRule    `json:"rules"`
-	Lines    []BoardLine    `json:"lines"`
-	Breakers []BoardBreaker `json:"breakers"`
-	Panels   []BoardPanel   `json:"panels"`
+	Title    string    `json:"title"`
+	Time     time.Time `json:"time"`
+	ReadOnly bool      `json:"read_only"`
+	// NamedByBoard is true when BoardOptions.Who names the person pulling
+	// the cord: the page asks for no name, which the board would not take.
+	NamedByBoard bool           `json:"named_by_board"`
+	Cord         BoardCord      `json:"cord"`
+	Rules        []BoardRule    `json:"rules"`
+	Lines        []BoardLine    `json:"lines"`
+	Breakers     []BoardBreaker `json:"breakers"`
+	Panels       []BoardPanel   `json:"panels"`
 	// History holds the most recent transitions, oldest first. A
 	// transition's Value is 0 where the condition measured NaN or an
 	// infinity, which JSON cannot carry.
@@ -502,7 +506,7 @@ type BoardBreaker struct {
 // State returns what the board shows now.
 func (b *Board) State() BoardState {
 	st := BoardState{Title: b.opts.Title, Time: time.Now(), ReadOnly: !b.opts.AllowCord,
-		Cord: BoardCord{Name: b.ev.CordName(), CordStatus: b.ev.Cord()}}
+		NamedByBoard: b.opts.Who != nil, Cord: BoardCord{Name: b.ev.CordName(), CordStatus: b.ev.Cord()}}
 	// The rules, their values and the history are one snapshot; the
 	// history's shown tail alone is copied.
 	alerts, recent, history := b.ev.boardSnapshot(b.opts.HistoryLength)

@@ -283,6 +283,7 @@
     update($("cord-since"), s.cord.pulled && s.cord.since ? [document.createTextNode(" — "), since(s.cord.since)] : []);
     $("cord-form").hidden = s.read_only || s.cord.pulled;
     $("cord-reset").hidden = s.read_only || !s.cord.pulled;
+    $("cord-who").hidden = !!s.named_by_board;
 
     update($("lines"), s.lines.map(renderLine));
     update($("breakers"), s.breakers.map(renderBreaker));

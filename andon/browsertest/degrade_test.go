@@ -77,3 +77,41 @@ func TestBoardPollsBehindAWriterThatCannotFlush(t *testing.T) {
 	assert.Equal(t, "polling", modes[len(modes)-1])
 	assert.Empty(t, thrown(), "no error on the page")
 }
+
+// TestBoardAsksNoNameItDoesNotTake: a board whose Who names the person
+// pulling the cord (from the request's authentication) shows no field
+// for a name, which it would ignore; a board without Who shows it.
+func TestBoardAsksNoNameItDoesNotTake(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		who   func(*http.Request) string
+		shown bool
+	}{
+		{"named by the board", func(*http.Request) string { return "alice" }, false},
+		{"typed on the page", nil, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
+				{Name: "HighErrorRate", Severity: andon.Page, Condition: &switchCond{}}}})
+			require.NoError(t, err)
+			srv := serveBoard(t, ev, andon.BoardOptions{AllowCord: true, Who: c.who})
+			ctx, thrown := browser(t, 60*time.Second)
+			require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
+				chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`)),
+				chromedp.WaitVisible(chromedp.CSS("#cord-reason"))))
+			shown, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(function (e) {
+				return !e.hidden && e.getClientRects().length > 0 })(document.getElementById("cord-who"))`))
+			require.NoError(t, err)
+			assert.Equal(t, c.shown, shown)
+			require.NoError(t, chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS("#cord-reason"), "jammed"),
+				chromedp.Click(chromedp.CSS("#cord-pull")),
+				chromedp.WaitVisible(chromedp.CSS("#cord-reset"))))
+			if c.who != nil {
+				assert.Equal(t, "alice", ev.Cord().Who)
+			} else {
+				assert.Equal(t, "board", ev.Cord().Who, "no name typed")
+			}
+			assert.Empty(t, thrown(), "no error on the page")
+		})
+	}
+}
