@@ -49,7 +49,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	service, err := newService(ctx, cfg, log, lock)
 	if err != nil {
 		_ = ln.Close()
-		return err
+		return svc.StartCutShort(ctx, err, log)
 	}
 	srv := &http.Server{
 		Handler:           service.Handler(),

@@ -58,6 +58,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	service, err := newService(ctx, cfg, log, lock)
 	if err != nil {
 		_ = ln.Close()
+		if svc.StartCutShort(ctx, err, log) == nil {
+			return nil
+		}
 		return svc.StoreRoomHint(err, cfg.DataDir, "-payments-max-bytes, -idempotency-max-bytes, -confirm-max-bytes, -customer-state-max-bytes")
 	}
 	srv := newHTTPServer(cfg, service, log)

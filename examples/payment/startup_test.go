@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,4 +79,24 @@ func startWhileDown(t *testing.T, nodes, down []*svctest.NATSNode) {
 	var res struct{ Status string }
 	require.NoError(t, json.Unmarshal(body, &res))
 	assert.Equal(t, "SUCCESS", res.Status)
+}
+
+// TestStopWhileStarting stops the service with SIGTERM while its start
+// waits for a cluster without quorum: it stops at once, saying it stopped
+// before it was ready, and exits 0, as a stop asked for does — not 1 with
+// "context canceled", which a supervisor takes for a failure.
+func TestStopWhileStarting(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-node NATS cluster and the service as a process")
+	}
+	nodes := svctest.StartNATSCluster(t, svctest.NATSServerBinary(t, ".."), 3)
+	nodes[1].Kill()
+	nodes[2].Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := svctest.LaunchChild(t, childArgsEnv, "-data-dir "+t.TempDir()+" -addr 127.0.0.1:0 -instance stopped -nats-replicas 3 -log-level info -nats-url "+svctest.ClientURLs(nodes), readyLine)
+	c.WaitLog(ctx, t, "not done yet; retrying")
+	require.NoError(t, c.Stop(ctx, t, syscall.SIGTERM), "a stop asked for exits 0\n%s", c.Logs.String())
+	assert.Contains(t, c.Logs.String(), `msg="stopped before it was ready"`)
+	assert.NotContains(t, c.Logs.String(), "context canceled")
 }

@@ -154,6 +154,19 @@ func raise(sig os.Signal) {
 	os.Exit(code)
 }
 
+// StartCutShort is what a service's run returns for err, the failure of
+// its start: nil, once it has logged that it stopped before it was ready,
+// when ctx has ended (a signal asked it to stop, and the start gave up
+// waiting for what it waited for), as a stop asked for is not a failure;
+// otherwise err.
+func StartCutShort(ctx context.Context, err error, log *slog.Logger) error {
+	if err == nil || ctx.Err() == nil {
+		return err
+	}
+	log.Info("stopped before it was ready")
+	return nil
+}
+
 // ShutdownTimeout bounds a service's graceful stop: the wait for the
 // requests in flight (longer when the server's write timeout is), and
 // then, again, the service's close.

@@ -805,3 +805,21 @@ func TestServeReturnsAFailureThatCameAsCtxEnded(t *testing.T) {
 		require.ErrorIs(t, err, errAcceptBroke)
 	}
 }
+
+// TestStartCutShort: a start that failed after its context ended (a stop
+// asked for) is no failure, and says it stopped before it was ready; one
+// that failed on its own is, whatever its error wraps.
+func TestStartCutShort(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	failed := fmt.Errorf("payments bucket: %w", context.DeadlineExceeded)
+	assert.NoError(t, svc.StartCutShort(context.Background(), nil, log))
+	assert.Same(t, failed, svc.StartCutShort(context.Background(), failed, log), "a start that failed with its context live failed")
+	assert.Empty(t, logs.String())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.NoError(t, svc.StartCutShort(ctx, failed, log))
+	assert.Contains(t, logs.String(), `msg="stopped before it was ready"`)
+	assert.NoError(t, svc.StartCutShort(ctx, nil, log))
+}
