@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -47,7 +48,8 @@ type TracerOptions struct {
 //
 // A failed stage ends with status Error and error.type set to the Go type
 // of the most specific error in its chain (or context.DeadlineExceeded,
-// context.Canceled); the status description is that same type name, not
+// context.Canceled; tai.ErrAbandoned for a signal a guard abandoned whose
+// error says nothing more); the status description is that same name, not
 // the error's message, which can carry a key or payload. A denial is an
 // answer, not an error: its span keeps status Unset and records
 // taikit.verdict and, when the decision names one, taikit.policy. A
@@ -312,9 +314,11 @@ func spanContextOf(sc trace.SpanContext) tai.SpanContext {
 
 // errorType names an error for the error.type attribute: the context's
 // sentinel errors by name, else the Go type of the deepest error in the
-// chain that is more specific than a tai wrapper or a plain message. The
-// errors joined by errors.Join (or any Unwrap() []error) are searched in
-// order, depth first, as errors.As searches them.
+// chain that is more specific than a tai wrapper or a plain message (the
+// error of an abandoned signal is such a wrapper, named tai.ErrAbandoned
+// when nothing in it is more specific). The errors joined by errors.Join
+// (or any Unwrap() []error) are searched in order, depth first, as
+// errors.As searches them.
 func errorType(err error) string {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
@@ -335,6 +339,12 @@ func specificType(err error, name string) (string, bool) {
 		switch t := fmt.Sprintf("%T", e); t {
 		case "*errors.errorString", "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError":
 		default:
+			if isAbandonment(e) {
+				// Named by its sentinel: its type is tai's own, not
+				// exported, and may change.
+				name = "tai.ErrAbandoned"
+				break
+			}
 			name = t
 			if !isTaiWrapper(e) {
 				return name, true // the hook's or action's own error
@@ -362,6 +372,15 @@ func specificType(err error, name string) (string, bool) {
 		}
 	}
 	return name, false
+}
+
+// isAbandonment reports whether err is the error of a signal whose guard
+// returned while the action it started still ran: it wraps
+// tai.ErrAbandoned, beside the guards' own error, which is the more
+// specific. (ErrAbandoned's type is comparable, so == cannot panic.)
+func isAbandonment(err error) bool {
+	u, ok := err.(interface{ Unwrap() []error })
+	return ok && err != tai.ErrAbandoned && slices.Contains(u.Unwrap(), tai.ErrAbandoned)
 }
 
 func isTaiWrapper(err error) bool {

@@ -511,3 +511,67 @@ func TestTracerScopeNamesTheConventionsSchema(t *testing.T) {
 		assert.Equal(t, "https://opentelemetry.io/schemas/1.40.0", s.InstrumentationScope().SchemaURL)
 	}
 }
+
+// gaveUpError is the error of a guard that gave up on the action it
+// started.
+type gaveUpError struct{}
+
+func (*gaveUpError) Error() string { return "gave up" }
+
+// TestTracerNamesAnAbandonedSignalsErrorType: a signal whose guard returned
+// while the action it started still ran (tai.ErrAbandoned) fails with the
+// guard's error inside tai's own; error.type names the guard's error, the
+// most specific one, as it does behind tai's other wrappers, or
+// tai.ErrAbandoned when the guard's error says nothing more. It named
+// tai's unexported wrapper, *tai.abandonedError, in every case but a
+// deadline.
+func TestTracerNamesAnAbandonedSignalsErrorType(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		guardErr error
+		want     string
+	}{
+		{"typed", &gaveUpError{}, "*kaizenotel_test.gaveUpError"},
+		{"plain", errors.New("gave up"), "tai.ErrAbandoned"},
+		{"none", nil, "tai.ErrAbandoned"},
+		{"deadline", context.DeadlineExceeded, "context.DeadlineExceeded"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sr, tp := newRecorder(t)
+			started, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			// The guard starts the action on a goroutine of its own and
+			// returns once it runs, without waiting for it.
+			guard := tai.GuardFunc(func(ctx context.Context, fn func(context.Context) error) error {
+				go func() {
+					defer close(done)
+					_ = fn(ctx)
+				}()
+				<-started
+				return c.guardErr
+			})
+			p, err := tai.New(
+				tai.PolicyFunc[int](func(context.Context, tai.Signal[int]) (tai.Decision, error) {
+					return tai.Decision{Verdict: tai.Allow}, nil
+				}),
+				tai.ActionFunc[int, int](func(context.Context, tai.Signal[int]) (int, error) {
+					close(started)
+					<-release
+					return 0, nil
+				}),
+				tai.WithGuards(guard), tai.WithTracer(kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: tp})))
+			require.NoError(t, err)
+			_, err = p.Process(context.Background(), tai.Signal[int]{ID: "s-1", Kind: "payment"})
+			close(release)
+			<-done
+			require.ErrorIs(t, err, tai.ErrAbandoned)
+			require.Equal(t, tai.Failed, tai.OutcomeOf(err))
+			for _, name := range []string{"action", "payment"} {
+				s := byName(sr.Ended(), name)
+				require.NotNil(t, s, name)
+				assert.Equal(t, codes.Error, s.Status().Code, name)
+				assert.Equal(t, c.want, attrs(s)["error.type"], name)
+				assert.Equal(t, c.want, s.Status().Description, name)
+			}
+		})
+	}
+}
