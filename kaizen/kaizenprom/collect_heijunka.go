@@ -11,6 +11,7 @@ import (
 
 	"github.com/taipattern/taikit/heijunka"
 	"github.com/taipattern/taikit/internal/typednil"
+	"github.com/taipattern/taikit/internal/utf8text"
 	"github.com/taipattern/taikit/tai"
 )
 
@@ -125,7 +126,7 @@ func (c *HeijunkaCollector) Gate(g tai.Gate) tai.Gate {
 	if n, ok := g.(tai.Namer); ok {
 		name = n.Name()
 	}
-	label := labelValue(cmp.Or(name, "gate"))
+	label := utf8text.Clean(cmp.Or(name, "gate"))
 	c.mu.Lock()
 	counts := c.gates[label]
 	if counts == nil {

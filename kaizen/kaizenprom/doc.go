@@ -16,7 +16,8 @@
 // signal_duration_seconds{kind, outcome} (the whole signal),
 // stage_duration_seconds{kind, stage} (gate, policy, action) and
 // signals_in_flight{kind}. Labels
-// hold only bounded values, never IDs or keys; the kinds are at most
+// hold only bounded values, never IDs or keys, of at most
+// MaxLabelValueLen bytes; the kinds are at most
 // MetricsOptions.MaxKinds, the signals of further kinds counted under
 // OverflowKind, and the policies of each kind at most
 // MetricsOptions.MaxPolicies, the decisions of further policies counted

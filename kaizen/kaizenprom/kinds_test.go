@@ -3,6 +3,7 @@ package kaizenprom_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -209,7 +210,7 @@ func TestMetricsKindsSharingALabelShareASlot(t *testing.T) {
 }
 
 // TestMetricsKindsConcurrently: signals of many kinds, some not valid
-// UTF-8 and sharing a label value, observed and traced from many
+// UTF-8 or too long and sharing a label value, observed and traced from many
 // goroutines at once, are each counted once, and the kinds stay within
 // MaxKinds and OverflowKind.
 func TestMetricsKindsConcurrently(t *testing.T) {
@@ -217,8 +218,9 @@ func TestMetricsKindsConcurrently(t *testing.T) {
 	m, err := kaizenprom.NewMetrics(reg, kaizenprom.MetricsOptions{MaxKinds: 3, MaxPolicies: 2})
 	require.NoError(t, err)
 	tracer := m.Tracer(nil)
-	kinds := []string{"a", "b\xff", "b\xfe", "b\uFFFD", "c", "d\xff", "d\xfe", "e", kaizenprom.OverflowKind}
-	policies := []string{"", "unnamed", "p\xff", "p\xfe", "q"}
+	long := strings.Repeat("l", kaizenprom.MaxLabelValueLen)
+	kinds := []string{"a", "b\xff", "b\xfe", "b\uFFFD", "c", "d\xff", "d\xfe", "e", kaizenprom.OverflowKind, long + "1", long + "2"}
+	policies := []string{"", "unnamed", "p\xff", "p\xfe", "q", long + "p", long + "q"}
 	const goroutines, each = 8, 200
 	var wg sync.WaitGroup
 	for g := range goroutines {

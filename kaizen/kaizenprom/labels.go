@@ -1,6 +1,7 @@
 package kaizenprom
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -9,8 +10,9 @@ import (
 // Metrics, or the policies of one kind), each made once, and finds them
 // by the name they count, without a lock once made. Names are counted
 // against limit by their label value: those that share one (names that
-// are not valid UTF-8 and clean to the same value, or "" and "unnamed"
-// as policies) share its series and take one slot. The names past the
+// are not valid UTF-8 and clean to the same value, names longer than
+// MaxLabelValueLen cut to the same value, or "" and "unnamed" as
+// policies) share its series and take one slot. The names past the
 // limit share the series of the overflow label value.
 //
 // The zero labelSet holds nothing: its table is nil until init.
@@ -25,8 +27,8 @@ type labelSet[T any] struct {
 type labelTable[T any] struct {
 	// byName holds the series of each label value under that value,
 	// and under each of at most limit other names that has it as its
-	// label value (so that finding them again neither locks nor
-	// allocates).
+	// label value and is no longer than MaxLabelValueLen (so that
+	// finding them again neither locks nor cleans them).
 	byName  map[string]*T
 	labels  int // label values with series of their own, at most limit
 	aliases int // names in byName that are not their own label value
@@ -46,29 +48,46 @@ func (s *labelSet[T]) get(name string, label func(string) string, overflowLabel 
 	if v := t.byName[name]; v != nil {
 		return v
 	}
-	// A name that is its own label value and is not in a full table has
-	// no series of its own: it is past the limit. Answered without the
-	// lock, so that a flood of names does not contend on it.
-	if o := s.overflow.Load(); o != nil && t.labels >= s.limit && label(name) == name {
-		return o
+	// A name that would not be kept as an alias (see add) is found by
+	// its label value, and one whose label value is not in a full table
+	// has no series of its own: it is past the limit. Answered without
+	// the lock, so that a flood of names does not contend on it.
+	l := label(name)
+	if l == name || !aliasable(name) || t.aliases >= s.limit {
+		if v := t.byName[l]; v != nil {
+			return v
+		}
+		if o := s.overflow.Load(); o != nil && t.labels >= s.limit {
+			return o
+		}
 	}
-	return s.add(name, label, overflowLabel, newSeries)
+	return s.add(name, l, overflowLabel, newSeries)
 }
 
-// add is get under the lock, for a name not found without it.
-func (s *labelSet[T]) add(name string, label func(string) string, overflowLabel string, newSeries func(label string) *T) *T {
+// aliasable reports whether a labelSet keeps name, which is not its own
+// label value, as an alias: a name longer than MaxLabelValueLen is not,
+// since it would hold all its bytes, however many, for as long as the
+// labelSet lives. Found by its label value, it costs a cut, and a
+// cleaning when its first MaxLabelValueLen bytes are not valid UTF-8.
+func aliasable(name string) bool { return len(name) <= MaxLabelValueLen }
+
+// add is get under the lock, for a name not found without it, whose
+// label value is l.
+func (s *labelSet[T]) add(name, l string, overflowLabel string, newSeries func(label string) *T) *T {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.table.Load()
 	if v := old.byName[name]; v != nil {
 		return v
 	}
-	l := label(name)
 	v := old.byName[l]
 	made := false
 	switch {
 	case v != nil:
 	case old.labels < s.limit:
+		// Copied: l may be part of a longer name, or of a buffer the
+		// name was sliced from, which the series would keep alive.
+		l = strings.Clone(l)
 		v, made = newSeries(l), true
 	default:
 		if v = s.overflow.Load(); v == nil {
@@ -80,7 +99,7 @@ func (s *labelSet[T]) add(name string, label func(string) string, overflowLabel 
 			s.overflow.Store(v)
 		}
 	}
-	alias := name != l && old.aliases < s.limit
+	alias := name != l && aliasable(name) && old.aliases < s.limit
 	if !made && !alias {
 		return v
 	}
@@ -93,7 +112,7 @@ func (s *labelSet[T]) add(name string, label func(string) string, overflowLabel 
 		next.labels++
 	}
 	if alias {
-		next.byName[name] = v
+		next.byName[strings.Clone(name)] = v
 		next.aliases++
 	}
 	s.table.Store(next)

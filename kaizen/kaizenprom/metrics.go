@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/taipattern/taikit/internal/utf8text"
 
@@ -31,6 +32,17 @@ func DefaultBuckets() []float64 {
 // loses resolution but no observation; the series is never reset, so its
 // counts only grow.
 const MaxNativeHistogramBuckets = 160
+
+// MaxLabelValueLen is the length, in bytes, of the longest label value
+// Metrics gives a signal kind or a policy name. A longer one is labelled
+// with its first MaxLabelValueLen bytes, cut at a character boundary: a
+// kind or policy made from user input by mistake could otherwise be as
+// long as that input and be written out in full in each of its series,
+// at every scrape, and a Prometheus with a label_value_length_limit
+// would refuse the whole scrape. Kinds and policies that differ only
+// past it share the series of their label value, and one of the
+// MetricsOptions.MaxKinds or MaxPolicies.
+const MaxLabelValueLen = 128
 
 // DefaultMaxKinds is the number of signal kinds Metrics labels its series
 // with when MetricsOptions.MaxKinds is zero, as many as kaizen.Stats keeps
@@ -117,7 +129,8 @@ type MetricsOptions struct {
 	// signal, and a series of OverflowKind above zero says the limit was
 	// reached. The first kinds seen keep their series. Kinds are
 	// counted by their label value: kinds that are not valid UTF-8 and
-	// clean to the same value (see Metrics) share its series and take
+	// clean to the same value, or that are cut to the same first
+	// MaxLabelValueLen bytes (see Metrics), share its series and take
 	// one of the MaxKinds. Zero means DefaultMaxKinds; it must not be
 	// negative.
 	MaxKinds int
@@ -132,8 +145,8 @@ type MetricsOptions struct {
 	// zero says the limit was reached. The first policies seen keep
 	// their series. Policies are counted by their label value, as kinds
 	// are: "" and "unnamed" take one of the MaxPolicies, as do names
-	// that clean to the same value. Zero means DefaultMaxPolicies; it
-	// must not be negative.
+	// that clean or are cut to the same value. Zero means
+	// DefaultMaxPolicies; it must not be negative.
 	MaxPolicies int
 }
 
@@ -150,7 +163,9 @@ type MetricsOptions struct {
 // deciding policy's name ("unnamed" when it has none), the Verdict and the
 // Stage. Never a signal ID or Key. A kind or policy name that is not
 // valid UTF-8, which Prometheus refuses, is labelled with U+FFFD in place
-// of its bad bytes. Kinds and policy names come from code,
+// of its bad bytes, and one longer than MaxLabelValueLen bytes with its
+// first MaxLabelValueLen, cut at a character boundary, so that no label
+// value is longer. Kinds and policy names come from code,
 // so their number is small; a service must not make them from user input.
 // Should it do so, MetricsOptions.MaxKinds bounds the kinds, and the
 // signals of the kinds past it are counted under OverflowKind;
@@ -179,7 +194,10 @@ type MetricsOptions struct {
 // allocates): the series of a kind are created once, on its first signal,
 // and kept in a copy-on-write map. (A kind or policy name that is not
 // valid UTF-8 is kept there too, MaxKinds of them, and MaxPolicies of
-// each kind; one past them is cleaned at each signal, which allocates.)
+// each kind; one past them is cleaned at each signal, which allocates.
+// One longer than MaxLabelValueLen is never kept, lest it hold its
+// bytes: it is cut at each signal, which allocates only when its first
+// MaxLabelValueLen bytes are not valid UTF-8.)
 //
 // Make a Metrics with NewMetrics. The zero Metrics, which has no families,
 // counts nothing: its Observe does nothing, and its Tracer (as that of a
@@ -450,10 +468,33 @@ func checkBuckets(field string, buckets []float64) error {
 // zero, since the sum of a histogram must only grow.
 func seconds(d time.Duration) float64 { return max(d, 0).Seconds() }
 
-// labelValue is s as a label's value: Prometheus takes only valid UTF-8
-// (WithLabelValues panics on anything else), so bytes that are not are
-// replaced by U+FFFD.
-func labelValue(s string) string { return utf8text.Clean(s) }
+// labelValue is the kind or policy name s as a label's value: Prometheus
+// takes only valid UTF-8 (WithLabelValues panics on anything else), so
+// bytes that are not are replaced by U+FFFD; and it is at most
+// MaxLabelValueLen bytes long, cut at a character boundary. Only the
+// first MaxLabelValueLen bytes of s are read, so a long s costs no more
+// than a short one; for a valid s it allocates nothing.
+func labelValue(s string) string {
+	if len(s) <= MaxLabelValueLen {
+		return utf8text.Clean(s)
+	}
+	// Cut before a character's first byte, so that no valid character is
+	// cut in two (and shown as U+FFFD), then cleaned, and cut again: a
+	// bad byte grows to the three of U+FFFD.
+	return cutAtRune(utf8text.Clean(cutAtRune(s, MaxLabelValueLen)), MaxLabelValueLen)
+}
+
+// cutAtRune returns s cut to at most n bytes, before a byte that can
+// start a character (for valid UTF-8, at a character boundary).
+func cutAtRune(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
 
 // policy returns the decision counters of a policy, indexed by Verdict:
 // those of its label value, which policies that clean to the same value

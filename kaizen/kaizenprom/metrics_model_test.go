@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -37,6 +38,10 @@ type metricsModel struct {
 // included.
 const overflow = "\x00overflow"
 
+// long is a kind or policy name of MaxLabelValueLen bytes, the label
+// value of the longer names that start with it.
+var long = strings.Repeat("€", kaizenprom.MaxLabelValueLen/3) + strings.Repeat("l", kaizenprom.MaxLabelValueLen%3)
+
 func seriesKey(family string, labels ...string) string {
 	return family + "{" + strings.Join(labels, ",") + "}"
 }
@@ -46,7 +51,12 @@ func label(name string) string {
 	if name == overflow {
 		return kaizenprom.OverflowKind
 	}
-	return strings.ToValidUTF8(name, "\uFFFD")
+	l := strings.ToValidUTF8(name, "\uFFFD")
+	for len(l) > kaizenprom.MaxLabelValueLen {
+		_, size := utf8.DecodeLastRuneInString(l)
+		l = l[:len(l)-size]
+	}
+	return l
 }
 
 // kindOf returns the kind whose series kind counts in, making them.
@@ -231,7 +241,7 @@ func TestMetricsMatchesModel(t *testing.T) {
 			policies: map[string][]string{}, values: map[string]float64{}, hists: map[string][]float64{}}
 		tracer := metrics.Tracer(nil)
 		var open []tai.Span
-		kinds := rapid.SampledFrom([]string{"a", "b", "c", "d", kaizenprom.OverflowKind, "x\xff", "x\xfe"})
+		kinds := rapid.SampledFrom([]string{"a", "b", "c", "d", kaizenprom.OverflowKind, "x\xff", "x\xfe", long + "1", long + "2", long[1:] + "\xff\xfe"})
 		duration := rapid.Map(rapid.Int64Range(-int64(time.Second), int64(40*time.Second)), func(ns int64) time.Duration { return time.Duration(ns) })
 		for range rapid.IntRange(1, 50).Draw(rt, "steps") {
 			switch rapid.IntRange(0, 5).Draw(rt, "op") {
@@ -239,7 +249,7 @@ func TestMetricsMatchesModel(t *testing.T) {
 				r := tai.Record{
 					Kind:     kinds.Draw(rt, "kind"),
 					Outcome:  tai.Outcome(rapid.IntRange(0, 5).Draw(rt, "outcome")),
-					Decision: tai.Decision{Verdict: tai.Verdict(rapid.IntRange(0, 4).Draw(rt, "verdict")), Policy: rapid.SampledFrom([]string{"", "p", "q", "r", "unnamed", "p\xff"}).Draw(rt, "policy")},
+					Decision: tai.Decision{Verdict: tai.Verdict(rapid.IntRange(0, 4).Draw(rt, "verdict")), Policy: rapid.SampledFrom([]string{"", "p", "q", "r", "unnamed", "p\xff", long + "p", long + "q"}).Draw(rt, "policy")},
 				}
 				if rapid.Bool().Draw(rt, "sampled") {
 					r.Span = tai.SpanContext{TraceID: tai.TraceID{1}, SpanID: tai.SpanID{byte(rapid.IntRange(0, 1).Draw(rt, "spanID"))}, Sampled: true}
