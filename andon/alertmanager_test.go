@@ -237,3 +237,30 @@ func TestAlertmanagerKeepsASilencedAlertFiring(t *testing.T) {
 	assert.Equal(t, "active", got[0].Status.State)
 	assert.True(t, got[0].EndsAt.After(time.Now()), "endsAt %v", got[0].EndsAt)
 }
+
+// An alert's Fingerprint, which the Webhook sends as Alertmanager's
+// webhook does, is the one Alertmanager gives the same labels: a receiver
+// can tell an alert by it whichever of the two sent it.
+func TestAlertFingerprintIsAlertmanagers(t *testing.T) {
+	url := startAlertmanager(t)
+	am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: url})
+	require.NoError(t, err)
+	cond := newSwitch()
+	cond.Set(true)
+	e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{am},
+		Rules: []andon.Rule{
+			{Name: "HighErrorRate", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "payments"}},
+			{Name: "Zahlungsfehler", Severity: andon.Ticket, Condition: cond, Labels: map[string]string{"team": "zahlungen – süd", "a": "x\ny"}},
+		}})
+	e.Evaluate(context.Background())
+	require.NoError(t, e.Flush(context.Background()))
+	require.EqualValues(t, 2, e.NotifierStats()[0].Sent)
+	var got []gettableAlert
+	require.Eventually(t, func() bool { got = getAlerts(t, url); return len(got) == 2 }, 10*time.Second, 20*time.Millisecond)
+	for _, g := range got {
+		a, ok := e.Alert(g.Labels["alertname"])
+		require.True(t, ok, g.Labels)
+		assert.Equal(t, g.Labels, a.Labels)
+		assert.Equal(t, g.Fingerprint, a.Fingerprint, a.Name)
+	}
+}

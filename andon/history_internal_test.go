@@ -19,3 +19,22 @@ func TestRingLast(t *testing.T) {
 		assert.Equal(t, want, r.last(n), "last(%d)", n)
 	}
 }
+
+// TestRingAgainstAModel: at every size, fill and n, including a ring of
+// one and an n below zero, values and last keep what a plain slice of
+// the newest values says.
+func TestRingAgainstAModel(t *testing.T) {
+	for size := 1; size <= 5; size++ {
+		r := newRing[int](size)
+		var all []int
+		for v := range 3*size + 2 {
+			r.push(v)
+			all = append(all, v)
+			kept := all[max(0, len(all)-size):]
+			assert.Equal(t, kept, r.values(), "size %d after %d", size, v)
+			for n := -1; n <= size+1; n++ {
+				assert.Equal(t, kept[len(kept)-max(0, min(n, len(kept))):], r.last(n), "size %d after %d, last(%d)", size, v, n)
+			}
+		}
+	}
+}

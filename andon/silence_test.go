@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -109,4 +110,54 @@ func TestSilenceMatchingTheEmptyValueIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	_, err = e.Silence(andon.Silence{Duration: time.Hour, Matchers: []andon.Matcher{{Name: "team", Type: andon.MatchRegexp, Value: ".+"}}})
 	require.NoError(t, err)
+}
+
+// A silence mutes from StartsAt up to, not at, EndsAt; overlapping
+// silences mute while any is in force; one added while the alert fires
+// mutes what the receiver has not heard yet, and a resolution of what it
+// heard goes out.
+func TestSilenceEdges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cond := newSwitch()
+		rec := &recorder{}
+		e := newEvaluator(t, andon.EvaluatorOptions{Notifiers: []andon.Notifier{rec},
+			Rules: []andon.Rule{{Name: "A", Severity: andon.Page, Condition: cond, Labels: map[string]string{"team": "payments"}}}})
+		ctx := context.Background()
+		step := func(active bool) bool {
+			t.Helper()
+			cond.Set(active)
+			e.Evaluate(ctx)
+			require.NoError(t, e.Flush(ctx))
+			a, _ := e.Alert("A")
+			return a.Silenced
+		}
+		start := time.Now()
+		// Two overlapping silences, one from later on.
+		_, err := e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "team", Value: "payments"}},
+			StartsAt: start.Add(time.Minute), EndsAt: start.Add(3 * time.Minute)})
+		require.NoError(t, err)
+		_, err = e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "alertname", Type: andon.MatchRegexp, Value: "A|B"}},
+			EndsAt: start.Add(2 * time.Minute)})
+		require.NoError(t, err)
+		assert.True(t, step(true), "the second silence is in force now")
+		time.Sleep(2 * time.Minute) // the second's end: the first holds
+		assert.True(t, step(true))
+		assert.Len(t, e.Silences(), 1, "a silence is over at its EndsAt")
+		time.Sleep(time.Minute - time.Nanosecond)
+		assert.True(t, step(true), "a nanosecond before its end")
+		assert.Empty(t, rec.events())
+		time.Sleep(time.Nanosecond)
+		assert.False(t, step(true), "over at its EndsAt")
+		assert.Empty(t, e.Silences())
+		assert.Equal(t, []string{"A firing"}, rec.events(), "the alert that still fires is sent when the silences end")
+
+		// Added while the alert fires and was sent: the receiver hears of
+		// the resolution, not of the alert firing again.
+		_, err = e.Silence(andon.Silence{Matchers: []andon.Matcher{{Name: "team", Value: "payments"}}, Duration: time.Hour})
+		require.NoError(t, err)
+		assert.True(t, step(true))
+		assert.True(t, step(false))
+		assert.True(t, step(true))
+		assert.Equal(t, []string{"A firing", "A resolved"}, rec.events())
+	})
 }

@@ -348,3 +348,24 @@ func TestTemplateTitleBreaksWordsAsPrometheus(t *testing.T) {
 		assert.Equal(t, tt.want, renderSummary(t, "{{ "+strconv.Quote(tt.in)+" | title }}", 0), "%q", tt.in)
 	}
 }
+
+// A template reads text it is given as data, never as a template: a label
+// value or a detail that looks like one is written as it is. A label the
+// alert does not have reads empty, as in Prometheus; a field the data
+// does not have is an error written into the text, and the alert goes
+// out.
+func TestTemplateDataIsNotATemplate(t *testing.T) {
+	const injected = `{{ .Value }}{{ template "x" }}{{ printf "%s" "boo" }}`
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page,
+		Labels:      map[string]string{"team": injected},
+		Summary:     "team {{ $labels.team }} ({{ .Detail }}), owner [{{ $labels.owner }}] [{{ .Labels.owner }}]",
+		Description: "{{ .Nope }}",
+		Condition: andon.ConditionFunc(func(context.Context, time.Time) (andon.Measurement, error) {
+			return andon.Measurement{Active: true, Value: 0.5, Threshold: 0.1, Detail: injected}, nil
+		})}}})
+	e.EvaluateAt(context.Background(), t0)
+	a, _ := e.Alert("R")
+	assert.Equal(t, "team "+injected+" ("+injected+"), owner [] []", a.Annotations["summary"])
+	assert.Contains(t, a.Annotations["description"], "<error expanding template: ")
+	assert.Contains(t, a.Annotations["description"], "Nope")
+}

@@ -3,6 +3,7 @@ package andon
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,9 +57,11 @@ type WebhookOptions struct {
 // 3xx redirect among them, is a permanent error (kanban.Permanent).
 // Errors name the URL as scheme and host only, with "/…" for a path or
 // query, which may hold a token; where the answer they quote repeats the
-// path, the query or one of its values, the password, or a value of
+// path, the query or one of its values, the password (or the user name
+// given without one), the Basic credentials made of them, or a value of
 // WebhookOptions.Header (or a word of it after the first, the token of
-// "Bearer <token>"), that reads "…" too.
+// "Bearer <token>"), that reads "…" too, and so does the start of one
+// that the quote, the answer's first 512 bytes, ends in.
 type Webhook struct {
 	opts   WebhookOptions
 	client *http.Client
@@ -358,15 +361,18 @@ func redactURL(u *url.URL) string {
 }
 
 // redactQuoted replaces with "…" the parts of u that may hold a token
-// (its path, query, the values of the query and the password) where an
-// answer's text quotes them, as many servers' "not found" pages quote the
-// path ("Cannot POST /services/…"), and so the values of the headers
-// the request was given, and each of their words after the first
-// ("Bearer …"), as an "invalid token" answer may quote its credential:
-// the text goes into an error that is logged. Values shorter than 4
-// bytes, which would blot out the text around them and hold no token,
-// are left.
-func redactQuoted(text string, u *url.URL, header http.Header) string {
+// (its path, query, the values of the query, the password, or the user
+// name when there is no password, and the Basic credentials the client
+// sends for them) where an answer's text quotes them, as many servers'
+// "not found" pages quote the path ("Cannot POST /services/…"), and so
+// the values of the headers the request was given, and each of their
+// words after the first ("Bearer …"), as an "invalid token" answer may
+// quote its credential: the text goes into an error that is logged.
+// Values shorter than 4 bytes, which would blot out the text around them
+// and hold no token, are left. When the text was cut from a longer
+// answer, cut is set, and an end of it that begins one of those values
+// is "…" too: the cut must not quote the start of a token.
+func redactQuoted(text string, cut bool, u *url.URL, header http.Header) string {
 	var parts []string
 	add := func(s string) {
 		if len(s) >= 4 {
@@ -387,8 +393,16 @@ func redactQuoted(text string, u *url.URL, header http.Header) string {
 			add(v)
 		}
 	}
-	if p, ok := u.User.Password(); ok {
-		add(p)
+	if u.User != nil {
+		// The client sends the userinfo as a Basic Authorization header.
+		// A user name without a password is the credential itself.
+		p, ok := u.User.Password()
+		if ok {
+			add(p)
+		} else {
+			add(u.User.Username())
+		}
+		add(base64.StdEncoding.EncodeToString([]byte(u.User.Username() + ":" + p)))
 	}
 	for _, vs := range header {
 		for _, v := range vs {
@@ -405,8 +419,25 @@ func redactQuoted(text string, u *url.URL, header http.Header) string {
 	for _, p := range parts {
 		text = strings.ReplaceAll(text, p, "…")
 	}
+	if cut {
+		begun := 0 // the longest end of text that begins a value
+		for _, p := range parts {
+			for n := min(len(p)-1, len(text)); n > begun; n-- {
+				if strings.HasSuffix(text, p[:n]) {
+					begun = n
+					break
+				}
+			}
+		}
+		if begun > 0 {
+			text = text[:len(text)-begun] + "…"
+		}
+	}
 	return text
 }
+
+// maxQuote bounds how much of an answer an error quotes.
+const maxQuote = 512
 
 // redactError replaces the URL of a *url.Error in err's chain, which
 // http.Client puts there whole but for the password, by redacted.
@@ -439,7 +470,9 @@ func postJSON(ctx context.Context, c *http.Client, rawURL string, header http.He
 		return fmt.Errorf("andon: POST %s: %w", where, redactError(err, where))
 	}
 	defer drainClose(resp.Body)
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxQuote+1))
+	cut := len(msg) > maxQuote
+	msg = msg[:min(len(msg), maxQuote)]
 	if resp.Request != nil && resp.Request.Method != http.MethodPost {
 		// The client followed a 301, 302 or 303 and sent a GET: the
 		// receiver never got the notification, whatever it answered.
@@ -449,7 +482,7 @@ func postJSON(ctx context.Context, c *http.Client, rawURL string, header http.He
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
-	err = fmt.Errorf("andon: POST %s: %s: %s", where, resp.Status, redactQuoted(strings.TrimSpace(string(msg)), req.URL, header))
+	err = fmt.Errorf("andon: POST %s: %s: %s", where, resp.Status, redactQuoted(strings.TrimSpace(string(msg)), cut, req.URL, header))
 	if loc, lerr := resp.Location(); resp.StatusCode/100 == 3 && lerr == nil {
 		err = fmt.Errorf("%w (redirect to %s not followed)", err, redactURL(loc))
 	}

@@ -3,6 +3,7 @@ package andon_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -165,6 +166,86 @@ func TestNotifierErrorsRedactTheHeadersQuotedByTheAnswer(t *testing.T) {
 		assert.NotContains(t, err.Error(), bearer)
 		assert.NotContains(t, err.Error(), apiKey)
 		assert.Contains(t, err.Error(), "401 Unauthorized: invalid credentials: ", "the rest of the answer is quoted")
+	}
+}
+
+// Credentials in the URL's userinfo go out as a Basic Authorization
+// header, which an answer may quote as the Header option's are: the
+// encoded "user:password" is left out of the error as the password is,
+// and so is a user name given without a password, which is then the
+// credential ("https://<token>@host/").
+func TestNotifierErrorsRedactTheUserinfoQuotedByTheAnswer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _, _ := r.BasicAuth()
+		http.Error(w, "invalid credentials: "+r.Header.Get("Authorization")+" for "+u, http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for _, c := range []struct{ userinfo, encoded, user string }{
+		{"user:s3cr3tpw", base64.StdEncoding.EncodeToString([]byte("user:s3cr3tpw")), ""},
+		{"XXXXSECRETTOKEN", base64.StdEncoding.EncodeToString([]byte("XXXXSECRETTOKEN:")), "XXXXSECRETTOKEN"},
+	} {
+		raw := "http://" + c.userinfo + "@" + host + "/"
+		wh, err := andon.NewWebhook(andon.WebhookOptions{URL: raw})
+		require.NoError(t, err)
+		am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: raw})
+		require.NoError(t, err)
+		for _, n := range []andon.Notifier{wh, am} {
+			err := n.Notify(context.Background(), []andon.Alert{{Name: "A", State: andon.Firing, Labels: map[string]string{"alertname": "A"}}})
+			require.Error(t, err)
+			assert.NotContains(t, err.Error(), c.encoded, c.userinfo)
+			if c.user != "" {
+				assert.NotContains(t, err.Error(), c.user, c.userinfo)
+			}
+			assert.Contains(t, err.Error(), "401 Unauthorized: invalid credentials: Basic ", "the rest of the answer is quoted")
+		}
+	}
+}
+
+// An answer too long to quote whole is cut where a credential it repeats
+// begins, not in the middle of it: the start of a token, or of the URL's
+// path, is no more quoted in the error than the whole of it.
+func TestNotifierErrorsRedactACredentialTheQuoteCuts(t *testing.T) {
+	const (
+		bearer = "XXXXSECRETBEARER"
+		token  = "XXXXSECRETTOKEN"
+	)
+	var pad atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		filler := strings.Repeat(".", int(pad.Load()))
+		if strings.HasSuffix(r.URL.Path, "/bearer") {
+			http.Error(w, filler+"Bearer "+strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), http.StatusUnauthorized)
+			return
+		}
+		http.Error(w, filler+r.URL.Path, http.StatusNotFound)
+	}))
+	defer srv.Close()
+	header := http.Header{"Authorization": {"Bearer " + bearer}}
+	alerts := []andon.Alert{{Name: "A", State: andon.Firing, Labels: map[string]string{"alertname": "A"}}}
+	for _, c := range []struct {
+		url, secret string
+	}{
+		{srv.URL + "/bearer", bearer},
+		{srv.URL + "/services/" + token, "/services/" + token},
+	} {
+		wh, err := andon.NewWebhook(andon.WebhookOptions{URL: c.url, Header: header})
+		require.NoError(t, err)
+		am, err := andon.NewAlertmanager(andon.AlertmanagerOptions{URL: c.url, Header: header})
+		require.NoError(t, err)
+		// The answer is long enough that the credential straddles the
+		// end of what is quoted, at every byte of it.
+		for n := 400; n < 600; n++ {
+			pad.Store(int64(n))
+			for _, nf := range []andon.Notifier{wh, am} {
+				err := nf.Notify(context.Background(), alerts)
+				require.Error(t, err)
+				for i := 4; i <= len(c.secret); i++ {
+					if !assert.NotContains(t, err.Error(), c.secret[:i], "%s, %d bytes before it", c.secret, n) {
+						return
+					}
+				}
+			}
+		}
 	}
 }
 
