@@ -74,7 +74,9 @@ func (c *Catalog) UnmarshalJSON(b []byte) error {
 }
 
 // UnmarshalJSON reads p from its JSON form, an object with all four of
-// error_rate, p99_ms, cpu and memory. It checks types, not ranges.
+// error_rate, p99_ms, cpu and memory. It checks types, and that p99_ms is
+// in [0, 1h], a time.Duration can hold it; the shares' ranges are
+// Validate's.
 func (p *Profile) UnmarshalJSON(b []byte) error {
 	return unmarshal(b, func(rd *reader) (err error) {
 		*p, err = rd.profile("profile")
@@ -83,7 +85,9 @@ func (p *Profile) UnmarshalJSON(b []byte) error {
 }
 
 // UnmarshalJSON reads v from its JSON form, the object a catalog holds for
-// a version. It checks types, not ranges.
+// a version. It checks types, and the ranges of p99_ms ([0, 1h]) and
+// degrade_after_secs ([0, 30 days]), so a time.Duration can hold them;
+// the other ranges are Validate's.
 func (v *Version) UnmarshalJSON(b []byte) error {
 	return unmarshal(b, func(rd *reader) (err error) {
 		*v, err = rd.version("version")

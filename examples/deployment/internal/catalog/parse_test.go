@@ -359,6 +359,20 @@ func TestProfileJSON(t *testing.T) {
 		"catalog: profile.disk: unknown field")
 }
 
+// TestProfileJSONRanges: unmarshalling a profile or a version checks the
+// durations' ranges, which a time.Duration must hold, and leaves the
+// shares' to Validate.
+func TestProfileJSONRanges(t *testing.T) {
+	var p Profile
+	require.NoError(t, json.Unmarshal([]byte(`{"error_rate": 2, "p99_ms": 1, "cpu": -1, "memory": 3}`), &p))
+	assert.Equal(t, Profile{ErrorRate: 2, P99: time.Millisecond, CPU: -1, Memory: 3}, p)
+	assert.ErrorContains(t, json.Unmarshal([]byte(`{"error_rate": 0, "p99_ms": 3600001, "cpu": 0, "memory": 0}`), &p),
+		"catalog: profile.p99_ms: must be in [0,3.6e+06], got 3.600001e+06")
+	var v Version
+	assert.ErrorContains(t, json.Unmarshal([]byte(`{"error_rate": 0, "p99_ms": 1, "cpu": 0, "memory": 0, "degrade_after_secs": -1}`), &v),
+		"catalog: version.degrade_after_secs: must be in [0,2.592e+06], got -1")
+}
+
 func TestVersionJSON(t *testing.T) {
 	v := Version{
 		Profile:      Profile{ErrorRate: 0.008, P99: 210 * time.Millisecond, CPU: 0.4, Memory: 0.5},

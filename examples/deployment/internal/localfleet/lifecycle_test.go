@@ -911,3 +911,53 @@ func TestExitedInstanceWhoseLeftoverKeepsItsOutput(t *testing.T) {
 	require.NoError(t, f.Retire(ctx, "web", "eu", "v1"))
 	assert.True(t, alive(escaped), "a process outside the group is not the fleet's to stop")
 }
+
+// TestNoRequestToTheAddressOfAnExitedInstance: once every instance of a
+// version has exited, the proxy answers 502 itself, and counts it against
+// the version, rather than send the request to an address another process
+// may listen on by now.
+func TestNoRequestToTheAddressOfAnExitedInstance(t *testing.T) {
+	ctx := t.Context()
+	f := newFleet(t, Options{})
+	c := client(t)
+	require.NoError(t, f.Deploy(ctx, "web", "eu", "v1", 1))
+	require.NoError(t, f.Route(ctx, "web", "eu", "", "v1", 100))
+	url := proxyURL(t, f, "web", "eu")
+	addr := f.Instances("web", "eu", "v1")[0]
+	g, err := f.existingRegion("web", "eu")
+	require.NoError(t, err)
+	g.mu.RLock()
+	dead := g.versions["v1"].procs[0]
+	g.mu.RUnlock()
+	require.NoError(t, syscall.Kill(dead.pid, syscall.SIGKILL))
+	<-dead.done
+
+	// Another process takes the port the instance listened on.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the exited instance's port %s was taken before the test could take it: %v", addr, err)
+	}
+	impostor := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"version":"impostor"}`))
+	})}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = impostor.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		_ = impostor.Close()
+		<-served
+	})
+
+	for range 3 {
+		a := mustCall(t, c, url+"/")
+		assert.Equal(t, http.StatusBadGateway, a.Code)
+		assert.Empty(t, a.Version, "answered by whatever holds the port now")
+	}
+	s, err := f.Sample(ctx, "web", "eu", "v1", time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, 3.0, s.Requests)
+	assert.Equal(t, 1.0, s.ErrorRate)
+}

@@ -527,7 +527,7 @@ func (f *Fleet) Instances(service, region, version string) []string {
 //
 //   - Requests: requests the proxy forwarded to the version and saw
 //     answered (502 if an instance could not be reached, or broke off
-//     its answer midway);
+//     its answer midway, or if every instance had exited);
 //   - ErrorRate: the share of them answered 5xx;
 //   - P99: the 99th percentile of their time through the proxy, from a
 //     histogram whose buckets are a fifth apart;

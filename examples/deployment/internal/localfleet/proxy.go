@@ -80,7 +80,7 @@ const PreviewHeader = "Preview-Version"
 
 // ServeHTTP forwards the request to an instance of the version the route
 // picks, or of the one it names in PreviewHeader, and records how it
-// went.
+// went. With every instance of the version exited it answers 502 itself.
 func (g *region) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	version := r.Header.Get(PreviewHeader)
 	v, pr := g.pick(version)
@@ -94,6 +94,15 @@ func (g *region) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer v.inflight.done()
 	start := time.Now()
+	if pr == nil {
+		// Every instance has exited: their ports may be other processes'
+		// by now, which must not answer for the version.
+		g.log.Warn("no instance running", "version", v.name)
+		http.Error(w, "no instance of version "+v.name+" of "+g.service+" runs in "+g.name, http.StatusBadGateway)
+		end := time.Now()
+		v.stats.record(end, http.StatusBadGateway, end.Sub(start))
+		return
+	}
 	rec := &recorder{ResponseWriter: w, code: http.StatusOK}
 	defer func() {
 		// The proxy panics with http.ErrAbortHandler when an answer breaks
@@ -114,9 +123,10 @@ func (g *region) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // pick chooses the version, version if not "" and else by the route, and
-// an instance of it round robin (skipping exited ones while others run),
-// counting the request in flight for the version. It returns nil if the
-// route sends traffic nowhere, or version is not deployed.
+// an instance of it round robin, skipping exited ones, counting the
+// request in flight for the version. It returns nil if the route sends
+// traffic nowhere, or version is not deployed, and a nil process if every
+// instance of the version has exited.
 func (g *region) pick(version string) (*release, *process) {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
@@ -131,7 +141,7 @@ func (g *region) pick(version string) (*release, *process) {
 		return nil, nil
 	}
 	n := v.next.Add(1)
-	pr := v.procs[n%uint64(len(v.procs))]
+	var pr *process
 	for i := range uint64(len(v.procs)) {
 		if p := v.procs[(n+i)%uint64(len(v.procs))]; !p.exited() {
 			pr = p

@@ -21,7 +21,15 @@ func latencyBucket(d time.Duration) int {
 		return 0
 	}
 	i := int(math.Ceil(math.Log(float64(d)/float64(minLatency)) / math.Log(latencyGrowth)))
-	return min(i, latencyBuckets-1)
+	i = min(i, latencyBuckets-1)
+	// The logarithm may land a duration at a bound one bucket off;
+	// latencyBound, which quantile interpolates between, decides.
+	if i > 1 && d <= latencyBound(i-1) {
+		i--
+	} else if i < latencyBuckets-1 && d > latencyBound(i) {
+		i++
+	}
+	return i
 }
 
 // latencyBound returns bucket i's upper bound.

@@ -21,6 +21,16 @@ func TestLatencyBuckets(t *testing.T) {
 	}
 }
 
+// TestLatencyBucketsAtTheirBounds: every bucket holds its own upper bound
+// and not a nanosecond more, as latencyBound computes it.
+func TestLatencyBucketsAtTheirBounds(t *testing.T) {
+	for i := 1; i < latencyBuckets-1; i++ {
+		bound := latencyBound(i)
+		assert.Equal(t, i, latencyBucket(bound), "bound(%d) = %v", i, bound)
+		assert.Equal(t, i+1, latencyBucket(bound+1), "bound(%d)+1ns = %v", i, bound+1)
+	}
+}
+
 func TestWindowSums(t *testing.T) {
 	t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	w := newWindow(10 * time.Second)

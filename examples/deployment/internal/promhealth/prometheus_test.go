@@ -145,3 +145,22 @@ func TestAgainstPrometheus(t *testing.T) {
 		t.Log(err)
 	})
 }
+
+// TestNamesAgainstPrometheus: whatever the service, region and version
+// are, Prometheus parses the queries Sample sends, and a version it has no
+// series of reads as no data, not as a bad query.
+func TestNamesAgainstPrometheus(t *testing.T) {
+	servers.Binary(t, "prometheus", "prometheus")
+	promURL := servers.StartPrometheus(t, "global:\n  scrape_interval: 1s\n")
+	h, err := New(Options{URL: promURL})
+	require.NoError(t, err)
+	for _, version := range []string{
+		`v"2`, `v\2`, "v\n2", "v\x002", "v\x7f2", "v\u20282", "v`2", "v'2", "v{{2}}",
+		"v\xff2",   // not UTF-8
+		"v\uFFFD2", // the replacement character, which the lexer takes for invalid UTF-8
+		"v\U0001F6002",
+	} {
+		_, err := h.Sample(t.Context(), "web"+version, "eu"+version, version, time.Minute)
+		assert.ErrorIs(t, err, fleet.ErrNoData, "%q", version)
+	}
+}

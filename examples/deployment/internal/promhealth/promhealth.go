@@ -244,10 +244,11 @@ func (h *Health) render(service, region, version string, window time.Duration) (
 }
 
 // escape makes s fit inside a double-quoted PromQL string, whose escapes
-// are Go's.
+// are Go's. Go's quoting keeps U+FFFD as it is, which PromQL's lexer
+// refuses ("invalid UTF-8 rune"): it is written \ufffd.
 func escape(s string) string {
 	q := strconv.Quote(s)
-	return q[1 : len(q)-1]
+	return strings.ReplaceAll(q[1:len(q)-1], "\uFFFD", `\ufffd`)
 }
 
 // promDuration writes d as a PromQL duration in its largest whole unit.

@@ -346,6 +346,21 @@ func TestRender(t *testing.T) {
 	}
 }
 
+// TestRenderEscapesTheReplacementCharacter: PromQL's lexer refuses a
+// literal U+FFFD in a string as "invalid UTF-8 rune", though it is valid
+// UTF-8 and Go's quoting keeps it; it is written \ufffd instead.
+func TestRenderEscapesTheReplacementCharacter(t *testing.T) {
+	h := newHealth(t, "http://prom:9090")
+	q, err := h.Render("web", "eu", "v\uFFFD2", time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, `sum(increase(http_requests_total{service="web",region="eu",version="v\ufffd2"}[1m]))`, q.Requests)
+	assert.NotContains(t, q.ErrorRate+q.P99+q.CPU+q.Memory, "\uFFFD")
+	// Invalid UTF-8 is not U+FFFD: it keeps its own bytes, as \x escapes.
+	q, err = h.Render("web", "eu", "v\xff2", time.Minute)
+	require.NoError(t, err)
+	assert.Contains(t, q.Requests, `version="v\xff2"`)
+}
+
 func TestAPIErrorMessage(t *testing.T) {
 	err := error(&APIError{Query: "up", StatusCode: 422, Type: "execution", Message: "boom"})
 	assert.Equal(t, "prometheus answered 422 (execution): boom; query: up", err.Error())

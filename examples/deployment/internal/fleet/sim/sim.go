@@ -324,9 +324,11 @@ func (f *Fleet) Sample(ctx context.Context, service, region, version string, win
 }
 
 // Split returns how service's traffic in region is routed: percent of it
-// to next and the rest to stable. next is "" when stable takes it all;
-// stable is "" (and percent 100) when next does. All three are zero when
-// the service runs nothing there.
+// to next and the rest to stable. next is "" when no other version shares
+// stable's traffic, and still named, with percent 0, when Route gave a
+// running next 0% (a rollback before its Retire); stable is "" (and
+// percent 100) when next takes it all. All three are zero when the
+// service runs nothing there, or routes nothing.
 func (f *Fleet) Split(service, region string) (stable, next string, percent float64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
