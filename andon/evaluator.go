@@ -67,7 +67,9 @@ type EvaluatorOptions struct {
 	// GeneratorURL is where the alerts are shown, usually the board's URL;
 	// each Alert's GeneratorURL is it with "#rule-" and the rule's name,
 	// escaped as a URL fragment, appended, so it must be a URL without a
-	// fragment. Empty leaves GeneratorURL empty.
+	// fragment: an absolute URL ("https://ops.example.com/andon/") or a
+	// path ("/andon/"), as Alertmanager takes. Empty leaves GeneratorURL
+	// empty.
 	GeneratorURL string
 	// Logger receives dropped and failed notifications, the panics of
 	// hooks and conditions, with their stacks, and conditions given up
@@ -192,10 +194,14 @@ func NewEvaluator(opts EvaluatorOptions) (*Evaluator, error) {
 		e.validFor = 4 * d
 	}
 	if opts.GeneratorURL != "" {
-		// Alertmanager refuses an alert whose generatorURL does not parse:
-		// every notification to it would fail for good.
+		// Alertmanager refuses an alert whose generatorURL does not parse,
+		// or is neither an absolute URL nor a path (a URL whose scheme was
+		// forgotten): every notification to it would fail for good.
 		if _, err := url.Parse(opts.GeneratorURL); err != nil {
 			return nil, fmt.Errorf("andon: EvaluatorOptions.GeneratorURL %q is not a URL", opts.GeneratorURL)
+		}
+		if _, err := url.ParseRequestURI(opts.GeneratorURL); err != nil {
+			return nil, fmt.Errorf("andon: EvaluatorOptions.GeneratorURL %q is not an absolute URL or a path starting with /", opts.GeneratorURL)
 		}
 		if strings.Contains(opts.GeneratorURL, "#") {
 			return nil, fmt.Errorf("andon: EvaluatorOptions.GeneratorURL %q has a fragment; each alert's, #rule- and its name, is appended", opts.GeneratorURL)

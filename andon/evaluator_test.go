@@ -667,6 +667,10 @@ func TestOptionsValidation(t *testing.T) {
 		{"queue", andon.EvaluatorOptions{Notify: andon.NotifyOptions{QueueSize: -2}}, "NotifyOptions.QueueSize -2 is outside"},
 		{"cord severity", andon.EvaluatorOptions{Cord: andon.CordOptions{Severity: "loud"}}, `EvaluatorOptions.Cord.Severity "loud"`},
 		{"generator URL", andon.EvaluatorOptions{GeneratorURL: "http://board.example/%zz/"}, `EvaluatorOptions.GeneratorURL "http://board.example/%zz/" is not a URL`},
+		// Alertmanager takes an absolute URL or a path, and refuses with 422
+		// every alert whose generatorURL is neither.
+		{"generator URL without a scheme", andon.EvaluatorOptions{GeneratorURL: "board.example/andon/"}, `EvaluatorOptions.GeneratorURL "board.example/andon/" is not an absolute URL or a path starting with /`},
+		{"generator URL relative path", andon.EvaluatorOptions{GeneratorURL: "andon/"}, `EvaluatorOptions.GeneratorURL "andon/" is not an absolute URL or a path starting with /`},
 		{"generator URL fragment", andon.EvaluatorOptions{GeneratorURL: "http://board.example/andon/#top"}, `EvaluatorOptions.GeneratorURL "http://board.example/andon/#top" has a fragment`},
 		{"min samples on a state", andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "R", Severity: andon.Page, Condition: andon.LineStopped(newLine("l")), MinSamples: 5}}}, "Rule.MinSamples 5 is above 1"},
 	}
