@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -193,18 +192,5 @@ func (c *burnRate) Measure(context.Context, time.Time) (Measurement, error) {
 // String describes the condition: "error budget burn rate of payment
 // (99.9%)".
 func (c *burnRate) String() string {
-	return fmt.Sprintf("error budget burn rate of %s (%s%%)", c.slo.Kind, objectivePercent(c.slo.Objective))
-}
-
-// objectivePercent writes an objective as a percentage of four
-// significant digits, or of as many more as keep it below 100: 99.9,
-// 99.999 (five nines, which four digits round to 100).
-func objectivePercent(objective float64) string {
-	v := objective * 100
-	for digits := 4; ; digits++ {
-		s := strconv.FormatFloat(v, 'g', digits, 64)
-		if r, _ := strconv.ParseFloat(s, 64); r < 100 || digits >= 17 {
-			return s
-		}
-	}
+	return fmt.Sprintf("error budget burn rate of %s (%s%%)", c.slo.Kind, percentBelow100(c.slo.Objective*100, 4))
 }

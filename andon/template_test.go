@@ -217,6 +217,12 @@ func TestUnitFormatEdges(t *testing.T) {
 		{andon.UnitNone, -12.345, "-12.3"},
 		{andon.UnitNone, 0, "0"},
 		{andon.UnitRatio, math.Inf(1), "+Inf"},
+		// A ratio below one never reads 100%: a 99.95% objective is not
+		// 100%, which nothing could meet.
+		{andon.UnitRatio, 0.9995, "99.95%"},
+		{andon.UnitRatio, 0.99999, "99.999%"},
+		{andon.UnitRatio, 0.9994, "99.9%"},
+		{andon.UnitRatio, 1.00004, "100%"},
 		{andon.UnitFactor, 0.5, "0.5×"},
 	}
 	for _, tt := range tests {

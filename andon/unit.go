@@ -50,13 +50,19 @@ func (u *Unit) UnmarshalText(b []byte) error {
 }
 
 // Format writes v in the unit with three significant digits: "3.1%",
-// "250ms", "5.2s", "14.4×", "on"/"off" for UnitState.
+// "250ms", "5.2s", "14.4×", "on"/"off" for UnitState. A ratio below one
+// has as many more as keep it from reading 100%: "99.95%".
 func (u Unit) Format(v float64) string {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return strconv.FormatFloat(v, 'g', -1, 64)
 	}
 	switch u {
 	case UnitRatio:
+		// A ratio below one does not read 100%, which nothing below could
+		// meet: a 99.95% objective is shown so.
+		if p := v * 100; p < 100 && sig3(p) == "100" {
+			return percentBelow100(p, 4) + "%"
+		}
 		return sig3(v*100) + "%"
 	case UnitSeconds:
 		// The prefix is chosen for the value as it is shown, rounded to
@@ -80,6 +86,18 @@ func (u Unit) Format(v float64) string {
 		return "off"
 	}
 	return sig3(v)
+}
+
+// percentBelow100 writes p, a percentage below 100, with digits
+// significant digits, or as many more as keep it from reading 100: 99.95,
+// 99.999.
+func percentBelow100(p float64, digits int) string {
+	for ; ; digits++ {
+		s := strconv.FormatFloat(p, 'g', digits, 64)
+		if r, _ := strconv.ParseFloat(s, 64); r < 100 || digits >= 17 {
+			return s
+		}
+	}
 }
 
 // sig3 formats v with up to three significant digits and no exponent for
