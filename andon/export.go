@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/taipattern/taikit/internal/utf8text"
 )
 
 // ExportOptions configures PrometheusRules. The zero value reads the
@@ -24,7 +26,10 @@ type ExportOptions struct {
 	// Matchers are label matchers added to every selector, such as
 	// {"job": "payment"} when several services export the same families;
 	// values must be valid UTF-8. Each matches its value as it is, like
-	// the signal kinds and the breaker and line names of the conditions.
+	// the breaker and line names of the conditions; a condition's signal
+	// kind is matched by the label value kaizenprom.Metrics gives it (its
+	// first kaizenprom.MaxLabelValueLen bytes, U+FFFD for bytes that are
+	// not UTF-8).
 	// The alerts, and the recording rules of a BurnRate, carry them as
 	// labels, so that services that export the same rules under different
 	// matchers have alerts and series of their own.
@@ -310,7 +315,7 @@ func readsLabels(r *Rule) bool {
 // $1 and ${name} in its replacement.
 func withLabels(expr string, labels map[string]string) string {
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		expr = fmt.Sprintf(`label_replace(%s, %s, %s, "", "")`, expr, strconv.Quote(k), strconv.Quote(strings.ReplaceAll(labels[k], "$", "$$")))
+		expr = fmt.Sprintf(`label_replace(%s, %s, %s, "", "")`, expr, promQuote(k), promQuote(strings.ReplaceAll(labels[k], "$", "$$")))
 	}
 	return expr
 }
@@ -333,19 +338,19 @@ func (x *exporter) expr(r *Rule) (string, []promRule, Unit, error) {
 	switch c := r.Condition.(type) {
 	case *outcomeRate:
 		unit = UnitRatio
-		total := x.rate("signals_total", c.window, eq("kind", c.kind))
-		expr = fmt.Sprintf("sum(%s) / sum(%s) > %s", x.rate("signals_total", c.window, eq("kind", c.kind), labelMatch("outcome", c.outcomes)), total, promFloat(c.threshold))
-		count = x.count("signals_total", c.window, eq("kind", c.kind))
+		total := x.rate("signals_total", c.window, kindIs(c.kind))
+		expr = fmt.Sprintf("sum(%s) / sum(%s) > %s", x.rate("signals_total", c.window, kindIs(c.kind), labelMatch("outcome", c.outcomes)), total, promFloat(c.threshold))
+		count = x.count("signals_total", c.window, kindIs(c.kind))
 	case *verdictRate:
 		unit = UnitRatio
-		expr = fmt.Sprintf("sum(%s) / sum(%s) > %s", x.rate("decisions_total", c.window, eq("kind", c.kind), labelMatch("verdict", c.verdicts)),
-			x.rate("decisions_total", c.window, eq("kind", c.kind)), promFloat(c.threshold))
-		count = x.count("decisions_total", c.window, eq("kind", c.kind))
+		expr = fmt.Sprintf("sum(%s) / sum(%s) > %s", x.rate("decisions_total", c.window, kindIs(c.kind), labelMatch("verdict", c.verdicts)),
+			x.rate("decisions_total", c.window, kindIs(c.kind)), promFloat(c.threshold))
+		count = x.count("decisions_total", c.window, kindIs(c.kind))
 	case *latencyQuantile:
 		unit = UnitSeconds
 		expr = fmt.Sprintf("histogram_quantile(%s, sum by (le) (%s)) > %s", promFloat(c.q),
-			x.rate("signal_duration_seconds_bucket", c.window, eq("kind", c.kind)), promFloat(c.threshold.Seconds()))
-		count = x.count("signal_duration_seconds_count", c.window, eq("kind", c.kind))
+			x.rate("signal_duration_seconds_bucket", c.window, kindIs(c.kind)), promFloat(c.threshold.Seconds()))
+		count = x.count("signal_duration_seconds_count", c.window, kindIs(c.kind))
 	case *burnRate:
 		unit = UnitFactor
 		expr, recs = x.burn(c)
@@ -353,7 +358,7 @@ func (x *exporter) expr(r *Rule) (string, []promRule, Unit, error) {
 		for _, p := range c.pairs {
 			longest = max(longest, p.Long)
 		}
-		count = x.count("signals_total", longest, eq("kind", c.slo.Kind))
+		count = x.count("signals_total", longest, kindIs(c.slo.Kind))
 	case *breakerOpen:
 		// kaizen.JidokaCollector's gauge: 1 for the breaker's state.
 		unit = UnitState
@@ -391,19 +396,19 @@ func (x *exporter) burn(c *burnRate) (string, []promRule) {
 	if labels == nil {
 		labels = make(map[string]string, 2)
 	}
-	labels["slo"], labels["kind"] = slo, c.slo.Kind
+	labels["slo"], labels["kind"] = slo, kindLabel(c.slo.Kind)
 	parts := make([]string, 0, len(labels))
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		parts = append(parts, k+"="+strconv.Quote(labels[k]))
+		parts = append(parts, k+"="+promQuote(labels[k]))
 	}
 	sel := strings.Join(parts, ",")
 	// A window used twice makes its recording rule twice; PrometheusRules
 	// keeps the first of each record name and SLO.
 	record := func(w time.Duration) string {
 		name := "slo:sli_error:ratio_rate" + promDuration(w)
-		errs := x.rate("signals_total", w, eq("kind", c.slo.Kind), labelMatch("outcome", c.slo.errors()))
+		errs := x.rate("signals_total", w, kindIs(c.slo.Kind), labelMatch("outcome", c.slo.errors()))
 		recs = append(recs, promRule{record: name,
-			expr:   fmt.Sprintf("(sum(%s) or vector(0)) / sum(%s)", errs, x.rate("signals_total", w, eq("kind", c.slo.Kind))),
+			expr:   fmt.Sprintf("(sum(%s) or vector(0)) / sum(%s)", errs, x.rate("signals_total", w, kindIs(c.slo.Kind))),
 			labels: labels})
 		return fmt.Sprintf("%s{%s} / %s", name, sel, budget)
 	}
@@ -418,9 +423,23 @@ func (x *exporter) burn(c *burnRate) (string, []promRule) {
 // matcher is one label matcher of a selector: op is "=" or "=~".
 type matcher struct{ name, op, value string }
 
-// eq matches the label name with the value as it is: a signal kind, a
-// breaker's name.
+// eq matches the label name with the value as it is: a breaker's name.
 func eq(name, value string) matcher { return matcher{name, "=", value} }
+
+// kindIs matches a signal kind by the label value kaizenprom gives it.
+func kindIs(kind string) matcher { return eq("kind", kindLabel(kind)) }
+
+// kindLabel is the label value kaizenprom.Metrics gives a signal kind:
+// U+FFFD for bytes that are not UTF-8, and no more than its first
+// kaizenprom.MaxLabelValueLen bytes, cut at a character boundary.
+func kindLabel(kind string) string { return utf8text.Cut(kind, utf8text.LabelValueLen) }
+
+// promQuote writes s as a double-quoted PromQL string. Its escapes are
+// Go's, but for U+FFFD, which Go's quoting keeps as it is and PromQL's
+// lexer refuses ("invalid UTF-8 rune"): it is written \ufffd.
+func promQuote(s string) string {
+	return strings.ReplaceAll(strconv.Quote(s), "\uFFFD", `\ufffd`)
+}
 
 // rate returns rate(metric{matchers}[window]).
 func (x *exporter) rate(metric string, window time.Duration, ms ...matcher) string {
@@ -450,7 +469,7 @@ func (x *exporter) selector(metric string, ms ...matcher) string {
 	}
 	parts := make([]string, 0, len(m))
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		parts = append(parts, k+m[k].op+strconv.Quote(m[k].value))
+		parts = append(parts, k+m[k].op+promQuote(m[k].value))
 	}
 	return x.prefix + metric + "{" + strings.Join(parts, ",") + "}"
 }

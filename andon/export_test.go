@@ -832,3 +832,37 @@ func TestPrometheusRulesBurnRateSummaryNamesEachPair(t *testing.T) {
 	assert.Contains(t, b.String(), `summary: "error budget burn rate of payment (99.9%) is {{ $value | humanize }}× (threshold 6×)"`,
 		"one pair: its threshold alone")
 }
+
+// TestPrometheusRulesMatchKindsAsKaizenpromLabelsThem: kaizenprom labels
+// a kind with its first 128 bytes, cut at a character boundary, and with
+// U+FFFD for bytes that are not UTF-8; an exported rule matches the kind
+// by that label value, or it would match no series at all, and writes
+// U+FFFD as \ufffd, which PromQL's lexer takes (it refuses the character
+// itself), as promtool checks.
+func TestPrometheusRulesMatchKindsAsKaizenpromLabelsThem(t *testing.T) {
+	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
+	stats := exportStats(t)
+	k127 := strings.Repeat("k", 127)
+	for _, c := range []struct {
+		kind, matcher, label string // as the YAML file writes them
+	}{
+		{k127 + "€" + strings.Repeat("x", 100), `kind=\"` + k127 + `\"`, `kind: "` + k127 + `"`},
+		{"refund\xff", `kind=\"refund\\ufffd\"`, "kind: \"refund\uFFFD\""},
+		{"refund\uFFFD", `kind=\"refund\\ufffd\"`, "kind: \"refund\uFFFD\""},
+	} {
+		var b bytes.Buffer
+		require.NoError(t, andon.PrometheusRules(&b, "g", []andon.Rule{
+			{Name: "Errors", Severity: andon.Page, Condition: andon.ErrorRate(stats, c.kind, 5*time.Minute, 0.05)},
+			{Name: "Burn", Severity: andon.Page, Condition: andon.BurnRate(stats, andon.SLO{Name: "s", Kind: c.kind, Objective: 0.99}, andon.PageBurnWindows()...)},
+		}, andon.ExportOptions{Matchers: map[string]string{"job": "pay\uFFFD"}}))
+		out := b.String()
+		assert.Equal(t, 14, strings.Count(out, c.matcher), "every selector matches the label value:\n%s", out)
+		assert.Equal(t, 4, strings.Count(out, c.label), "the burn rate's recording rules label their series with it")
+		assert.NotRegexp(t, `kind=\\"k+€`, out, "no more of the kind than its label value")
+		assert.NotContains(t, out, `\\xff`)
+		path := filepath.Join(t.TempDir(), "rules.yml")
+		require.NoError(t, os.WriteFile(path, b.Bytes(), 0o600))
+		check, err := exec.Command(promtool, "check", "rules", path).CombinedOutput()
+		require.NoError(t, err, "promtool check rules:\n%s\n%s", check, out)
+	}
+}

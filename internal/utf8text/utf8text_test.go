@@ -22,6 +22,29 @@ func TestClean(t *testing.T) {
 	}
 }
 
+func TestCut(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"", 4, ""},
+		{"abcd", 4, "abcd"},
+		{"abcde", 4, "abcd"},
+		{"abc\xff", 4, "abc\uFFFD"[:3]}, // U+FFFD does not fit after abc
+		{"a\xff", 4, "a\uFFFD"},
+		{"ab€", 4, "ab"},              // the euro's three bytes do not fit
+		{"a😀b", 4, "a"},              // nor the emoji's four after a
+		{"😀b", 4, "😀"},
+		{"\xff\xff\xffabc", 4, "\uFFFDa"}, // a run of bad bytes is one U+FFFD
+		{"abc", 0, ""},
+	} {
+		if got := utf8text.Cut(c.in, c.n); got != c.want {
+			t.Errorf("Cut(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
+		}
+	}
+}
+
 func ExampleClean() {
 	fmt.Printf("%q\n", utf8text.Clean("order-\xfe\xff1"))
 	// Output: "order-�1"

@@ -37,6 +37,10 @@ func TestMetricsCapsTheLengthOfLabelValues(t *testing.T) {
 		// where U+FFFD would just fit: the valid name is cut before it.
 		{"a character cut where U+FFFD would fit", strings.Repeat("k", 125) + "😀" + long, "p",
 			strings.Repeat("k", 125), "p"},
+		// A name of exactly MaxLabelValueLen bytes whose last is bad: its
+		// U+FFFD would pass the limit.
+		{"a bad byte at the limit", strings.Repeat("k", kaizenprom.MaxLabelValueLen-1) + "\xff", "p",
+			strings.Repeat("k", kaizenprom.MaxLabelValueLen-1), "p"},
 		{"invalid bytes growing as they are cleaned", strings.Repeat("a\xff", 1000), "p", strings.Repeat("a\uFFFD", 32), "p"},
 	}
 	for _, c := range cases {

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/taipattern/taikit/internal/utf8text"
 
@@ -42,7 +41,7 @@ const MaxNativeHistogramBuckets = 160
 // would refuse the whole scrape. Kinds and policies that differ only
 // past it share the series of their label value, and one of the
 // MetricsOptions.MaxKinds or MaxPolicies.
-const MaxLabelValueLen = 128
+const MaxLabelValueLen = utf8text.LabelValueLen
 
 // DefaultMaxKinds is the number of signal kinds Metrics labels its series
 // with when MetricsOptions.MaxKinds is zero, as many as kaizen.Stats keeps
@@ -472,29 +471,9 @@ func seconds(d time.Duration) float64 { return max(d, 0).Seconds() }
 // takes only valid UTF-8 (WithLabelValues panics on anything else), so
 // bytes that are not are replaced by U+FFFD; and it is at most
 // MaxLabelValueLen bytes long, cut at a character boundary. Only the
-// first MaxLabelValueLen bytes of s are read, so a long s costs no more
+// first MaxLabelValueLen+1 bytes of s are read, so a long s costs no more
 // than a short one; for a valid s it allocates nothing.
-func labelValue(s string) string {
-	if len(s) <= MaxLabelValueLen {
-		return utf8text.Clean(s)
-	}
-	// Cut before a character's first byte, so that no valid character is
-	// cut in two (and shown as U+FFFD), then cleaned, and cut again: a
-	// bad byte grows to the three of U+FFFD.
-	return cutAtRune(utf8text.Clean(cutAtRune(s, MaxLabelValueLen)), MaxLabelValueLen)
-}
-
-// cutAtRune returns s cut to at most n bytes, before a byte that can
-// start a character (for valid UTF-8, at a character boundary).
-func cutAtRune(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
+func labelValue(s string) string { return utf8text.Cut(s, MaxLabelValueLen) }
 
 // policy returns the decision counters of a policy, indexed by Verdict:
 // those of its label value, which policies that clean to the same value
