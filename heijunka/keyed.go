@@ -40,8 +40,9 @@ type KeyedOptions struct {
 // reset-after, for RateLimit headers.
 //
 // State lives in a Store; see MemoryStore for how memory stays bounded
-// (no goroutine, fresh keys forgotten, MaxKeys). Use NewKeyed; a Keyed is
-// safe for concurrent use.
+// (no goroutine, fresh keys forgotten, MaxKeys). Use NewKeyed; the zero
+// Keyed has no Store and decides nothing: its calls return an error saying
+// it was not made by NewKeyed. A Keyed is safe for concurrent use.
 type Keyed struct {
 	p     atomic.Pointer[params]
 	name  string
@@ -107,8 +108,15 @@ func (k *Keyed) checkLimit(limit Limit) error {
 // Name returns the limiter's name.
 func (k *Keyed) Name() string { return k.name }
 
-// Limit returns the current Limit.
-func (k *Keyed) Limit() Limit { return k.p.Load().limit }
+// Limit returns the current Limit (the zero Limit for the zero Keyed).
+func (k *Keyed) Limit() Limit {
+	if p := k.p.Load(); p != nil {
+		return p.limit
+	}
+	return Limit{}
+}
+
+var errKeyedNotMade = errors.New("heijunka: Keyed not made by NewKeyed")
 
 // Store returns the Store holding the state.
 func (k *Keyed) Store() Store { return k.store }
@@ -129,6 +137,9 @@ func (k *Keyed) SetLimit(limit Limit) error {
 	p, err := limit.params()
 	if err != nil {
 		return err
+	}
+	if k.store == nil {
+		return errKeyedNotMade
 	}
 	if err := k.checkLimit(limit); err != nil {
 		return err
@@ -163,6 +174,9 @@ func (k *Keyed) AllowN(ctx context.Context, now time.Time, key string, n int) (D
 		var d Decision
 		err := k.mem.take(key, p, k.mem.rel(now), n, &d)
 		return d, err
+	}
+	if k.store == nil {
+		return Decision{RetryAfter: InfDuration}, errKeyedNotMade
 	}
 	d, err := k.store.Take(ctx, key, p.limit, now, n)
 	if err != nil && d.Allowed {
@@ -212,4 +226,9 @@ func (e *hintedError) Unwrap() error { return e.err }
 func (e *hintedError) RetryAfter() time.Duration { return e.retryAfter }
 
 // Reset forgets key: its next request finds it full.
-func (k *Keyed) Reset(ctx context.Context, key string) error { return k.store.Reset(ctx, key) }
+func (k *Keyed) Reset(ctx context.Context, key string) error {
+	if k.store == nil {
+		return errKeyedNotMade
+	}
+	return k.store.Reset(ctx, key)
+}

@@ -564,3 +564,33 @@ func TestMemoryStoreFullUnderContention(t *testing.T) {
 	})
 	wg.Wait()
 }
+
+// TestZeroKeyedAdmitsNothing: the zero Keyed has no Store; its calls say
+// so, with no decision, instead of panicking.
+func TestZeroKeyedAdmitsNothing(t *testing.T) {
+	ctx := context.Background()
+	var k heijunka.Keyed
+	require.NotPanics(t, func() {
+		d, err := k.Allow(ctx, "k")
+		assert.ErrorContains(t, err, "not made by NewKeyed")
+		assert.Equal(t, heijunka.Decision{RetryAfter: heijunka.InfDuration}, d)
+	})
+	require.NotPanics(t, func() {
+		d, err := k.AllowN(ctx, time.Now(), "k", 1)
+		assert.ErrorContains(t, err, "not made by NewKeyed")
+		assert.False(t, d.Allowed)
+	})
+	require.NotPanics(t, func() {
+		err := k.Admit(ctx, "k")
+		assert.ErrorContains(t, err, "not made by NewKeyed")
+		assert.NotErrorIs(t, err, heijunka.ErrLimited, "no decision was made")
+	})
+	require.NotPanics(t, func() { assert.ErrorContains(t, k.Reset(ctx, "k"), "not made by NewKeyed") })
+	require.NotPanics(t, func() { assert.Equal(t, heijunka.Limit{}, k.Limit()) })
+	assert.ErrorContains(t, k.SetLimit(heijunka.PerSecond(1)), "not made by NewKeyed", "a Limit set would have no Store to apply it")
+	require.NotPanics(t, func() {
+		_, err := k.Allow(ctx, "k")
+		assert.ErrorContains(t, err, "not made by NewKeyed", "and stays so")
+	})
+	assert.Nil(t, k.Store())
+}

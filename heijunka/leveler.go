@@ -45,7 +45,8 @@ type LevelerOptions[T any] struct {
 //
 // Push and Pop never block; Next waits for an item. No goroutine runs in
 // the background. Make one with NewLeveler; the zero Leveler is not
-// usable. A Leveler is safe for concurrent use.
+// usable: it holds no item, and Push and Next return an error saying it
+// was not made by NewLeveler. A Leveler is safe for concurrent use.
 type Leveler[T any] struct {
 	backlog int
 	maxKeys int
@@ -106,6 +107,9 @@ func (l *Leveler[T]) Push(key string, item T) error {
 	}
 	if l.cost != nil {
 		c = max(1, l.cost(item))
+	}
+	if l.keys == nil {
+		return errLevelerNotMade
 	}
 	l.mu.Lock()
 	k := l.keys[key]
@@ -228,10 +232,17 @@ func addCapped(a, b int) int {
 	return a + b
 }
 
+var errLevelerNotMade = errors.New("heijunka: Leveler not made by NewLeveler")
+
 // Next waits for an item and returns it, or returns ctx's error. A ctx
 // done already returns its error even when items wait: they stay queued,
 // and a worker told to stop does not go on draining the backlog.
 func (l *Leveler[T]) Next(ctx context.Context) (string, T, error) {
+	if l.ready == nil {
+		// Nothing would ever wake the wait below.
+		var zero T
+		return "", zero, errLevelerNotMade
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			// The wake-up this call may have taken is another waiter's.

@@ -519,3 +519,24 @@ func TestLevelerTurnsInArrivalOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestZeroLevelerRefusesItems: the zero Leveler takes no item, and says
+// that it was not made by NewLeveler (not that too many keys wait); Next
+// returns that error at once, where it waited for its context to end.
+func TestZeroLevelerRefusesItems(t *testing.T) {
+	var l heijunka.Leveler[int]
+	err := l.Push("k", 1)
+	assert.ErrorContains(t, err, "not made by NewLeveler")
+	assert.NotErrorIs(t, err, heijunka.ErrTooManyKeys)
+	_, _, ok := l.Pop()
+	assert.False(t, ok)
+	assert.Zero(t, l.Len())
+	assert.Zero(t, l.KeysWaiting())
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		_, _, err := l.Next(ctx)
+		assert.ErrorContains(t, err, "not made by NewLeveler")
+		assert.NotErrorIs(t, err, context.DeadlineExceeded, "at once, not when the context ends")
+	})
+}

@@ -2,6 +2,7 @@ package heijunka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -90,7 +91,9 @@ type MemoryStoreOptions struct {
 // allocates nothing for a key already held.
 //
 // The cost of a lookup in a large store is one cache miss on the key's
-// slot. Make one with NewMemoryStore; the zero MemoryStore is not usable.
+// slot. Make one with NewMemoryStore; the zero MemoryStore is not usable:
+// it holds no key, and Take and Reset return an error saying it was not
+// made by NewMemoryStore.
 //
 // Times are kept relative to the store's creation, on the monotonic
 // clock when the time given has a reading of it (time.Now does; a time
@@ -217,6 +220,9 @@ func (s *MemoryStore) Take(_ context.Context, key string, limit Limit, now time.
 	}
 	if n < 0 {
 		return Decision{Limit: limit, RetryAfter: InfDuration}, fmt.Errorf("heijunka: n %d is negative", n)
+	}
+	if len(s.shards) == 0 {
+		return Decision{Limit: limit, RetryAfter: InfDuration}, errMemoryStoreNotMade
 	}
 	var d Decision
 	err = s.take(key, p, s.rel(now), n, &d)
@@ -435,8 +441,13 @@ func (sh *memShard) resize(size int) {
 	}
 }
 
+var errMemoryStoreNotMade = errors.New("heijunka: MemoryStore not made by NewMemoryStore")
+
 // Reset implements Store: it forgets key.
 func (s *MemoryStore) Reset(_ context.Context, key string) error {
+	if len(s.shards) == 0 {
+		return errMemoryStoreNotMade
+	}
 	sh, h1 := s.hash(key)
 	sh.mu.Lock()
 	sh.forget(h1)

@@ -293,3 +293,18 @@ func TestMemoryStoreTimeGoingBackAfterForgetting(t *testing.T) {
 	assert.True(t, take(held, back, 1).Allowed)
 	assert.True(t, take(forgetting, back, 5).Allowed, "a key forgotten starts full")
 }
+
+// TestZeroMemoryStoreRefusesKeys: the zero MemoryStore has nowhere to keep
+// a key; Take and Reset say so instead of panicking.
+func TestZeroMemoryStoreRefusesKeys(t *testing.T) {
+	ctx := context.Background()
+	var s heijunka.MemoryStore
+	require.NotPanics(t, func() {
+		d, err := s.Take(ctx, "k", heijunka.PerSecond(1), time.Now(), 1)
+		assert.ErrorContains(t, err, "not made by NewMemoryStore")
+		assert.Equal(t, heijunka.Decision{Limit: heijunka.PerSecond(1), RetryAfter: heijunka.InfDuration}, d)
+	})
+	require.NotPanics(t, func() { assert.ErrorContains(t, s.Reset(ctx, "k"), "not made by NewMemoryStore") })
+	assert.Zero(t, s.Len())
+	assert.Zero(t, s.Sweep(time.Now()))
+}

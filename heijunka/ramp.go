@@ -160,8 +160,10 @@ func (e *OutsideRampError) Is(target error) bool { return target == ErrOutsideRa
 // A Ramp starts at its first stage. Advance moves on once the stage has
 // baked; Rollback drops to 0% for good (start a new Ramp to try again).
 // A Ramp is a tai.Gate: Admit rejects keys outside the share with an
-// *OutsideRampError. Make one with NewRamp; the zero Ramp is not usable.
-// It is safe for concurrent use; Admits takes no lock.
+// *OutsideRampError. Make one with NewRamp; the zero Ramp is not usable:
+// it admits no key, Advance, Rollback and Admit return an error saying it
+// was not made by NewRamp, and Current reports Index -1. It is safe for
+// concurrent use; Admits takes no lock.
 type Ramp struct {
 	name   string
 	stages []RampStage
@@ -272,11 +274,16 @@ func (r *Ramp) point(key string) uint64 {
 }
 
 // Admit implements tai.Gate: nil for a key in the share, else an
-// *OutsideRampError naming the stage whose share turned the key away.
+// *OutsideRampError naming the stage whose share turned the key away (or,
+// for the zero Ramp, an error matching ErrOutsideRamp that says it was not
+// made by NewRamp).
 func (r *Ramp) Admit(_ context.Context, key string) error {
 	share := r.share.Load()
 	if r.point(key) < share {
 		return nil
+	}
+	if len(r.stages) == 0 {
+		return errRampNotMadeOutside
 	}
 	// The stage is the one of the share decided at, not the one the ramp
 	// may have moved to since: each stage has a share of its own.
@@ -287,8 +294,12 @@ func (r *Ramp) Admit(_ context.Context, key string) error {
 	return err
 }
 
-// Current returns the ramp's position.
+// Current returns the ramp's position; for the zero Ramp, which has no
+// stage, a RampState of Index -1 and nothing else.
 func (r *Ramp) Current() RampState {
+	if len(r.stages) == 0 {
+		return RampState{Index: -1}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.rolledBack {
@@ -311,6 +322,9 @@ func (r *Ramp) Current() RampState {
 // returns a *PanicError if OnEvent panicked on an event it delivered.
 // Refused or not, it delivers the events queued (see RampOptions.OnEvent).
 func (r *Ramp) Advance() error {
+	if len(r.stages) == 0 {
+		return errRampNotMade
+	}
 	r.mu.Lock()
 	now := time.Now()
 	switch {
@@ -344,6 +358,9 @@ func (r *Ramp) Advance() error {
 // delivered. Refused or not, it delivers the events queued (see
 // RampOptions.OnEvent).
 func (r *Ramp) Rollback(reason string) error {
+	if len(r.stages) == 0 {
+		return errRampNotMade
+	}
 	r.mu.Lock()
 	if r.rolledBack {
 		r.mu.Unlock()
@@ -357,6 +374,13 @@ func (r *Ramp) Rollback(reason string) error {
 	r.mu.Unlock()
 	return r.deliver()
 }
+
+// The zero Ramp has no stage to move from: its calls are refused before
+// they take its lock.
+var (
+	errRampNotMade        = errors.New("heijunka: Ramp not made by NewRamp")
+	errRampNotMadeOutside = fmt.Errorf("%w: %w", ErrOutsideRamp, errRampNotMade)
+)
 
 // refused returns err, the refusal of an Advance or Rollback, once it has
 // delivered the events a listener that ended its goroutine left queued:

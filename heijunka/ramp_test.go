@@ -478,3 +478,24 @@ func TestRampShareNearTheEdges(t *testing.T) {
 		})
 	}
 }
+
+// TestZeroRampAdmitsNothingAndRefusesTransitions: the zero Ramp is not
+// usable, but using it is no panic, and a refused call leaves it usable by
+// the next (a panic while the ramp's lock is held would leave every later
+// call waiting for it).
+func TestZeroRampAdmitsNothingAndRefusesTransitions(t *testing.T) {
+	var r heijunka.Ramp
+	assert.False(t, r.Admits("k"))
+	require.NotPanics(t, func() {
+		err := r.Admit(context.Background(), "k")
+		assert.ErrorContains(t, err, "not made by NewRamp")
+		assert.ErrorIs(t, err, heijunka.ErrOutsideRamp, "a gate turning the key away")
+	})
+	require.NotPanics(t, func() { assert.ErrorContains(t, r.Advance(), "not made by NewRamp") })
+	require.NotPanics(t, func() { assert.ErrorContains(t, r.Rollback("bad"), "not made by NewRamp") })
+	require.NotPanics(t, func() { assert.ErrorContains(t, r.Advance(), "not made by NewRamp", "and stays so") })
+	require.NotPanics(t, func() {
+		assert.Equal(t, heijunka.RampState{Index: -1}, r.Current(), "no stage")
+	})
+	assert.Empty(t, r.Stages())
+}

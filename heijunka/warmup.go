@@ -1,6 +1,7 @@
 package heijunka
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/bits"
@@ -63,8 +64,9 @@ type WarmUpOptions struct {
 //
 // Everything is a function of the time the Limiter's calls are made at, so
 // the explicit-time methods (AllowN, StartAt, ...) make a climb
-// deterministic. Make one with NewWarmUp; the zero WarmUp is not usable.
-// A WarmUp is safe for concurrent use.
+// deterministic. Make one with NewWarmUp; the zero WarmUp is not usable:
+// it drives no Limiter, Start returns an error saying so, and LimitAt
+// returns the zero Limit. A WarmUp is safe for concurrent use.
 type WarmUp struct {
 	lim   *Limiter
 	from  float64
@@ -162,8 +164,11 @@ func (w *WarmUp) newClimb(full Limit, start int64) (*climb, error) {
 	return c, nil
 }
 
-// Limiter returns the Limiter the warm-up drives.
+// Limiter returns the Limiter the warm-up drives (nil for the zero
+// WarmUp).
 func (w *WarmUp) Limiter() *Limiter { return w.lim }
+
+var errWarmUpNotMade = errors.New("heijunka: WarmUp not made by NewWarmUp")
 
 // Start begins a climb now. See StartAt. Now is read once no call can
 // book under the Limiter's old limit any more, as SetLimit reads it.
@@ -186,6 +191,9 @@ func (w *WarmUp) StartAt(now time.Time) error {
 // old limit is retired.
 func (w *WarmUp) start(now func() int64) error {
 	l := w.lim
+	if l == nil {
+		return errWarmUpNotMade
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	full := l.st.Load().p.limit
@@ -408,6 +416,9 @@ func (c *climb) sameShape(d *climb) bool {
 // so far, it gives that time's step, and the Limiter's limit stays.
 func (w *WarmUp) LimitAt(now time.Time) Limit {
 	l := w.lim
+	if l == nil {
+		return Limit{} // the zero WarmUp
+	}
 	if c := l.climb.Load(); c != nil {
 		return c.limitAt(max(c.stepAt(l.rel(now)), c.step.Load()))
 	}

@@ -1310,3 +1310,13 @@ func TestWarmUpWindowPropertyBeforeTheStep(t *testing.T) {
 		}
 	})
 }
+
+// TestZeroWarmUpRefusesToStart: the zero WarmUp drives no Limiter; Start
+// says so instead of panicking.
+func TestZeroWarmUpRefusesToStart(t *testing.T) {
+	var w heijunka.WarmUp
+	require.NotPanics(t, func() { assert.ErrorContains(t, w.Start(), "not made by NewWarmUp") })
+	require.NotPanics(t, func() { assert.ErrorContains(t, w.StartAt(time.Now()), "not made by NewWarmUp") })
+	require.NotPanics(t, func() { assert.Equal(t, heijunka.Limit{}, w.LimitAt(time.Now()), "no Limiter: the zero Limit") })
+	assert.Nil(t, w.Limiter())
+}
