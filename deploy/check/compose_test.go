@@ -49,6 +49,11 @@ func TestComposeStack(t *testing.T) {
 				assert.Contains(t, *nats, "nats://"+n+":4222", "%s knows every node", svc+r)
 			}
 			assert.True(t, s.ReadOnly, "%s runs on a read-only root", svc+r)
+			// It listens above 1024 as a user without privileges, and
+			// needs no capability: none is left to a process that breaks in.
+			assert.Equal(t, []string{"ALL"}, s.CapDrop, "%s drops every capability", svc+r)
+			assert.Empty(t, s.CapAdd, svc+r)
+			assert.Contains(t, s.SecurityOpt, "no-new-privileges:true", "%s gains no privilege through a setuid binary", svc+r)
 			assert.Equal(t, "/run/secrets/"+svc+"_api_token", *s.Environment["API_TOKEN_FILE"])
 			assert.Equal(t, "http://jaeger:4318", *s.Environment["OTEL_EXPORTER_OTLP_ENDPOINT"])
 		}
