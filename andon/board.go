@@ -139,7 +139,9 @@ type BoardOptions struct {
 //	                             who over 200 characters or holding control
 //	                             characters (typed, or given by Who)
 //	forbidden               403  the board is read-only (no AllowCord), or X-Andon-Board is missing
-//	cross_origin            403  refused by http.CrossOriginProtection
+//	cross_origin            403  refused by http.CrossOriginProtection; or a GET of the
+//	                             API from a page of another site (Sec-Fetch-Site
+//	                             cross-site or same-site)
 //	not_found               404  no route or asset at the path
 //	method_not_allowed      405  the path takes other methods (see Allow)
 //	body_too_large          413  the cord's body is over 4096 bytes
@@ -654,7 +656,25 @@ var assetTypes = map[string]string{
 }
 
 func (b *Board) state(w http.ResponseWriter, r *http.Request) {
+	if b.refuseOtherSites(w, r) {
+		return
+	}
 	b.writeJSON(w, http.StatusOK, b.State())
+}
+
+// refuseOtherSites answers 403, and returns true, for a request the
+// browser says a page of another site made (Sec-Fetch-Site cross-site or
+// same-site): such a page cannot read the answer, which the board never
+// shares across origins, but an event stream it opened would hold one of
+// MaxStreams until the browser gave up. The board's own page, a request
+// typed in the address bar and a program's (no Sec-Fetch-Site) are served.
+func (b *Board) refuseOtherSites(w http.ResponseWriter, r *http.Request) bool {
+	site := r.Header.Get("Sec-Fetch-Site")
+	if !strings.EqualFold(site, "cross-site") && !strings.EqualFold(site, "same-site") {
+		return false
+	}
+	b.fail(w, http.StatusForbidden, "cross_origin", "the board's API is not read by pages of another site")
+	return true
 }
 
 func (b *Board) writeJSON(w http.ResponseWriter, code int, v any) {
@@ -702,6 +722,9 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 	// The GET pattern takes HEAD too: it gets the status and header a
 	// GET would get now, and ends, as a stream with no body to send would
 	// never end.
+	if b.refuseOtherSites(w, r) {
+		return
+	}
 	head := r.Method == http.MethodHead
 	if code, msg := b.openStream(!head); code != "" {
 		w.Header().Set("Retry-After", "5")

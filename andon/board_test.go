@@ -1653,3 +1653,46 @@ func TestBoardEventsBehindAWriterThatCannotFlush(t *testing.T) {
 	}
 	assert.Equal(t, 1, strings.Count(log.String(), "cannot flush"), "logged once: %s", log.String())
 }
+
+// TestBoardRefusesCrossSiteReads: a page of another site can make the
+// browser open the board's event stream (it cannot read it, but the stream
+// holds one of MaxStreams until the browser gives up) or fetch its state.
+// Requests the browser marks cross-site or same-site are refused 403,
+// before they take a stream; the board's own page (same-origin), a request
+// typed in the address bar (none) and a program's (no header) are served.
+func TestBoardRefusesCrossSiteReads(t *testing.T) {
+	f := newBoardFixture(t, andon.BoardOptions{MaxStreams: 1})
+	get := func(path, site string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, f.srv.URL+"/andon/"+path, nil)
+		require.NoError(t, err)
+		if site != "" {
+			req.Header.Set("Sec-Fetch-Site", site)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	for _, site := range []string{"cross-site", "same-site", "Cross-Site"} {
+		for _, path := range []string{"api/events", "api/state"} {
+			resp := get(path, site)
+			assert.Equal(t, http.StatusForbidden, resp.StatusCode, "%s %s", site, path)
+			var e struct {
+				Error struct{ Code, Message string }
+			}
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&e))
+			assert.Equal(t, "cross_origin", e.Error.Code)
+			assert.Contains(t, e.Error.Message, "another site")
+		}
+	}
+	// The page itself may be opened from a link on any site.
+	assert.Equal(t, http.StatusOK, get("", "cross-site").StatusCode)
+	for _, site := range []string{"same-origin", "none", ""} {
+		assert.Equal(t, http.StatusOK, get("api/state", site).StatusCode, site)
+	}
+	// No refused stream took the only one.
+	resp := get("api/events", "same-origin")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	readEvent(t, bufio.NewReader(resp.Body))
+}
