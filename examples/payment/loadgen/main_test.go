@@ -1073,3 +1073,191 @@ func TestCloseEndsADialInProgress(t *testing.T) {
 		t.Error("a connection kept after close")
 	}
 }
+
+// TestRunTalksOnlyToTheAddressGiven: a service whose health check
+// redirects elsewhere is probed where it was given, and nothing goes to
+// the address it redirects to: the load generator talks only to the
+// address it is given.
+func TestRunTalksOnlyToTheAddressGiven(t *testing.T) {
+	var elsewhere atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+	}))
+	defer other.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			http.Redirect(w, r, other.URL+"/healthz", http.StatusFound)
+			return
+		}
+		w.Write([]byte(`{"status":"SUCCESS"}`))
+	}))
+	defer srv.Close()
+	o := options{url: srv.URL, clients: 1, duration: 50 * time.Millisecond, customers: 10}
+	rep, err := run(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.decisions() == 0 {
+		t.Fatal("no payment decided")
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Fatalf("%d requests went to the address the health check redirected to", n)
+	}
+}
+
+// TestTokenRefusedIfNoHeaderCanCarryIt: an API token with a line break (a
+// token file read with its newline) or another control character would
+// end the Authorization header early and turn every request into
+// garbage; it is refused before anything is dialled, naming -token and
+// API_TOKEN without printing the token.
+func TestTokenRefusedIfNoHeaderCanCarryIt(t *testing.T) {
+	const secret = "sekrit-token-4711"
+	for _, token := range []string{secret + "\n", secret + "\r\nX-Evil: 1", "sek\x7frit", " " + secret} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "LOADGEN_RUN_MAIN=1", "LOADGEN_ARGS=-url http://127.0.0.1:1", "API_TOKEN="+token)
+		out, err := cmd.CombinedOutput()
+		cancel()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "-token") {
+			t.Errorf("API_TOKEN %q: %v\n%s", token, err, out)
+		}
+		if strings.Contains(string(out), "sekrit") || strings.Contains(string(out), "rit") {
+			t.Errorf("API_TOKEN %q: the token printed:\n%s", token, out)
+		}
+	}
+}
+
+// TestPrintRoundsNoShareToAllOrNone: one fraud of 4,561 let through is not
+// a catch rate of 100.0%, nor is one false positive in a million a rate of
+// 0.00%: a share that is neither all nor none is printed with the digits
+// it takes to show so.
+func TestPrintRoundsNoShareToAllOrNone(t *testing.T) {
+	r := &report{elapsed: time.Second, fraudSent: 4561, fraudCaught: 4560, normalSent: 1_000_000, normalFlagged: 1}
+	var out bytes.Buffer
+	r.print(&out)
+	for _, want := range []string{"fraud caught 4560 of 4561 (99.98%)", "false positives 1 of 1000000 (0.0001%)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+	r = &report{elapsed: time.Second, fraudSent: 3, fraudCaught: 3, normalSent: 3}
+	out.Reset()
+	r.print(&out)
+	if want := "fraud caught 3 of 3 (100.0%)  false positives 0 of 3 (0.00%)\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("no %q in:\n%s", want, out.String())
+	}
+}
+
+// TestCompareKeepsTheTokenFromTheBaseline: the service's API token is the
+// service's; -baseline may name any address, and its requests carry a
+// stand-in of the same length (the same bytes to read), never the token.
+func TestCompareKeepsTheTokenFromTheBaseline(t *testing.T) {
+	const token = "t0ken-of-the-service"
+	var seen struct {
+		sync.Mutex
+		auth map[string]int
+	}
+	seen.auth = map[string]int{}
+	base := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/payment" {
+			seen.Lock()
+			seen.auth[r.Header.Get("Authorization")]++
+			seen.Unlock()
+		}
+		baselineHandler().ServeHTTP(w, r)
+	}))
+	defer base.Close()
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/payment" && r.Header.Get("Authorization") != "Bearer "+token {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Write([]byte(`{"status":"SUCCESS"}`))
+	}))
+	defer svc.Close()
+	o := options{url: svc.URL, clients: 1, duration: 50 * time.Millisecond, customers: 10, token: token}
+	if err := compare(context.Background(), o, base.URL, 1, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	seen.Lock()
+	defer seen.Unlock()
+	if len(seen.auth) == 0 {
+		t.Fatal("the baseline was sent no payment")
+	}
+	for auth := range seen.auth {
+		if strings.Contains(auth, token) || len(auth) != len("Bearer "+token) {
+			t.Errorf("the baseline was sent Authorization %q", auth)
+		}
+	}
+}
+
+// TestRunLeavesNoConnectionOpen: every connection a run opened, the
+// probe's and each client's, is closed by the time the run returns, in a
+// closed loop and at a fixed rate: the server sees each one end.
+func TestRunLeavesNoConnectionOpen(t *testing.T) {
+	for _, rate := range []float64{0, 200} {
+		var mu sync.Mutex
+		open, opened := map[net.Conn]bool{}, 0
+		changed := make(chan struct{}, 1)
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte(`{"status":"SUCCESS"}`))
+		}))
+		srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch s {
+			case http.StateNew:
+				open[c] = true
+				opened++
+			case http.StateClosed, http.StateHijacked:
+				delete(open, c)
+			}
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}
+		srv.Start()
+		o := options{url: srv.URL, clients: 3, duration: 100 * time.Millisecond, customers: 10, rate: rate}
+		if _, err := run(context.Background(), o, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		guard := time.After(time.Minute) // against hanging, not a measure
+		for {
+			mu.Lock()
+			n, all := len(open), opened
+			mu.Unlock()
+			if n == 0 {
+				if all < 4 {
+					t.Errorf("-rate %v: %d connections opened, want the probe's and 3 clients'", rate, all)
+				}
+				break
+			}
+			select {
+			case <-changed:
+				continue
+			case <-guard:
+				t.Fatalf("-rate %v: %d of %d connections still open a minute after the run", rate, n, all)
+			}
+		}
+		srv.Close()
+	}
+}
+
+// TestPrintShowsAShortOldestWait: a closed loop at full speed ends with
+// payments in flight for well under a millisecond; the oldest wait is
+// that, not "0s", and a long one still reads to the millisecond.
+func TestPrintShowsAShortOldestWait(t *testing.T) {
+	for wait, want := range map[time.Duration]string{
+		437*time.Microsecond + 212: "the oldest waiting 437µs",
+		1234567890:                 "the oldest waiting 1.235s",
+	} {
+		r := &report{elapsed: time.Second, owed: 2, oldestOwed: wait}
+		var out bytes.Buffer
+		r.print(&out)
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+}
