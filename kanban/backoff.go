@@ -77,8 +77,8 @@ func (e Exponential) maxDelay() time.Duration {
 
 // Delay returns the wait after failed attempt number attempt: the
 // formula above, with attempt below 1 read as 1. It is never negative:
-// where a Rand or a Multiplier out of range makes the formula negative,
-// or not a number, it is 0.
+// where a Rand, a Multiplier, Initial or Max out of range makes the
+// formula negative, or not a number, it is 0.
 func (e Exponential) Delay(attempt int) time.Duration {
 	initial, mult, jitter := e.Initial, e.Multiplier, e.Jitter
 	if initial == 0 {
@@ -105,8 +105,8 @@ func (e Exponential) Delay(attempt int) time.Duration {
 	if d >= limit {
 		// Not time.Duration(limit): a Max near math.MaxInt64 is rounded
 		// up as a float64, past the largest Duration, and converts to a
-		// negative one.
-		return e.maxDelay()
+		// negative one. A negative Max (which Validate refuses) gives 0.
+		return max(0, e.maxDelay())
 	}
 	if !(d > 0) {
 		// Below 0, or not a number (a Rand or Multiplier out of range):

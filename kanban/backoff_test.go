@@ -81,6 +81,10 @@ func TestExponentialDelayStaysInRange(t *testing.T) {
 			{Multiplier: 0.5, Rand: func() float64 { return r }},
 			{Multiplier: math.NaN(), Rand: func() float64 { return r }},
 			{Initial: time.Hour, Max: time.Minute, Rand: func() float64 { return r }},
+			{Max: -time.Second, Rand: func() float64 { return r }},
+			{Max: math.MinInt64, Jitter: -1},
+			{Initial: -time.Second, Rand: func() float64 { return r }},
+			{Initial: -time.Hour, Max: -time.Minute, Rand: func() float64 { return r }},
 		} {
 			for attempt := range 40 {
 				d := b.Delay(attempt)

@@ -939,7 +939,12 @@ func (e *engine[T]) waitInPlace(delay time.Duration) (again bool, rest time.Dura
 	case <-t.C:
 		return !e.stopped.Load(), 0
 	case <-e.stopping:
-		return false, max(0, delay-time.Since(start))
+		// Compared, not subtracted: a delay near the most negative
+		// Duration, less the time waited, would wrap round to centuries.
+		if waited := time.Since(start); waited < delay {
+			return false, delay - waited
+		}
+		return false, 0
 	}
 }
 

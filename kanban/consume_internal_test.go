@@ -2,6 +2,8 @@ package kanban
 
 import (
 	"context"
+	"errors"
+	"math"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -160,5 +162,41 @@ func TestDrainReleasesInPullOrderAcrossKeys(t *testing.T) {
 			require.NoError(t, e.drain(nil))
 			assert.Equal(t, tc.want, src.recorded())
 		})
+	}
+}
+
+// delayLease is a keyed lease that records the delay of its Retry.
+type delayLease struct {
+	recordingLease
+	delay time.Duration
+}
+
+func (l *delayLease) Retry(_ context.Context, delay time.Duration) error {
+	l.delay = delay
+	return nil
+}
+
+// TestInPlaceRetryAtTheDrainWithTheMostNegativeBackoff: a keyed message
+// whose attempt fails once the drain has begun is retried after what is
+// left of its back-off; a back-off of the most negative Duration (what a
+// float64 past the largest Duration converts to, on amd64, in a Backoff
+// of one's own) leaves nothing, and the message is retried at once. What
+// was left was computed as the delay minus the time waited, which
+// overflowed to about 292 years: the message waited that long.
+func TestInPlaceRetryAtTheDrainWithTheMostNegativeBackoff(t *testing.T) {
+	src := &recordingSource{}
+	o := ConsumeOptions{PerKey: true, Backoff: BackoffFunc(func(int) time.Duration { return math.MinInt64 })}.WithDefaults()
+	e := newEngine[int](context.Background(), src, func(context.Context, Delivery[int]) error { return nil }, o, Runtime{Counters: new(Counters)})
+	defer e.cancelHandlers()
+	e.stopped.Store(true)
+	close(e.stopping)
+	// Both the timer of the back-off and the drain are ready: the wait
+	// ends on either, so try it often enough to take both ways.
+	for i := range 64 {
+		l := &delayLease{recordingLease: recordingLease{src, "a1", "a"}}
+		d := &Delivery[int]{Message: Message[int]{ID: "a1", Key: "a"}, Attempt: 1}
+		again := e.failed(l, d, errors.New("transient"), 1, true, &exit{}, &e.rt.Counters.base)
+		require.False(t, again, "no attempt in place once the drain has begun")
+		require.LessOrEqual(t, l.delay, time.Duration(0), "try %d: retried after %v", i, l.delay)
 	}
 }

@@ -476,3 +476,75 @@ func testTracing(t *testing.T, newQueue NewQueue) {
 	require.Len(t, spans, 4)
 	assert.ErrorIs(t, spans[3].Err, kanban.ErrNoID)
 }
+
+// testRedriveUndecodable: a dead letter whose payload the Codec cannot
+// decode is redriven like any other — counted afresh from its first
+// delivery — and, still undecodable, dead-lettered again at that first
+// delivery, with its raw payload, without reaching the handler or
+// stopping the consumer.
+func testRedriveUndecodable(t *testing.T, newQueue NewQueue) {
+	q := newQueue(t, defaultOptions())
+	s, r := stores(t, q)
+	ctx := context.Background()
+	bad := msg(1, "k")
+	bad.Payload.Text = Poison
+	publishAll(t, q, bad)
+	var mu sync.Mutex
+	var handled []string
+	good := make(chan struct{})
+	h := func(_ context.Context, d kanban.Delivery[Payload]) error {
+		mu.Lock()
+		handled = append(handled, d.ID)
+		mu.Unlock()
+		if d.ID == "m-2" {
+			close(good)
+		}
+		return nil
+	}
+	c := startConsumer(t, q, h, kanban.ConsumeOptions{})
+	first := waitDeadLetters(t, s, 1)
+	require.NoError(t, c.stop(t))
+
+	n, err := s.RedriveDeadLetters(ctx, kanban.DeadLetterFilter{Seq: first[0].Seq})
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	publishAll(t, q, msg(2, "k")) // behind it, of its key
+	c = startConsumer(t, q, h, kanban.ConsumeOptions{PerKey: true})
+	waitFor(t, good, "the message behind the redriven one")
+	again := waitDeadLetters(t, s, 1)
+	require.NoError(t, c.stop(t))
+	waitDepth(t, r, 0)
+
+	mu.Lock()
+	assert.Equal(t, []string{"m-2"}, handled, "the bad payload never reaches the handler")
+	mu.Unlock()
+	d := again[0]
+	assert.Equal(t, bad.ID, d.ID)
+	assert.Greater(t, d.Seq, first[0].Seq, "a dead letter of its own")
+	assert.Contains(t, d.Reason, "decode")
+	assert.Equal(t, 1, d.Attempts, "its deliveries counted afresh")
+	assert.Equal(t, first[0].Payload, d.Payload, "the raw payload is kept")
+	st := q.Stats()
+	assert.Equal(t, int64(1), st.Redriven)
+	assert.Equal(t, int64(2), st.DeadLettered)
+	assert.Equal(t, int64(1), st.Handled)
+	assert.Equal(t, int64(0), st.InFlight)
+}
+
+// waitDeadLetters waits until s keeps n dead letters and returns them: a
+// backend may store a dead letter after its consumer has moved on.
+func waitDeadLetters(t *testing.T, s kanban.DeadLetterStore, n int) []kanban.DeadLetter {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		p, err := s.ListDeadLetters(context.Background(), kanban.DeadLetterQuery{})
+		require.NoError(t, err)
+		if len(p.Letters) == n {
+			return p.Letters
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d dead letters, want %d", len(p.Letters), n)
+		}
+		time.Sleep(time.Millisecond) // polling a condition under a deadline
+	}
+}

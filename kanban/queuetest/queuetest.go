@@ -21,7 +21,8 @@
 // Tracer's spans around publishes and handler attempts, the first the
 // parent of what is propagated; and the queue's dead letters listed a page
 // at a time, filtered, redriven (exactly once, nothing lost when the queue
-// is full) and deleted, and its Backlog — so every backend must implement
+// is full; one that still cannot be decoded dead-lettered again at its
+// first delivery) and deleted, and its Backlog — so every backend must implement
 // kanban.DeadLetterStore and kanban.BacklogReader too.
 package queuetest
 

@@ -42,6 +42,7 @@ func Run(t *testing.T, newQueue NewQueue) {
 		{"DeadLetterList", testDeadLetterList},
 		{"DeadLetterRedrive", testDeadLetterRedrive},
 		{"DeadLetterRedriveWhenFull", testRedriveWhenFull},
+		{"DeadLetterRedriveUndecodable", testRedriveUndecodable},
 		{"DeadLetterDelete", testDeadLetterDelete},
 		{"DeadLetterBadInput", testDeadLetterBadInput},
 		{"Backlog", testBacklog},
