@@ -99,14 +99,19 @@ func (t Tokens) Validate() error {
 		return errors.New("the admin token must differ from the API token")
 	}
 	for _, tok := range []struct{ name, v string }{{"API", t.API}, {"admin", t.Admin}} {
-		if err := checkToken(tok.v); err != nil {
+		if err := CheckToken(tok.v); err != nil {
 			return fmt.Errorf("the %s token %w", tok.name, err)
 		}
 	}
 	return nil
 }
 
-func checkToken(v string) error {
+// CheckToken returns an error, which does not show v, when v is not a
+// token the services take: over MaxTokenLen bytes, not valid UTF-8, with
+// white space at either end (a token file's newline) or a character that
+// is not printable, which would end an Authorization header early. The
+// error reads after the token's name: "the API token " + err.
+func CheckToken(v string) error {
 	switch {
 	case v == "":
 		return nil

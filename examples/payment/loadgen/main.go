@@ -48,8 +48,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/taipattern/taikit/examples/internal/httpapi"
 )
 
 type options struct {
@@ -191,28 +191,11 @@ func validate(o options, rounds int, baseline, serve string) error {
 	case serve != "" && baseline != "":
 		return fmt.Errorf("-serve-baseline %s and -baseline %s: serve the baseline in one process and drive it from another", serve, baseline)
 	}
-	if err := checkToken(o.token); err != nil {
+	// A token no request carries as it is (a line break would end the
+	// Authorization header and spoil every request after it) is refused,
+	// on the service's rules, without being shown.
+	if err := httpapi.CheckToken(o.token); err != nil {
 		return fmt.Errorf("-token (or API_TOKEN) %w", err)
-	}
-	return nil
-}
-
-// checkToken refuses, without showing it, a token no request carries as
-// it is: with a line break (a token file read with its newline) it would
-// end the Authorization header and spoil every request after it, and the
-// service takes no token with white space at either end or a character
-// that is not printable.
-func checkToken(token string) error {
-	switch {
-	case !utf8.ValidString(token):
-		return errors.New("is not valid UTF-8")
-	case strings.TrimSpace(token) != token:
-		return errors.New("has white space at either end (a token file's newline?)")
-	}
-	for i, r := range token {
-		if !unicode.IsPrint(r) {
-			return fmt.Errorf("holds %U at byte %d, which is not a printable character", r, i)
-		}
 	}
 	return nil
 }
