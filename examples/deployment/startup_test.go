@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"syscall"
 	"testing"
 	"time"
 
@@ -50,15 +49,5 @@ func TestStopWhileStarting(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a three-node NATS cluster and the service as a process")
 	}
-	nodes := svctest.StartNATSCluster(t, svctest.NATSServerBinary(t, ".."), 3)
-	nodes[1].Kill()
-	nodes[2].Kill()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	c := svctest.LaunchChild(t, childArgsEnv, fmt.Sprintf("-data-dir %s -addr 127.0.0.1:0 -instance stopped -nats-url %s -nats-replicas 3",
-		t.TempDir(), svctest.ClientURLs(nodes)), readyLine)
-	c.WaitLog(ctx, t, "not done yet; retrying")
-	require.NoError(t, c.Stop(ctx, t, syscall.SIGTERM), "a stop asked for exits 0\n%s", c.Logs.String())
-	assert.Contains(t, c.Logs.String(), `msg="stopped before it was ready"`)
-	assert.NotContains(t, c.Logs.String(), "context canceled")
+	svctest.StopWhileStarting(t, "..", childArgsEnv, "-instance stopped", readyLine)
 }

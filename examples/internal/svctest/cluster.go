@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -395,4 +397,31 @@ func groupLeader(nodes []*NATSNode, stream, consumer string) *NATSNode {
 		}
 	}
 	return nil
+}
+
+// StopWhileStarting checks that a service stopped while its start waits
+// ends as a stop asked for. It starts a three-node NATS cluster (the
+// nats-server for repo, NATSServerBinary's dir) with two nodes down, so
+// that no stream can be made, launches the service (env and args as
+// LaunchChild takes them; the data dir, address, replicas and NATS URL
+// added) and, once its start logs that it tries again, sends it SIGTERM.
+// The test fails unless the service exits 0, having logged "stopped
+// before it was ready" — not 1 with "context canceled", which a
+// supervisor takes for a failure.
+func StopWhileStarting(t *testing.T, repo, env, args string, ready *regexp.Regexp) {
+	t.Helper()
+	nodes := StartNATSCluster(t, NATSServerBinary(t, repo), 3)
+	nodes[1].Kill()
+	nodes[2].Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := LaunchChild(t, env, fmt.Sprintf("%s -data-dir %s -addr 127.0.0.1:0 -nats-replicas 3 -log-level info -nats-url %s",
+		args, t.TempDir(), ClientURLs(nodes)), ready)
+	c.WaitLog(ctx, t, "not done yet; retrying")
+	if err := c.Stop(ctx, t, syscall.SIGTERM); err != nil {
+		t.Fatalf("a stop asked for during the start exited with %v, not 0\n%s", err, c.Logs.String())
+	}
+	if logs := c.Logs.String(); !strings.Contains(logs, `msg="stopped before it was ready"`) || strings.Contains(logs, "context canceled") {
+		t.Fatalf("the service did not say it stopped before it was ready\n%s", logs)
+	}
 }
