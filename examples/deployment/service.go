@@ -1171,6 +1171,15 @@ func (s *Service) recoverRegion(ctx context.Context, r *rollout) error {
 	rr := r.d.Results[r.index]
 	s.log.Warn("rolling back a rollout cut off by a restart", "deployment_id", r.d.ID, "region", r.region, "stage", rr.Stage)
 	reason := fmt.Sprintf("Interrupted at stage %s by a restart of the service; rolled back to %s", nameOr(rr.Stage, "start"), nameOr(rr.Previous, "no version"))
+	if c, ok := s.pendingCommand(r.d.ID); ok && c.Action == "abort" {
+		// An abort answered before the cut, not taken by the run it cut
+		// off: the region ends as the abort would have ended it, with its
+		// reason.
+		r.mu.Lock()
+		r.lastCmd = max(r.lastCmd, c.Seq) // taken: dropped at the deployment's end
+		r.mu.Unlock()
+		reason = "Aborted: " + c.Reason
+	}
 	if err := s.restoreRegion(ctx, r, reason); err != nil {
 		return err
 	}
