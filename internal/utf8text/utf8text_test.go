@@ -33,8 +33,8 @@ func TestCut(t *testing.T) {
 		{"abcde", 4, "abcd"},
 		{"abc\xff", 4, "abc\uFFFD"[:3]}, // U+FFFD does not fit after abc
 		{"a\xff", 4, "a\uFFFD"},
-		{"ab€", 4, "ab"},              // the euro's three bytes do not fit
-		{"a😀b", 4, "a"},              // nor the emoji's four after a
+		{"ab€", 4, "ab"}, // the euro's three bytes do not fit
+		{"a😀b", 4, "a"},  // nor the emoji's four after a
 		{"😀b", 4, "😀"},
 		{"\xff\xff\xffabc", 4, "\uFFFDa"}, // a run of bad bytes is one U+FFFD
 		{"abc", 0, ""},
