@@ -96,12 +96,21 @@ func (s *Service) analyze(ctx context.Context, sample fleet.Sample, r *rollout) 
 // judgeReading judges a sample with an analysis rule set: it passes when
 // the set allows it; its reason is the reason of each scored rule that
 // contributed, in order (or the verdict rule's that decided); a check
-// failed when a rule of its part contributed.
+// failed when a rule of its part contributed, or refused the sample.
+//
+// The set is judged step by step (ruleSet.decide), which names the part
+// of the verdict rule that decides, and without a span per step: the
+// analysis is one span, and the error is the rule's, as the whole set
+// gives it, not a *tai.PolicyError that would read as a prerequisite's
+// where the prerequisites' lookup judges the region's health.
 func judgeReading(ctx context.Context, rs *ruleSet[HealthReading], sample fleet.Sample, limits map[string]any) (judgement, error) {
-	d, err := rs.whole.Evaluate(ctx, tai.Signal[HealthReading]{Kind: "analysis", Time: sample.Time, Payload: HealthReading{
+	d, err := rs.decide(tai.ContextWithTracer(ctx, nil), tai.Signal[HealthReading]{Kind: "analysis", Time: sample.Time, Payload: HealthReading{
 		Requests: sample.Requests, ErrorRate: sample.ErrorRate, P99Ms: float64(sample.P99) / float64(time.Millisecond),
 		CPU: sample.CPU, Memory: sample.Memory, limits: limits,
 	}})
+	if pe, ok := err.(*tai.PolicyError); ok {
+		err = pe.Err
+	}
 	if err != nil {
 		return judgement{}, err
 	}
@@ -117,8 +126,9 @@ func judgeReading(ctx context.Context, rs *ruleSet[HealthReading], sample fleet.
 		}
 	}
 	j.reason = strings.Join(reasons, "; ")
-	if len(reasons) == 0 {
+	if len(reasons) == 0 { // a verdict rule refused it: the step is its part
 		j.reason = d.Reason
+		j.failed = []string{d.Policy}
 	}
 	return j, nil
 }

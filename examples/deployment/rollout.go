@@ -565,10 +565,15 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	wd, err := jidoka.NewWatchdog(jidoka.WatchdogOptions{
-		Name:         "health " + r.service + "/" + r.region,
-		Check:        r.check,
-		Interval:     s.cfg.Interval,
-		Timeout:      max(s.cfg.Interval, time.Second),
+		Name:     "health " + r.service + "/" + r.region,
+		Check:    r.check,
+		Interval: s.cfg.Interval,
+		// The watchdog counts a check that outlives its Timeout as failed,
+		// whatever it returns: check bounds its sample itself, at half
+		// of it, so that a health source that does not answer in time
+		// makes the sample inconclusive, as one that answers with an
+		// error does, rather than roll the deployment back.
+		Timeout:      2 * s.sampleTimeout(),
 		FailAfter:    s.cfg.FailAfter,
 		RecoverAfter: 1,
 		OnFail: func(_ context.Context, ev jidoka.WatchdogEvent) {
@@ -1051,7 +1056,9 @@ func (r *rollout) setPaused(ctx context.Context, p bool) error {
 const movedOnVerdict = "moved on"
 
 // check is the watchdog's probe: one health sample of the new version,
-// analysed. No data is inconclusive and passes the probe. The sample
+// analysed. No data is inconclusive and passes the probe, and so does a
+// sample the health source fails to give, with an error or by not
+// answering within sampleTimeout. The sample
 // covers the stage so far (at least a second, at most five minutes), so
 // a small traffic share is judged on all its requests, not on the last
 // interval's few. Before the first stage begins (a rollout held on a
@@ -1075,7 +1082,9 @@ func (r *rollout) check(ctx context.Context) error {
 		ctx, aspan = r.s.startSpan(trace.ContextWithSpan(ctx, parent), "analysis", attribute.String("deployment.id", r.d.ID), attribute.String("deployment.region", r.region))
 	}
 	defer aspan.End()
-	sample, err := r.s.health.Sample(ctx, r.service, r.region, r.version, window)
+	sctx, cancel := context.WithTimeout(ctx, r.s.sampleTimeout())
+	sample, err := r.s.health.Sample(sctx, r.service, r.region, r.version, window)
+	cancel()
 	sampled := time.Now()
 	hs := HealthSample{Time: sampled.UTC()}
 	switch {
@@ -1176,6 +1185,13 @@ func (r *rollout) check(ctx context.Context) error {
 // requests to judge.
 func (s *Service) sampleWindow(inStage time.Duration) time.Duration {
 	return min(max(inStage, s.cfg.Interval, time.Second), 5*time.Minute)
+}
+
+// sampleTimeout bounds a rollout's health sample: a health interval, a
+// second at least. A sample the health source has not answered by then is
+// inconclusive (see check).
+func (s *Service) sampleTimeout() time.Duration {
+	return max(s.cfg.Interval, time.Second)
 }
 
 // ensureStable makes sure the version serving runs and takes all the
