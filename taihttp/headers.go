@@ -208,6 +208,23 @@ func appendSFString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
+// printableASCII returns s without its bytes outside %x20-7E, the ones
+// appendSFString drops; s itself when it has none.
+func printableASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			b := []byte(s[:i])
+			for ; i < len(s); i++ {
+				if c := s[i]; c >= 0x20 && c <= 0x7e {
+					b = append(b, c)
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
 // validPolicyName reports whether name is a non-empty structured-field
 // String without escapes: printable ASCII, no quote, no backslash.
 func validPolicyName(name string) bool {
@@ -224,10 +241,12 @@ func validPolicyName(name string) bool {
 
 // SetDecisionHeaders adds the limiter's decision d to the RateLimit-Policy
 // and RateLimit fields of h, a list item under the policy name
-// (DefaultPolicy when empty; when an item in those fields has that name
-// already, the first of name-2, name-3, … that none has, as RateLimit
-// does), and for a denied decision sets Retry-After, in whole seconds,
-// rounded up, never 0. The items of other policies stay:
+// (without the bytes a structured-field String cannot hold, those outside
+// printable ASCII, as PolicyField drops them; DefaultPolicy when that
+// leaves it empty; when an item in those fields has that name already,
+// the first of name-2, name-3, … that none has, as RateLimit does), and
+// for a denied decision sets Retry-After, in whole seconds, rounded up,
+// never 0. The items of other policies stay:
 // a handler behind a RateLimit middleware that calls a limiter of its own
 // tells the client of both limits, as stacked RateLimit middlewares do
 // (give each its own policy name), and the Retry-After of a denial is no
@@ -248,7 +267,9 @@ func SetDecisionHeaders(h http.Header, name string, d heijunka.Decision) {
 // setDecisionHeaders is SetDecisionHeaders; it returns the name the items
 // went under.
 func setDecisionHeaders(h http.Header, name string, d heijunka.Decision) string {
-	if name == "" {
+	// The name as the items hold it: two names that differ only in bytes
+	// a String cannot hold are one name to a client.
+	if name = printableASCII(name); name == "" {
 		name = DefaultPolicy
 	}
 	name = suffixed(name, freePolicyName(h, name))
@@ -317,8 +338,8 @@ func isSuffixed(s, name string, n int) bool {
 }
 
 // namesItem reports whether an item of the List of field lines vs is
-// suffixed(name, n), which has no escapes (validPolicyName): a String, or
-// a Token, as a handler may have written a name. A line is read up to the
+// suffixed(name, n), printable ASCII: a String, its escapes read, or a
+// Token, as a handler may have written a name. A line is read up to the
 // first thing that cannot be parsed as a List of Items.
 func namesItem(vs []string, name string, n int) bool {
 	for _, v := range vs {
@@ -332,7 +353,7 @@ func namesItem(vs []string, name string, n int) bool {
 			if j < 0 {
 				break
 			}
-			if v[i] == '"' && isSuffixed(v[i+1:j-1], name, n) || v[i] != '"' && isSuffixed(strings.TrimRight(v[i:j], " \t"), name, n) {
+			if v[i] == '"' && isSuffixed(sfUnescape(v[i+1:j-1]), name, n) || v[i] != '"' && isSuffixed(strings.TrimRight(v[i:j], " \t"), name, n) {
 				return true
 			}
 			i = j
@@ -356,6 +377,24 @@ func namesItem(vs []string, name string, n int) bool {
 		}
 	}
 	return false
+}
+
+// sfUnescape returns the content of a String whose quotes are cut off
+// (s), its escapes read: '\"' is '"', '\\' is '\'. It allocates only for a
+// String with an escape in it.
+func sfUnescape(s string) string {
+	i := strings.IndexByte(s, '\\')
+	if i < 0 {
+		return s
+	}
+	b := []byte(s[:i])
+	for ; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
 }
 
 // addField adds v to the field name of h, a list's item more. (A

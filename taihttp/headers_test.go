@@ -185,6 +185,32 @@ func TestPolicyNameIsEscaped(t *testing.T) {
 	assert.Equal(t, `a"b\c d`, items[0].Value)
 }
 
+// A name a String cannot hold as it is (a byte outside printable ASCII,
+// which is dropped, or a quote or a backslash, which is escaped) names its
+// items apart all the same: a second decision under it goes under name-2,
+// as under any other name, not under the name of the first one's items.
+func TestSetDecisionHeadersNamesAnEscapedPolicyApart(t *testing.T) {
+	d := heijunka.Decision{Allowed: true, Limit: heijunka.PerMinute(10), Remaining: 9, ResetAfter: 6 * time.Second}
+	for _, tc := range []struct{ name, first, second string }{
+		{"límite", "lmite", "lmite-2"},
+		{"per\tuser", "peruser", "peruser-2"},
+		{`a"b`, `a"b`, `a"b-2`},
+		{`a\b`, `a\b`, `a\b-2`},
+		{"é", "default", "default-2"},
+	} {
+		h := http.Header{}
+		taihttp.SetDecisionHeaders(h, tc.name, d)
+		taihttp.SetDecisionHeaders(h, tc.name, d)
+		for _, f := range []string{"RateLimit-Policy", "RateLimit"} {
+			items, err := parseSFList(strings.Join(h.Values(f), ", "))
+			require.NoError(t, err, "%s: %q", f, h.Values(f))
+			require.Len(t, items, 2)
+			assert.Equal(t, tc.first, items[0].Value, "%s of %q", f, tc.name)
+			assert.Equal(t, tc.second, items[1].Value, "%s of %q", f, tc.name)
+		}
+	}
+}
+
 func TestWriteDecisionHeaders(t *testing.T) {
 	lim := limiter(t, heijunka.PerMinute(1))
 	rec := httptest.NewRecorder()

@@ -36,7 +36,9 @@ type TransportOptions struct {
 	// the statuses apart from one another and from other errors. A failed
 	// response's Retry-After (seconds or an HTTP date) is the attempt's
 	// retry hint, so the wait is at least that long, and a hint longer
-	// than the Retry's MaxRetryAfter ends the retries. Nil: no retries.
+	// than the Retry's MaxRetryAfter ends the retries. With a Hedge the
+	// hint is the longest of the round's copies that failed on their
+	// status, whichever copy's error the Hedge returns. Nil: no retries.
 	Retry *jidoka.Retry
 	// Hedge sends a second copy of a request whose response is slow to
 	// come, and takes the first response that RetryStatus does not
@@ -272,7 +274,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	switch {
 	case retry && hedge:
 		rt.hold = true
-		err = t.retry.Do(req.Context(), func(ctx context.Context) error { return t.hedge.Do(ctx, rt.call) })
+		err = t.retry.Do(req.Context(), rt.hedged)
+		if he, ok := err.(*hintedError); ok {
+			err = he.err
+		}
 	case retry:
 		rt.hold = true
 		err = t.retry.Do(req.Context(), rt.call)
@@ -550,7 +555,51 @@ type roundTrip struct {
 	won  *http.Response // the response RoundTrip returns
 	held *http.Response // the last response that failed on its status
 	done bool           // RoundTrip has returned: late responses are closed
+	// hintUntil is when the longest Retry-After of the responses that
+	// failed on their status in the hedged round in progress ends.
+	hintUntil time.Time
 }
+
+// hedged is one call of the Retry when there is a Hedge as well: a round
+// of copies, of which the Hedge returns the first copy's error when every
+// one failed. A copy sent after it that failed on its status with a
+// Retry-After the first one's error does not match (the first timed out,
+// the hedged copy got a 503 with Retry-After: 30) gives the round its
+// hint all the same: the server asked for that wait, and the Retry waits
+// for it, or ends the retries for a hint past its MaxRetryAfter, as it
+// would for the copy alone.
+func (rt *roundTrip) hedged(ctx context.Context) error {
+	rt.mu.Lock()
+	rt.hintUntil = time.Time{}
+	rt.mu.Unlock()
+	err := rt.t.hedge.Do(ctx, rt.call)
+	if err == nil {
+		return nil
+	}
+	rt.mu.Lock()
+	until := rt.hintUntil
+	rt.mu.Unlock()
+	if hint := time.Until(until); !until.IsZero() && hint > tai.RetryAfter(err) {
+		return &hintedError{err: err, hint: hint}
+	}
+	return err
+}
+
+// hintedError is the error of a hedged round, err, with the Retry-After
+// of a copy that failed on its status: the longest of the round's, from
+// the end of the round. RoundTrip returns err.
+type hintedError struct {
+	err  error
+	hint time.Duration
+}
+
+func (e *hintedError) Error() string { return e.err.Error() }
+
+// Unwrap returns the round's error.
+func (e *hintedError) Unwrap() error { return e.err }
+
+// RetryAfter returns the hint, for the Retry.
+func (e *hintedError) RetryAfter() time.Duration { return e.hint }
 
 // retryStatusError fails an attempt whose response had a status
 // RetryStatus accepts. It unwraps to a *StatusError with the status, which
@@ -716,9 +765,14 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	done(result)
 	ended = true
 	if failed {
-		hint, _ := parseRetryAfter(resp.Header.Get(headerRetryAfter), time.Now())
+		now := time.Now()
+		hint, _ := parseRetryAfter(resp.Header.Get(headerRetryAfter), now)
 		serr := &retryStatusError{status: StatusError{Status: resp.StatusCode}, retryAfter: hint}
-		rt.keep(resp)
+		var until time.Time
+		if hint > 0 {
+			until = now.Add(hint)
+		}
+		rt.keep(resp, until)
 		return serr
 	}
 	switch {
@@ -830,13 +884,17 @@ func (rt *roundTrip) claim(resp *http.Response, a *attemptBody) {
 }
 
 // keep holds resp, a response that failed on its status, as the one to
-// return should every attempt fail; the one it replaces is closed.
-func (rt *roundTrip) keep(resp *http.Response) {
+// return should every attempt fail; the one it replaces is closed. until
+// is when its Retry-After ends, zero for none.
+func (rt *roundTrip) keep(resp *http.Response, until time.Time) {
 	rt.mu.Lock()
 	if rt.done {
 		rt.mu.Unlock()
 		drain(resp)
 		return
+	}
+	if until.After(rt.hintUntil) {
+		rt.hintUntil = until
 	}
 	old := rt.held
 	rt.held = resp

@@ -215,6 +215,54 @@ func TestTransportHonoursRetryAfter(t *testing.T) {
 	assert.EqualValues(t, 1, srv2.hits.Load())
 }
 
+// A hedged copy's Retry-After holds for the retry too when the first copy
+// failed otherwise (its attempt timed out): the server that answered 503
+// asked for that wait, and a hint past MaxRetryAfter ends the retries.
+func TestTransportHonoursTheRetryAfterOfAHedgedCopy(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		maxHint  time.Duration
+		calls    int
+		retryAt  time.Duration // when the third call is sent
+		timedOut bool          // the error the caller gets
+	}{
+		{"waits for the hint", time.Minute, 3, 100*time.Millisecond + 30*time.Second, false},
+		{"a hint past MaxRetryAfter ends the retries", 10 * time.Second, 2, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				start := time.Now()
+				var retryAt time.Duration
+				base, calls := numbered(func(n int, r *http.Request) (*http.Response, error) {
+					switch n {
+					case 1: // stalls until its attempt times out
+						<-r.Context().Done()
+						return nil, r.Context().Err()
+					case 2: // the hedge, at 100 ms
+						return response(r, http.StatusServiceUnavailable, http.Header{"Retry-After": {"30"}}, "busy"), nil
+					}
+					retryAt = time.Since(start)
+					return response(r, http.StatusOK, nil, "ok"), nil
+				})
+				hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: 100 * time.Millisecond})
+				require.NoError(t, err)
+				c := client(t, nil, taihttp.TransportOptions{Base: base, Hedge: hedge, AttemptTimeout: time.Second,
+					Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 3, MaxRetryAfter: tc.maxHint,
+						Jitter: func(time.Duration) time.Duration { return 0 }})})
+				resp, err := c.Get("http://example.test/")
+				if tc.timedOut {
+					require.ErrorIs(t, err, jidoka.ErrTimeout)
+				} else {
+					require.NoError(t, err)
+					assert.Equal(t, "ok", readAll(t, resp))
+				}
+				assert.Equal(t, tc.calls, calls())
+				assert.Equal(t, tc.retryAt, retryAt, "the retry is sent once the hint, given at 100 ms, has passed")
+			})
+		})
+	}
+}
+
 // The server sees each attempt that times out cancelled, and the client
 // gets a timeout error.
 func TestTransportAttemptTimeout(t *testing.T) {
