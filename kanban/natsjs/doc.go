@@ -21,10 +21,12 @@
 // Publish waits for the stream's acknowledgement; PublishAsync sends and
 // returns, with at most MaxPublishPending messages unsettled. The message
 // ID travels as Nats-Msg-Id, so the stream stores an ID once within
-// DedupWindow, and that makes repeats safe: an asynchronous send that
-// fails — no acknowledgement within PublishTimeout, a lost connection, a
-// server restarting, a full stream — is sent again, up to AsyncAttempts
-// times (10 by default), after waits from AsyncRetryWait doubling to 2s.
+// DedupWindow (a server restarted forgets the IDs of messages handled
+// before: see Options.DedupWindow), and that makes repeats safe: an
+// asynchronous send that fails — no acknowledgement within
+// PublishTimeout, a lost connection, a server restarting, a full stream —
+// is sent again, up to AsyncAttempts times (10 by default), after waits
+// from AsyncRetryWait doubling to 2s.
 // Only a final failure goes to OnPublishError and is returned by Flush.
 // Flush and Shutdown wait for messages waiting to be sent again too, so
 //

@@ -100,7 +100,11 @@ type Options struct {
 	// survives no more than the odd count below it). 0 means 1. A single
 	// server accepts only 1.
 	Replicas int
-	// DedupWindow is how long the stream remembers message IDs. 0 means
+	// DedupWindow is how long the stream remembers message IDs. A server
+	// that restarts remembers, from its store, only the IDs of the
+	// messages the stream still holds: a message handled (acknowledged,
+	// so removed) before the restart and published again with its ID
+	// within the window is stored, and handled, again. 0 means
 	// 2 minutes, or MaxAge when that is shorter. Otherwise at least 100ms
 	// and, with a MaxAge, at most MaxAge, as JetStream asks: it remembers
 	// no ID longer than it keeps the message.
@@ -997,7 +1001,14 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 // durable's info ($JS.API.CONSUMER.INFO.<Stream>.<Durable>). While JetStream is out of reach
 // (see Unreachable) — a server restarting, a cluster electing a leader —
 // creating the durable is tried again, as pulling is, until ctx ends;
-// any other refusal is returned.
+// any other refusal is returned. A durable an operator paused (nats
+// consumer pause) stays paused, as the server keeps a pause when the
+// durable is updated, and delivers nothing, to any process, until the
+// pause ends: Consume logs that at Warn (Options.Logger), once, with the
+// time the pause ends, and pulls meanwhile, as from a durable with
+// nothing to deliver. (One paused while Consume runs is not told of: the
+// server answers its pull requests as it does when there is nothing to
+// deliver.)
 //
 // A connection whose user may not create the durable (publish to
 // $JS.API.CONSUMER.CREATE.<Stream>.<Durable>...) uses the durable as it
@@ -1084,6 +1095,7 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 			return q.headersOnlyError()
 		}
 		src.created = info.Created
+		q.warnPaused(info)
 		if d := leaseTimeOf(info.Config); d > 0 {
 			src.leaseTime = d
 		}
@@ -1105,6 +1117,23 @@ func (q *Queue[T]) Consume(ctx context.Context, h kanban.Handler[T], opts kanban
 	src.awaitReleases()
 	src.confirmSent()
 	return err
+}
+
+// warnPaused logs at Warn, naming the durable and when its pause ends,
+// when info says it is paused (nats consumer pause): the server keeps a
+// pause when Consume updates the durable, and the durable delivers
+// nothing, to any process, until the pause ends.
+func (q *Queue[T]) warnPaused(info *jetstream.ConsumerInfo) {
+	if !info.Paused {
+		return
+	}
+	until := info.Config.PauseUntil
+	if until == nil {
+		t := info.TimeStamp.Add(info.PauseRemaining)
+		until = &t
+	}
+	q.opts.Logger.Warn("natsjs: the consumer is paused; it delivers nothing until the pause ends",
+		"consumer", q.opts.Durable, "stream", q.opts.Stream, "pause_until", until.UTC(), "pause_remaining", info.PauseRemaining)
 }
 
 // headersOnlyError is the error of a durable that delivers headers only.
