@@ -242,6 +242,9 @@ type Audit struct {
 	wrote    [sha256.Size]byte // hash of the last line written in full
 	unsynced bool              // lines were written since the last Sync
 	flushing chan error        // the reply of the Flush being answered
+	// syncing counts the Flush Syncs running beside the writer goroutine
+	// (flush): one at a time, and none while the writer syncs itself.
+	syncing sync.WaitGroup
 	// lost holds the records of a failed write not yet handed to
 	// OnUnwritten, with the error they are handed with.
 	lost    []trackedRecord
@@ -603,7 +606,9 @@ func (a *Audit) Unwritten() uint64 { return a.unwritten.Load() }
 
 // Flush waits until every record observed before it is written and, when
 // the writer can be synced, synced to stable storage, and returns Err. It
-// returns ctx.Err() if ctx ends first. After Shutdown it waits, as a later
+// returns ctx.Err() if ctx ends first. The Sync does not hold up the
+// records observed meanwhile: they are written as it runs (WaitWritten
+// returns for them), and synced by the next Flush. After Shutdown it waits, as a later
 // Shutdown does, for the drain to end.
 func (a *Audit) Flush(ctx context.Context) error {
 	if a.queue == nil {
@@ -764,6 +769,7 @@ func (a *Audit) loop() {
 			a.drain()
 		case <-a.idle:
 			a.drain() // nothing can be sent any more
+			a.syncing.Wait()
 			a.sync()
 			if a.closer != nil {
 				if err := a.closer.Close(); err != nil {
@@ -824,12 +830,44 @@ func (a *Audit) handle(item *auditItem) {
 const auditBufSlack = 1 << 20
 
 // flush writes the batch, syncs, and answers the Flush of a.flushing.
+// The Sync runs on a goroutine of its own, and the writer goes on: a
+// Sync takes as long as the disk takes to store what was written since
+// the last one (tens of milliseconds for megabytes), and the records
+// observed meanwhile, whose callers may wait for their lines to be
+// written (WaitWritten), do not wait for it. The lines written after the
+// Sync began are not counted durable by it; the next Sync takes them.
 func (a *Audit) flush() {
 	a.write()
-	a.sync()
 	reply := a.flushing
 	a.flushing = nil
-	reply <- a.Err()
+	a.syncing.Wait() // the Sync of the Flush before, if it still runs
+	if a.syncer == nil || !a.unsynced {
+		reply <- a.Err()
+		return
+	}
+	a.unsynced = false
+	syncer, hash, lines := a.syncer, a.wrote, a.base+a.written.Load()-a.fileStart
+	a.syncing.Add(1)
+	go func() {
+		defer a.syncing.Done()
+		returned := false
+		defer func() {
+			if !returned { // runtime.Goexit in Sync: the trail stops, as on the writer goroutine
+				a.log.Error("kaizen: audit trail's io.Writer called runtime.Goexit", "method", "Sync",
+					"stack", string(debug.Stack()))
+				a.fail(errors.New("kaizen: syncing audit trail: runtime.Goexit in the io.Writer's Sync"))
+				reply <- a.Err()
+			}
+		}()
+		err := a.syncOf(syncer)
+		returned = true
+		if err != nil {
+			a.fail(fmt.Errorf("kaizen: syncing audit trail: %w", err))
+		} else {
+			a.durableAt(hash, lines)
+		}
+		reply <- a.Err()
+	}()
 }
 
 // write writes the batch. On failure the lines not written in full are
@@ -913,9 +951,11 @@ func (a *Audit) handLost() {
 }
 
 // sync makes the lines written so far durable, when the writer can be
-// synced. A failed Sync stops the trail: what was written since the last
-// Sync may be lost, and a later Sync cannot tell.
+// synced, once a Flush's Sync still running has returned. A failed Sync
+// stops the trail: what was written since the last Sync may be lost, and
+// a later Sync cannot tell.
 func (a *Audit) sync() {
+	a.syncing.Wait()
 	if a.syncer == nil || !a.unsynced {
 		return
 	}
@@ -942,6 +982,17 @@ func (a *Audit) writeBuf() (n int, err error) {
 	n, err = a.w.Write(a.buf)
 	returned = true
 	return n, err
+}
+
+// syncOf calls syncer's Sync, off the writer goroutine (flush). A panic
+// in it is returned as an error, as syncWriter does.
+func (a *Audit) syncOf(syncer interface{ Sync() error }) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = a.writerPanicked("Sync", v)
+		}
+	}()
+	return syncer.Sync()
 }
 
 // syncWriter syncs the io.Writer. A panic in its Sync is returned as an
@@ -977,9 +1028,13 @@ func (a *Audit) writerGoexit(method string, at goexitAt) {
 }
 
 // durable records the last line written as the last durable one.
-func (a *Audit) durable() {
+func (a *Audit) durable() { a.durableAt(a.wrote, a.base+a.written.Load()-a.fileStart) }
+
+// durableAt records the line of hash, the lines-th of the current file,
+// as the last durable one.
+func (a *Audit) durableAt(hash [sha256.Size]byte, lines uint64) {
 	a.durableMu.Lock()
-	a.durableHash, a.durableLines = a.wrote, a.base+a.written.Load()-a.fileStart
+	a.durableHash, a.durableLines = hash, lines
 	a.durableMu.Unlock()
 }
 

@@ -1362,3 +1362,59 @@ func TestAuditBufferIsNotReservedUpFront(t *testing.T) {
 	}
 	require.NoError(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())))
 }
+
+// slowSyncWriter takes the bytes at once; its Sync waits for release, as
+// an fsync of megabytes on a busy disk takes tens of milliseconds.
+type slowSyncWriter struct {
+	buf     syncBuffer
+	syncing chan struct{} // a Sync has begun
+	release chan struct{}
+}
+
+func (w *slowSyncWriter) Write(p []byte) (int, error) { return w.buf.Write(p) }
+
+func (w *slowSyncWriter) Sync() error {
+	w.syncing <- struct{}{}
+	<-w.release
+	return nil
+}
+
+// TestAuditWritesWhileAFlushSyncs: a Flush's Sync runs beside the writer,
+// not in its way. A service that answers once its record's line is
+// written (WaitWritten) would otherwise stall every answer for as long as
+// the periodic Flush's Sync takes. The Flush returns once its lines are
+// synced, and only the lines written before its Sync are durable.
+func TestAuditWritesWhileAFlushSyncs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &slowSyncWriter{syncing: make(chan struct{}, 1), release: make(chan struct{})}
+		a, err := kaizen.NewAudit(w, kaizen.AuditOptions{})
+		require.NoError(t, err)
+		ctx := context.Background()
+		a.Observe(ctx, tai.Record{ID: "1", Kind: "payment"})
+		flushed := make(chan error, 1)
+		go func() { flushed <- a.Flush(ctx) }()
+		<-w.syncing
+
+		wctx, cancel := context.WithTimeout(kaizen.TrackWritten(ctx), time.Minute)
+		defer cancel()
+		a.Observe(wctx, tai.Record{ID: "2", Kind: "payment"})
+		require.NoError(t, a.WaitWritten(wctx), "line 2 is written while line 1 is synced")
+		assert.EqualValues(t, 2, a.Written())
+		_, durable := a.Last()
+		assert.Zero(t, durable, "nothing is durable before the Sync returns")
+		select {
+		case err := <-flushed:
+			t.Fatalf("Flush returned before its Sync did: %v", err)
+		default:
+		}
+
+		close(w.release)
+		require.NoError(t, <-flushed)
+		_, durable = a.Last()
+		assert.EqualValues(t, 1, durable, "the line written before the Sync began is durable; the one after is not yet")
+		require.NoError(t, a.Flush(ctx))
+		_, durable = a.Last()
+		assert.EqualValues(t, 2, durable)
+		require.NoError(t, a.Shutdown(ctx))
+	})
+}
