@@ -103,7 +103,16 @@
 // that exceeds the limit stops there: the signal fails with a
 // *RuleError naming the rule and the limit, wrapping ErrCostLimit. It
 // is a policy error like any other: it fails the signal, or allows it
-// under tai.FailOpen. CEL counts what a function writes once it is
+// under tai.FailOpen. An operator over dyn operands, whose overload CEL
+// picks only then (payload.A + payload.B or x in payload.L over a
+// dynamic payload), counts as the overload it runs: the length of the
+// strings it joins or compares, the elements of the list it searches.
+// A concatenation of lists, l + m, which CEL makes without copying
+// them, counts as the smaller of the two (a unit at least), so that no
+// list has more elements than it cost to make: a list doubled in each
+// of a chain of maps stops at the limit, not at 2⁴⁰ elements that x in
+// l or l == m would go through.
+// CEL counts what a function writes once it is
 // written, so string.replace and list.join, which can write a string
 // as long as the product of their inputs' lengths (a field replaced
 // into itself), first work out the length of their result and stop

@@ -37,8 +37,8 @@ type Options[T any] struct {
 	// a list or a map (a nil slice or map is empty). Any Go number (a
 	// time.Duration too) will do for int, uint and double: it is judged,
 	// and recorded, as a value of the declared type (5 for a double is 5.0), and one that
-	// type cannot hold exactly (7.5 for an int, -1 for a uint) fails the
-	// evaluation. The map is not changed.
+	// type cannot hold exactly (7.5 for an int, -1 for a uint, 2⁵³+1 for a
+	// double) fails the evaluation. The map is not changed.
 	// Required when Vars is not empty.
 	Lookup func(ctx context.Context, s tai.Signal[T]) (map[string]any, error)
 	// EnvOptions are added to the CEL environment: more extension

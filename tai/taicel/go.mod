@@ -10,6 +10,7 @@ require (
 	github.com/taipattern/taikit v0.1.0
 	go.uber.org/goleak v1.3.0
 	go.yaml.in/yaml/v3 v3.0.5
+	pgregory.net/rapid v1.3.0
 )
 
 require (

@@ -9,7 +9,11 @@ import (
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/cost"
+	"cel.dev/cel-go/common/operators"
+	"cel.dev/cel-go/common/overloads"
+	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
 	"cel.dev/cel-go/interpreter"
 )
 
@@ -68,7 +72,7 @@ func newProgram(env *cel.Env, a *cel.Ast, maxCost uint64) (*program, error) {
 	case bounded && bound > maxCost:
 		return nil, fmt.Errorf("the expression can cost up to %d, over the limit of %d (Options.MaxCost)", bound, maxCost)
 	case !bounded:
-		opts = append(opts, cel.CostLimit(maxCost))
+		opts = append(opts, cel.CostLimit(maxCost), cel.CostTracking(runtimeCosts{}))
 	}
 	p := &program{loops: hasComprehension(a), maxCost: maxCost, src: a.Source().Content()}
 	if p.loops {
@@ -164,6 +168,128 @@ func writerCost(in cost.QuantityExpr) cost.OverloadModelOption {
 		cost.StringScan(cost.Length(in)),
 		cost.Length(cost.Result()),
 	))
+}
+
+// runtimeCosts is the cost.ActualCostEstimator of a program whose cost
+// is tracked. It counts two kinds of call that CEL's tracker counts as
+// one unit whatever they do.
+//
+// A list concatenation, l + m, makes a list that refers to both without
+// copying them, as long as both; a call that goes through it (x in l,
+// l == m, l.join()) is counted only once it has gone through it all.
+// So a list doubled in each of a chain of maps would reach 2⁴⁰ elements
+// for a few hundred units, and one comparison of it run for hours. A
+// concatenation counts as the smaller of its two lists, at least one
+// unit: a list doubled costs as much as it grows, and a comprehension's
+// result, which grows by an element a step, a unit a step, as CEL
+// counts it. No list then has more elements than it cost to make.
+//
+// A call whose overload CEL picks only at evaluation, from the types of
+// its arguments, as it does for an operator over dyn operands
+// (payload.A + payload.B of a dynamic payload, dyn(x) < y, x in
+// payload.L), has no overload the tracker knows: a string doubled in
+// each of a chain of maps would grow to gigabytes within the limit.
+// Such a call counts as the overload it runs, as one whose overload the
+// checker picked does: the length of the strings or bytes it joins,
+// compares or converts, the elements of the list it searches.
+type runtimeCosts struct{}
+
+// standardTrackers count the calls of CEL's standard overloads.
+var standardTrackers = cost.StandardOverloadTrackers()
+
+// CallCost returns the cost of a list concatenation or of a call CEL
+// dispatched at evaluation, or nil for another, which CEL counts.
+func (runtimeCosts) CallCost(function, overloadID string, args []ref.Val, result ref.Val) *uint64 {
+	switch overloadID {
+	case overloads.AddList:
+		return concatCost(args)
+	case "":
+	default:
+		return nil
+	}
+	id := dispatchedOverload(function, args)
+	if id == overloads.AddList {
+		return concatCost(args)
+	}
+	track := standardTrackers[id]
+	if track == nil {
+		return nil
+	}
+	return track(args, result)
+}
+
+// concatCost is the cost of the concatenation of two lists: the size of
+// the smaller, at least 1.
+func concatCost(args []ref.Val) *uint64 {
+	n := uint64(1)
+	if len(args) == 2 {
+		a, aok := args[0].(traits.Lister)
+		b, bok := args[1].(traits.Lister)
+		if aok && bok {
+			x, _ := a.Size().(types.Int)
+			y, _ := b.Size().(types.Int)
+			n = max(n, uint64(max(min(x, y), 0)))
+		}
+	}
+	return &n
+}
+
+// dispatchedOverload returns the ID of the standard overload of function
+// that args select, among list concatenation and those whose cost grows
+// with their arguments, or "".
+func dispatchedOverload(function string, args []ref.Val) string {
+	if len(args) == 1 {
+		switch _, s := args[0].(types.String); {
+		case function == overloads.TypeConvertBytes && s:
+			return overloads.StringToBytes
+		case function == overloads.TypeConvertString && isBytes(args[0]):
+			return overloads.BytesToString
+		}
+		return ""
+	}
+	if len(args) != 2 {
+		return ""
+	}
+	_, l0 := args[0].(traits.Lister)
+	_, l1 := args[1].(traits.Lister)
+	switch {
+	case function == operators.In && l1:
+		return overloads.InList
+	case function == operators.In:
+		return ""
+	case function == operators.Add && l0 && l1:
+		return overloads.AddList
+	}
+	_, s0 := args[0].(types.String)
+	_, s1 := args[1].(types.String)
+	strs, byts := s0 && s1, isBytes(args[0]) && isBytes(args[1])
+	if !strs && !byts {
+		return ""
+	}
+	pick := func(ofStrings, ofBytes string) string {
+		if strs {
+			return ofStrings
+		}
+		return ofBytes
+	}
+	switch function {
+	case operators.Add:
+		return pick(overloads.AddString, overloads.AddBytes)
+	case operators.Less:
+		return pick(overloads.LessString, overloads.LessBytes)
+	case operators.LessEquals:
+		return pick(overloads.LessEqualsString, overloads.LessEqualsBytes)
+	case operators.Greater:
+		return pick(overloads.GreaterString, overloads.GreaterBytes)
+	case operators.GreaterEquals:
+		return pick(overloads.GreaterEqualsString, overloads.GreaterEqualsBytes)
+	}
+	return ""
+}
+
+func isBytes(v ref.Val) bool {
+	_, ok := v.(types.Bytes)
+	return ok
 }
 
 // noSizeHints is a cost.Estimator that knows nothing of the sizes of

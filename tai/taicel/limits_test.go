@@ -417,3 +417,85 @@ func evaluateOverLimit(t *testing.T, env *taicel.Env[Payment], expr, country str
 	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "bytes allocated")
 	return err
 }
+
+// CEL picks the overload of an operator whose operands are dyn (a field
+// of a dynamic payload, dyn(x)) only at evaluation, and counted such a
+// call as one unit whatever it did: payload.S + payload.S as one, however
+// long S, and x in payload.L as one, however long L. A rule that
+// doubled a string in each of a chain of maps wrote megabytes within
+// the limit, and would have written gigabytes a few maps further; one
+// that searched a list for each of its elements ran in its square. Such
+// a call counts as the overload it runs: the length of the strings it
+// joins or compares, the elements of the list it searches.
+func TestCostLimitCountsAnOverloadChosenAtEvaluation(t *testing.T) {
+	doubled := func(s string) string {
+		return "[" + s + "]" + strings.Repeat(".map(a, a + a)", 24) + "[0].size() > 0"
+	}
+	t.Run("typed", func(t *testing.T) {
+		env := listEnv(t, 0, 0)
+		evaluateOverLimit(t, env, doubled("dyn(payload.Country)"), "DE")
+		evaluateOverLimit(t, env, "[dyn(bytes(payload.Country))]"+strings.Repeat(".map(a, a + a)", 24)+"[0].size() > 0", "DE")
+	})
+	dynamic, err := taicel.NewEnv(taicel.Options[map[string]any]{})
+	require.NoError(t, err)
+	list := make([]any, 2000)
+	for i := range list {
+		list[i] = int64(i)
+	}
+	payload := map[string]any{"S": "x", "Long": strings.Repeat("x", 100_000), "Bytes": bytes.Repeat([]byte("x"), 100_000), "L": list}
+	for _, tc := range []struct{ name, expr string }{
+		{"a string doubled", doubled("payload.S")},
+		{"a list searched for each of its elements", "payload.L.all(x, x in payload.L)"},
+		{"long strings compared", "payload.L.all(x, payload.Long <= payload.Long)"},
+		{"long bytes converted", "payload.L.all(x, size(string(payload.Bytes)) > 0)"},
+		{"a long string converted", "payload.L.all(x, size(bytes(payload.Long)) > 0)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			set, err := dynamic.Compile(&taicel.Spec{Version: "1", Rules: []taicel.Rule{{Name: "grow", Verdict: tai.Deny, Expr: tc.expr}}})
+			require.NoError(t, err)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err = set.Evaluate(t.Context(), tai.Signal[map[string]any]{Payload: payload})
+			runtime.ReadMemStats(&after)
+			require.ErrorIs(t, err, taicel.ErrCostLimit)
+			assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "bytes allocated")
+		})
+	}
+}
+
+// A list concatenation makes a list that refers to both lists without
+// copying them, and CEL counted it as one unit: a rule that doubled a
+// list in each of a chain of maps made a list of a million elements
+// within the limit, of 2⁴⁰ a few maps further, and a call that goes
+// through such a list (x in l, l == m, l.join()), counted once it has
+// gone through, ran for hours. A concatenation counts as the smaller of
+// its lists, so that no list has more elements than the cost of making
+// it; a comprehension's result, which grows by one element a step,
+// costs what it did.
+func TestCostLimitCountsTheListsAConcatenationMakes(t *testing.T) {
+	doubled := func(list string) string {
+		return "[" + list + "]" + strings.Repeat(".map(l, l + l)", 20) + "[0]"
+	}
+	env := listEnv(t, 1, 0)
+	evaluateOverLimit(t, env, doubled("L")+" == "+doubled("L"), "")
+	evaluateOverLimit(t, env, "1 in "+doubled("L"), "")
+	evaluateOverLimit(t, env, doubled("L.map(x, payload.Country)")+".join() != ''", "DE")
+
+	dynamic, err := taicel.NewEnv(taicel.Options[map[string]any]{})
+	require.NoError(t, err)
+	set, err := dynamic.Compile(&taicel.Spec{Version: "1", Rules: []taicel.Rule{{Name: "grow", Verdict: tai.Deny, Expr: doubled("payload.L") + " == " + doubled("payload.L")}}})
+	require.NoError(t, err)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = set.Evaluate(t.Context(), tai.Signal[map[string]any]{Payload: map[string]any{"L": []any{int64(1)}}})
+	runtime.ReadMemStats(&after)
+	require.ErrorIs(t, err, taicel.ErrCostLimit)
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "bytes allocated")
+
+	// A comprehension's result, which grows by an element a step, costs
+	// what it did: some 13 units an element of L.map(x, x).
+	copied := compileRules(t, listEnv(t, 7_500, 0), taicel.Rule{Name: "copy", Verdict: tai.Deny, Expr: "size(L.map(x, x)) == 7500"})
+	d, err := copied.Evaluate(t.Context(), signal(Payment{}))
+	require.NoError(t, err)
+	assert.Equal(t, tai.Deny, d.Verdict)
+}

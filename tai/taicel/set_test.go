@@ -563,6 +563,11 @@ func TestLookupNumberOfAnotherType(t *testing.T) {
 		{"u", 0.5, `variable "u" is a float64 its declared uint cannot hold: not an integer`},
 		// The value itself is never written: it may be an account number.
 		{"n", 4111111111111111.5, `variable "n" is a float64 its declared int cannot hold: not an integer`},
+		// A double holds every integer up to 2⁵³ and only some beyond:
+		// one it would round is refused as a fraction is for an int.
+		{"x", int64(1<<53 + 1), `variable "x" is a int64 its declared double cannot hold: an integer a double would round`},
+		{"x", uint64(math.MaxUint64), `variable "x" is a uint64 its declared double cannot hold: an integer a double would round`},
+		{"x", types.Int(math.MaxInt64), `variable "x" is a types.Int its declared double cannot hold: an integer a double would round`},
 	} {
 		vars = map[string]any{"n": 7, "u": uint(3), "x": 5.0}
 		vars[tc.name] = tc.v

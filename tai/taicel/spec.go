@@ -116,7 +116,8 @@ func (r *Rule) fileLine() string {
 // document is an error naming the line; an item of the rules with no
 // value is no rule, and is left out. The strings of a JSON
 // document read as encoding/json reads them, escaped slashes and UTF-16
-// surrogate pairs included, which YAML alone refuses. A document that is
+// surrogate pairs included, which YAML alone refuses, whether or not a
+// byte order mark begins the file. A document that is
 // not a mapping (a string, a number, a list), or a mapping with none of a
 // rule file's keys (version, name, thresholds, sets, rules): another file
 // given for a rule file, such as a key, is refused as not a rule file,
@@ -232,14 +233,18 @@ func notRuleFile(root *yaml.Node) error {
 // character and a lone surrogate as U+FFFD, as encoding/json reads it;
 // and the characters YAML takes for line breaks (U+0085, U+2028,
 // U+2029) or refuses (DEL, C1 controls, U+FEFF, U+FFFE, U+FFFF)
-// escaped. No line
-// changes, so errors name the lines of the file. Data that is not JSON,
-// or needs none of this, is returned as it is.
+// escaped. A byte order mark before the document, which YAML allows
+// and readers of JSON skip, is kept. No line changes, so errors name the
+// lines of the file. Data that is not JSON, or needs none of this, is
+// returned as it is.
 func yamlOfJSON(data []byte) []byte {
-	if !json.Valid(data) || !needsYAMLEscapes(data) {
+	doc := bytes.TrimPrefix(data, []byte(byteOrderMark))
+	if !json.Valid(doc) || !needsYAMLEscapes(doc) {
 		return data
 	}
 	out := make([]byte, 0, len(data)+len(data)/8)
+	out = append(out, data[:len(data)-len(doc)]...)
+	data = doc
 	in := false // inside a string
 	for i := 0; i < len(data); {
 		c := data[i]
@@ -290,6 +295,9 @@ func yamlOfJSON(data []byte) []byte {
 	}
 	return out
 }
+
+// byteOrderMark is U+FEFF in UTF-8, which a file may begin with.
+const byteOrderMark = "\uFEFF"
 
 // needsYAMLEscapes reports whether JSON data holds what yamlOfJSON
 // rewrites, or may: an escaped slash or surrogate, or a byte outside

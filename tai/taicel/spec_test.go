@@ -7,9 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 
 	"github.com/taipattern/taikit/tai"
 	"github.com/taipattern/taikit/tai/taicel"
@@ -432,4 +435,43 @@ func TestParseKeyFileMappingIsNotARuleFile(t *testing.T) {
 	}
 	_, err := taicel.Parse([]byte("version: 1\nrulez: []\n"))
 	assert.ErrorContains(t, err, "line 2: field rulez not found")
+}
+
+// A JSON rule file may begin with a byte order mark, as editors on
+// Windows write one: YAML allows it, and encoding/json's readers skip
+// it. Its strings read as encoding/json reads them with the mark as
+// without it, however they are written: each character raw or as a
+// \u escape (a UTF-16 surrogate pair beyond the BMP), a slash as \/.
+// With the mark, Parse read the file as YAML alone: it refused \/ and
+// surrogate pairs, and read U+0085 as a line break folded into a space.
+func TestParseJSONWithAByteOrderMark(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := rapid.String().Draw(t, "name")
+		var q strings.Builder
+		q.WriteByte('"')
+		for _, r := range s {
+			switch {
+			case r == '"' || r == '\\':
+				q.WriteString(`\` + string(r))
+			case r == '/' && rapid.Bool().Draw(t, "escape slash"):
+				q.WriteString(`\/`)
+			case r < 0x20 || r == utf8.RuneError || rapid.Bool().Draw(t, "escape"):
+				for _, u := range utf16.Encode([]rune{r}) {
+					fmt.Fprintf(&q, `\u%04x`, u)
+				}
+			default:
+				q.WriteRune(r)
+			}
+		}
+		q.WriteByte('"')
+		doc := `{"version": "1", "rules": [{"name": ` + q.String() + `, "weight": 1, "expr": "true"}]}`
+		var want taicel.Spec
+		require.NoError(t, json.Unmarshal([]byte(doc), &want))
+		for _, in := range []string{doc, "\uFEFF" + doc} {
+			spec, err := taicel.Parse([]byte(in))
+			require.NoError(t, err, "%q", in)
+			require.Len(t, spec.Rules, 1)
+			assert.Equal(t, want.Rules[0].Name, spec.Rules[0].Name, "%q", in)
+		}
+	})
 }

@@ -104,8 +104,16 @@ func asNumber(k types.Kind, v any) (ref.Val, bool, error) {
 	case k == types.IntKind && kind == reflect.Int64:
 		return types.Int(i), true, nil
 	case k == types.DoubleKind && kind == reflect.Int64:
+		// float64(i) rounds an integer beyond 2⁵³ that a double does not
+		// hold; 2⁶³, which MaxInt64 rounds to, is no int64.
+		if f := float64(i); f >= 1<<63 || int64(f) != i {
+			return nil, false, errors.New("an integer a double would round")
+		}
 		return types.Double(i), true, nil
 	case k == types.DoubleKind:
+		if f := float64(u); f >= 1<<64 || uint64(f) != u {
+			return nil, false, errors.New("an integer a double would round")
+		}
 		return types.Double(u), true, nil
 	case k == types.IntKind && kind == reflect.Uint64:
 		if u > math.MaxInt64 {
