@@ -18,7 +18,10 @@
 //
 // Starting again on the same StoreDir (and Port, and Token) brings back
 // the streams and messages a previous server stored, which is how a crash
-// and restart are tested. A server holds a lock on its StoreDir until
+// and restart are tested. A client of a server on a port reconnects to the
+// one started again there; a client of an InProcess server is tied to that
+// server and cannot reconnect to another: connect anew with the new
+// server's Connect. A server holds a lock on its StoreDir until
 // Shutdown: a second server on the same StoreDir, in this process or
 // another, fails to start (ErrStoreInUse) instead of corrupting the store.
 // A Port in use fails Start at once, naming the address.
