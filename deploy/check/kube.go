@@ -118,7 +118,10 @@ func stripComments(b []byte) []byte {
 //     (the services call no Kubernetes API); every container of
 //     containers has a readiness probe on /readyz and a liveness probe on
 //     /healthz (and a startup probe, if any, on /healthz), each on a port
-//     the container declares, and DATA_DIR on a volume the container may write; an init
+//     the container declares and sending a Host the service answers (one
+//     its allow-list, ALLOWED_HOSTS or the default, holds; the pod's IP
+//     too when a pod-discovering Prometheus scrapes it), and DATA_DIR on
+//     a volume the container may write; an init
 //     container has no probe unless it is a sidecar (restartPolicy
 //     Always); in every container GOMEMLIMIT, if set and not empty, is a
 //     byte count the Go runtime reads, below the memory limit, and no
@@ -222,7 +225,8 @@ func checkDeployment(p *problems, d *appsv1.Deployment, configMaps map[string]*c
 	}
 	checkScrape(p, where, d.Spec.Template)
 	checkEmptyDirs(p, where, pod)
-	scope := podScope{ns: d.Namespace, security: psc, volumes: volumes, configMaps: configMaps, secrets: secrets}
+	scope := podScope{ns: d.Namespace, security: psc, volumes: volumes, configMaps: configMaps, secrets: secrets,
+		hostname: pod.Hostname, annotations: d.Spec.Template.Annotations}
 	for _, c := range pod.InitContainers {
 		role := initContainer
 		if sidecar(c) {
@@ -253,6 +257,10 @@ type podScope struct {
 	volumes    map[string]corev1.Volume
 	configMaps map[string]*corev1.ConfigMap
 	secrets    map[string]*corev1.Secret
+	// hostname is the pod's spec.hostname: its name, unknown here, when
+	// empty.
+	hostname    string
+	annotations map[string]string // the pod's
 }
 
 // checkContainer checks one container of a pod. Every container, init
@@ -307,6 +315,7 @@ func checkContainer(p *problems, cw string, c corev1.Container, role containerRo
 		if c.StartupProbe != nil {
 			checkProbe(p, cw, "startup", c.StartupProbe, "/healthz", c.Ports)
 		}
+		checkProbeHosts(p, cw, c, scrapedContainer(s.annotations, c), s)
 	case initContainer:
 		for _, pr := range []struct {
 			kind  string
@@ -503,6 +512,13 @@ func (v envVar) origin() string {
 // refers to is known; a Secret's, a field's or a resource's is not. The keys of a
 // Secret by envFrom are known when the Secret is among secrets.
 func containerEnv(c corev1.Container, ns string, configMaps map[string]*corev1.ConfigMap, secrets map[string]*corev1.Secret) map[string]envVar {
+	return containerEnvFields(c, ns, configMaps, secrets, nil)
+}
+
+// containerEnvFields is containerEnv, with a variable of the pod's field
+// at a path of fields (fieldRef: status.podIP, ...) known as the value
+// fields gives it.
+func containerEnvFields(c corev1.Container, ns string, configMaps map[string]*corev1.ConfigMap, secrets map[string]*corev1.Secret, fields map[string]string) map[string]envVar {
 	env := map[string]envVar{}
 	for _, ef := range c.EnvFrom {
 		switch {
@@ -535,6 +551,10 @@ func containerEnv(c corev1.Container, ns string, configMaps map[string]*corev1.C
 			}
 			if r := e.ValueFrom.SecretKeyRef; r != nil {
 				v.from = "Secret " + r.Name
+			}
+			if r := e.ValueFrom.FieldRef; r != nil {
+				v.from = "field " + r.FieldPath
+				v.value, v.known = fields[r.FieldPath]
 			}
 		}
 		env[e.Name] = v
