@@ -73,10 +73,40 @@ func readmeCodes(t *testing.T) map[string]bool {
 	return codes
 }
 
+// boardCodePatterns find the error codes the andon board the service
+// mounts at /andon/ answers: the code given to its fail, and the one
+// openStream returns.
+var boardCodePatterns = []*regexp.Regexp{
+	regexp.MustCompile(`\bfail\(w,[^,]+,\s*"([a-z_]+)"`),
+	regexp.MustCompile(`\breturn "([a-z_]+)", "`),
+}
+
+// boardCodes are the error codes the andon board answers, found in its
+// source. streaming_unsupported is left out: the service's writers flush,
+// so the board streams its events (TestShutdownWithOpenBoardStreams).
+func boardCodes(t *testing.T) map[string]bool {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join("..", "..", "andon", "board.go"))
+	require.NoError(t, err)
+	codes := map[string]bool{}
+	for _, re := range boardCodePatterns {
+		for _, m := range re.FindAllSubmatch(src, -1) {
+			codes[string(m[1])] = true
+		}
+	}
+	delete(codes, "streaming_unsupported")
+	return codes
+}
+
 // The README's tables of error codes list every code the service can
-// answer, and no other.
+// answer, the board's included, and no other.
 func TestREADMEListsEveryErrorCode(t *testing.T) {
 	answered := answeredCodes(t, ".", filepath.Join("..", "internal", "httpapi"))
+	board := boardCodes(t)
+	for _, code := range []string{"too_many_streams", "shutting_down", "forbidden", "cross_origin"} {
+		require.True(t, board[code], "the scan of the board's source misses %s", code)
+	}
+	maps.Copy(answered, board)
 	for _, code := range []string{"fraud_blocked", "store_full", "payment_failed", "idempotency_in_flight", "unauthorized", "not_found", "internal"} {
 		require.True(t, answered[code], "the scan of the source misses %s", code)
 	}

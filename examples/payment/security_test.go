@@ -241,6 +241,7 @@ func TestBoardStreamsAreCapped(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, over.Code)
 	assert.Equal(t, "5", over.Header.Get("Retry-After"))
 	assert.Contains(t, string(over.Raw), "too many live pages; poll api/state")
+	assert.True(t, readmeCodes(t)[over.errField("code")], "error code %q of a stream past the cap is not in the README's tables of error codes", over.errField("code"))
 	assert.Equal(t, http.StatusOK, ts.do(t, http.MethodGet, "/andon/api/state", nil).Code, "the page polls instead")
 	bodies[0].Body.Close()
 	bodies = bodies[1:]
