@@ -76,7 +76,10 @@
 // a whole burst again, with no error for OnError to decide. Under
 // noeviction Redis refuses the script's write instead: a decision that
 // would record an event fails and gets the OnError fallback with Redis's
-// OOM error, while a denial, which writes nothing, is still decided.
+// OOM error, while a denial, which writes nothing, is still decided. A
+// read-only replica (a node a failover demoted, with the client still on
+// it) does the same, with Redis's READONLY error, and decides its denials
+// on its copy of the schedules.
 //
 // # Time
 //
@@ -117,12 +120,16 @@
 // integer, followed by exactly three decimals (the nanoseconds) when the
 // time it was taken at had any. A value the Store cannot have written,
 // because it is not a number (NaN and infinities included) or lies more
-// than twenty years after now (a schedule runs at most a Limit's refill
-// time ahead: ten years, or just under twenty once an interval such as
-// 1001 ns is rounded up to 2 µs), counts as absent: the key is full, and
-// the next event recorded overwrites the value. A value in the past,
-// negative included, means full as usual; a fraction of other than three
-// decimals is cut to whole microseconds.
+// than twenty years after 2200-01-01 (a schedule runs at most a Limit's
+// refill time ahead of a time before 2200: ten years, or just under
+// twenty once an interval such as 1001 ns is rounded up to 2 µs), counts
+// as absent: the key is full, and the next event recorded overwrites the
+// value. A schedule however far ahead of now within that bound is kept,
+// so a replica whose clock is decades behind the others', or a time
+// going back, waits as long as it went back, as on a MemoryStore, and
+// leaves the others' limits as they are. A value in the past, negative
+// included, means full as usual; a fraction of other than three decimals
+// is cut to whole microseconds.
 //
 // A key of another type (a list, a hash, a set) is neither read nor
 // overwritten, as it may be another program's data: every Take on it gets

@@ -140,7 +140,7 @@ const (
 	maxRate = 1e6
 	// maxCallerTime bounds the caller's time (2200-01-01 UTC, in seconds
 	// since 1970), so that every time the script computes with, up to
-	// twenty years after it, is exact in Lua's doubles (below 2^53 µs).
+	// forty years after it, is exact in Lua's doubles (below 2^53 µs).
 	maxCallerTime = 7_258_118_400
 )
 
@@ -155,15 +155,18 @@ const (
 // caller's time that started it: cut to whole microseconds, a schedule
 // would let an event in up to a microsecond early. A stored value that is
 // not a number (nil, NaN, infinite) or that lies more than twenty years
-// (631 152 000 000 000 µs) after now cannot have been written by a Store,
-// whose schedules run at most a tolerance ahead (ten years of the Limit's
-// interval, just under twenty once the interval is rounded up to whole
-// microseconds): it counts as absent. Another fraction is cut to whole
-// microseconds.
+// (631 152 000 000 000 µs) after 2200-01-01, the latest time a caller may
+// pass, cannot have been written by a Store, whose schedules run at most
+// a tolerance ahead of the time they were taken at (ten years of the
+// Limit's interval, just under twenty once the interval is rounded up to
+// whole microseconds): it counts as absent. The bound is not relative to
+// now: a replica whose clock is decades behind, or a time going back,
+// finds the schedule another wrote, and waits as long as it went back.
+// Another fraction is cut to whole microseconds.
 //
 // Every number the script computes with stays below 2^53, exact in Lua's
-// doubles: microseconds up to twenty years past 2200, and nanoseconds
-// only as 0 to 999 beside them.
+// doubles: microseconds up to forty years past 2200, and nanoseconds only
+// as 0 to 999 beside them.
 var script = redis.NewScript(`
 local iv = tonumber(ARGV[1])
 local tol = tonumber(ARGV[2])
@@ -185,7 +188,7 @@ if v then
     base = tonumber(v)
   end
 end
-if base == nil or base ~= base or base > now + 631152000000000 then
+if base == nil or base ~= base or base > 7889270400000000 then
   base, baser = now, nowr
 end
 base = math.floor(base)
@@ -285,9 +288,10 @@ func (s *Store) Take(ctx context.Context, key string, limit heijunka.Limit, now 
 		d.FailedOpen = d.Allowed
 		return d, wrapError(ctx, err)
 	}
-	// The decision in nanoseconds after now: base is at most twenty
-	// years ahead, and the tolerance and a batch within it at most as
-	// much, so nothing overflows.
+	// The decision in nanoseconds after now: base lies before 2220 and
+	// now after 1970, so base is at most 250 years (7.9e18 ns) ahead,
+	// and the tolerance and a batch within it add at most twenty years
+	// (6.3e17 ns): nothing overflows.
 	allowed := res[0] == 1
 	base := time.Duration(res[1])*time.Microsecond + time.Duration(res[2])
 	ivD, tolD := time.Duration(iv)*time.Microsecond, time.Duration(tol)*time.Microsecond

@@ -3,6 +3,8 @@ package redisgcra_test
 import (
 	"context"
 	"math"
+	"net"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -338,7 +340,7 @@ func TestCorruptStoredValues(t *testing.T) {
 	for _, v := range []string{
 		"1e300", "inf", "-inf", "nan", "-nan", "abc", "", "-5", "-1e300", "0x10",
 		"1e17",             // year 5138
-		"2531152000000001", // twenty years and a microsecond after now
+		"7889270400000001", // twenty years and a microsecond after 2200
 	} {
 		t.Run(v, func(t *testing.T) {
 			require.NoError(t, c.Set(ctx, "bad:k", v, 0).Err())
@@ -379,6 +381,19 @@ func TestCorruptStoredValues(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, d.Allowed)
 	assert.Equal(t, 631_152_000_000_000*time.Microsecond, d.ResetAfter)
+
+	// So is a schedule further ahead of now than any refill time, up to
+	// twenty years after 2200: a replica whose clock runs ahead of this
+	// one's, or a time gone back, may have written it.
+	for _, v := range []string{"2531152000000001", "7889270400000000"} {
+		require.NoError(t, c.Set(ctx, "bad:ahead", v, 0).Err())
+		d, err = s.Take(ctx, "ahead", limit, now, 0)
+		require.NoError(t, err)
+		assert.False(t, d.Allowed, v)
+		ahead, err := strconv.ParseInt(v, 10, 64)
+		require.NoError(t, err)
+		assert.Equal(t, time.Duration(ahead-now.UnixMicro())*time.Microsecond, d.ResetAfter, v)
+	}
 }
 
 // TestLongestScheduleIsKept takes the whole burst of the Limit whose
@@ -404,6 +419,19 @@ func TestLongestScheduleIsKept(t *testing.T) {
 	assert.False(t, d.Allowed, "the schedule is kept")
 	assert.Equal(t, ahead, d.ResetAfter)
 	assert.Equal(t, 2*time.Microsecond, d.RetryAfter)
+
+	// The furthest a kept schedule lies from a time a caller may pass:
+	// from 1970 to twenty years after 2200, and a whole burst of this
+	// Limit past it, all without overflow.
+	c := redisClient(t, srv)
+	require.NoError(t, c.Set(ctx, "heijunka:far", "7889270400000000", 0).Err())
+	far := 7_889_270_400_000_000 * time.Microsecond
+	for _, n := range []int{0, 1, limit.Burst} {
+		d, err = s.Take(ctx, "far", limit, time.Unix(0, 999), n)
+		require.NoError(t, err)
+		assert.Equal(t, heijunka.Decision{Limit: limit, ResetAfter: far - 999,
+			RetryAfter: far - 999 + 2*time.Microsecond*time.Duration(n-limit.Burst)}, d, "n %d", n)
+	}
 }
 
 // TestCallerTimeOutOfRange checks that a time the Store cannot keep, such
@@ -796,4 +824,104 @@ func TestBracedKeysKeepNoHashTag(t *testing.T) {
 	d, err := s.Take(ctx, "user{42}a", limit, now, 1)
 	require.NoError(t, err)
 	assert.True(t, d.Allowed, "Reset forgets a braced key")
+}
+
+// TestClockFarBehindGainsNothing passes, after a key's burst was taken,
+// a time decades earlier, as a replica whose clock came up at 1970 would,
+// or a caller that read a time in the wrong unit: as on a MemoryStore,
+// the time gone back is that much longer to wait, and the key's schedule
+// stands for the replicas whose clocks are right.
+func TestClockFarBehindGainsNothing(t *testing.T) {
+	srv := servers.StartRedis(t)
+	ctx := context.Background()
+	limit := heijunka.PerMinute(5) // each key lives in Redis for a minute
+	now := time.Unix(1_900_000_000, 0)
+	for _, back := range []time.Time{
+		time.Unix(0, 0),
+		time.Unix(1_900_000_000/1000, 0), // seconds read as milliseconds
+		now.Add(-25 * 365 * 24 * time.Hour),
+	} {
+		t.Run(back.UTC().Format(time.DateOnly), func(t *testing.T) {
+			mem, err := heijunka.NewMemoryStore(heijunka.MemoryStoreOptions{})
+			require.NoError(t, err)
+			right := newStore(t, redisClient(t, srv), redisgcra.Options{Prefix: "behind" + strconv.FormatInt(back.Unix(), 10) + ":"})
+			wrong := newStore(t, redisClient(t, srv), redisgcra.Options{Prefix: "behind" + strconv.FormatInt(back.Unix(), 10) + ":"})
+			for _, s := range []heijunka.Store{mem, right} {
+				d, err := s.Take(ctx, "k", limit, now, limit.Burst)
+				require.NoError(t, err)
+				require.True(t, d.Allowed)
+			}
+			want, err := mem.Take(ctx, "k", limit, back, 1)
+			require.NoError(t, err)
+			require.False(t, want.Allowed)
+			got, err := wrong.Take(ctx, "k", limit, back, 1)
+			require.NoError(t, err)
+			assert.Equal(t, want, got, "a clock gone back waits as long as it went back")
+
+			want, err = mem.Take(ctx, "k", limit, now, 1)
+			require.NoError(t, err)
+			got, err = right.Take(ctx, "k", limit, now, 1)
+			require.NoError(t, err)
+			assert.Equal(t, want, got, "the schedule stands")
+			assert.False(t, got.Allowed)
+		})
+	}
+}
+
+// TestReadOnlyReplica points a Store at a read-only replica, as a client
+// left on a node that a failover demoted would be: Redis refuses the
+// write of an admitted event, which gets the OnError fallback with
+// Redis's READONLY error, while a denial and n = 0, which write nothing,
+// are still decided, on the replica's copy of the schedule.
+func TestReadOnlyReplica(t *testing.T) {
+	primary := servers.StartRedis(t)
+	pc := redisClient(t, primary)
+	ctx := context.Background()
+	require.NoError(t, pc.ConfigSet(ctx, "repl-diskless-sync-delay", "0").Err())
+	now := time.Now()
+	limit := heijunka.Every(time.Minute) // "full" outlives the test
+	d, err := newStore(t, pc, redisgcra.Options{}).Take(ctx, "full", limit, now, 1)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+
+	bin := servers.Binary(t, "redis-server", "redis-server")
+	port := servers.FreePort(t)
+	host, primaryPort, err := net.SplitHostPort(primary.Addr)
+	require.NoError(t, err)
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
+		"--dir", t.TempDir(), "--replicaof", host, primaryPort)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	rc := redisClient(t, &servers.Redis{Addr: "127.0.0.1:" + strconv.Itoa(port)})
+	// Wait for the replica to listen and to hold the primary's data.
+	synced := false
+	for range 3000 {
+		if n, err := rc.Exists(ctx, "heijunka:full").Result(); err == nil && n == 1 {
+			synced = true
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.True(t, synced, "the replica did not sync")
+
+	for _, policy := range []redisgcra.FailurePolicy{redisgcra.FailOpen, redisgcra.FailClosed} {
+		s := newStore(t, rc, redisgcra.Options{OnError: policy})
+		d, err := s.Take(ctx, "new", limit, now, 1)
+		require.ErrorContains(t, err, "READONLY")
+		assert.Contains(t, err.Error(), "redisgcra: ")
+		assert.Equal(t, heijunka.Decision{Allowed: policy == redisgcra.FailOpen, Limit: limit, FailedOpen: policy == redisgcra.FailOpen}, d, "the fallback")
+
+		d, err = s.Take(ctx, "new", limit, now, 0)
+		require.NoError(t, err, "n = 0 writes nothing")
+		assert.Equal(t, heijunka.Decision{Allowed: true, Limit: limit, Remaining: 1}, d)
+		d, err = s.Take(ctx, "full", limit, now, 1)
+		require.NoError(t, err, "a denial writes nothing")
+		assert.False(t, d.Allowed)
+		assert.False(t, d.FailedOpen)
+		assert.Positive(t, d.RetryAfter)
+	}
 }
