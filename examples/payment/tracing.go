@@ -11,8 +11,10 @@ import (
 // newTracerProvider returns the service's tracer provider. Every payment
 // gets a trace ID (in its response, logs and audit line, and joined to the
 // caller's trace); TraceSample of them are recorded, by default all when
-// they are exported over OTLP/HTTP and none when they would go nowhere. It
-// is passed to the library explicitly; no global is set.
+// they are exported over OTLP/HTTP and none when they would go nowhere,
+// but for those whose caller's traceparent decides: a payment follows its
+// caller's sampled flag (parent-based sampling). It is passed to the
+// library explicitly; no global is set.
 func newTracerProvider(cfg Config) (*sdktrace.TracerProvider, error) {
 	ratio := cfg.TraceSample
 	if ratio < 0 {
