@@ -2,9 +2,12 @@ package andon
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/taipattern/taikit/kanban"
 )
 
 // AlertmanagerOptions configures an Alertmanager notifier.
@@ -29,6 +32,10 @@ type AlertmanagerOptions struct {
 // resolve time once it resolves. It is a Refresher: the evaluator re-sends
 // firing alerts every NotifyOptions.ResendInterval, so Alertmanager keeps
 // them active, and lets them expire if the process dies.
+//
+// Make one with NewAlertmanager; the zero Alertmanager is not usable: it
+// has no URL, and Notify returns a permanent error saying it was not made
+// by NewAlertmanager.
 type Alertmanager struct {
 	url    string
 	header http.Header
@@ -53,6 +60,11 @@ func NewAlertmanager(opts AlertmanagerOptions) (*Alertmanager, error) {
 	return &Alertmanager{url: u.String(), header: opts.Header.Clone(), client: c}, nil
 }
 
+// errAlertmanagerNotMade is the error of Notify on an Alertmanager that
+// NewAlertmanager did not make: it has no URL, and no retry would give it
+// one.
+var errAlertmanagerNotMade = kanban.Permanent(errors.New("andon: Alertmanager not made by NewAlertmanager"))
+
 // Name returns "alertmanager".
 func (*Alertmanager) Name() string { return "alertmanager" }
 
@@ -75,6 +87,9 @@ type PostableAlert struct {
 // retry hint (tai.RetryAfter) of that wait, at most 5 minutes, as the
 // evaluator would wait.
 func (am *Alertmanager) Notify(ctx context.Context, alerts []Alert) error {
+	if am.client == nil {
+		return errAlertmanagerNotMade
+	}
 	body := make([]PostableAlert, len(alerts))
 	for i, a := range alerts {
 		p := PostableAlert{Labels: a.Labels, Annotations: a.Annotations, StartsAt: a.FiredAt, EndsAt: a.ValidUntil, GeneratorURL: a.GeneratorURL}

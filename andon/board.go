@@ -168,6 +168,12 @@ type BoardOptions struct {
 // the evaluator stays as it is. Shut the board down before the
 // http.Server that serves it: the server's Shutdown waits for handlers,
 // and an event stream lasts until its client goes.
+//
+// Make one with NewBoard; the zero Board is not usable: it has no
+// evaluator to show, ServeHTTP answers every request 500 in the error
+// schema above (code "not_made"), State shows no rule, line or breaker,
+// Notify does nothing, and Shutdown returns an error saying it was not
+// made by NewBoard.
 type Board struct {
 	ev      *Evaluator
 	opts    BoardOptions
@@ -294,6 +300,10 @@ func NewBoard(ev *Evaluator, opts BoardOptions) (*Board, error) {
 
 // ServeHTTP serves the page, its assets and its API.
 func (b *Board) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if b.mux == nil {
+		b.fail(w, http.StatusInternalServerError, "not_made", errBoardNotMade.Error())
+		return
+	}
 	h := w.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
@@ -360,6 +370,9 @@ func clip(s string) string {
 // that a page left open follows the board of the restarted program; the
 // rest of the board is served as before. Shutdown is idempotent.
 func (b *Board) Shutdown(ctx context.Context) error {
+	if b.done == nil {
+		return errBoardNotMade
+	}
 	b.mu.Lock()
 	if !b.shutdown {
 		b.shutdown = true
@@ -377,11 +390,18 @@ func (b *Board) Shutdown(ctx context.Context) error {
 	}
 }
 
+// errBoardNotMade is the answer of a Board that NewBoard did not make: it
+// has no evaluator to show.
+var errBoardNotMade = errors.New("andon: Board not made by NewBoard")
+
 // Notify tells the live pages that something a Panel shows has changed,
 // so they get the state now rather than at the next refresh.
 func (b *Board) Notify() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.poke == nil {
+		return // the zero Board has no live page to tell
+	}
 	close(b.poke)
 	b.poke = make(chan struct{})
 }
@@ -507,6 +527,10 @@ type BoardBreaker struct {
 
 // State returns what the board shows now.
 func (b *Board) State() BoardState {
+	if b.ev == nil {
+		return BoardState{Time: time.Now(), ReadOnly: true, Rules: []BoardRule{}, Lines: []BoardLine{},
+			Breakers: []BoardBreaker{}, Panels: []BoardPanel{}, History: []Transition{}}
+	}
 	st := BoardState{Title: b.opts.Title, Time: time.Now(), ReadOnly: !b.opts.AllowCord,
 		NamedByBoard: b.opts.Who != nil, Cord: BoardCord{Name: b.ev.CordName(), CordStatus: b.ev.Cord()}}
 	// The rules, their values and the history are one snapshot; the

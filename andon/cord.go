@@ -113,7 +113,7 @@ func (e *Evaluator) Reset(ctx context.Context) bool {
 // slot is free, with e.mu held across the closed check and the change, so
 // that Shutdown either sees the change or prevents it.
 func (e *Evaluator) pullOrReset(ctx context.Context, status func(now time.Time) CordStatus) bool {
-	if e.isClosed() {
+	if e.cord == nil || e.isClosed() { // the zero Evaluator has no cord
 		return false
 	}
 	if !e.acquire(ctx) {
@@ -156,8 +156,19 @@ func (e *Evaluator) cordBehind() bool {
 	return e.cord.get().Pulled != (e.cordRule.alert.State == Firing)
 }
 
-// Cord returns the state of the cord.
-func (e *Evaluator) Cord() CordStatus { return e.cord.get() }
+// Cord returns the state of the cord (released, for the zero Evaluator).
+func (e *Evaluator) Cord() CordStatus {
+	if e.cord == nil {
+		return CordStatus{}
+	}
+	return e.cord.get()
+}
 
-// CordName returns the cord's alertname (CordOptions.Name).
-func (e *Evaluator) CordName() string { return e.cordRule.rule.Name }
+// CordName returns the cord's alertname (CordOptions.Name; "" for the zero
+// Evaluator).
+func (e *Evaluator) CordName() string {
+	if e.cordRule == nil {
+		return ""
+	}
+	return e.cordRule.rule.Name
+}

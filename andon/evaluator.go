@@ -22,6 +22,10 @@ import (
 	"github.com/taipattern/taikit/tai"
 )
 
+// errEvaluatorNotMade is the error of Run and Shutdown on an Evaluator
+// that NewEvaluator did not make: it has nothing to run or stop.
+var errEvaluatorNotMade = errors.New("andon: Evaluator not made by NewEvaluator")
+
 // ErrClosed is returned by Run once Shutdown has been called.
 var ErrClosed = errors.New("andon: evaluator shut down")
 
@@ -92,6 +96,11 @@ type EvaluatorOptions struct {
 // its own, and an evaluation waits for none past its context (see
 // Condition); states change under a short lock; hooks run after it, then
 // notifications are queued without waiting for delivery.
+//
+// Make one with NewEvaluator; the zero Evaluator is not usable: it has no
+// rule and no cord, Evaluate and EvaluateAt make no transition, Pull and
+// Reset report false, and Run and Shutdown return an error saying it was
+// not made by NewEvaluator.
 type Evaluator struct {
 	interval time.Duration
 	// timeout is EvaluationTimeout; the causes are the errors the
@@ -393,6 +402,9 @@ func checkHook(h Hook) error {
 // ignores it is given up soon after (see Condition), so neither the next
 // evaluation nor a pull of the cord is held up for longer.
 func (e *Evaluator) Run(ctx context.Context) error {
+	if e.evalSlot == nil {
+		return errEvaluatorNotMade
+	}
 	t := time.NewTicker(e.interval)
 	defer t.Stop()
 	bound, cause := e.timeout, e.timeoutCause
@@ -456,6 +468,9 @@ func (e *Evaluator) allRules() []*ruleState {
 // time of the clock. A positive bound ends the conditions' context that
 // long after the measuring began, with cause.
 func (e *Evaluator) evaluate(ctx context.Context, now, wall time.Time, rules []*ruleState, bound time.Duration, cause error) []Transition {
+	if e.evalSlot == nil {
+		return nil // the zero Evaluator: no slot would ever be free
+	}
 	if !e.acquire(ctx) {
 		return nil
 	}
@@ -1072,6 +1087,9 @@ func (e *Evaluator) Flush(ctx context.Context) error {
 // once none remains. A condition given up for not returning (see
 // Condition) is not waited for: its goroutine ends when it returns.
 func (e *Evaluator) Shutdown(ctx context.Context) error {
+	if e.evalSlot == nil {
+		return errEvaluatorNotMade
+	}
 	e.mu.Lock()
 	if !e.closed {
 		e.closed = true

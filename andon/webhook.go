@@ -62,6 +62,10 @@ type WebhookOptions struct {
 // WebhookOptions.Header (or a word of it after the first, the token of
 // "Bearer <token>"), that reads "…" too, and so does the start of one
 // that the quote, the answer's first 512 bytes, ends in.
+//
+// Make one with NewWebhook; the zero Webhook is not usable: it has no URL,
+// and Notify returns a permanent error saying it was not made by
+// NewWebhook.
 type Webhook struct {
 	opts   WebhookOptions
 	client *http.Client
@@ -104,6 +108,10 @@ func checkURL(field, s string) error {
 	}
 	return nil
 }
+
+// errWebhookNotMade is the error of Notify on a Webhook that NewWebhook
+// did not make: it has no URL, and no retry would give it one.
+var errWebhookNotMade = kanban.Permanent(errors.New("andon: Webhook not made by NewWebhook"))
 
 // Name returns "webhook".
 func (*Webhook) Name() string { return "webhook" }
@@ -160,6 +168,9 @@ func status(a Alert) string {
 // retry hint (tai.RetryAfter) is the longest Retry-After among them, at
 // most 5 minutes, as the evaluator would wait.
 func (w *Webhook) Notify(ctx context.Context, alerts []Alert) error {
+	if w.client == nil {
+		return errWebhookNotMade
+	}
 	p := &partialError{}
 	// failedName holds the alert names whose last message failed, and
 	// whether for good: a later message of the name is not sent before

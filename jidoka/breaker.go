@@ -41,7 +41,10 @@ import (
 // time.Since); a test controls it with testing/synctest.
 //
 // A Breaker is a tai.Guard and a tai.Namer. It is safe for concurrent use.
-// Make one with NewBreaker; the zero Breaker is not usable.
+// Make one with NewBreaker; the zero Breaker is not usable: it runs no
+// call (Do and Allow return an error saying it was not made by
+// NewBreaker), State and Snapshot report StateForcedOpen, and Trip, Reset,
+// ForceOpen, Disable and MetricsOnly do nothing.
 type Breaker struct {
 	cur   atomic.Pointer[period]
 	s     settings
@@ -87,6 +90,10 @@ type lease struct {
 	start int64
 }
 
+// errBreakerNotMade is the error of a call through a Breaker that
+// NewBreaker did not make: it has no period to run the call in.
+var errBreakerNotMade = errors.New("jidoka: Breaker not made by NewBreaker")
+
 // errPanicked stands for the result of a call that panicked.
 var errPanicked = errors.New("jidoka: call panicked")
 
@@ -122,6 +129,9 @@ func (b *Breaker) Name() string { return b.s.name }
 // delivers it.
 func (b *Breaker) State() State {
 	p := b.cur.Load()
+	if p == nil {
+		return StateForcedOpen // the zero Breaker refuses every call
+	}
 	if b.ended(p) {
 		b.mu.Lock()
 		if b.cur.Load() == p {
@@ -151,6 +161,9 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error 
 		return err
 	}
 	p := b.cur.Load()
+	if p == nil {
+		return errBreakerNotMade
+	}
 	var id uint64
 	if p.state != StateClosed {
 		if p.state == StateForcedOpen || p.state == StateOpen && !p.ending.Load() {
@@ -214,7 +227,11 @@ func (b *Breaker) Allow(ctx context.Context) (done func(err error), err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	p, id, err := b.admit(b.cur.Load())
+	p := b.cur.Load()
+	if p == nil {
+		return nil, errBreakerNotMade
+	}
+	p, id, err := b.admit(p)
 	if err != nil {
 		return nil, err
 	}
@@ -597,6 +614,9 @@ func (b *Breaker) Disable() { b.force(StateDisabled, "disabled") }
 func (b *Breaker) MetricsOnly() { b.force(StateMetricsOnly, "metrics only") }
 
 func (b *Breaker) force(to State, reason string) {
+	if b.cur.Load() == nil {
+		return // the zero Breaker has no state to change
+	}
 	b.mu.Lock()
 	p := b.cur.Load()
 	if b.ended(p) {
@@ -693,6 +713,9 @@ func (b *Breaker) notify(ev Event) {
 // half-open, as State does, and the event left to the breaker's timer to
 // deliver: OnStateChange never runs on the goroutine of Snapshot.
 func (b *Breaker) Snapshot() Snapshot {
+	if b.cur.Load() == nil {
+		return Snapshot{State: StateForcedOpen, Reason: errBreakerNotMade.Error()}
+	}
 	b.mu.Lock()
 	p := b.cur.Load()
 	if b.ended(p) {

@@ -114,7 +114,8 @@ type BulkheadOptions struct {
 // each (repeated only when another call changed it meanwhile), with no
 // lock and no allocation; a call that has to wait takes a lock and
 // allocates its place in line. Make one with NewBulkhead; the zero
-// Bulkhead is not usable.
+// Bulkhead is not usable: it has no slot, and Allow and Do return an
+// error saying it was not made by NewBulkhead.
 type Bulkhead struct {
 	name     string
 	limit    int64
@@ -203,10 +204,17 @@ func (b *Bulkhead) Allow(ctx context.Context) (done func(error), err error) {
 		return b.doneFn, nil
 	}
 	if b.maxWait == 0 {
+		if b.full == nil {
+			return nil, errBulkheadNotMade
+		}
 		return nil, b.full
 	}
 	return b.wait(ctx)
 }
+
+// errBulkheadNotMade is the refusal of a Bulkhead that NewBulkhead did not
+// make: it has no slot, and no line to wait in.
+var errBulkheadNotMade = errors.New("jidoka: Bulkhead not made by NewBulkhead")
 
 // tryAcquire takes a free slot, if there is one.
 func (b *Bulkhead) tryAcquire() bool {

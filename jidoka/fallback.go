@@ -54,7 +54,9 @@ type FallbackOptions struct {
 // pipeline a guard inside it that refuses the call (an open breaker, a full
 // bulkhead) leaves the action unrun, and the signal is Rejected whatever
 // Func returns; to answer such a refusal too, use Fallback with Do inside
-// the action. Make one with NewFallback; the zero Fallback is not usable.
+// the action. Make one with NewFallback; the zero Fallback is not usable:
+// it has no Func, and Do returns an error saying it was not made by
+// NewFallback, without calling fn.
 type Fallback struct {
 	name string
 	when func(error) bool // nil: the default, which asks the context too
@@ -83,12 +85,19 @@ func degradable(ctx context.Context, err error) bool {
 	return !errors.As(err, &tp) && !errors.As(err, &jp)
 }
 
+// errFallbackNotMade is the error of Do on a Fallback that NewFallback did
+// not make: it has no Func to answer a failure with.
+var errFallbackNotMade = errors.New("jidoka: Fallback not made by NewFallback")
+
 // Name returns FallbackOptions.Name.
 func (f *Fallback) Name() string { return f.name }
 
 // Do calls fn and returns its error, or Func's result for an error When
 // chooses.
 func (f *Fallback) Do(ctx context.Context, fn func(context.Context) error) error {
+	if f.fn == nil {
+		return errFallbackNotMade
+	}
 	err := fn(ctx)
 	if err == nil {
 		return nil

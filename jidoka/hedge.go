@@ -2,6 +2,7 @@ package jidoka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -77,7 +78,9 @@ type HedgeOptions struct {
 // is passed on to the caller of Do once every call has returned. A call
 // that ends its goroutine with runtime.Goexit did not succeed; when the
 // first call does so, the hedges are cancelled and waited for before Do's
-// goroutine ends. Make one with NewHedge; the zero Hedge is not usable.
+// goroutine ends. Make one with NewHedge; the zero Hedge is not usable:
+// its Delay is 0, and Do returns an error saying it was not made by
+// NewHedge, without calling fn.
 type Hedge struct {
 	name     string
 	delay    time.Duration
@@ -128,6 +131,10 @@ func NewHedge(opts HedgeOptions) (*Hedge, error) {
 	return h, nil
 }
 
+// errHedgeNotMade is the error of Do on a Hedge that NewHedge did not make:
+// it has neither a delay nor the latencies to find one.
+var errHedgeNotMade = errors.New("jidoka: Hedge not made by NewHedge")
+
 // Name returns HedgeOptions.Name.
 func (h *Hedge) Name() string { return h.name }
 
@@ -155,6 +162,9 @@ func (h *Hedge) Do(ctx context.Context, fn func(context.Context) error) error {
 	}
 	delay := h.Delay()
 	if delay == 0 {
+		if h.waiting == nil {
+			return errHedgeNotMade
+		}
 		// Too few latencies are known to hedge by, and no least delay
 		// was set: run the call alone, and learn its latency.
 		begin := time.Now()

@@ -124,7 +124,9 @@ type RetryOptions struct {
 // of fn, unchanged, so that errors.Is and tai.OutcomeOf see what the call
 // saw. Do calls fn one call after another, never two at a time, on the
 // goroutine that called Do. Its success path does not allocate. Make one
-// with NewRetry; the zero Retry is not usable.
+// with NewRetry; the zero Retry is not usable: it has no budget (Budget
+// returns nil), and Do returns an error saying it was not made by
+// NewRetry, without calling fn.
 type Retry struct {
 	name          string
 	attempts      int
@@ -196,10 +198,14 @@ func fullJitter(d time.Duration) time.Duration {
 	return time.Duration(rand.Uint64N(uint64(d) + 1)) // d+1 as an int64 overflows at math.MaxInt64
 }
 
+// errRetryNotMade is the error of Do on a Retry that NewRetry did not make.
+var errRetryNotMade = errors.New("jidoka: Retry not made by NewRetry")
+
 // Name returns RetryOptions.Name.
 func (r *Retry) Name() string { return r.name }
 
-// Budget returns the retry budget, RetryOptions.Budget or the Retry's own.
+// Budget returns the retry budget, RetryOptions.Budget or the Retry's own
+// (nil for the zero Retry).
 func (r *Retry) Budget() *RetryBudget { return r.budget }
 
 // Do calls fn, and again while it fails and a retry is allowed; see Retry.
@@ -207,6 +213,9 @@ func (r *Retry) Budget() *RetryBudget { return r.budget }
 func (r *Retry) Do(ctx context.Context, fn func(context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if r.budget == nil {
+		return errRetryNotMade
 	}
 	r.budget.Deposit()
 	err := fn(ctx)

@@ -86,7 +86,8 @@ type TimeoutOptions struct {
 // only once the call, or a context derived from it, asks for Done: a call
 // that never does cannot be woken at the deadline, and its context's Err
 // reads the clock instead. Make one with NewTimeout; the zero Timeout is
-// not usable.
+// not usable: its Duration is 0, and Do returns an error saying it was not
+// made by NewTimeout, without calling fn.
 type Timeout struct {
 	name  string
 	d     time.Duration
@@ -109,6 +110,10 @@ func NewTimeout(opts TimeoutOptions) (*Timeout, error) {
 // ctxLinks returns c's place among its Timeout's armed contexts.
 func ctxLinks(c *deadlineCtx) *deadlines.Links[deadlineCtx] { return &c.links }
 
+// errTimeoutNotMade is the error of Do on a Timeout that NewTimeout did not
+// make: it has no Duration to bound a call by.
+var errTimeoutNotMade = errors.New("jidoka: Timeout not made by NewTimeout")
+
 // Name returns TimeoutOptions.Name.
 func (t *Timeout) Name() string { return t.name }
 
@@ -121,6 +126,9 @@ func (t *Timeout) Duration() time.Duration { return t.d }
 func (t *Timeout) Do(ctx context.Context, fn func(context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if t.armed == nil {
+		return errTimeoutNotMade
 	}
 	// time.Since reads only the monotonic clock, about half the cost of
 	// time.Now; Deadline makes a time.Time of it when asked.

@@ -185,8 +185,8 @@ type AuditEntry struct {
 //
 // Make an Audit with NewAudit or OpenAuditFile. The zero Audit writes
 // nothing: its Observe logs each record as unwritten, at level Error on
-// slog.Default, and returns; its Flush, Shutdown and WaitWritten return
-// an error saying so.
+// slog.Default, and returns; its Err, Flush, Shutdown and WaitWritten
+// return an error saying so.
 type Audit struct {
 	w        io.Writer
 	syncer   interface{ Sync() error } // nil when w cannot be synced
@@ -479,10 +479,15 @@ func (a *Audit) leave() {
 
 func (a *Audit) stopIdle() { a.idleOnce.Do(func() { close(a.idle) }) }
 
-// Err returns the write error that stopped the trail, or nil.
+// Err returns the write error that stopped the trail, or nil; for the zero
+// Audit, which writes nothing, an error saying it was not made by NewAudit
+// or OpenAuditFile.
 func (a *Audit) Err() error {
 	if p := a.err.Load(); p != nil {
 		return *p
+	}
+	if a.queue == nil {
+		return errAuditNotMade
 	}
 	return nil
 }

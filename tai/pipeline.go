@@ -92,6 +92,10 @@ type Result[R any] struct {
 // before each and one deferred recover. With observers it reads the clock
 // once at the start of a signal (time.Now, wall and monotonic time) and
 // once at its end; with a StageObserver, at each stage boundary too.
+//
+// Make one with New; the zero Pipeline is not usable: it has no policy and
+// no action, and Process fails every signal, reaching no hook, with an
+// error saying it was not made by New.
 type Pipeline[T, R any] struct {
 	policy Policy[T]
 	action Action[T, R]
@@ -196,8 +200,12 @@ func New[T, R any](policy Policy[T], action Action[T, R], opts ...Option) (*Pipe
 //     that is or wraps another pipeline's *RejectedError or *DeniedError
 //     keeps that outcome), or an error matching
 //     ErrInvalidSignal for a signal without an ID or a Kind (a programming
-//     error: such a signal reaches no hook, not even the observers).
+//     error: such a signal reaches no hook, not even the observers), or
+//     the error of a Pipeline that New did not make.
 func (p *Pipeline[T, R]) Process(ctx context.Context, s Signal[T]) (res Result[R], err error) {
+	if p.action == nil {
+		return Result[R]{Outcome: Failed}, errPipelineNotMade
+	}
 	if s.ID == "" {
 		return Result[R]{Outcome: Failed}, errNoID
 	}
@@ -497,6 +505,10 @@ func (p *Pipeline[T, R]) policyName() string {
 	}
 	return "policy"
 }
+
+// errPipelineNotMade is the error of Process on a Pipeline that New did
+// not make: it has no policy to judge a signal by, and no action.
+var errPipelineNotMade = errors.New("tai: Pipeline not made by New")
 
 // The errors of an invalid signal, made once: Process returns them without
 // an allocation.
