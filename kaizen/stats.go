@@ -278,6 +278,10 @@ func (s *Stats) addKind(kind string) *kindStats {
 // StatsSnapshot is the state of a Stats at one moment: plain values, safe
 // to keep and to read from any goroutine.
 type StatsSnapshot struct {
+	// Time is when the snapshot was taken. The windows of each kind end
+	// when that kind was read, at Time or a moment after: a window ending
+	// at Time could have lost the oldest slot of its previous period to a
+	// record observed since.
 	Time  time.Time            `json:"time"`
 	Kinds map[string]KindStats `json:"kinds"`
 	// Dropped counts the records not kept because MaxKinds was reached.
@@ -341,7 +345,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		s.reading()
 	}
 	for name, k := range kinds {
-		snap.Kinds[name] = k.snapshot(now.UnixNano(), &s.since, s.tol)
+		snap.Kinds[name] = k.snapshot(&s.since, s.tol)
 	}
 	return snap
 }
@@ -355,9 +359,12 @@ func (s *Stats) Window(kind string, d time.Duration) (w WindowStats, ok bool) {
 	if k == nil || i < 0 {
 		return WindowStats{}, false
 	}
-	now := time.Now().UnixNano()
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	// now is read under the mutex: a record observed in a later slot while
+	// the read waited for it has taken the oldest slot of the window
+	// before, which a window ending at an earlier now would still cover.
+	now := time.Now().UnixNano()
 	return k.rings[i].stats(now, s.since.Load(), s.tol), true
 }
 
@@ -369,12 +376,15 @@ func (s *Stats) kindsNow() map[string]*kindStats {
 	return nil
 }
 
-// snapshot returns the windows of k ending at now. It loads since, when
-// the statistics begin, under k's mutex: after the records it reads have
-// moved it back.
-func (k *kindStats) snapshot(now int64, since *atomic.Int64, tol Tolerance) KindStats {
+// snapshot returns the windows of k ending now. It reads the clock under
+// k's mutex, as Window does: a record observed in a later slot since an
+// earlier reading has taken the oldest slot of the window before. It
+// loads since, when the statistics begin, under that mutex too: after the
+// records it reads have moved it back.
+func (k *kindStats) snapshot(since *atomic.Int64, tol Tolerance) KindStats {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	now := time.Now().UnixNano()
 	ks := KindStats{Windows: make([]WindowStats, len(k.rings))}
 	begin := since.Load()
 	for i := range k.rings {
