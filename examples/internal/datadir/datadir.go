@@ -37,7 +37,16 @@ type Lock struct {
 // wraps ErrInUse and names that process's PID when it can; a lock the
 // system refuses for another reason (a file system without locks) is an
 // error that says so, not ErrInUse.
+//
+// dir is taken as filepath.Clean reads it, as filepath.Join reads it in
+// every path made under it: a ".." takes away the name before it, and
+// goes through no link of that name (a/link/../data is a/data).
 func Acquire(dir string) (*Lock, error) {
+	if dir == "" {
+		// Clean would make it ".", the working directory.
+		return nil, errors.New("data directory: no path given")
+	}
+	dir = filepath.Clean(dir)
 	// Before anything is made through another user's link, and again
 	// after (checkOwner), for one put where a name was missing.
 	if err := checkLinks(dir); err != nil {

@@ -83,3 +83,15 @@ func TestKilledHolderLeavesNoStaleLock(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, l.Release())
 }
+
+// An empty path names no directory: it is refused, not taken for the
+// working directory.
+func TestAcquireRefusesAnEmptyPath(t *testing.T) {
+	t.Chdir(t.TempDir())
+	l, err := Acquire("")
+	if err == nil {
+		_ = l.Release()
+	}
+	require.Error(t, err)
+	require.NoFileExists(t, LockFile)
+}

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -180,4 +181,33 @@ func TestAcquireRefusesALinkAnotherUserOwns(t *testing.T) {
 	}
 	require.NoFileExists(t, filepath.Join(mine, LockFile), "nothing is written through the link")
 	require.NoDirExists(t, filepath.Join(mine, "sub"))
+}
+
+// A ".." after a symbolic link another user owns goes nowhere through the
+// link: the directory is the one the path names once ".." has taken the
+// link's name away, as filepath.Join reads it in every path the service
+// makes under it, not the one beside the directory the link points at,
+// which its owner may point elsewhere while the service runs.
+func TestAcquireTakesNoDotDotThroughALinkAnotherUserOwns(t *testing.T) {
+	base := t.TempDir()
+	target := filepath.Join(t.TempDir(), "theirs", "pointed-at")
+	require.NoError(t, os.MkdirAll(target, 0o700))
+	link := filepath.Join(base, "link")
+	require.NoError(t, os.Symlink(target, link))
+	if os.Geteuid() == 0 {
+		require.NoError(t, os.Lchown(link, 65534, 65534))
+	} else {
+		owner := os.Geteuid()
+		uid := processUID
+		processUID = func() int { return owner + 1 }
+		t.Cleanup(func() { processUID = uid })
+	}
+
+	dir := link + "/../data" // as a person would write it; filepath.Join would clean it
+	l, err := Acquire(dir)
+	if err == nil {
+		require.NoError(t, l.Release())
+		assert.FileExists(t, filepath.Join(base, "data", LockFile))
+	}
+	assert.NoDirExists(t, filepath.Join(filepath.Dir(target), "data"), "nothing is made through the link")
 }

@@ -310,7 +310,8 @@ func AllowHosts(hosts []string, h http.Handler) http.Handler {
 // optional port. A URL ("https://pay.example"), a path or a pattern
 // ("*.example.com") is refused, as it would allow nothing (or, for
 // "http://pay.example", a host named "http"). A name is one DNS can hold:
-// letters, digits, '-', '_' and dots, or an internationalized one.
+// labels of 1 to 63 letters, digits, '-' and '_' between dots (a dot may
+// end it, the root's), or an internationalized one.
 func CheckHost(entry string) error {
 	if entry == "*" || validHost(entry) {
 		return nil
@@ -341,17 +342,24 @@ func validHost(entry string) bool {
 		}
 		host = a
 	}
-	if host == "" || host == "." {
-		return false
-	}
 	for i := range len(host) {
 		c := host[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
 			return false
 		}
 	}
+	// Labels of 1 to 63 bytes between dots, the root's dot at the end
+	// aside: "pay..example" is no name a browser resolves.
+	for label := range strings.SplitSeq(strings.TrimSuffix(host, "."), ".") {
+		if label == "" || len(label) > maxLabel {
+			return false
+		}
+	}
 	return true
 }
+
+// maxLabel is the longest label of a DNS name, in bytes (RFC 1035).
+const maxLabel = 63
 
 // hostName is the host a Host header value names, as AllowHosts compares
 // it: without its port, brackets and the root's dot, in lower case, an IP

@@ -801,3 +801,18 @@ func TestDecodeNumberFieldFromAString(t *testing.T) {
 	require.NoError(t, Decode([]byte(`{"raw":"-1.5e3"}`), &r))
 	assert.Equal(t, json.Number("-1.5e3"), r.Raw)
 }
+
+// A name with an empty label (two dots in a row, a dot first, a dot left
+// after the root's) or a label longer than DNS holds (63 bytes) is no
+// name a browser resolves, and so no Host header it sends: an entry
+// "pay..example" is a typo that would allow nothing.
+func TestCheckHostRefusesANameDNSCannotHold(t *testing.T) {
+	long := strings.Repeat("a", 64)
+	for _, bad := range []string{"pay..example", "..", "...", ".pay.example", "pay.example..", "pay..example:443",
+		long + ".example", "bücher..example"} {
+		assert.ErrorContains(t, CheckHost(bad), "is not a host name or IP address", bad)
+	}
+	for _, good := range []string{"pay.example.", "pay.example.:443", strings.Repeat("a", 63) + ".example", "localhost."} {
+		assert.NoError(t, CheckHost(good), good)
+	}
+}

@@ -11,9 +11,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/taipattern/taikit/examples/internal/httpapi"
 	"github.com/taipattern/taikit/kaizen"
@@ -43,9 +45,26 @@ func (e *Env) String(name, def string) string {
 	return def
 }
 
-// Duration returns the variable name as a duration, or def.
+// Duration returns the variable name as a duration, as time.ParseDuration
+// reads it ("1m30s"), or def. One longer than a time.Duration holds (about
+// 292 years) is said to be out of range, as an integer too large is.
 func (e *Env) Duration(name string, def time.Duration) time.Duration {
-	return parse(e, name, def, time.ParseDuration, "a duration")
+	return parse(e, name, def, parseDuration, "a duration")
+}
+
+// durationSyntax is what time.ParseDuration reads: a sign, then numbers,
+// each with its unit.
+var durationSyntax = regexp.MustCompile(`^[-+]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h))+$`)
+
+// parseDuration is time.ParseDuration, but for a duration too long for a
+// time.Duration it returns strconv.ErrRange: time.ParseDuration words it
+// as it words a string that is no duration at all.
+func parseDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil && durationSyntax.MatchString(s) {
+		return 0, strconv.ErrRange
+	}
+	return d, err
 }
 
 // Int returns the variable name as an integer, or def. It reads it as
@@ -332,7 +351,9 @@ func (s *Serving) Finish() error {
 	if len(s.AllowedHosts) == 0 {
 		s.AllowedHosts = httpapi.DefaultHosts(s.Addr)
 	}
-	if _, port, err := net.SplitHostPort(s.Addr); err != nil || port == "" {
+	// White space around it (an env file's) would have the host taken for
+	// one beyond loopback, or the listen fail on a port " 3001".
+	if _, port, err := net.SplitHostPort(s.Addr); err != nil || port == "" || strings.ContainsFunc(s.Addr, unicode.IsSpace) {
 		errs = append(errs, fmt.Errorf("-addr %q is not host:port (127.0.0.1:%d, or :%d for every interface)", s.Addr, s.port, s.port))
 	} else if !s.APIToken.IsSet() && !httpapi.IsLoopback(s.Addr) {
 		errs = append(errs, fmt.Errorf("-addr %s listens beyond loopback without -api-token: anyone who reaches the port could call the API; set -api-token (or -api-token-file), or listen on 127.0.0.1", s.Addr))

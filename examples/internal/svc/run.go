@@ -62,6 +62,11 @@ func CheckLogLevel(level string) error {
 // here and changes nothing (the lock file and directories it made are
 // taken away again).
 func Listen(dataDir, addr string) (*datadir.Lock, net.Listener, error) {
+	if dataDir == "" {
+		// Clean would make it ".", the working directory.
+		return nil, nil, errors.New("data directory: no path given")
+	}
+	dataDir = filepath.Clean(dataDir) // as Acquire takes it
 	made := missingDirs(dataDir)
 	_, err := os.Lstat(filepath.Join(dataDir, datadir.LockFile))
 	madeLockFile := errors.Is(err, fs.ErrNotExist)

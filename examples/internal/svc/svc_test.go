@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -165,6 +167,30 @@ func TestEnv(t *testing.T) {
 
 // TestEnvIntAsTheFlag: a variable is the default of its flag, and means
 // what the flag would: -workers 0x40 and WORKERS=0x40 alike.
+// A duration too long for a time.Duration (about 292 years) is said to be
+// out of range, as an integer too large is, not to be no duration at all:
+// time.ParseDuration words both alike.
+func TestEnvDurationOutOfRange(t *testing.T) {
+	vars := map[string]string{
+		"LONG": "9999999999h", "JUST_OVER": "2562047h47m16.854775808s", "NEGATIVE": "-2562047h47m16.854775809s",
+		"LONGEST": "2562047h47m16.854775807s", "SHORTEST": "-2562047h47m16.854775808s",
+		"NO_UNIT": "5", "WORD": "soon", "EMPTY_UNIT": ".s",
+	}
+	e := svc.NewEnv(func(k string) string { return vars[k] })
+	for _, name := range []string{"LONG", "JUST_OVER", "NEGATIVE", "NO_UNIT", "WORD", "EMPTY_UNIT"} {
+		assert.Equal(t, time.Second, e.Duration(name, time.Second), name)
+	}
+	assert.Equal(t, time.Duration(math.MaxInt64), e.Duration("LONGEST", 0))
+	assert.Equal(t, time.Duration(math.MinInt64), e.Duration("SHORTEST", 0))
+	err := e.Err()
+	for _, name := range []string{"LONG", "JUST_OVER", "NEGATIVE"} {
+		assert.ErrorContains(t, err, name+"="+strconv.Quote(vars[name])+" is out of range for a duration")
+	}
+	for _, name := range []string{"NO_UNIT", "WORD", "EMPTY_UNIT"} {
+		assert.ErrorContains(t, err, name+"="+strconv.Quote(vars[name])+" is not a duration")
+	}
+}
+
 func TestEnvIntAsTheFlag(t *testing.T) {
 	vars := map[string]string{"HEX": "0x40", "UNDERSCORES": "1_000", "OCTAL": "0o17", "HUGE": "99999999999999999999"}
 	e := svc.NewEnv(func(k string) string { return vars[k] })
@@ -211,6 +237,20 @@ func TestListenRefusesABusyDirAndPort(t *testing.T) {
 // A start that fails on its port leaves an existing data dir as it found
 // it: the lock file it created there is taken away, as it is from a
 // directory it made; one that was there stays.
+// A data dir written with a ".." after a link is the one Acquire takes
+// (the link's name taken away), and a failed start takes away what it
+// made of that one, not of the path through the link.
+func TestListenOnABusyPortLeavesNoDirectoryAfterDotDot(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	base := t.TempDir()
+	require.NoError(t, os.Symlink(t.TempDir(), filepath.Join(base, "link")))
+	_, _, err = svc.Listen(base+"/link/../data", ln.Addr().String())
+	require.ErrorContains(t, err, "cannot listen on -addr")
+	assert.NoDirExists(t, filepath.Join(base, "data"), "a failed start changes nothing")
+}
+
 func TestListenOnABusyPortLeavesNoLockFile(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -230,6 +270,20 @@ func TestListenOnABusyPortLeavesNoLockFile(t *testing.T) {
 	lock, err := datadir.Acquire(kept)
 	require.NoError(t, err, "the directory is free again")
 	require.NoError(t, lock.Release())
+}
+
+// An address with white space around it (ADDR=" 127.0.0.1:3009" from an
+// env file) is refused as not host:port, quoted so that the space shows,
+// not said to listen beyond loopback, nor left for the listen to fail on.
+func TestAddrWithWhiteSpace(t *testing.T) {
+	for _, addr := range []string{" 127.0.0.1:3009", "127.0.0.1:3009 ", "127.0.0.1:3009\n", "\t:3009"} {
+		for _, args := range [][]string{nil, {"-api-token", "t0ken"}} {
+			_, err := parse(t, map[string]string{"ADDR": addr}, args...)
+			require.Error(t, err, "%q %q", addr, args)
+			assert.ErrorContains(t, err, "-addr "+strconv.Quote(addr)+" is not host:port", addr)
+			assert.NotContains(t, err.Error(), "beyond loopback", addr)
+		}
+	}
 }
 
 func TestMalformedAddr(t *testing.T) {
@@ -822,4 +876,14 @@ func TestStartCutShort(t *testing.T) {
 	assert.NoError(t, svc.StartCutShort(ctx, failed, log))
 	assert.Contains(t, logs.String(), `msg="stopped before it was ready"`)
 	assert.NoError(t, svc.StartCutShort(ctx, nil, log))
+}
+
+// TestListenRefusesAnEmptyDataDir: an empty data dir is not the working
+// directory; Listen takes nothing, not even the port.
+func TestListenRefusesAnEmptyDataDir(t *testing.T) {
+	lock, ln, err := svc.Listen("", "127.0.0.1:0")
+	require.ErrorContains(t, err, "data directory: no path given")
+	assert.Nil(t, lock)
+	assert.Nil(t, ln)
+	assert.NoFileExists(t, datadir.LockFile, "no lock file made in the working directory")
 }
