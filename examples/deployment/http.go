@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/url"
@@ -381,11 +383,15 @@ func (s *Service) endCutOffStart(ctx context.Context, d *Deployment, rev uint64,
 	return true
 }
 
-// preferAsync reports a Prefer: respond-async header (RFC 7240).
+// preferAsync reports a Prefer: respond-async header (RFC 7240), among
+// other preferences, in any case, with or without ";" parameters or a
+// value: a preference is its name, up to an "=" or a ";".
 func preferAsync(r *http.Request) bool {
 	for _, v := range r.Header.Values("Prefer") {
 		for _, p := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(p), "respond-async") {
+			name, _, _ := strings.Cut(p, ";")
+			name, _, _ = strings.Cut(name, "=")
+			if strings.EqualFold(strings.TrimSpace(name), "respond-async") {
 				return true
 			}
 		}
@@ -618,19 +624,15 @@ func (s *Service) command(action string) http.HandlerFunc {
 		var body struct {
 			Reason string `json:"reason"`
 		}
-		if r.ContentLength != 0 {
-			raw, err := httpapi.ReadBody(w, r, maxBody)
-			if err != nil {
+		raw, err := commandBody(w, r)
+		if err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		if len(raw) > 0 {
+			if err := httpapi.Decode(raw, &body); err != nil {
 				httpapi.WriteError(w, err)
 				return
-			}
-			// A body sent chunked may turn out empty: no reason, as with
-			// Content-Length: 0.
-			if len(raw) > 0 {
-				if err := httpapi.Decode(raw, &body); err != nil {
-					httpapi.WriteError(w, err)
-					return
-				}
 			}
 		}
 		if err := checkReason(body.Reason); err != nil {
@@ -702,6 +704,27 @@ func (s *Service) command(action string) http.HandlerFunc {
 		})
 		httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"deployment_id": d.ID, "action": action, "status": "sent"})
 	}
+}
+
+// commandBody reads the body of a command, nil when there is none: sent
+// with Content-Length: 0, or chunked and empty (no reason), with or
+// without a Content-Type. A body that is not empty needs its
+// Content-Type, as every request body does (httpapi.ReadBody).
+func commandBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength == 0 {
+		return nil, nil
+	}
+	if r.ContentLength < 0 && r.Header.Get("Content-Type") == "" {
+		br := bufio.NewReader(r.Body)
+		if _, err := br.Peek(1); errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{br, r.Body}
+	}
+	return httpapi.ReadBody(w, r, maxBody)
 }
 
 // endWait bounds how long a command refused for an end on its way waits
