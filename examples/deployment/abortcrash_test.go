@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,12 +20,7 @@ import (
 // would lose why it was rolled back.
 func TestAbortStoredBeforeACrash(t *testing.T) {
 	dir := t.TempDir()
-	args := []string{"-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0"}
-	c := startChild(t, dir, args...)
-	id := deploy(t, c.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
-	waitFor(t, c.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
-	require.NoError(t, c.Cmd.Process.Signal(syscall.SIGKILL))
-	<-c.Done
+	id := killedInCanary(t, dir)
 
 	// The abort the API stores, written while the service is down: as if
 	// it had been answered just before the kill.
@@ -44,7 +38,7 @@ func TestAbortStoredBeforeACrash(t *testing.T) {
 	nc.Close()
 	require.NoError(t, n.Shutdown(ctx))
 
-	c = startChild(t, dir, args...)
+	c := startChild(t, dir, canaryHourArgs...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("restarted service's log:\n%s", c.Logs.String())

@@ -457,19 +457,30 @@ func TestListKaizenMetricsAudit(t *testing.T) {
 	}
 }
 
+// canaryHourArgs are the flags of a service whose canary bakes for an
+// hour: a rollout stays in it.
+var canaryHourArgs = []string{"-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0"}
+
+// killedInCanary starts the service on dir (canaryHourArgs), rolls
+// v2.0.0 of api-service out to us-west-2 and kills the service (SIGKILL)
+// once the canary has begun; it returns the deployment's ID.
+func killedInCanary(t *testing.T, dir string) string {
+	t.Helper()
+	c := startChild(t, dir, canaryHourArgs...)
+	id := deploy(t, c.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
+	waitFor(t, c.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
+	require.NoError(t, c.Cmd.Process.Signal(syscall.SIGKILL))
+	<-c.Done
+	return id
+}
+
 // TestCrashMidRollout: the service is killed (SIGKILL) during a canary;
 // started again on the same data, it ends the deployment — rolled back,
 // traffic on the old version — and never runs it twice.
 func TestCrashMidRollout(t *testing.T) {
 	dir := t.TempDir()
-	args := []string{"-stages", "canary:5:1h,staging:25:1h,prod:100:0s", "-health-interval", "25ms", "-min-requests", "0"}
-	c := startChild(t, dir, args...)
-	id := deploy(t, c.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"}, "Prefer", "respond-async").deployment(t).ID
-	waitFor(t, c.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
-	require.NoError(t, c.Cmd.Process.Signal(syscall.SIGKILL))
-	<-c.Done
-
-	c = startChild(t, dir, args...)
+	id := killedInCanary(t, dir)
+	c := startChild(t, dir, canaryHourArgs...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("restarted service's log:\n%s", c.Logs.String())
