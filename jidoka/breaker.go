@@ -49,6 +49,7 @@ type Breaker struct {
 	cur   atomic.Pointer[period]
 	s     settings
 	epoch time.Time // times are nanoseconds since epoch, read with time.Since
+	wall  wallClock // makes times of them for events, errors and Snapshot
 
 	mu        sync.Mutex // serialises state changes and half-open leases
 	trips     int
@@ -113,8 +114,9 @@ func NewBreaker(opts BreakerOptions) (*Breaker, error) {
 // the monotonic clock, about half the cost of time.Now.
 func (b *Breaker) now() int64 { return int64(time.Since(b.epoch)) }
 
-// at converts a reading of now to a time.Time.
-func (b *Breaker) at(n int64) time.Time { return b.epoch.Add(time.Duration(n)) }
+// at converts a reading of now to a time.Time whose wall clock reads as
+// today's, however the wall clock was set since the breaker was made.
+func (b *Breaker) at(n int64) time.Time { return b.wall.at(b.epoch, time.Duration(n)) }
 
 // Name returns BreakerOptions.Name.
 func (b *Breaker) Name() string { return b.s.name }

@@ -69,7 +69,10 @@ type TimeoutOptions struct {
 // ends first, the call's error is returned as it is.
 //
 // The deadline is kept on the monotonic clock, as time.Since measures:
-// a step of the wall clock does not move it.
+// a step of the wall clock does not move it. The context's Deadline reads
+// as context.WithTimeout's would, by the wall clock too: the wall clock as
+// it reads now plus the time left, even when the wall clock was set (or
+// the machine slept) since the Timeout was made.
 //
 // A Timeout allocates one context per call, and sets no timer per call:
 // every call gets a context of its own, never reused, since a call may hand
@@ -92,6 +95,7 @@ type Timeout struct {
 	name  string
 	d     time.Duration
 	epoch time.Time // deadlines are kept as monotonic time since epoch
+	wall  wallClock // makes times of them for Deadline
 	// armed keeps the contexts to be woken at their deadlines.
 	armed *deadlines.Set[deadlineCtx]
 }
@@ -137,7 +141,10 @@ func (t *Timeout) Do(ctx context.Context, fn func(context.Context) error) error 
 	if deadline < 0 { // too long to add: the farthest time there is
 		deadline = math.MaxInt64
 	}
-	if pd, ok := ctx.Deadline(); ok && pd.Sub(t.epoch) <= deadline {
+	// time.Until, not pd.Sub(t.epoch): a deadline made from the wall clock
+	// alone (time.Unix, a timestamp received) is then compared with the
+	// wall clock as it reads now, not as it read when t was made.
+	if pd, ok := ctx.Deadline(); ok && time.Until(pd) <= deadline-now {
 		// The caller's deadline comes first: it is the one that counts,
 		// and its expiry is the caller's, not this Timeout's. The call
 		// still gets a context of its own, with no timer, that ends when
@@ -236,7 +243,7 @@ func (c *deadlineCtx) Deadline() (time.Time, bool) {
 	if c.inherited {
 		return c.Context.Deadline()
 	}
-	return c.to.epoch.Add(c.links.At), true
+	return c.to.wall.at(c.to.epoch, c.links.At), true
 }
 
 func (c *deadlineCtx) Done() <-chan struct{} {
