@@ -272,7 +272,7 @@ func TestSlotMemoryBound(t *testing.T) {
 		allocated = min(allocated, after.TotalAlloc-before.TotalAlloc)
 
 		k := (*s.kinds.Load())["k"]
-		sl := &k.rings[0].slots[(now.UnixNano()/k.rings[0].width)%2]
+		sl := &k.rings[0].slots[k.rings[0].epochOf(now.UnixNano())%2]
 		chunks = 0
 		for _, c := range sl.hist.chunks {
 			if c != nil {

@@ -53,7 +53,9 @@ type StatsOptions struct {
 	// Resolution is the number of slots a window is cut into, from 1 to
 	// 1000. Zero means 12. A window of length W covers the last W rounded
 	// to its slot width W/Resolution: between W-W/Resolution and W of
-	// history. Memory per kind grows with len(Windows) × Resolution: up to
+	// history. When Resolution does not divide W, the slots are W/Resolution
+	// rounded to a nanosecond, some up and some down, so that Resolution
+	// of them make W exactly (Period.End less Period.Start). Memory per kind grows with len(Windows) × Resolution: up to
 	// about 59 KB per slot (see above).
 	Resolution int
 	// MaxKinds bounds the number of signal kinds kept. Records of further

@@ -44,12 +44,31 @@ type statsModel struct {
 // by a window: one ending now, or the window before it, reads it.
 func (m *statsModel) kept(t, now int64) bool {
 	for _, w := range m.windows {
-		width := int64(w) / m.res
-		if t >= 0 && t/width > now/width-2*m.res {
+		if t >= 0 && m.slot(w, t) > m.slot(w, now)-2*m.res {
 			return true
 		}
 	}
 	return false
+}
+
+// slot returns the number of the slot of window w that holds time t:
+// t×res/w rounded down. Slot k starts at k×w/res rounded up (slotStart):
+// res slots make w exactly, when res does not divide w too.
+func (m *statsModel) slot(w time.Duration, t int64) int64 {
+	q, r := new(big.Int).QuoRem(new(big.Int).Mul(big.NewInt(t), big.NewInt(m.res)), big.NewInt(int64(w)), new(big.Int))
+	if r.Sign() < 0 {
+		q.Sub(q, big.NewInt(1))
+	}
+	return q.Int64()
+}
+
+// slotStart returns when slot k of window w starts: k×w/res rounded up.
+func (m *statsModel) slotStart(w time.Duration, k int64) int64 {
+	q, r := new(big.Int).QuoRem(new(big.Int).Mul(big.NewInt(k), big.NewInt(int64(w))), big.NewInt(m.res), new(big.Int))
+	if r.Sign() > 0 {
+		q.Add(q, big.NewInt(1))
+	}
+	return q.Int64()
 }
 
 func (m *statsModel) observe(r modelRecord, now int64) {
@@ -84,8 +103,7 @@ type modelPeriod struct {
 }
 
 func (m *statsModel) period(kind string, w time.Duration, last, now int64) modelPeriod {
-	width := int64(w) / m.res
-	p := modelPeriod{start: (last - m.res + 1) * width, end: (last + 1) * width}
+	p := modelPeriod{start: m.slotStart(w, last-m.res+1), end: m.slotStart(w, last+1)}
 	sum := new(big.Int)
 	for _, r := range m.records {
 		if r.kind != kind || r.at < p.start || r.at >= p.end {
@@ -123,7 +141,7 @@ func (m *statsModel) period(kind string, w time.Duration, last, now int64) model
 	if p.total > 0 {
 		p.mean = time.Duration(sum.Quo(sum, new(big.Int).SetUint64(p.total)).Int64())
 	}
-	length := m.res * width
+	length := int64(w)
 	covered := min(p.end, now) - max(p.start, m.since)
 	covered = max(covered, min(int64(time.Second), length))
 	p.throughput = float64(p.total) / time.Duration(min(covered, length)).Seconds()
@@ -213,7 +231,7 @@ func (m *statsModel) check(s *kaizen.Stats) string {
 			if !ok {
 				return fmt.Sprintf("kind %q window %v missing from Window", kind, w)
 			}
-			last := now / (int64(w) / m.res)
+			last := m.slot(w, now)
 			cur, prev := m.period(kind, w, last, now), m.period(kind, w, last-m.res, now)
 			if m.ahead[kind] {
 				// A record ahead of now gives its slot up to one observed
@@ -416,10 +434,10 @@ func runStatsModel(t *testing.T, opts kaizen.StatsOptions, steps []statsStep) (f
 			if st.back >= 0 || st.edge != 0 {
 				end = now.Add(-st.back)
 				if st.edge != 0 {
-					width := int64(m.windows[st.edgeWindow]) / m.res
-					slot := now.UnixNano() / width
+					w := m.windows[st.edgeWindow]
+					slot := m.slot(w, now.UnixNano())
 					at := map[int]int64{1: slot, 2: slot - m.res + 1, 3: slot - 2*m.res + 1, 4: slot + 1, 5: slot + st.ahead}[st.edge]
-					end = time.Unix(0, at*width-int64(st.edgeBefore))
+					end = time.Unix(0, m.slotStart(w, at)-int64(st.edgeBefore))
 				}
 				r.Start = end.Add(-st.rec.d)
 			}

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -941,5 +942,47 @@ func TestStatsRecordStartedPastUnixNanosFinishingNowCounts(t *testing.T) {
 		require.True(t, ok)
 		assert.Equal(t, uint64(1), w.Current.Total)
 		assert.Equal(t, uint64(1), w.Current.Outcomes.Failed)
+	})
+}
+
+// TestStatsWindowNotAMultipleOfItsResolution: a window of W cut into
+// Resolution slots covers between W-W/Resolution and W of history at
+// every moment, also when Resolution does not divide W (1m in 7 slots of
+// 8.571428571428…s). A record that finished W-W/Resolution ago, or
+// later, is in the current window; one that finished W ago is not.
+func TestStatsWindowNotAMultipleOfItsResolution(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const w, res = time.Minute, 7
+		s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{w}, Resolution: res})
+		require.NoError(t, err)
+		ctx := context.Background()
+		// The longest whole number of nanoseconds no more than
+		// W-W/Resolution: 51428571428ns.
+		kept := (int64(w)*(res-1) - 1) / res
+		// The moments around the slot edges a width rounded either way
+		// would give: W/Resolution rounded down (8571428571ns) and k×W/
+		// Resolution rounded down and up, for a few slots from now.
+		var at []int64
+		first := time.Now().UnixNano()/int64(w)*res + res
+		for k := first; k < first+3; k++ {
+			exact := k * int64(w) / res
+			at = append(at, k*(int64(w)/res)-1, k*(int64(w)/res), exact-1, exact, exact+1, exact+2)
+		}
+		slices.Sort(at)
+		at = slices.Compact(at)
+		for i, nanos := range at {
+			time.Sleep(time.Until(time.Unix(0, nanos)))
+			now := time.Now()
+			require.Equal(t, nanos, now.UnixNano())
+			kind := "k" + strconv.Itoa(i)
+			s.Observe(ctx, rec(kind, tai.Succeeded, tai.Allow, now.Add(-time.Duration(kept)), 0))
+			s.Observe(ctx, rec(kind, tai.Failed, tai.Allow, now.Add(-w), 0))
+			got, ok := s.Window(kind, w)
+			require.True(t, ok)
+			assert.Equal(t, kaizen.OutcomeCounts{Succeeded: 1}, got.Current.Outcomes,
+				"at %v: the record of %v ago, and not the one of %v ago", now, time.Duration(kept), w)
+			assert.Equal(t, w, got.Current.End.Sub(got.Current.Start), "current period at %v", now)
+			assert.Equal(t, w, got.Previous.End.Sub(got.Previous.Start), "previous period at %v", now)
+		}
 	})
 }

@@ -12,7 +12,7 @@ const numOutcomes = int(tai.Failed) + 1
 
 // slot holds what happened to one kind in one time slot of a ring.
 type slot struct {
-	epoch    int64 // the slot's start divided by its width; -1 when unused
+	epoch    int64 // the slot's number, ring.epochOf its start; -1 when unused
 	total    uint64
 	outcomes [numOutcomes]uint64
 	verdicts [tai.Deny + 1]uint64
@@ -70,10 +70,13 @@ func (s sum128) mean(n uint64) time.Duration {
 }
 
 // ring keeps the slots of one window: 2×n slots of width window/n, enough
-// for the current window and the one before it.
+// for the current window and the one before it. When n does not divide
+// the window, slot k starts at k×window/n rounded up to a nanosecond:
+// some slots are a nanosecond longer than others, n slots always make the
+// window exactly, and a window ending now covers between window-window/n
+// and window of history, as StatsOptions.Resolution says.
 type ring struct {
 	window time.Duration
-	width  int64 // nanoseconds
 	n      int64 // slots per window
 	slots  []slot
 	// merge lists the histograms of the slots a period merges: scratch
@@ -82,11 +85,43 @@ type ring struct {
 }
 
 func newRing(window time.Duration, n int) ring {
-	r := ring{window: window, width: int64(window) / int64(n), n: int64(n), slots: make([]slot, 2*n)}
+	r := ring{window: window, n: int64(n), slots: make([]slot, 2*n)}
 	for i := range r.slots {
 		r.slots[i].epoch = -1
 	}
 	return r
+}
+
+// epochOf returns the slot that holds time t (Unix nanoseconds):
+// t×n/window rounded down, in 128 bits, which t×n can need.
+func (r *ring) epochOf(t int64) int64 {
+	n, w := uint64(r.n), uint64(r.window)
+	if t >= 0 {
+		hi, lo := bits.Mul64(uint64(t), n)
+		q, _ := bits.Div64(hi, lo, w) // hi < n ≤ 1000 < w: no overflow
+		return int64(q)
+	}
+	// -t×n/window rounded up, negated. uint64(-t) holds -MinInt64 too.
+	hi, lo := bits.Mul64(uint64(-t), n)
+	var carry uint64
+	lo, carry = bits.Add64(lo, w-1, 0)
+	q, _ := bits.Div64(hi+carry, lo, w)
+	return -int64(q)
+}
+
+// startOf returns when slot k starts (Unix nanoseconds): k×window/n
+// rounded up. Slot k+n starts exactly a window after slot k.
+func (r *ring) startOf(k int64) int64 {
+	q, j := k/r.n, k%r.n
+	if j < 0 {
+		q, j = q-1, j+r.n
+	}
+	// j×window/n rounded up: below window, so the quotient fits.
+	hi, lo := bits.Mul64(uint64(j), uint64(r.window))
+	var carry uint64
+	lo, carry = bits.Add64(lo, uint64(r.n-1), 0)
+	f, _ := bits.Div64(hi+carry, lo, uint64(r.n))
+	return q*int64(r.window) + int64(f)
 }
 
 // slotAt returns the slot for time t (Unix nanoseconds), reset if it held
@@ -104,13 +139,13 @@ func (r *ring) slotAt(t int64) *slot {
 	if t < 0 {
 		return nil
 	}
-	epoch := t / r.width
+	epoch := r.epochOf(t)
 	s := &r.slots[epoch%int64(len(r.slots))]
 	if s.epoch == epoch {
 		return s
 	}
 	nowNanos := time.Now().UnixNano()
-	now := nowNanos / r.width
+	now := r.epochOf(nowNanos)
 	if r.tooOld(t, nowNanos) {
 		// No window ending now reads t: the slot would keep a record
 		// nobody counts, and Stats would take its time for when the
@@ -132,16 +167,14 @@ func (r *ring) slotAt(t int64) *slot {
 // tooOld reports whether time t is before the window that ends at now
 // (Unix nanoseconds) and the one before it.
 func (r *ring) tooOld(t, now int64) bool {
-	return t/r.width <= now/r.width-int64(len(r.slots))
+	return r.epochOf(t) <= r.epochOf(now)-int64(len(r.slots))
 }
 
 // period merges the n slots that end with the slot of epoch last. Its
 // Throughput is per second of the time it covers up to now, from since on.
 func (r *ring) period(last, now, since int64) Period {
-	p := Period{
-		Start: time.Unix(0, (last-r.n+1)*r.width).UTC(),
-		End:   time.Unix(0, (last+1)*r.width).UTC(),
-	}
+	start, end := r.startOf(last-r.n+1), r.startOf(last+1)
+	p := Period{Start: time.Unix(0, start).UTC(), End: time.Unix(0, end).UTC()}
 	var sum sum128
 	r.merge = r.merge[:0]
 	for i := range r.slots {
@@ -177,8 +210,8 @@ func (r *ring) period(last, now, since int64) Period {
 		p.P90 = p.Quantile(0.9)
 		p.P99 = p.Quantile(0.99)
 	}
-	length := r.n * r.width
-	covered := min((last+1)*r.width, now) - max((last-r.n+1)*r.width, since)
+	length := int64(r.window)
+	covered := min(end, now) - max(start, since)
 	// At least a second (or the whole period, if shorter): one signal in
 	// the first millisecond is not a thousand a second.
 	covered = max(covered, min(int64(time.Second), length))
@@ -190,7 +223,7 @@ func (r *ring) period(last, now, since int64) Period {
 // when the statistics begin: a window's Throughput counts no time before
 // it.
 func (r *ring) stats(now, since int64, tol Tolerance) WindowStats {
-	last := now / r.width
+	last := r.epochOf(now)
 	cur, prev := r.period(last, now, since), r.period(last-r.n, now, since)
 	return WindowStats{Window: r.window, Current: cur, Previous: prev, Trend: trendsOf(cur, prev, tol)}
 }
