@@ -35,9 +35,16 @@ type TracerOptions struct {
 	Provider trace.TracerProvider
 	// SignalID records the signal's ID on its spans as taikit.signal.id.
 	// Off by default: an ID can be an idempotency key a client chose. The
-	// signal's Key is never recorded.
+	// signal's Key is never recorded. The ID is cut to MaxSignalIDLen
+	// bytes.
 	SignalID bool
 }
+
+// MaxSignalIDLen is the length, in bytes, a signal's ID is cut to in
+// taikit.signal.id (TracerOptions.SignalID), at a character boundary: a
+// client may choose IDs of any length, and an OpenTelemetry SDK cuts
+// attribute values only when its AttributeValueLengthLimit is set.
+const MaxSignalIDLen = 256
 
 // Tracer is a tai.Tracer that records OpenTelemetry spans: a root span per
 // signal (named after its Kind) with a child per stage — each gate
@@ -62,6 +69,7 @@ type TracerOptions struct {
 // recorded with U+FFFD in place of each run of bytes that is not: OTLP
 // carries UTF-8 alone, and an exporter refuses a batch holding anything
 // else.
+// A signal ID is cut to MaxSignalIDLen bytes, at a character boundary.
 //
 // A Tracer builds the name and attributes of the spans of a kind, stage
 // and hook name once and keeps them, for up to 1024 of them, each with a
@@ -165,7 +173,7 @@ func (t *Tracer) Start(ctx context.Context, info tai.SpanInfo) (context.Context,
 	shape := t.shape(info)
 	opts := shape.opts
 	if t.signalID {
-		opts = append(opts[:len(opts):len(opts)], trace.WithAttributes(attrSignalID.String(utf8text.Clean(info.SignalID))))
+		opts = append(opts[:len(opts):len(opts)], trace.WithAttributes(attrSignalID.String(utf8text.Cut(info.SignalID, MaxSignalIDLen))))
 	}
 	tr := t.tracer
 	if tr == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -573,5 +574,27 @@ func TestTracerNamesAnAbandonedSignalsErrorType(t *testing.T) {
 				assert.Equal(t, c.want, s.Status().Description, name)
 			}
 		})
+	}
+}
+
+// A signal's ID is cut, at a character boundary, to MaxSignalIDLen bytes:
+// an SDK without an AttributeValueLengthLimit would export it whole,
+// however long a client made it.
+func TestTracerCutsALongSignalID(t *testing.T) {
+	sr, tp := newRecorder(t)
+	p, err := pipelinetest.New(tai.WithTracer(kaizenotel.NewTracer(kaizenotel.TracerOptions{Provider: tp, SignalID: true})))
+	require.NoError(t, err)
+	id := "idem-" + strings.Repeat("ü", kaizenotel.MaxSignalIDLen) // a 2-byte character across the cut
+	sig := pipelinetest.Signals()[0]
+	sig.ID = id
+	_, err = p.Process(context.Background(), sig)
+	require.NoError(t, err)
+	spans := sr.Ended()
+	require.NotEmpty(t, spans)
+	for _, s := range spans {
+		got := attrs(s)["taikit.signal.id"]
+		assert.LessOrEqual(t, len(got), kaizenotel.MaxSignalIDLen, "%s", s.Name())
+		assert.Greater(t, len(got), kaizenotel.MaxSignalIDLen-utf8.UTFMax, "%s: cut no shorter than a character", s.Name())
+		assert.True(t, strings.HasPrefix(id, got) && utf8.ValidString(got), "%s: %q", s.Name(), got)
 	}
 }

@@ -26,6 +26,17 @@ const instrumentation = "github.com/taipattern/taikit/kanban/kanbanotel"
 // from 1; OpenTelemetry's messaging conventions have no general one.
 const AttemptKey = attribute.Key("kanban.delivery.attempt")
 
+// MaxMessageIDLen is the length, in bytes, a message ID is cut to in a
+// span's messaging.message.id, at a character boundary: a publisher may
+// choose IDs of any length, and an OpenTelemetry SDK cuts attribute values
+// only when its AttributeValueLengthLimit is set.
+const MaxMessageIDLen = 256
+
+// MaxErrorTextLen is the length, in bytes, an error's text is cut to in a
+// span's status description (TracerOptions.ErrorText), at a character
+// boundary: an error may quote a whole message.
+const MaxErrorTextLen = 1024
+
 // TracerOptions configure NewTracer. The zero value uses the global
 // TracerProvider and records no error text.
 type TracerOptions struct {
@@ -37,7 +48,8 @@ type TracerOptions struct {
 	// ErrorText puts an error's text in its span's status description.
 	// Off by default: a handler's error may quote what it was working on
 	// (an account, a card), which must not leave the service in traces;
-	// the span then has status Error with the error.type alone.
+	// the span then has status Error with the error.type alone. The text
+	// is cut to MaxErrorTextLen bytes.
 	ErrorText bool
 }
 
@@ -90,6 +102,8 @@ type TracerOptions struct {
 // A message ID, queue or error text that is not UTF-8 is recorded with
 // U+FFFD in place of each run of bytes that is not: OTLP carries UTF-8
 // alone, and an exporter refuses a batch holding anything else.
+// A message ID is cut to MaxMessageIDLen bytes and an error text to
+// MaxErrorTextLen, each at a character boundary.
 func NewTracer(opts TracerOptions) kanban.Tracer {
 	if typednil.Holds(opts.Provider) {
 		// It would panic at the first span, in a publisher or in a
@@ -164,7 +178,7 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 	// Of the message, not the queue: no sampler needs them, so they are
 	// built only for a span that records.
 	if op.MessageID != "" {
-		span.SetAttributes(semconv.MessagingMessageID(utf8text.Clean(op.MessageID)))
+		span.SetAttributes(semconv.MessagingMessageID(utf8text.Cut(op.MessageID, MaxMessageIDLen)))
 	}
 	if op.Type == kanban.OpProcess {
 		span.SetAttributes(AttemptKey.Int(op.Attempt))
@@ -198,7 +212,7 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 		typ = errorType(err)
 		desc = typ
 		if t.opts.ErrorText {
-			desc = utf8text.Clean(err.Error())
+			desc = utf8text.Cut(err.Error(), MaxErrorTextLen)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package kanbanotel_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -663,4 +664,31 @@ func TestTracerGivesTheSamplerTheCreationContext(t *testing.T) {
 	require.Len(t, ended, 2)
 	require.Len(t, ended[1].Links(), 1)
 	assert.True(t, send.Equal(ended[1].Links()[0].SpanContext.WithRemote(false)), "the link is the send span")
+}
+
+// A message ID and an error's text are cut, at a character boundary, to
+// MaxMessageIDLen and MaxErrorTextLen bytes: an SDK without an
+// AttributeValueLengthLimit would export them whole, however long.
+func TestTracerCutsLongIDsAndErrorTexts(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tr := kanbanotel.NewTracer(kanbanotel.TracerOptions{Provider: tp, ErrorText: true})
+	id := "m-" + strings.Repeat("é", kanbanotel.MaxMessageIDLen) // a 2-byte character across the cut
+	text := "charging " + strings.Repeat("€", kanbanotel.MaxErrorTextLen)
+	for _, op := range []kanban.OperationType{kanban.OpSend, kanban.OpProcess} {
+		rec.Reset()
+		_, end := tr.Start(context.Background(), kanban.Operation{Type: op, System: "kanban", Queue: "orders", MessageID: id, Attempt: 1})
+		end(errors.New(text))
+		ended := rec.Ended()
+		require.Len(t, ended, 1)
+		got := attrs(ended[0])["messaging.message.id"].AsString()
+		assert.LessOrEqual(t, len(got), kanbanotel.MaxMessageIDLen, "%v", op)
+		assert.Greater(t, len(got), kanbanotel.MaxMessageIDLen-utf8.UTFMax, "%v: cut no shorter than a character", op)
+		assert.True(t, strings.HasPrefix(id, got) && utf8.ValidString(got), "%v: %q", op, got)
+		desc := ended[0].Status().Description
+		assert.LessOrEqual(t, len(desc), kanbanotel.MaxErrorTextLen, "%v", op)
+		assert.Greater(t, len(desc), kanbanotel.MaxErrorTextLen-utf8.UTFMax, "%v: cut no shorter than a character", op)
+		assert.True(t, strings.HasPrefix(text, desc) && utf8.ValidString(desc), "%v: %q", op, desc)
+	}
 }
