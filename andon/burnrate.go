@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,15 +109,50 @@ func BurnWindowsOf(pairs ...[]BurnWindow) []time.Duration {
 // holds, or of the first pair when none does, and Threshold is that pair's
 // Factor; Detail lists every window. Samples is the number of signals in
 // the longest window.
+//
+// The Objective and the Factors are taken as the decimals they are
+// written as: the budget of 0.9999 is 0.01%, and an error ratio of
+// exactly 14.4 times it burns at 14.4×, not above, although 1 − 0.9999
+// in floating point is a little less than 0.0001.
 func BurnRate(stats StatsSource, slo SLO, pairs ...BurnWindow) Condition {
 	slo.Errors = slices.Clone(slo.Errors)
-	return &burnRate{stats: stats, slo: slo, pairs: slices.Clone(pairs)}
+	c := &burnRate{stats: stats, slo: slo, pairs: slices.Clone(pairs), budget: 1 - slo.Objective,
+		limits: make([]float64, len(pairs))}
+	budget := decimal(slo.Objective) // then 1 − it
+	if budget != nil {
+		budget.Sub(big.NewRat(1, 1), budget)
+		c.budget, _ = budget.Float64()
+	}
+	for i, p := range c.pairs {
+		c.limits[i] = p.Factor * c.budget
+		if f := decimal(p.Factor); f != nil && budget != nil {
+			c.limits[i], _ = f.Mul(f, budget).Float64()
+		}
+	}
+	return c
 }
 
 type burnRate struct {
 	stats StatsSource
 	slo   SLO
 	pairs []BurnWindow
+	// budget is 1 − Objective, and limits[i] the error ratio above which
+	// pairs[i] burns faster than its Factor, each worked out exactly from
+	// the decimals and then rounded: an error ratio of exactly the limit
+	// rounds to it, and is not above it.
+	budget float64
+	limits []float64
+}
+
+// decimal returns v as the shortest decimal that reads back as v, the
+// number as it was written (0.9999, not 0.99990000000000001101…), or nil
+// for NaN and the infinities.
+func decimal(v float64) *big.Rat {
+	r, ok := new(big.Rat).SetString(strconv.FormatFloat(v, 'g', -1, 64))
+	if !ok {
+		return nil
+	}
+	return r
 }
 
 func (c *burnRate) validate() error {
@@ -144,9 +181,9 @@ func (c *burnRate) validate() error {
 			return fmt.Errorf("burn window %d: Factor %v is not a positive number", i, p.Factor)
 		}
 		// The error ratio is at most 1, so the burn rate at most 1/budget.
-		if r := p.Factor * (1 - c.slo.Objective); r >= 1 {
+		if r := c.limits[i]; r >= 1 {
 			return fmt.Errorf("burn window %d: Factor %v over an error budget of %.4g%% needs an error ratio above %.4g%%; it could never hold",
-				i, p.Factor, (1-c.slo.Objective)*100, r*100)
+				i, p.Factor, c.budget*100, r*100)
 		}
 		if err := checkWindows(c.stats, p.Long, p.Short); err != nil {
 			return err
@@ -156,25 +193,28 @@ func (c *burnRate) validate() error {
 }
 
 func (c *burnRate) Measure(context.Context, time.Time) (Measurement, error) {
-	budget := 1 - c.slo.Objective
 	outcomes := c.slo.errors()
-	burn := func(w time.Duration) (float64, uint64) {
+	// ratio returns the error ratio over w and the signals it rests on.
+	ratio := func(w time.Duration) (float64, uint64) {
 		ws, ok := c.stats.Window(c.slo.Kind, w)
 		if !ok {
 			return 0, 0
 		}
-		return ws.Current.Ratio(outcomes...) / budget, ws.Current.Total
+		return ws.Current.Ratio(outcomes...), ws.Current.Total
 	}
 	m := Measurement{Unit: UnitFactor}
 	var detail strings.Builder
 	var longest time.Duration
 	for i, p := range c.pairs {
-		long, n := burn(p.Long)
-		short, _ := burn(p.Short)
+		longRatio, n := ratio(p.Long)
+		shortRatio, _ := ratio(p.Short)
 		if p.Long > longest {
 			longest, m.Samples = p.Long, n
 		}
-		holds := long > p.Factor && short > p.Factor
+		// Compared as error ratios: the burn rates, divided, may round
+		// above the Factor where the ratio is exactly at its limit.
+		holds := longRatio > c.limits[i] && shortRatio > c.limits[i]
+		long, short := longRatio/c.budget, shortRatio/c.budget
 		if i == 0 || (holds && !m.Active) {
 			m.Value, m.Threshold = long, p.Factor
 		}
