@@ -279,7 +279,8 @@ func ReadToken(name, value, file string) (string, error) {
 // with the root's dot at its end (ops.example.), and an IP address is the
 // same in any spelling ([::1], [0:0:0:0:0:0:0:1]). An internationalized
 // name (bücher.example) is taken in the ASCII form a browser sends in the
-// Host header (xn--bcher-kva.example).
+// Host header (xn--bcher-kva.example), and an ideographic full stop (。)
+// as a dot, the root's at its end too.
 func AllowHosts(hosts []string, h http.Handler) http.Handler {
 	allowed := map[string]bool{}
 	for _, x := range hosts {
@@ -288,8 +289,10 @@ func AllowHosts(hosts []string, h http.Handler) http.Handler {
 		}
 		x = hostName(x)
 		if !isASCII(x) {
+			// An ideographic full stop (U+3002) at the end becomes the
+			// root's dot only now, after hostName trimmed the root's dot.
 			if a, err := idna.Lookup.ToASCII(x); err == nil {
-				x = a
+				x = strings.TrimSuffix(a, ".")
 			}
 		}
 		if x != "" {

@@ -523,6 +523,28 @@ func TestAllowHostsInternationalizedName(t *testing.T) {
 	}
 }
 
+// An entry ending in an ideographic full stop (U+3002), or its full- and
+// half-width forms, ends in the root's dot once in ASCII: it allows its
+// name as an entry ending in "." does.
+func TestAllowHostsInternationalizedRootDot(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
+	h := AllowHosts([]string{"例え。テスト。", "pay.example\u3002", "ops.example\uff0e:443", "api.example\uff61"}, ok)
+	for host, want := range map[string]int{
+		"xn--r8jz45g.xn--zckzah": 204, "xn--r8jz45g.xn--zckzah.:3001": 204,
+		"pay.example": 204, "PAY.EXAMPLE.": 204, "ops.example:80": 204, "api.example": 204,
+		"xn--r8jz45g.xn--zckzah..": 421, "evil.example": 421,
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Host = host
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		assert.Equal(t, want, rec.Code, host)
+	}
+	for _, entry := range []string{"例え。テスト。", "pay.example\u3002", "ops.example\uff0e:443", "api.example\uff61"} {
+		assert.NoError(t, CheckHost(entry), entry)
+	}
+}
+
 func TestIsLoopback(t *testing.T) {
 	assert.True(t, IsLoopback("127.0.0.1:3001"))
 	assert.True(t, IsLoopback("[::1]:3001"))
