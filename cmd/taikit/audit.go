@@ -58,10 +58,10 @@ FILE that is a regular file, which can be read again.
 Exit status: 0 when the files verify, 1 when they do not or cannot be read,
 2 when the command is called wrongly (no FILE, an empty FILE name, a FILE
 given twice, - with another FILE, -key-file - with FILE - or a FILE that is
-the standard input, a bad flag, a flag given an empty value or given twice,
-an unreadable -key-file, a key that is too short, a -key-file of more than
-64 KiB, a -genesis or -expect that is not a hash) or cannot write its
-result.`
+the standard input, a -key-file that is a FILE, a bad flag, a flag given an
+empty value or given twice, an unreadable -key-file, a key that is too
+short, a -key-file of more than 64 KiB, a -genesis or -expect that is not a
+hash) or cannot write its result.`
 
 // stdinArg is the FILE, or -key-file, that names the standard input.
 const stdinArg = "-"
@@ -105,6 +105,9 @@ func auditVerifyCommand() *command {
 					return usageError(stderr, path, "%v", err)
 				}
 				if err := distinctFiles("", files); err != nil {
+					return usageError(stderr, path, "%v", err)
+				}
+				if err := keyFileIsNoFILE(*keyFile, files); err != nil {
 					return usageError(stderr, path, "%v", err)
 				}
 				if *keyFile != "" {
@@ -157,6 +160,29 @@ func stdinOnce(keyFile string, files []string, stdin io.Reader) error {
 			if isStdin(f, stdin) {
 				return fmt.Errorf("FILE %s is the standard input, which -key-file - reads: give one of them as a file", f)
 			}
+		}
+	}
+	return nil
+}
+
+// keyFileIsNoFILE returns an error when the -key-file keyFile is one of
+// files, by the same name or another (a link): the trail given as its own
+// key by mistake would be read as the key, or, a named pipe, waited on for
+// a second writer. The standard input is stdinOnce's.
+func keyFileIsNoFILE(keyFile string, files []string) error {
+	if keyFile == "" || keyFile == stdinArg {
+		return nil
+	}
+	kfi, err := os.Stat(keyFile)
+	if err != nil {
+		return nil // readKey says why
+	}
+	for _, f := range files {
+		if f == stdinArg {
+			continue
+		}
+		if fi, err := os.Stat(f); err == nil && os.SameFile(kfi, fi) {
+			return fmt.Errorf("-key-file %s is the FILE %s: the key is read from a file of its own", keyFile, f)
 		}
 	}
 	return nil
@@ -219,11 +245,11 @@ func auditVerify(path string, opts kaizen.VerifyOptions, files []string, stdin i
 		}
 		fmt.Fprintf(stderr, "%s:%d: %s%s\n", ae.File, ae.Line, ae.Reason, hint)
 		return exitProblem
+	case errors.As(err, &ie): // before pe: the standard input's may wrap one
+		fmt.Fprintln(stderr, ie)
+		return exitProblem
 	case errors.As(err, &pe):
 		fmt.Fprintf(stderr, "%s: %v\n", pe.Path, err)
-		return exitProblem
-	case errors.As(err, &ie):
-		fmt.Fprintln(stderr, ie)
 		return exitProblem
 	default: // VerifyAuditFiles's other errors name an invalid option
 		return usageError(stderr, path, "%v", err)

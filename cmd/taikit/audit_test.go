@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -467,4 +468,33 @@ func TestAuditVerifyKeyFromStandardInput(t *testing.T) {
 			cliCase{c.name, args, c.code, c.stdout, c.stderr}.check(t, code, stdout, stderr)
 		})
 	}
+}
+
+// An error reading the standard input names it (standard input) alone, at
+// the start of the line, as its other errors do: an *fs.PathError under it
+// (the standard input is a directory, "< /var/log") had the message begin
+// with the path the runtime gives it, "/dev/stdin: (standard input): ...".
+func TestAuditVerifyStandardInputReadErrorNamesIt(t *testing.T) {
+	in := iotest.ErrReader(&fs.PathError{Op: "read", Path: "/dev/stdin", Err: errors.New("is a directory")})
+	code, stdout, stderr := runCLIWithStdin(in, "audit", "verify", "-")
+	assert.Equal(t, 1, code)
+	assert.Empty(t, stdout)
+	assert.Equal(t, "(standard input): kaizen: reading audit trail: read /dev/stdin: is a directory\n", stderr)
+}
+
+// A -key-file that is one of the FILEs (the trail given twice, once by
+// mistake as the key) is refused as a FILE given twice is: read as the
+// key, a trail of 64 KiB or less had the command say that the key was
+// wrong, and a named pipe given as both waited without end for a second
+// writer.
+func TestAuditVerifyKeyFileIsNoFILE(t *testing.T) {
+	f := newFixture(t)
+	link := filepath.Join(f.dir, "link.jsonl")
+	require.NoError(t, os.Symlink(f.two, link))
+	runCLICases(t, []cliCase{
+		{"by the same name", []string{"audit", "verify", "-key-file", f.one, f.one}, 2, "",
+			"taikit audit verify: -key-file " + f.one + " is the FILE " + f.one + ": the key is read from a file of its own\n"},
+		{"by another name", []string{"audit", "verify", "-key-file", link, f.one, f.two}, 2, "",
+			"taikit audit verify: -key-file " + link + " is the FILE " + f.two + ": the key is read from a file of its own\n"},
+	})
 }
