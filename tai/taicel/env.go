@@ -434,6 +434,11 @@ func (e *Env[T]) Compile(spec *Spec) (*Set[T], error) {
 		switch {
 		case r.Name == "":
 			return nil, fmt.Errorf("taicel: rule %d%s has no name", i, r.fileLine())
+		case strings.TrimSpace(r.Name) == "":
+			return nil, fmt.Errorf("taicel: rule %d%s has no name: %q is only white space", i, r.fileLine(), r.Name)
+		case strings.TrimSpace(r.Name) != r.Name:
+			// " r" and "r" would read as one name in contributions and errors.
+			return nil, fmt.Errorf("taicel: rule %d%s has name %q, which begins or ends with white space", i, r.fileLine(), r.Name)
 		case seen[r.Name] != nil:
 			first := seen[r.Name]
 			if r.start > 0 && first.start > 0 {

@@ -141,6 +141,11 @@ func (l *Loader[T]) run() {
 		case <-l.stop:
 			return
 		case <-t.C:
+			select {
+			case <-l.stop: // a tick that came with the stop loads nothing
+				return
+			default:
+			}
 			_, _ = l.Reload() // reported through OnReload and Observer
 		}
 	}
@@ -296,6 +301,13 @@ func (l *Loader[T]) Evaluate(ctx context.Context, s tai.Signal[T]) (tai.Decision
 // Shutdown stops watching the file and waits for a load in progress to
 // finish, or for ctx to end. It returns nil once the Loader has stopped
 // watching, or when it never watched (a negative Interval), whatever ctx.
+//
+// Called from OnReload or the Observer, on the Loader's own goroutine,
+// Shutdown stops the watching at once but cannot see that goroutine end,
+// as it runs the caller: it returns ctx's error when ctx ends, and never
+// under a ctx that does not. Pass it a ctx already cancelled there (the
+// Loader still stops, after the callback returns), or call it on a
+// goroutine of its own, as http.Server's Shutdown from a handler.
 func (l *Loader[T]) Shutdown(ctx context.Context) error {
 	l.stopOnce.Do(func() { close(l.stop) })
 	select {

@@ -60,7 +60,8 @@ type Thresholds struct {
 // Verdict (a verdict rule), not both.
 type Rule struct {
 	// Name identifies the rule in contributions and errors; unique within
-	// a set.
+	// a set. It may not be empty, only white space, or begin or end with
+	// white space.
 	Name string `yaml:"name" json:"name"`
 	// Expr is the CEL expression. A scored rule's returns a bool or a
 	// double; a verdict rule's a bool.

@@ -184,6 +184,8 @@ func TestRuleErrorFileLine(t *testing.T) {
 		name, in, want string
 	}{
 		{"no name", head + "  - weight: 1\n    expr: 'true'\n", "taicel: rule 1 (file line 6) has no name"},
+		{"blank name", head + "  - name: ' '\n    weight: 1\n    expr: 'true'\n", `taicel: rule 1 (file line 6) has no name: " " is only white space`},
+		{"padded name", head + "  - name: \"ok\\t\"\n    weight: 1\n    expr: 'true'\n", `taicel: rule 1 (file line 6) has name "ok\t", which begins or ends with white space`},
 		{"twice", head + "  # again\n  - name: ok\n    weight: 1\n    expr: 'true'\n", `taicel: rule name "ok" is used twice (file lines 3 and 7)`},
 		{"both", head + "  - name: x\n    weight: 1\n    verdict: deny\n    expr: 'true'\n", `taicel: rule "x" (file line 6) has both a verdict and a weight`},
 		{"no weight", head + "  - name: x\n    expr: 'true'\n", `taicel: rule "x" (file line 6) has weight 0 and no verdict`},
