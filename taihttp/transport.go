@@ -43,6 +43,12 @@ type TransportOptions struct {
 	// Hedge sends a second copy of a request whose response is slow to
 	// come, and takes the first response that RetryStatus does not
 	// reject; the other copies are cancelled and their responses closed.
+	// When no copy succeeds, a response that failed on its status is the
+	// round's answer even if the first copy failed otherwise, as when it
+	// timed out or its connection broke after a hedged copy got a 503:
+	// the server's status and Retry-After say more than the first copy's
+	// error, and the Retry judges and waits for that response (its
+	// RetryOn sees the *StatusError), as it would without the Hedge.
 	// Nil: no hedging.
 	Hedge *jidoka.Hedge
 	// Limiter paces the attempts: each one, retries and hedges included,
@@ -132,7 +138,9 @@ type TransportOptions struct {
 // What RoundTrip returns: the response that succeeded, with a body that
 // stays readable until closed; when every attempt failed with a status
 // RetryStatus accepts, the last such response, as the server sent it (its
-// body buffered, up to 64 KiB); otherwise the error of the last attempt —
+// body buffered, up to 64 KiB), and so too when the last attempt was a
+// hedged round in which a copy failed on its status and the others
+// otherwise; otherwise the error of the last attempt —
 // a transport error, a *jidoka.TimeoutError (in a net.Error whose
 // Timeout is true: use errors.As), a *jidoka.OpenError, a
 // *heijunka.LimitedError, GetBody's error. (An attempt not made because
@@ -283,7 +291,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		err = t.retry.Do(req.Context(), rt.call)
 	case hedge:
 		rt.hold = true
-		err = t.hedge.Do(req.Context(), rt.call)
+		err = rt.hedged(req.Context())
+		if he, ok := err.(*hintedError); ok {
+			err = he.err
+		}
 	default:
 		err = rt.call(req.Context())
 	}
@@ -558,28 +569,42 @@ type roundTrip struct {
 	// hintUntil is when the longest Retry-After of the responses that
 	// failed on their status in the hedged round in progress ends.
 	hintUntil time.Time
+	// roundErr is the error of held when a copy of the hedged round in
+	// progress failed on its status, and nil otherwise.
+	roundErr *retryStatusError
 }
 
-// hedged is one call of the Retry when there is a Hedge as well: a round
-// of copies, of which the Hedge returns the first copy's error when every
-// one failed. A copy sent after it that failed on its status with a
-// Retry-After the first one's error does not match (the first timed out,
-// the hedged copy got a 503 with Retry-After: 30) gives the round its
-// hint all the same: the server asked for that wait, and the Retry waits
+// hedged is a round of copies sent by the Hedge: the request with a
+// Hedge alone, or one call of the Retry when there is a Hedge as well.
+// The Hedge returns the first copy's error when every one failed; when
+// that error is not of a status and a copy failed on its status (the
+// first timed out, or its connection broke, and a hedged copy got a 503
+// with Retry-After: 30), the round fails with that copy's error instead,
+// so that RoundTrip returns its response and the Retry's RetryOn sees
+// its status. The longest Retry-After of the round's copies gives the
+// round its hint: the server asked for that wait, and the Retry waits
 // for it, or ends the retries for a hint past its MaxRetryAfter, as it
 // would for the copy alone.
 func (rt *roundTrip) hedged(ctx context.Context) error {
 	rt.mu.Lock()
-	rt.hintUntil = time.Time{}
+	rt.hintUntil, rt.roundErr = time.Time{}, nil
 	rt.mu.Unlock()
 	err := rt.t.hedge.Do(ctx, rt.call)
 	if err == nil {
 		return nil
 	}
 	rt.mu.Lock()
-	until := rt.hintUntil
+	until, held := rt.hintUntil, rt.roundErr
 	rt.mu.Unlock()
-	if hint := time.Until(until); !until.IsZero() && hint > tai.RetryAfter(err) {
+	substituted := false
+	if se := (*retryStatusError)(nil); held != nil && !errors.As(err, &se) {
+		err, substituted = held, true
+	}
+	if until.IsZero() {
+		return err
+	}
+	// held's own hint counts from when it came, the round's from its end.
+	if hint := max(time.Until(until), 0); substituted || hint > tai.RetryAfter(err) {
 		return &hintedError{err: err, hint: hint}
 	}
 	return err
@@ -772,7 +797,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		if hint > 0 {
 			until = now.Add(hint)
 		}
-		rt.keep(resp, until)
+		rt.keep(resp, serr, until)
 		return serr
 	}
 	switch {
@@ -883,10 +908,10 @@ func (rt *roundTrip) claim(resp *http.Response, a *attemptBody) {
 	drain(resp)
 }
 
-// keep holds resp, a response that failed on its status, as the one to
-// return should every attempt fail; the one it replaces is closed. until
-// is when its Retry-After ends, zero for none.
-func (rt *roundTrip) keep(resp *http.Response, until time.Time) {
+// keep holds resp, a response that failed on its status with serr, as
+// the one to return should every attempt fail; the one it replaces is
+// closed. until is when its Retry-After ends, zero for none.
+func (rt *roundTrip) keep(resp *http.Response, serr *retryStatusError, until time.Time) {
 	rt.mu.Lock()
 	if rt.done {
 		rt.mu.Unlock()
@@ -896,6 +921,7 @@ func (rt *roundTrip) keep(resp *http.Response, until time.Time) {
 	if until.After(rt.hintUntil) {
 		rt.hintUntil = until
 	}
+	rt.roundErr = serr
 	old := rt.held
 	rt.held = resp
 	_, long := resp.Body.(*prefixBody)

@@ -217,14 +217,15 @@ func TestTransportHonoursRetryAfter(t *testing.T) {
 
 // A hedged copy's Retry-After holds for the retry too when the first copy
 // failed otherwise (its attempt timed out): the server that answered 503
-// asked for that wait, and a hint past MaxRetryAfter ends the retries.
+// asked for that wait, and a hint past MaxRetryAfter ends the retries,
+// with that 503 as the answer.
 func TestTransportHonoursTheRetryAfterOfAHedgedCopy(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		maxHint  time.Duration
-		calls    int
-		retryAt  time.Duration // when the third call is sent
-		timedOut bool          // the error the caller gets
+		name    string
+		maxHint time.Duration
+		calls   int
+		retryAt time.Duration // when the third call is sent
+		gives   bool          // the caller gets the hedged copy's 503
 	}{
 		{"waits for the hint", time.Minute, 3, 100*time.Millisecond + 30*time.Second, false},
 		{"a hint past MaxRetryAfter ends the retries", 10 * time.Second, 2, 0, true},
@@ -250,8 +251,11 @@ func TestTransportHonoursTheRetryAfterOfAHedgedCopy(t *testing.T) {
 					Retry: newRetry(t, jidoka.RetryOptions{MaxAttempts: 3, MaxRetryAfter: tc.maxHint,
 						Jitter: func(time.Duration) time.Duration { return 0 }})})
 				resp, err := c.Get("http://example.test/")
-				if tc.timedOut {
-					require.ErrorIs(t, err, jidoka.ErrTimeout)
+				if tc.gives {
+					require.NoError(t, err)
+					assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+					assert.Equal(t, "30", resp.Header.Get("Retry-After"))
+					assert.Equal(t, "busy", readAll(t, resp))
 				} else {
 					require.NoError(t, err)
 					assert.Equal(t, "ok", readAll(t, resp))
@@ -1879,4 +1883,54 @@ func TestTransportRefusesAControlCharacterInTheHostOverHTTP2(t *testing.T) {
 	require.ErrorContains(t, err, "request URL has a control character in its host")
 	assert.Equal(t, jidoka.StateClosed, b.State(), "the breaker counted requests the server could not take")
 	assert.EqualValues(t, 1, hits.Load())
+}
+
+// A hedged copy that answers 503 with Retry-After is the answer when the
+// first copy fails with a transport error after it (its connection
+// broke): the response, with the server's status and the wait it asks
+// for, tells the caller more than the broken connection. The Hedge
+// returned the first copy's error, and the 503 was dropped.
+func TestTransportReturnsTheHedgedCopysResponseOverTheFirstCopysError(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		retry bool
+	}{
+		{"hedge", false},
+		{"retry and hedge, the hint past MaxRetryAfter", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hedgeArrived := make(chan struct{})
+			var arrived sync.Once
+			srv := newServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+				if n == 1 {
+					// The first copy's connection breaks once the hedged
+					// copy is in: the client reads no response on it.
+					select {
+					case <-hedgeArrived:
+					case <-time.After(10 * time.Second):
+						t.Error("timed out waiting for the hedged copy")
+					}
+					conn, _, err := http.NewResponseController(w).Hijack()
+					if err == nil {
+						_ = conn.Close()
+					}
+					return
+				}
+				arrived.Do(func() { close(hedgeArrived) })
+				w.Header().Set("Retry-After", "3600")
+				http.Error(w, "come back in an hour", http.StatusServiceUnavailable)
+			})
+			opts := taihttp.TransportOptions{Hedge: newHedge(t, 10*time.Millisecond)}
+			if tc.retry {
+				opts.Retry = newRetry(t, jidoka.RetryOptions{MaxAttempts: 3, MaxRetryAfter: time.Minute})
+			}
+			c := client(t, srv, opts)
+			resp, err := c.Get(srv.URL)
+			require.NoError(t, err, "the hedged copy's response, not the first copy's error")
+			assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+			assert.Equal(t, "3600", resp.Header.Get("Retry-After"))
+			assert.Equal(t, "come back in an hour\n", readAll(t, resp))
+			assert.EqualValues(t, 2, srv.hits.Load())
+		})
+	}
 }
