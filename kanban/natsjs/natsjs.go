@@ -164,7 +164,8 @@ type Options struct {
 	// message sent to look for a refusal (see PublishAsync) wait out
 	// PublishTimeout for one lost so (nats.go does not end a request at
 	// a disconnect, as the reply may still come once it reconnects). 0
-	// means 5s.
+	// means 5s; otherwise at least 1ms, as no acknowledgement comes
+	// sooner.
 	PublishTimeout time.Duration
 	// AsyncAttempts is how many times a PublishAsync message is sent
 	// before its failure is final: a failed attempt (no acknowledgement
@@ -245,8 +246,8 @@ func (c Options) Validate() error {
 		return fmt.Errorf("natsjs: invalid FetchWait %v: must be 0 or at least 10ms", c.FetchWait)
 	case c.MaxPublishPending < 0:
 		return fmt.Errorf("natsjs: invalid MaxPublishPending %d: must not be negative", c.MaxPublishPending)
-	case c.PublishTimeout < 0:
-		return fmt.Errorf("natsjs: invalid PublishTimeout %v: must not be negative", c.PublishTimeout)
+	case c.PublishTimeout < 0 || (c.PublishTimeout > 0 && c.PublishTimeout < time.Millisecond):
+		return fmt.Errorf("natsjs: invalid PublishTimeout %v: must be 0 or at least 1ms", c.PublishTimeout)
 	case c.AsyncAttempts < 0 || c.AsyncAttempts > maxAsyncAttempts:
 		return fmt.Errorf("natsjs: invalid AsyncAttempts %d: must be between 0 and %d", c.AsyncAttempts, maxAsyncAttempts)
 	case c.AsyncRetryWait < 0 || (c.AsyncRetryWait > 0 && c.AsyncRetryWait < time.Millisecond):
@@ -371,7 +372,14 @@ type Queue[T any] struct {
 var _ kanban.Queue[struct{}] = (*Queue[struct{}])(nil)
 
 // New creates (or updates) the work stream and the dead-letter stream and
-// returns the queue, or an error naming a bad field of opts. For a
+// returns the queue, or an error naming a bad field of opts. An update
+// sets only what the queue sets — subjects, retention, discard policy,
+// MaxMsgs, MaxBytes, MaxAge, MaxMsgSize, the deduplication window,
+// storage, replicas and roll-ups — and keeps the rest as the stream has
+// it: a description, compression, direct gets, metadata and the like
+// that an administrator gave it (a connection not permitted to read the
+// stream's info, $JS.API.STREAM.INFO.<name>, updates it with the queue's
+// settings alone). For a
 // file-stored work stream it publishes the keeper and waits, at most
 // PublishTimeout, for the stream to store it; a keeper not stored (the
 // connection not permitted to publish it, say) is logged at Warn and
@@ -985,7 +993,8 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 }
 
 // Consume creates or updates the durable consumer with MaxAckPending set
-// to the WIP and runs h on the messages until ctx ends, then drains; see
+// to the WIP (keeping the MaxWaiting of a durable that exists, which the
+// server lets no update change) and runs h on the messages until ctx ends, then drains; see
 // kanban.Serve. It returns once the server has answered the releases of
 // the messages handed back, which are sent without waiting for each
 // answer in turn, and has confirmed the settlements sent before the stop

@@ -234,48 +234,93 @@ func streamInfoRequest(ctx context.Context, nc *nats.Conn, subj string, data []b
 }
 
 // upsertStream updates the stream cfg names, or creates it when the
-// server does not know it, and returns its info. A connection not
-// permitted to update it (or to create it) uses the stream as it is, when
-// it exists: one an administrator made. A stream whose configuration then
-// differs from cfg is logged at Warn, with the fields that differ.
+// server does not know it, and returns its info. The update changes the
+// fields the queue sets (see ownStream) and keeps the others as the
+// stream has them: a description, compression, direct gets, metadata and
+// the like that an administrator gave it. A connection not permitted to
+// read the stream's info ($JS.API.STREAM.INFO.<name>) updates it with cfg
+// whole. A connection not permitted to update it (or to create it) uses
+// the stream as it is, when it exists: one an administrator made. A
+// stream whose configuration then differs from cfg is logged at Warn,
+// with the fields that differ.
 func (q *Queue[T]) upsertStream(ctx context.Context, cfg jetstream.StreamConfig) (*jetstream.StreamInfo, error) {
 	nc := q.js.Conn()
-	data, err := json.Marshal(cfg)
-	if err != nil {
-		return nil, err
-	}
-	create := func() (*jetstream.StreamInfo, error) {
-		return streamInfoRequest(ctx, nc, apiPrefix+"STREAM.CREATE."+cfg.Name, data)
-	}
-	info, err := streamInfoRequest(ctx, nc, apiPrefix+"STREAM.UPDATE."+cfg.Name, data)
-	updateDenied := isDenied(err)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		info, err = create()
-	}
-	if !isDenied(err) {
-		return info, err
-	}
-	denied := err
-	info, err = streamInfoRequest(ctx, nc, apiPrefix+"STREAM.INFO."+cfg.Name, nil)
-	switch {
-	case errors.Is(err, jetstream.ErrStreamNotFound) && updateDenied:
-		// One not permitted to update may be permitted to create.
-		if info, err = create(); isDenied(err) {
-			return nil, fmt.Errorf("%w; %w", denied, err)
+	infoSubj := apiPrefix + "STREAM.INFO." + cfg.Name
+	request := func(op string, c jetstream.StreamConfig) (*jetstream.StreamInfo, error) {
+		data, err := json.Marshal(c)
+		if err != nil {
+			return nil, err
 		}
-		return info, err
-	case errors.Is(err, jetstream.ErrStreamNotFound):
-		return nil, denied
-	case isDenied(err):
-		return nil, fmt.Errorf("%w; %w", denied, err)
-	case err != nil:
-		return nil, err
+		return streamInfoRequest(ctx, nc, apiPrefix+"STREAM."+op+"."+cfg.Name, data)
 	}
-	if diff := streamDiff(cfg, info.Config); len(diff) > 0 {
-		q.opts.Logger.Warn("natsjs: the connection may not update the stream; the queue uses it as it is",
-			"stream", cfg.Name, "differs", diff, "err", denied)
+	// Two rounds: a stream made or deleted by another process between
+	// the read and the create or update is read again.
+	for round := 0; ; round++ {
+		cur, err := streamInfoRequest(ctx, nc, infoSubj, nil)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			info, err := request("CREATE", cfg)
+			if streamExists(err) && round == 0 {
+				continue
+			}
+			return info, err
+		case isDenied(err):
+			return q.upsertStreamUnread(ctx, cfg, request, err)
+		case err != nil:
+			return nil, err
+		}
+		info, err := request("UPDATE", ownStream(cur.Config, cfg))
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound) && round == 0:
+			continue
+		case !isDenied(err):
+			return info, err
+		}
+		if diff := streamDiff(cfg, cur.Config); len(diff) > 0 {
+			q.opts.Logger.Warn("natsjs: the connection may not update the stream; the queue uses it as it is",
+				"stream", cfg.Name, "differs", diff, "err", err)
+		}
+		return cur, nil
 	}
-	return info, nil
+}
+
+// upsertStreamUnread is upsertStream for a connection not permitted to
+// read the stream's info (infoDenied, the refusal): it updates the stream
+// with cfg whole, or creates it, and fails when it may do neither.
+func (q *Queue[T]) upsertStreamUnread(ctx context.Context, cfg jetstream.StreamConfig, request func(string, jetstream.StreamConfig) (*jetstream.StreamInfo, error), infoDenied error) (*jetstream.StreamInfo, error) {
+	info, err := request("UPDATE", cfg)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		info, err = request("CREATE", cfg)
+	}
+	if isDenied(err) {
+		return nil, fmt.Errorf("%w; %w", err, infoDenied)
+	}
+	return info, err
+}
+
+// ownStream returns cur, a stream's configuration as the server has it,
+// with the fields the queue sets (those of Options.streams and of the
+// keeper) taken from want.
+func ownStream(cur, want jetstream.StreamConfig) jetstream.StreamConfig {
+	cur.Subjects = want.Subjects
+	cur.Retention = want.Retention
+	cur.Discard = want.Discard
+	cur.MaxMsgs = want.MaxMsgs
+	cur.MaxBytes = want.MaxBytes
+	cur.MaxAge = want.MaxAge
+	cur.Duplicates = want.Duplicates
+	cur.MaxMsgSize = want.MaxMsgSize
+	cur.Storage = want.Storage
+	cur.Replicas = want.Replicas
+	cur.AllowRollup = want.AllowRollup
+	return cur
+}
+
+// streamExists reports whether err is the server's refusal to create a
+// stream that exists with another configuration.
+func streamExists(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamNameInUse
 }
 
 // streamDiff names the fields New sets that differ between want and got.
@@ -329,13 +374,19 @@ func (q *Queue[T]) probeConsumer(ctx context.Context, cfg jetstream.ConsumerConf
 }
 
 // upsertConsumer creates or updates the durable as cfg says and returns
-// it. A connection not permitted to create it uses the durable as it is,
+// it, with the MaxWaiting it has, when it exists (see durableMaxWaiting).
+// A connection not permitted to create it uses the durable as it is,
 // when it exists: one an administrator made. A durable whose
 // configuration then differs from cfg is logged at Warn, with the fields
 // that differ.
 func (q *Queue[T]) upsertConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	nc, stream := q.js.Conn(), q.opts.Stream
-	err := q.probeConsumer(ctx, cfg, "")
+	mw, err := q.durableMaxWaiting(ctx, cfg.Durable)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxWaiting = mw
+	err = q.probeConsumer(ctx, cfg, "")
 	if err == nil {
 		return q.js.CreateOrUpdateConsumer(ctx, stream, cfg)
 	}
@@ -361,6 +412,34 @@ func (q *Queue[T]) upsertConsumer(ctx context.Context, cfg jetstream.ConsumerCon
 			"consumer", cfg.Durable, "stream", stream, "differs", diff, "err", denied)
 	}
 	return cons, nil
+}
+
+// durableMaxWaiting returns the MaxWaiting of the durable name, the most
+// pull requests it holds at once, or 0 (the server's default) when it
+// does not exist or the connection may not read its info. The server
+// refuses an update that changes it ("max waiting can not be updated"),
+// and the queue needs no particular one: each Consume keeps one pull
+// request open at a time. JetStream out of reach, or the connection
+// closed, is returned as the error.
+func (q *Queue[T]) durableMaxWaiting(ctx context.Context, name string) (int, error) {
+	reply, err := apiRequest(ctx, q.js.Conn(), apiPrefix+"CONSUMER.INFO."+q.opts.Stream+"."+name, nil)
+	switch {
+	case err == nil:
+	case Unreachable(err) || errors.Is(err, nats.ErrConnectionClosed):
+		return 0, err
+	default:
+		return 0, nil
+	}
+	var r struct {
+		Error  *jetstream.APIError `json:"error"`
+		Config *struct {
+			MaxWaiting int `json:"max_waiting"`
+		} `json:"config"`
+	}
+	if json.Unmarshal(reply.Data, &r) != nil || r.Error != nil || r.Config == nil {
+		return 0, nil
+	}
+	return r.Config.MaxWaiting, nil
 }
 
 // consumerDiff names the fields Consume sets that differ between want
