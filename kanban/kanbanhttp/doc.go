@@ -16,22 +16,27 @@
 //	DELETE {prefix}/queues/{queue}/deadletters/{seq}         delete one
 //
 // A filter has the fields of kanban.DeadLetterFilter: seq, id, key, reason
-// (a substring), older_than (a Go duration, "1h30m") and all (true: every
-// dead letter; no other field with it). A listing takes them all, and lists
-// every dead letter with all=true as with no filter. Redrive and delete
-// refuse an empty filter, so that acting on every dead letter is always
-// asked for with all=true. A field that selects every dead letter counts as
-// not given: older_than "0s" (every dead letter is older than 0) or an empty
-// id, key or reason. So ?older_than=0s alone is an empty filter, refused
-// with 400 "empty_filter", and ?older_than=0s&all=true is all=true. A page
-// is limit dead letters (1 to 1000; 100 when not given), order "oldest" (the
-// default) or "newest", continuing after cursor — the next_cursor of the
-// page before; one dead letter is read with ?seq=N (a GET of deadletters/N
-// is a 405 that says so). Unknown query parameters and JSON fields are
-// refused, so a misspelt filter is an error rather than a wider one; so are
-// a parameter or field given twice, a JSON field named in another case
-// ("ID" for "id"), a query that does not parse and a body sent with a
-// delete or with the redrive of one dead letter.
+// (a substring), older_than (a Go duration, "1h30m", reckoned back from the
+// request's arrival) or before (an RFC 3339 time, the same bound given as an
+// instant; not both), and all (true: every dead letter; no other field with
+// it). A listing takes them all, and lists every dead letter with all=true
+// as with no filter. Redrive and delete refuse an empty filter, so that
+// acting on every dead letter is always asked for with all=true. A field
+// that selects every dead letter counts as not given: older_than "0s" (every
+// dead letter is older than 0) or an empty id, key, reason or before. So
+// ?older_than=0s alone is an empty filter, refused with 400 "empty_filter",
+// and ?older_than=0s&all=true is all=true. A page is limit dead letters (1
+// to 1000; 100 when not given), order "oldest" (the default) or "newest",
+// continuing after cursor — the next_cursor of the page before. The next
+// link of a page listed with older_than gives the bound as before, the
+// instant the first page's request reckoned, so that the pages followed
+// through next list the same dead letters however much later each is asked
+// for. One dead letter is read with ?seq=N (a GET of deadletters/N is a 405
+// that says so). Unknown query parameters and JSON fields are refused, so a
+// misspelt filter is an error rather than a wider one; so are a parameter or
+// field given twice, a JSON field named in another case ("ID" for "id"), a
+// query that does not parse and a body sent with a delete or with the
+// redrive of one dead letter.
 //
 // Errors are JSON too: {"error": {"code": "...", "message": "..."}} with
 // 400 for bad input, 401 or 403 for a refused caller, 404 for an unknown

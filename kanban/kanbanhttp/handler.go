@@ -597,7 +597,7 @@ func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	query := kanban.DeadLetterQuery{}
-	if err := onlyParams(params, "limit", "order", "cursor", "all", "seq", "id", "key", "reason", "older_than"); err != nil {
+	if err := onlyParams(params, "limit", "order", "cursor", "all", "seq", "id", "key", "reason", "older_than", "before"); err != nil {
 		return err
 	}
 	if query.Filter, err = filterFromQuery(params); err != nil {
@@ -641,6 +641,13 @@ func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request) error 
 	if page.Next != 0 {
 		next := params
 		next.Set("cursor", strconv.FormatUint(page.Next, 10))
+		if _, ok := next["older_than"]; ok && !query.Filter.Before.IsZero() {
+			// The cut-off this request reckoned, so that the next pages
+			// list the same dead letters however much later they are
+			// asked for.
+			next.Del("older_than")
+			next.Set("before", query.Filter.Before.UTC().Format(time.RFC3339Nano))
+		}
 		out.Next = h.deadLettersPath(name) + "?" + next.Encode()
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -684,6 +691,7 @@ type filterJSON struct {
 	Key       string `json:"key"`
 	Reason    string `json:"reason"`
 	OlderThan string `json:"older_than"`
+	Before    string `json:"before"`
 }
 
 func (f filterJSON) filter() (kanban.DeadLetterFilter, error) {
@@ -699,6 +707,18 @@ func (f filterJSON) filter() (kanban.DeadLetterFilter, error) {
 		if d > 0 {
 			out.Before = time.Now().Add(-d)
 		}
+	}
+	if f.Before != "" {
+		if f.OlderThan != "" {
+			return out, badRequest("older_than and before both given: give one")
+		}
+		t, err := time.Parse(time.RFC3339Nano, f.Before)
+		if err != nil || t.IsZero() {
+			// The zero time would count as no bound, and match every
+			// dead letter where it should match none.
+			return out, badRequest("invalid before %s: a time in RFC 3339, such as 2026-01-02T15:04:05Z, after 0001-01-01T00:00:00Z", quote(f.Before))
+		}
+		out.Before = t
 	}
 	return out, nil
 }
@@ -723,6 +743,7 @@ func filterFromQuery(params map[string][]string) (kanban.DeadLetterFilter, error
 	f.Key, _ = single(params, "key")
 	f.Reason, _ = single(params, "reason")
 	f.OlderThan, _ = single(params, "older_than")
+	f.Before, _ = single(params, "before")
 	return f.filter()
 }
 
@@ -761,7 +782,7 @@ func (h *Handler) readFilter(w http.ResponseWriter, r *http.Request) (kanban.Dea
 }
 
 // filterFields are the fields of a JSON filter, as filterJSON names them.
-var filterFields = []string{"all", "seq", "id", "key", "reason", "older_than"}
+var filterFields = []string{"all", "seq", "id", "key", "reason", "older_than", "before"}
 
 // filterFieldsOnce refuses a JSON filter, body, that gives a field twice
 // or names one in another case ("ID"): encoding/json would keep the last
@@ -870,7 +891,7 @@ func (h *Handler) deleteFiltered(w http.ResponseWriter, r *http.Request, name st
 	if err != nil {
 		return err
 	}
-	if err := onlyParams(params, "all", "seq", "id", "key", "reason", "older_than"); err != nil {
+	if err := onlyParams(params, "all", "seq", "id", "key", "reason", "older_than", "before"); err != nil {
 		return err
 	}
 	for k, vs := range params {
@@ -920,7 +941,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, name, what string,
 	do func(context.Context, kanban.DeadLetterFilter) (int, error)) error {
 	if err := f.Validate(); err != nil {
 		if errors.Is(err, kanban.ErrEmptyFilter) {
-			return &apiError{http.StatusBadRequest, "empty_filter", "the filter names nothing: give seq, id, key, reason or older_than (a positive duration), or all=true for every dead letter"}
+			return &apiError{http.StatusBadRequest, "empty_filter", "the filter names nothing: give seq, id, key, reason, older_than (a positive duration) or before, or all=true for every dead letter"}
 		}
 		return badRequest("%v", err)
 	}

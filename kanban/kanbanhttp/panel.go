@@ -128,8 +128,9 @@ func (h *Handler) notify() {
 	h.opts.OnRefresh()
 }
 
-// Watch calls Refresh at once and then every interval, until ctx ends; it
-// runs in its caller's goroutine and returns ctx's error. Each Refresh
+// Watch calls Refresh at once and then every interval (at least 1ms),
+// until ctx ends; it runs in its caller's goroutine and returns ctx's
+// error. Each Refresh
 // has one interval to read every queue: a queue not read by then fails
 // with the deadline, and shows as unreadable. Refresh errors are logged
 // at Warn level (they show on the panels too). The end of ctx is no
@@ -137,8 +138,10 @@ func (h *Handler) notify() {
 // what the reads before found, and OnRefresh is not called for it), and
 // the queues after it are not read.
 func (h *Handler) Watch(ctx context.Context, interval time.Duration) error {
-	if interval <= 0 {
-		return fmt.Errorf("kanbanhttp: Watch: interval %v must be positive", interval)
+	if interval < time.Millisecond {
+		// Each read of a shorter Refresh would end at its deadline at
+		// once, and Watch would read and log without pause.
+		return fmt.Errorf("kanbanhttp: Watch: interval %v must be at least 1ms", interval)
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
