@@ -15,10 +15,12 @@ import (
 	"path"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/taipattern/taikit/internal/typednil"
@@ -133,11 +135,12 @@ type BoardOptions struct {
 // {"error": {"code": "...", "message": "..."}}: the message says what was
 // wrong, for people; the code, for programs, is one of
 //
-//	invalid_request         400  the cord's body: not one JSON object, an unknown
-//	                             field (names are exact: "Action" is unknown) or
-//	                             one given twice, an unknown action, a reason or
-//	                             who over 200 characters or holding control
-//	                             characters (typed, or given by Who)
+//	invalid_request         400  the cord's body: not one JSON object, not UTF-8,
+//	                             an unknown field (names are exact: "Action" is
+//	                             unknown) or one given twice, an unknown action,
+//	                             a reason or who over 200 characters or holding
+//	                             control characters (typed, or given by Who), or
+//	                             a \u escape of half a surrogate pair
 //	forbidden               403  the board is read-only (no AllowCord), or X-Andon-Board is missing
 //	cross_origin            403  refused by http.CrossOriginProtection; or a GET of the
 //	                             API from a page of another site (Sec-Fetch-Site
@@ -1021,18 +1024,26 @@ func hasControl(s string) bool {
 	})
 }
 
-// exactCordKeys reports a key of the cord's object that is not one of
-// its fields spelled exactly so, that appears twice, or whose value is
-// not a string (encoding/json's error would name the board's Go type,
-// not the field the client sent). encoding/json
-// takes {"Action": "pull"} for "action", and the last of two "action"
-// keys, while a proxy or log in front may read the first: the action on
-// the line would not be the one they saw. A body that is not an object,
-// or not JSON, is left for the decoding to refuse.
+// exactCordKeys reports a body that is empty or one JSON value other than
+// an object, and a key of the cord's object that is not one of its
+// fields spelled exactly so, that appears twice, or whose value is not a
+// string or holds half of a surrogate pair (encoding/json's error would
+// name the board's Go type, not the field the client sent, and it
+// decodes the half to U+FFFD: the cord would be pulled with other text
+// than was sent). encoding/json takes {"Action": "pull"} for "action",
+// and the last of two "action" keys, while a proxy or log in front may
+// read the first: the action on the line would not be the one they saw.
+// A body that is not JSON is left for the decoding to refuse.
 func exactCordKeys(body []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+	t, err := dec.Token()
+	switch {
+	case err == io.EOF:
+		return errors.New("the body must be one JSON object; it is empty")
+	case err != nil:
 		return nil
+	case t != json.Delim('{'):
+		return fmt.Errorf("the body must be one JSON object, not %s", tokenKind(t))
 	}
 	var seen [3]bool
 	for dec.More() {
@@ -1056,8 +1067,62 @@ func exactCordKeys(body []byte) error {
 		if kind := jsonKind(v); kind != "" {
 			return fmt.Errorf("field %q must be a string, not %s", key, kind)
 		}
+		if loneSurrogate(v) {
+			return fmt.Errorf("field %q holds a \\u escape of half a surrogate pair, which is no character", key)
+		}
 	}
 	return nil
+}
+
+// tokenKind names the JSON value that begins with t in a client's words.
+func tokenKind(t json.Token) string {
+	switch t.(type) {
+	case json.Delim: // a '[': a closing one is refused as no JSON
+		return "an array"
+	case string:
+		return "a string"
+	case bool:
+		return "true or false"
+	case nil:
+		return "null"
+	}
+	return "a number"
+}
+
+// loneSurrogate reports whether the JSON string s, quotes and escapes as
+// sent, holds an escape \uD800 to \uDFFF that is not one half of a
+// pair, high then low: no character, which encoding/json decodes to
+// U+FFFD. s is valid JSON: a backslash is followed by its escape, and
+// \u by four hexadecimal digits.
+func loneSurrogate(s []byte) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			continue
+		}
+		if s[i+1] != 'u' {
+			i++ // the escaped character, which may be a backslash
+			continue
+		}
+		r := hex4(s[i+2 : i+6])
+		i += 5 // the last digit
+		switch {
+		case !utf16.IsSurrogate(r):
+			continue
+		case r >= 0xdc00 || !bytes.HasPrefix(s[i+1:], []byte(`\u`)):
+			return true // a low half first, or a high half alone
+		}
+		if lo := hex4(s[i+3 : i+7]); lo < 0xdc00 || lo > 0xdfff {
+			return true
+		}
+		i += 6
+	}
+	return false
+}
+
+// hex4 returns the rune the four hexadecimal digits d stand for.
+func hex4(d []byte) rune {
+	r, _ := strconv.ParseUint(string(d), 16, 16) // valid JSON: four digits
+	return rune(r)
 }
 
 // jsonKind names what v holds in a client's words, or returns "" for a
@@ -1103,6 +1168,12 @@ func (b *Board) cord(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		b.fail(w, http.StatusBadRequest, "invalid_request", "bad cord request: "+err.Error())
+		return
+	}
+	if !utf8.Valid(body) {
+		// encoding/json would take each bad byte for U+FFFD: the cord
+		// would be pulled with other text than was sent.
+		b.fail(w, http.StatusBadRequest, "invalid_request", "bad cord request: the body is not valid UTF-8")
 		return
 	}
 	if err := exactCordKeys(body); err != nil {

@@ -135,3 +135,76 @@ func TestBoardCordFieldTypesNamed(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 }
+
+// postCord posts body to the board's cord as its page does and returns
+// the status and the error's message ("" for an answer that is not an
+// error).
+func postCord(t *testing.T, f *boardFixture, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Andon-Board", "1")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var e struct {
+		Error struct{ Code, Message string }
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&e))
+	if resp.StatusCode != http.StatusOK {
+		assert.Equal(t, "invalid_request", e.Error.Code, "%q", body)
+	}
+	return resp.StatusCode, e.Error.Message
+}
+
+// TestBoardCordTextIsTakenAsSent: a reason or who that is not valid
+// UTF-8 (a byte 0xff), or holds half of a surrogate pair (an escape
+// \ud800 with no low half), is refused with invalid_request, as a name
+// from Who that is not valid UTF-8 is. encoding/json put U+FFFD in their
+// place, and the cord was pulled with a reason other than the one sent.
+// A pair of surrogates, and U+FFFD itself, are text and taken.
+func TestBoardCordTextIsTakenAsSent(t *testing.T) {
+	f := newBoardFixture(t, andon.BoardOptions{AllowCord: true})
+	for _, body := range []string{
+		"{\"action\":\"pull\",\"reason\":\"a\xffb\"}",
+		"{\"action\":\"pull\",\"who\":\"al\xc3ice\"}",
+		`{"action":"pull","reason":"a\ud800b"}`,
+		`{"action":"pull","reason":"a\uDC00"}`,
+		`{"action":"pull","who":"\ud83d"}`,
+		`{"action":"pull","reason":"\ud83d\u0041"}`,
+	} {
+		code, msg := postCord(t, f, body)
+		assert.Equal(t, http.StatusBadRequest, code, "%q", body)
+		assert.NotEmpty(t, msg, "%q", body)
+		assert.False(t, f.ev.Cord().Pulled, "%q", body)
+	}
+	for body, reason := range map[string]string{
+		`{"action":"pull","reason":"jam \ud83d\ude00"}`:   "jam 😀",
+		`{"action":"pull","reason":"jam \ufffd"}`:         "jam \ufffd",
+		`{"action":"pull","reason":"jam \\ud800"}`:        `jam \ud800`,
+		"{\"action\":\"pull\",\"reason\":\"jam \uFFFD\"}": "jam \ufffd",
+	} {
+		code, msg := postCord(t, f, body)
+		require.Equal(t, http.StatusOK, code, "%q: %s", body, msg)
+		assert.Equal(t, reason, f.ev.Cord().Reason, "%q", body)
+		require.True(t, f.ev.Reset(context.Background()))
+	}
+}
+
+// TestBoardCordBodyMustBeAnObject: a body that is empty or one JSON value
+// other than an object is refused with invalid_request saying that the
+// body must be one JSON object. The message read "EOF", or named the
+// board's own Go type ("cannot unmarshal array into Go value of type
+// andon.cordRequest"); null was taken for an object with no action.
+func TestBoardCordBodyMustBeAnObject(t *testing.T) {
+	f := newBoardFixture(t, andon.BoardOptions{AllowCord: true})
+	for _, body := range []string{``, ` `, `[]`, `["pull"]`, `"pull"`, `7`, `true`, `null`} {
+		code, msg := postCord(t, f, body)
+		assert.Equal(t, http.StatusBadRequest, code, "%q", body)
+		assert.Contains(t, msg, "one JSON object", "%q", body)
+		assert.NotContains(t, msg, "cordRequest", "%q", body)
+		assert.NotContains(t, msg, "Go ", "%q", body)
+	}
+	assert.False(t, f.ev.Cord().Pulled)
+}
