@@ -263,6 +263,8 @@ func TestNewScoredValidation(t *testing.T) {
 		{"review negative", tai.ScoredOptions{Review: -1}, []tai.Rule[int]{ok}, "Review -1"},
 		{"no rules", tai.ScoredOptions{}, nil, "at least one rule"},
 		{"no name", tai.ScoredOptions{}, []tai.Rule[int]{{Weight: 1, Check: risk(0)}}, "rule 0 has no Name"},
+		{"blank name", tai.ScoredOptions{}, []tai.Rule[int]{{Name: " \t", Weight: 1, Check: risk(0)}}, `rule 0 has no Name: " \t" is only white space`},
+		{"padded name", tai.ScoredOptions{}, []tai.Rule[int]{ok, {Name: "ok ", Weight: 1, Check: risk(0)}}, `rule 1 has Name "ok ", which begins or ends with white space`},
 		{"no check", tai.ScoredOptions{}, []tai.Rule[int]{{Name: "x", Weight: 1}}, `rule "x" has no Check`},
 		{"duplicate", tai.ScoredOptions{}, []tai.Rule[int]{ok, ok}, `"ok" is used twice`},
 		{"negative weight", tai.ScoredOptions{}, []tai.Rule[int]{{Name: "w", Weight: -1, Check: risk(0)}}, "weight -1"},

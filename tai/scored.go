@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 )
 
 // Rule is one weighted check of a Scored policy. Check reports a risk in
@@ -13,7 +14,8 @@ import (
 // is an error.
 type Rule[T any] struct {
 	// Name identifies the rule in contributions, spans and errors; unique
-	// within a policy.
+	// within a policy, and neither beginning nor ending with white space
+	// (" fraud" would read as "fraud" where the two are shown).
 	Name string
 	// Weight is the most the rule adds to the score: a finite number >= 0.
 	// A rule of weight 0 runs but never contributes.
@@ -98,6 +100,10 @@ func NewScored[T any](opts ScoredOptions, rules ...Rule[T]) (*Scored[T], error) 
 		switch {
 		case r.Name == "":
 			return nil, fmt.Errorf("tai: rule %d has no Name", i)
+		case strings.TrimSpace(r.Name) == "":
+			return nil, fmt.Errorf("tai: rule %d has no Name: %q is only white space", i, r.Name)
+		case strings.TrimSpace(r.Name) != r.Name:
+			return nil, fmt.Errorf("tai: rule %d has Name %q, which begins or ends with white space", i, r.Name)
 		case seen[r.Name]:
 			return nil, fmt.Errorf("tai: rule name %q is used twice", r.Name)
 		case r.Check == nil:
