@@ -614,7 +614,7 @@ func TestCommandsDroppedAtTheEnd(t *testing.T) {
 	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_regions": []string{"us-west-2", "us-east-1"}},
 		"Prefer", "respond-async").deployment(t).ID
 	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
-	r := do(t, "POST", ts.URL+"/deploy/"+id+"/resume", nil, auth...)
+	r := do(t, "POST", ts.URL+"/deploy/"+id+"/promote", nil, auth...)
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
 	d := waitFor(t, ts.URL, id, ended)
 	require.Equal(t, StatusSuccess, d.Status)
@@ -652,7 +652,7 @@ func (g *deployGate) Deploy(ctx context.Context, service, region, version string
 
 // abortWhileStarting starts a service, with args, whose fleet holds the
 // start of version gated; deploys v2.0.0 to us-west-2; once that start
-// has begun sends resumes resumes, then an abort, each answered 202; waits
+// has begun stores resumes resumes, then sends an abort, answered 202; waits
 // until reached says the abort came where the test wants it; lets the
 // start go on, and returns the deployment as it ended, rolled back by the
 // abort, and the fleet's gate.
@@ -669,9 +669,10 @@ func abortWhileStarting(t *testing.T, gated string, resumes int, reached func(ts
 	id := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
 		"Prefer", "respond-async").deployment(t).ID
 	<-gate.deploying
+	// Stored as replicas that read the deployment paused store them: the
+	// API refuses a resume of one it reads not paused.
 	for range resumes {
-		r := do(t, "POST", ts.URL+"/deploy/"+id+"/resume", nil, auth...)
-		require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+		require.NoError(t, ts.store.SendCommand(t.Context(), id, Command{Action: "resume", Reason: "go on", Region: "us-west-2", At: time.Now()}))
 	}
 	r := do(t, "POST", ts.URL+"/deploy/"+id+"/abort", map[string]string{"reason": "wrong build"}, auth...)
 	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)

@@ -110,6 +110,10 @@ type Config struct {
 	// Set by tests, not by flags: how often the service looks for
 	// regions held by a deployment nothing will end (0: sweepEvery).
 	SweepEvery time.Duration
+	// Set by tests, not by flags: how old the marker a dropped command
+	// leaves in the control bucket is before a sweep removes it (0:
+	// commandMarkersAge).
+	CommandMarkersAge time.Duration
 }
 
 // Window is a time window, [From, To).

@@ -668,24 +668,27 @@ func (s *Service) command(action string) http.HandlerFunc {
 		// A promote ends the bake in progress, or a pause. Sent to a
 		// region that has begun neither (queued, or a wave's next), it
 		// would wait there and end its canary at its first sample, a
-		// stage no one has seen yet.
-		if action == "promote" && !d.Paused && !baking(d, c.Region) {
-			if aborting, err := s.store.Aborting(r.Context(), d.ID); err != nil {
-				httpapi.WriteError(w, storeUnavailable(err))
-			} else if aborting {
-				httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "aborting", "deployment %s is being aborted: an abort is final", d.ID))
-			} else {
-				httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "not_baking", "deployment %s has no stage baking in %s yet: nothing to promote", d.ID, c.Region))
-			}
+		// stage no one has seen yet. A resume ends a pause: sent to a
+		// deployment not paused, it would be taken for nothing, stored
+		// over the command pending.
+		var nothing error
+		switch {
+		case action == "promote" && !d.Paused && !baking(d, c.Region):
+			nothing = httpapi.Errorf(http.StatusConflict, "not_baking", "deployment %s has no stage baking in %s yet: nothing to promote", d.ID, c.Region)
+		case action == "resume" && !d.Paused:
+			nothing = httpapi.Errorf(http.StatusConflict, "not_paused", "deployment %s is not paused: nothing to resume", d.ID)
+		}
+		if nothing != nil {
+			httpapi.WriteError(w, s.nothingTo(r.Context(), d.ID, action, nothing))
 			return
 		}
 		if err := s.store.SendCommand(r.Context(), d.ID, c); errors.Is(err, ErrAborting) {
-			httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "aborting", "deployment %s is being aborted: an abort is final", d.ID))
+			httpapi.WriteError(w, abortingError(d.ID))
 			return
 		} else if errors.Is(err, ErrSucceeded) {
 			// Its last region passed its last stage before the command
 			// was stored: the run takes no command any more.
-			httpapi.WriteError(w, httpapi.Errorf(http.StatusConflict, "already_succeeded", "deployment %s: the rollout already succeeded; nothing to %s", d.ID, action))
+			httpapi.WriteError(w, succeededError(d.ID, action))
 			return
 		} else if ended := (*EndedError)(nil); errors.As(err, &ended) {
 			// It ended between the read above and the store, or its end
@@ -704,6 +707,35 @@ func (s *Service) command(action string) http.HandlerFunc {
 		})
 		httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"deployment_id": d.ID, "action": action, "status": "sent"})
 	}
+}
+
+// nothingTo is the answer to a command (action) to deployment id, in
+// progress, that has nothing to act on (nothing: a promote with no stage
+// baking, a resume of a deployment not paused), unless its commands say
+// why better, as SendCommand would refuse it: an abort pending
+// (aborting), or the deployment's end decided (already_succeeded, or
+// not_in_progress naming the status it ends with). Its last region
+// passed its last stage, say, it has neither a stage baking nor a pause,
+// and the answer is that it succeeded.
+func (s *Service) nothingTo(ctx context.Context, id, action string, nothing error) error {
+	end, closed, err := s.store.Closed(ctx, id)
+	if err != nil {
+		return storeUnavailable(err)
+	}
+	if closed {
+		if end.Status == "" || end.Status == StatusSuccess {
+			return succeededError(id, action)
+		}
+		return endedError(id, s.awaitEnd(ctx, id, end.Status), action)
+	}
+	aborting, err := s.store.Aborting(ctx, id)
+	if err != nil {
+		return storeUnavailable(err)
+	}
+	if aborting {
+		return abortingError(id)
+	}
+	return nothing
 }
 
 // commandBody reads the body of a command, nil when there is none: sent
@@ -766,6 +798,19 @@ func (s *Service) awaitEnd(ctx context.Context, id, status string) string {
 // status.
 func endedError(id, status, action string) error {
 	return httpapi.Errorf(http.StatusConflict, "not_in_progress", "deployment %s has ended %s; nothing to %s", id, status, action)
+}
+
+// abortingError is the answer to a promote or a resume sent to
+// deployment id while an abort is pending: a 409 aborting.
+func abortingError(id string) error {
+	return httpapi.Errorf(http.StatusConflict, "aborting", "deployment %s is being aborted: an abort is final", id)
+}
+
+// succeededError is the answer to a command (action) sent to deployment
+// id once its last region has passed its last stage: a 409
+// already_succeeded.
+func succeededError(id, action string) error {
+	return httpapi.Errorf(http.StatusConflict, "already_succeeded", "deployment %s: the rollout already succeeded; nothing to %s", id, action)
 }
 
 // currentRegion is the region of a deployment in progress that a command

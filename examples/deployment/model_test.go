@@ -416,6 +416,8 @@ func (m *deploymentModel) command(t *rapid.T, md *modelDeployment, action string
 		require.NotEqual(t, "abort", action)
 	case "not_baking":
 		require.Equal(t, "promote", action)
+	case "not_paused":
+		require.Equal(t, "resume", action)
 	default:
 		t.Fatalf("%s of %s: 409 %s", action, md.id, r.Body)
 	}

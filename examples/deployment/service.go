@@ -253,6 +253,7 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	// store too slow for it leaves the rest to the next sweep.
 	sweepCtx, cancelSweep := context.WithTimeout(ctx, startingFor)
 	s.sweepRegions(sweepCtx)
+	s.sweepCommandMarkers(sweepCtx)
 	cancelSweep()
 	s.consumer.Add(1)
 	go func() {

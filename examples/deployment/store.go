@@ -25,7 +25,9 @@ import (
 //   - deploy_stable: "service.region" → the version serving there, the one
 //     a rollback returns to;
 //   - deploy_control: a deployment's pending command (abort, promote,
-//     resume), and the cord.
+//     resume), and the cord. A command dropped at its deployment's end
+//     leaves a marker, which a sweep removes an hour later
+//     (DropCommandMarkers).
 type Store struct {
 	deployments, locks, stable, control jetstream.KeyValue
 	// controlStream is the control bucket's stream: DropCommands removes
@@ -818,7 +820,8 @@ func (s *Store) WatchCommands(ctx context.Context, fn func(id string, c Command)
 
 // DropCommands forgets a finished deployment's commands. A command is
 // purged: the replicas' watchers see it go (WatchCommands), and the
-// bucket keeps the purge's marker. An end of the commands stored where
+// bucket keeps the purge's marker until a sweep removes it
+// (DropCommandMarkers). An end of the commands stored where
 // no command was (EndCommands), as every deployment that passes its last
 // stage has, is removed from the bucket's stream and leaves nothing: no
 // replica holds a command of the deployment, and a marker for every such
@@ -846,6 +849,54 @@ func (s *Store) DropCommands(ctx context.Context, id string) error {
 		return nil
 	}
 	return err
+}
+
+// DropCommandMarkers removes from the control bucket the markers that
+// dropped commands left (DropCommands) once they are olderThan old, as
+// the clock of the NATS server that holds the bucket tells (it stamps
+// them), and returns how many it removed. A marker reads as no value
+// at all (Get answers jetstream.ErrKeyNotFound, a watcher that starts
+// sees no command), so that its removal changes nothing a reader sees;
+// kept, one for every deployment that got a command, they would fill
+// the bucket, which has no age limit, until it refused every write, the
+// cord's among them. Only the markers of deployments' commands are
+// looked at, and each is removed with what came before it on its key,
+// never what came after: a command stored on the key since the marker
+// was read is kept. (KeyValue.PurgeDeletes purges the whole key, a
+// value stored since included, and reads the age on this process's
+// clock.) olderThan gives a replica's watcher time to read a marker
+// (WatchCommands), and forget the command it held, before it goes.
+func (s *Store) DropCommandMarkers(ctx context.Context, olderThan time.Duration) (int, error) {
+	info, err := s.controlStream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	now := info.TimeStamp
+	if now.IsZero() {
+		now = time.Now()
+	}
+	cutoff := now.Add(-olderThan)
+	w, err := s.control.Watch(ctx, "cmd.*", jetstream.MetaOnly())
+	if err != nil {
+		return 0, err
+	}
+	var old []jetstream.KeyValueEntry
+	err = initialValues(ctx, s.control.Bucket(), "cmd.*", w, func(e jetstream.KeyValueEntry) {
+		if e.Operation() != jetstream.KeyValuePut && e.Created().Before(cutoff) {
+			old = append(old, e)
+		}
+	})
+	_ = w.Stop()
+	if err != nil {
+		return 0, err
+	}
+	for i, e := range old {
+		// Up to the marker's revision, and not past it.
+		if err := s.controlStream.Purge(ctx, jetstream.WithPurgeSubject("$KV.deploy_control."+e.Key()), jetstream.WithPurgeSequence(e.Revision()+1)); err != nil {
+			return i, fmt.Errorf("marker of %s: %w", e.Key(), err)
+		}
+	}
+	return len(old), nil
 }
 
 // Cord is the andon cord's state, shared by every replica.

@@ -44,8 +44,28 @@ func (s *Service) sweepRegions(ctx context.Context) {
 	}
 }
 
-// sweep sweeps the regions held every interval (sweepEvery when 0),
-// until ctx ends.
+// commandMarkersAge is how old the marker a dropped command leaves in the
+// control bucket is before a sweep removes it (see DropCommandMarkers):
+// long past the time a replica's watcher takes to read it, however
+// loaded, and still a bound on the bucket, which holds at most an
+// hour's markers.
+const commandMarkersAge = time.Hour
+
+// sweepCommandMarkers removes the markers of dropped commands older than
+// commandMarkersAge (Config.CommandMarkersAge when set) from the control
+// bucket. One it cannot remove is left to the next sweep.
+func (s *Service) sweepCommandMarkers(ctx context.Context) {
+	age := s.cfg.CommandMarkersAge
+	if age <= 0 {
+		age = commandMarkersAge
+	}
+	if _, err := s.store.DropCommandMarkers(ctx, age); err != nil && !errors.Is(ctx.Err(), context.Canceled) {
+		s.log.Warn("markers of dropped commands not swept", "err", err)
+	}
+}
+
+// sweep sweeps the regions held, and the markers of dropped commands,
+// every interval (sweepEvery when 0), until ctx ends.
 func (s *Service) sweep(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = sweepEvery
@@ -58,6 +78,7 @@ func (s *Service) sweep(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 			s.sweepRegions(ctx)
+			s.sweepCommandMarkers(ctx)
 		}
 	}
 }
