@@ -1,6 +1,7 @@
 package main
 
 import (
+	"container/heap"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -140,12 +141,19 @@ type IdempotencyStore interface {
 // restart: use it only when that is acceptable. It holds at most MaxBytes
 // of entries (refusing new keys beyond, with ErrStoreFull) and forgets
 // each once it has expired (a day after its claim, its lease run out),
-// oldest first, a few at each claim.
+// oldest first, a few at each claim — and every one that has expired
+// before it refuses a key, so that it refuses only while live claims fill
+// it.
 type MemoryIdempotency struct {
-	mu       sync.Mutex
-	entries  map[string]IdemEntry
-	order    []orderedKey // keys in claim order, oldest first, from head
-	head     int
+	mu      sync.Mutex
+	entries map[string]IdemEntry
+	order   []orderedKey // keys in claim order, oldest first, from head
+	head    int
+	// late holds the keys the order cannot: a day-old claim whose lease
+	// still runs, and a claim dated before the last one in the order. It
+	// is a heap by when each may expire, so an expired claim is never
+	// held behind a younger one.
+	late     lateKeys
 	bytes    int64
 	maxBytes int64
 	now      func() time.Time
@@ -154,6 +162,28 @@ type MemoryIdempotency struct {
 type orderedKey struct {
 	key     string
 	started time.Time
+}
+
+// lateKey is the place of a key held out of claim order: until is when
+// its claim may expire, at the earliest.
+type lateKey struct {
+	orderedKey
+	until time.Time
+}
+
+// lateKeys is a min-heap of lateKey by until (container/heap).
+type lateKeys []lateKey
+
+func (h lateKeys) Len() int           { return len(h) }
+func (h lateKeys) Less(i, j int) bool { return h[i].until.Before(h[j].until) }
+func (h lateKeys) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *lateKeys) Push(x any)        { *h = append(*h, x.(lateKey)) }
+func (h *lateKeys) Pop() any {
+	old := *h
+	k := old[len(old)-1]
+	old[len(old)-1] = lateKey{} // lets go of the key
+	*h = old[:len(old)-1]
+	return k
 }
 
 // NewMemoryIdempotency returns an empty store holding at most maxBytes (0
@@ -177,12 +207,22 @@ func expired(e IdemEntry, now time.Time) bool {
 	return now.Sub(e.Started) >= idempotencyTTL && !now.Before(e.leaseEnd())
 }
 
+// expiresAt is the first instant at which e is expired, as its lease
+// stands.
+func expiresAt(e IdemEntry) time.Time {
+	day := e.Started.Add(idempotencyTTL)
+	if end := e.leaseEnd(); end.After(day) {
+		return end
+	}
+	return day
+}
+
 // Claim implements IdempotencyStore.
 func (m *MemoryIdempotency) Claim(_ context.Context, key string, e IdemEntry) (IdemEntry, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
-	m.sweep(now)
+	m.sweep(now, e.size(key))
 	if old, ok := m.entries[key]; ok {
 		if !expired(old, now) {
 			return old, false, nil
@@ -196,27 +236,15 @@ func (m *MemoryIdempotency) Claim(_ context.Context, key string, e IdemEntry) (I
 	return IdemEntry{}, true, nil
 }
 
-// sweep forgets expired entries at the head of the claim order, at most a
-// few per call so that no claim waits long.
-func (m *MemoryIdempotency) sweep(now time.Time) {
-	for range 8 {
-		if m.head == len(m.order) {
+// sweep forgets expired entries, those that expire first first: at most a
+// few per call, so that no claim waits long, unless the store has no room
+// for need bytes more, when it forgets as many as have expired until it
+// has. Each place is looked at once per claim or renewal, so what a claim
+// pays for the sweep stays bounded however many it frees.
+func (m *MemoryIdempotency) sweep(now time.Time, need int64) {
+	for n := 0; n < 8 || m.bytes+need > m.maxBytes; n++ {
+		if !m.sweepOne(now) {
 			break
-		}
-		k := m.order[m.head]
-		if now.Sub(k.started) < idempotencyTTL {
-			break
-		}
-		m.order[m.head] = orderedKey{}
-		m.head++
-		if e, ok := m.entries[k.key]; ok && e.Started.Equal(k.started) {
-			if !expired(e, now) {
-				// A day old, its lease renewed: its place goes to the
-				// back, to be looked at again after the others.
-				m.order = append(m.order, k)
-				continue
-			}
-			m.drop(k.key, e)
 		}
 	}
 	// Reuse the order's space once most of it has been swept.
@@ -230,13 +258,52 @@ func (m *MemoryIdempotency) sweep(now time.Time) {
 	// past the limit: once most places are left behind, keep only those
 	// of the keys held. That happens after as many claims as keys held at
 	// least, so each claim pays for it a bounded share.
-	if pending := len(m.order) - m.head; pending > 1024 && pending > 2*len(m.entries) {
+	if pending := len(m.order) - m.head + len(m.late); pending > 1024 && pending > 2*len(m.entries) {
 		m.compact()
 	}
 }
 
-// compact drops from the claim order the places of keys no longer held,
-// keeping one place per key held.
+// sweepOne looks at the place due first, if one is due at now: the head of
+// the claim order once a day old, or the first of the late places once its
+// time has come. It forgets the place's claim if that has expired, and
+// puts a claim whose lease runs on among the late places, at its lease's
+// end. It reports whether a place was due.
+func (m *MemoryIdempotency) sweepOne(now time.Time) bool {
+	if m.head < len(m.order) && now.Sub(m.order[m.head].started) >= idempotencyTTL {
+		k := m.order[m.head]
+		m.order[m.head] = orderedKey{}
+		m.head++
+		if e, ok := m.entries[k.key]; ok && e.Started.Equal(k.started) {
+			if !expired(e, now) {
+				// A day old, its lease renewed: looked at again when the
+				// lease runs out.
+				heap.Push(&m.late, lateKey{orderedKey: k, until: expiresAt(e)})
+				return true
+			}
+			m.drop(k.key, e)
+		}
+		return true
+	}
+	if len(m.late) == 0 || now.Before(m.late[0].until) {
+		return false
+	}
+	k := m.late[0]
+	e, ok := m.entries[k.key]
+	if ok && e.Started.Equal(k.started) && !expired(e, now) {
+		// Renewed since: looked at again when the lease runs out.
+		m.late[0].until = expiresAt(e)
+		heap.Fix(&m.late, 0)
+		return true
+	}
+	heap.Pop(&m.late)
+	if ok && e.Started.Equal(k.started) {
+		m.drop(k.key, e)
+	}
+	return true
+}
+
+// compact drops from the claim order and the late places those of keys
+// no longer held, keeping one place per key held.
 func (m *MemoryIdempotency) compact() {
 	kept := make([]orderedKey, 0, 2*len(m.entries))
 	seen := make(map[string]struct{}, len(m.entries))
@@ -248,13 +315,30 @@ func (m *MemoryIdempotency) compact() {
 			}
 		}
 	}
-	m.order, m.head = kept, 0
+	var late lateKeys
+	for _, k := range m.late {
+		if e, ok := m.entries[k.key]; ok && e.Started.Equal(k.started) {
+			if _, dup := seen[k.key]; !dup {
+				seen[k.key] = struct{}{}
+				late = append(late, k)
+			}
+		}
+	}
+	heap.Init(&late)
+	m.order, m.head, m.late = kept, 0, late
 }
 
 func (m *MemoryIdempotency) put(key string, e IdemEntry) {
 	m.entries[key] = e
 	m.bytes += e.size(key)
-	m.order = append(m.order, orderedKey{key: key, started: e.Started})
+	k := orderedKey{key: key, started: e.Started}
+	if n := len(m.order); n > m.head && e.Started.Before(m.order[n-1].started) {
+		// Dated before the last claim in the order (its clock read before
+		// that claim's): the order stays oldest first.
+		heap.Push(&m.late, lateKey{orderedKey: k, until: expiresAt(e)})
+		return
+	}
+	m.order = append(m.order, k)
 }
 
 func (m *MemoryIdempotency) drop(key string, e IdemEntry) {

@@ -963,3 +963,75 @@ func TestNATSIdempotencyRenewsInAFullBucket(t *testing.T) {
 		}
 	}
 }
+
+// A full memory store frees the bytes of every expired claim before it
+// refuses a key, wherever the claim stands in the claim order: behind a
+// younger claim (a day-old claim whose lease was renewed past the day, a
+// claim dated before the one claimed ahead of it), or past the few the
+// sweep forgets at each claim. It refuses the key while live claims fill
+// it, up to the instant the first of them expires.
+func TestMemoryIdempotencyFullStoreFreesExpiredClaims(t *testing.T) {
+	ctx := context.Background()
+	two := func(clock *manualClock) *MemoryIdempotency {
+		return NewMemoryIdempotency(2*claimOf("txn_0", clock.Now()).size("k0"), clock.Now)
+	}
+	claim := func(t *testing.T, s *MemoryIdempotency, key string, e IdemEntry) error {
+		t.Helper()
+		_, claimed, err := s.Claim(ctx, key, e)
+		if err == nil {
+			require.True(t, claimed, key)
+		}
+		return err
+	}
+	// atTheEdge claims k2 on s, full, a nanosecond before expires and at
+	// it.
+	atTheEdge := func(t *testing.T, clock *manualClock, s *MemoryIdempotency, expires time.Time) {
+		t.Helper()
+		clock.Advance(expires.Sub(clock.Now()) - time.Nanosecond)
+		require.ErrorIs(t, claim(t, s, "k2", claimOf("txn_2", clock.Now())), ErrStoreFull, "a nanosecond before the claim expires")
+		assert.Equal(t, 2, s.Len())
+		clock.Advance(time.Nanosecond)
+		require.NoError(t, claim(t, s, "k2", claimOf("txn_2", clock.Now())), "the expired claim's bytes are freed")
+		assert.Equal(t, 2, s.Len())
+	}
+
+	t.Run("renewed past its day", func(t *testing.T) {
+		clock := newManualClock()
+		s := two(clock)
+		renewed := claimOf("txn_0", clock.Now())
+		require.NoError(t, claim(t, s, "k0", renewed))
+		clock.Advance(12 * time.Hour)
+		require.NoError(t, claim(t, s, "k1", claimOf("txn_1", clock.Now())))
+		clock.Advance(12 * time.Hour) // k0 a day old, its payment still being stored
+		until := clock.Now().Add(time.Hour)
+		_, ok, err := s.Renew(ctx, "k0", renewed, until)
+		require.NoError(t, err)
+		require.True(t, ok)
+		// A claim refused: the sweep finds k0 a day old and its lease
+		// running, and looks at it again later.
+		require.ErrorIs(t, claim(t, s, "k2", claimOf("txn_2", clock.Now())), ErrStoreFull)
+		atTheEdge(t, clock, s, until)
+	})
+	t.Run("dated before the claim ahead of it", func(t *testing.T) {
+		clock := newManualClock()
+		s := two(clock)
+		early := clock.Now()
+		require.NoError(t, claim(t, s, "k1", claimOf("txn_1", early.Add(time.Hour))))
+		require.NoError(t, claim(t, s, "k0", claimOf("txn_0", early)))
+		atTheEdge(t, clock, s, early.Add(idempotencyTTL))
+	})
+	t.Run("more than the sweep forgets at a claim", func(t *testing.T) {
+		clock := newManualClock()
+		small := claimOf("txn_00", clock.Now())
+		s := NewMemoryIdempotency(20*small.size("k00"), clock.Now)
+		for i := range 20 {
+			require.NoError(t, claim(t, s, fmt.Sprintf("k%02d", i), claimOf(fmt.Sprintf("txn_%02d", i), clock.Now())))
+		}
+		require.ErrorIs(t, claim(t, s, "k20", claimOf("txn_20", clock.Now())), ErrStoreFull)
+		clock.Advance(idempotencyTTL)
+		// A key that takes the room of ten claims.
+		big := claimOf("txn_big", clock.Now())
+		big.Fingerprint += strings.Repeat("x", int(9*small.size("k00")))
+		require.NoError(t, claim(t, s, "big", big), "twenty expired claims make room for it")
+	})
+}
