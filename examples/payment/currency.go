@@ -1,5 +1,14 @@
 package main
 
+import "strconv"
+
+// formatAmount writes an amount in major units of currency with the
+// currency's own minor digits, as a reason shows it: 5000 JPY, 5000.00
+// USD, 5000.000 BHD.
+func formatAmount(amount float64, currency string) string {
+	return strconv.FormatFloat(amount, 'f', minorUnits[currency], 64)
+}
+
 // minorUnits maps the active ISO 4217 currency codes to their number of
 // minor units (decimal places): 2 for USD, 0 for JPY, 3 for KWD. Funds codes
 // and precious metals are left out; a payment names a currency people pay in.

@@ -170,13 +170,14 @@ func NewFraudPolicy(cfg FraudConfig, state CustomerState, now func() time.Time) 
 			return 0, "", nil
 		}},
 		tai.Rule[Payment]{Name: "amount", Weight: weightStrong, Check: func(_ context.Context, s tai.Signal[Payment]) (float64, string, error) {
+			cur := s.Payload.Currency
 			switch a := s.Payload.Amount; {
 			case a > 4*cfg.MaxAmount:
-				return 1, fmt.Sprintf("amount %.2f over four times the %.2f limit", a, cfg.MaxAmount), nil
+				return 1, "amount " + formatAmount(a, cur) + " over four times the " + formatAmount(cfg.MaxAmount, cur) + " limit", nil
 			case a > cfg.MaxAmount:
-				return 0.5, fmt.Sprintf("amount %.2f over %.2f", a, cfg.MaxAmount), nil
+				return 0.5, "amount " + formatAmount(a, cur) + " over " + formatAmount(cfg.MaxAmount, cur), nil
 			case a > 0.8*cfg.MaxAmount:
-				return 0.25, fmt.Sprintf("amount %.2f near the %.2f limit", a, cfg.MaxAmount), nil
+				return 0.25, "amount " + formatAmount(a, cur) + " near the " + formatAmount(cfg.MaxAmount, cur) + " limit", nil
 			}
 			return 0, "", nil
 		}},
@@ -188,7 +189,7 @@ func NewFraudPolicy(cfg FraudConfig, state CustomerState, now func() time.Time) 
 			}
 			total := (float64(res.Spent) + float64(p.Minor)) / math.Pow10(minorUnits[p.Currency])
 			if total > cfg.MaxDaily {
-				return 1, fmt.Sprintf("%.2f %s today would exceed %.2f", total, p.Currency, cfg.MaxDaily), nil
+				return 1, formatAmount(total, p.Currency) + " " + p.Currency + " today would exceed " + formatAmount(cfg.MaxDaily, p.Currency), nil
 			}
 			return 0, "", nil
 		}},

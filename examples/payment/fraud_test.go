@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
+	"slices"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -586,4 +589,66 @@ func TestImpossibleTravelReasonShowsTheTime(t *testing.T) {
 			assert.Contains(t, r.Body["reasons"], "moved 877 km in 45ms (70197163 km/h, limit 900)", string(r.Raw))
 		})
 	}
+}
+
+// The amount and daily amount reasons write amounts, and the limits, with
+// the payment's currency's own minor digits — none for yen, three for
+// Bahraini dinars, two for dollars — in the Go rules and the built-in CEL
+// rules alike.
+func TestFraudReasonsWriteTheCurrencysDigits(t *testing.T) {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	goState, celState := NewMemoryState(0), NewMemoryState(0)
+	goPolicy, err := NewFraudPolicy(FraudConfig{}, goState, clock)
+	require.NoError(t, err)
+	env, err := NewFraudEnv(FraudConfig{}, celState, clock)
+	require.NoError(t, err)
+	spec, err := parseDefaultRules()
+	require.NoError(t, err)
+	celPolicy, err := env.Compile(spec)
+	require.NoError(t, err)
+
+	for i, tc := range []struct {
+		amount, currency string
+		reasons          []string // of the amount rule, then the daily one
+	}{
+		{"6000", "JPY", []string{"amount 6000 over 5000", "6000 JPY today would exceed 5000"}},
+		{"20001", "JPY", []string{"amount 20001 over four times the 5000 limit", "20001 JPY today would exceed 5000"}},
+		{"4000.001", "BHD", []string{"amount 4000.001 near the 5000.000 limit"}},
+		{"6000.125", "BHD", []string{"amount 6000.125 over 5000.000", "6000.125 BHD today would exceed 5000.000"}},
+		{"6000.5", "USD", []string{"amount 6000.50 over 5000.00", "6000.50 USD today would exceed 5000.00"}},
+	} {
+		p, err := parsePayment([]byte(`{"amount": ` + tc.amount + `, "customer_id": "c` + strconv.Itoa(i) +
+			`", "currency": "` + tc.currency + `", "merchant_id": "m"}`))
+		require.NoError(t, err)
+		for name, pol := range map[string]tai.Policy[Payment]{"go": goPolicy, "cel": celPolicy} {
+			d, err := pol.Evaluate(context.Background(), tai.Signal[Payment]{ID: newTxn(), Kind: "payment", Key: p.CustomerID, Time: now, Payload: p})
+			require.NoError(t, err)
+			var reasons []string
+			for _, c := range d.Contributions {
+				reasons = append(reasons, c.Reason)
+			}
+			assert.Equal(t, tc.reasons, reasons, "%s rules, %s %s", name, tc.amount, tc.currency)
+		}
+	}
+}
+
+// The built-in rule file's currency sets are the currencies of
+// minorUnits with no minor digits and with three; every other currency
+// has two, which the file's reasons take for the rest.
+func TestFraudRulesCurrencySetsAgreeWithMinorUnits(t *testing.T) {
+	spec, err := parseDefaultRules()
+	require.NoError(t, err)
+	byDigits := map[int][]string{}
+	for cur, digits := range minorUnits {
+		byDigits[digits] = append(byDigits[digits], cur)
+	}
+	for _, list := range byDigits {
+		slices.Sort(list)
+	}
+	assert.Equal(t, byDigits[0], slices.Sorted(slices.Values(spec.Sets["no_minor_units"])))
+	assert.Equal(t, byDigits[3], slices.Sorted(slices.Values(spec.Sets["three_minor_units"])))
+	delete(byDigits, 0)
+	delete(byDigits, 3)
+	assert.Equal(t, []int{2}, slices.Sorted(maps.Keys(byDigits)), "the digits of every other currency")
 }

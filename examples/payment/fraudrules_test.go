@@ -55,8 +55,9 @@ var lowerAmountLimit = []string{
 	"payload.Amount > 20000.0 ? 1.0", "payload.Amount > 4000.0 ? 1.0",
 	"payload.Amount > 5000.0 ? 0.5", "payload.Amount > 1000.0 ? 0.5",
 	"payload.Amount > 4000.0 ? 0.25", "payload.Amount > 800.0 ? 0.25",
-	`payload.Amount > 20000.0 ? "over four times the 5000.00 limit"`, `payload.Amount > 4000.0 ? "over four times the 1000.00 limit"`,
-	`payload.Amount > 5000.0 ? "over 5000.00" : "near the 5000.00 limit"`, `payload.Amount > 1000.0 ? "over 1000.00" : "near the 1000.00 limit"`,
+	`payload.Amount > 20000.0 ? "over four times the"`, `payload.Amount > 4000.0 ? "over four times the"`,
+	`payload.Amount > 5000.0 ? "over"`, `payload.Amount > 1000.0 ? "over"`,
+	`.format([5000.0])}}{{payload.Amount > 5000.0 && payload.Amount <= 20000.0`, `.format([1000.0])}}{{payload.Amount > 1000.0 && payload.Amount <= 4000.0`,
 }
 
 // The flags that set the Go rules' limits count only with the Go rules;
