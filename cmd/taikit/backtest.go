@@ -205,6 +205,12 @@ func backtest(path, rules string, audits []string, opts taicel.BacktestOptions, 
 	var rep *taicel.Report
 	if audits[0] == stdinArg {
 		rep, err = taicel.Backtest(context.Background(), set, stdin, opts)
+		// The library names a reader's lines by number alone: name the
+		// input as a file's error names the file.
+		var te *taicel.TrailError
+		if errors.As(err, &te) && te.File == "" {
+			te.File = stdinName
+		}
 	} else {
 		rep, err = taicel.BacktestFiles(context.Background(), set, opts, audits...)
 	}

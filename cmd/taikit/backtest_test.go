@@ -511,7 +511,8 @@ func TestBacktestReadsStandardInput(t *testing.T) {
 			"-audit - (the standard input) is given with another -audit: it is then the only one"},
 		{"after another -audit", strings.NewReader(both), []string{"backtest", "-rules", f.cand, "-audit", f.trailA, "-audit", "-"}, 2, "",
 			"-audit - (the standard input) is given with another -audit"},
-		{"not a trail", strings.NewReader("hello\n"), []string{"backtest", "-rules", f.cand, "-audit", "-"}, 2, "", "line 1"},
+		{"not a trail", strings.NewReader("hello\n"), []string{"backtest", "-rules", f.cand, "-audit", "-"}, 2, "",
+			"taikit backtest: taicel: backtest: (standard input):1: not an audit trail entry: "},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code, stdout, stderr := runCLIWithStdin(c.stdin, c.args...)
@@ -602,4 +603,34 @@ func TestBacktestReadsStandardInputOnce(t *testing.T) {
 			cliCase{c.name, c.args, c.code, c.stdout, c.stderr}.check(t, code, stdout, stderr)
 		})
 	}
+}
+
+// A trail whose last line a crash cut short stops the backtest at that
+// line, as any line that is not an audit trail entry does (exit status
+// 2), and as audit verify fails on it: the help promises a report of the
+// whole trail, or an error. The error names the input the same way
+// whether it is a file or the standard input.
+func TestBacktestStopsAtALastLineCutShort(t *testing.T) {
+	f := newBacktestFixture(t)
+	raw, err := os.ReadFile(f.trailA)
+	require.NoError(t, err)
+	torn := filepath.Join(f.dir, "torn.jsonl")
+	require.NoError(t, os.WriteFile(torn, raw[:len(raw)-30], 0o600))
+
+	code, stdout, fromFile := runCLI("backtest", "-rules", f.cand, "-audit", torn)
+	assert.Equal(t, 2, code, fromFile)
+	assert.Empty(t, stdout)
+	assert.True(t, strings.HasPrefix(fromFile, "taikit backtest: taicel: backtest: "+torn+":200: not an audit trail entry: "), fromFile)
+
+	in, err := os.Open(torn)
+	require.NoError(t, err)
+	defer in.Close()
+	code, stdout, fromStdin := runCLIWithStdin(in, "backtest", "-rules", f.cand, "-audit", "-")
+	assert.Equal(t, 2, code, fromStdin)
+	assert.Empty(t, stdout)
+	assert.Equal(t, strings.Replace(fromFile, torn, stdinName, 1), fromStdin)
+
+	code, _, verified := runCLI("audit", "verify", torn)
+	assert.Equal(t, 1, code, verified)
+	assert.Contains(t, verified, torn+":200: not an audit line (malformed or truncated): the last line is cut short")
 }

@@ -76,11 +76,12 @@ const maxLine = 64 << 20
 // recorded one. The signal's ID, kind and key are the line's; a Redact
 // hook that rewrote the key changes what signal.key reads.
 //
-// A line that is not such JSON stops the backtest with an error naming
-// its line number: verify the trail first (kaizen.VerifyAudit). Decisions
-// recorded without inputs are counted as Skipped; an inputs object that
-// does not decode or a candidate that fails to judge it is counted in
-// Errors, with the rule when a rule failed, and the backtest goes on.
+// A line that is not such JSON stops the backtest with a *TrailError
+// naming its line number: verify the trail first (kaizen.VerifyAudit).
+// Decisions recorded without inputs are counted as Skipped; an inputs
+// object that does not decode or a candidate that fails to judge it is
+// counted in Errors, with the rule when a rule failed, and the backtest
+// goes on.
 //
 // When ctx ends, Backtest stops and returns its error (context.Cause) at
 // once. A Read of trail in progress then is not interrupted: the reading
@@ -94,7 +95,8 @@ func Backtest[T any](ctx context.Context, candidate *Set[T], trail io.Reader, op
 }
 
 // BacktestFiles is Backtest over the trail files at paths, read in turn as
-// one trail; errors and examples name the file and the line.
+// one trail; errors (a *TrailError's File) and examples name the file and
+// the line.
 func BacktestFiles[T any](ctx context.Context, candidate *Set[T], opts BacktestOptions, paths ...string) (*Report, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("taicel: BacktestFiles: no file")
@@ -105,6 +107,30 @@ func BacktestFiles[T any](ctx context.Context, candidate *Set[T], opts BacktestO
 	}
 	return backtest(ctx, candidate, srcs, opts)
 }
+
+// TrailError is the error that stops a backtest at a line of its trail:
+// a line that is not an audit trail entry, a line longer than a
+// kaizen.Audit writes, or an error reading the trail there.
+type TrailError struct {
+	// File is the trail file the line is in, as named to BacktestFiles;
+	// empty for the io.Reader of Backtest, which the caller can name (a
+	// command sets it to the name it gives its standard input).
+	File string
+	// Line is the 1-based line number, counted from the start of File
+	// (or of the reader).
+	Line int
+	// Err is what is wrong with the line.
+	Err error
+}
+
+// Error returns "taicel: backtest: line N: " and the cause, or
+// "taicel: backtest: FILE:N: " and the cause when File is set.
+func (e *TrailError) Error() string {
+	return "taicel: backtest: " + where(e.File, e.Line) + ": " + e.Err.Error()
+}
+
+// Unwrap returns Err.
+func (e *TrailError) Unwrap() error { return e.Err }
 
 type trailSource struct {
 	name string // the file's path; empty for an io.Reader
@@ -253,8 +279,11 @@ type batch struct {
 	data  []byte
 	ends  []int // where each line ends in data
 	lines []int // the line number of each line
-	err   error // a read error after the lines; ends the trail
-	out   []judged
+	// err, a *TrailError, ends the trail after the lines: a read error
+	// after them, or, once judged, the first line that is not an entry,
+	// which out then stops before.
+	err error
+	out []judged
 }
 
 // A batch holds batchLines lines, or fewer that add up to batchBytes, so
@@ -313,7 +342,7 @@ func readTrail(srcs []trailSource, batches chan<- *batch, stop <-chan struct{}) 
 			if errors.Is(err, bufio.ErrTooLong) {
 				err = fmt.Errorf("%w (the line is longer than %d bytes, the most a kaizen.Audit writes)", err, maxLine)
 			}
-			b.err = fmt.Errorf("taicel: backtest: %s: %w", where(src.name, line+1), err)
+			b.err = &TrailError{File: src.name, Line: line + 1, Err: err}
 			send(b)
 			return
 		}
@@ -357,8 +386,8 @@ type judged struct {
 	amount       float64
 	diffs        []ruleDiff // the rules whose firing differs, when changed
 	errRule      string
-	err          error // the line's error: fatal for a line that is not JSON
-	fatal        bool
+	err          error // the line's error
+	fatal        bool  // not an entry: judge ends the batch's lines before it
 }
 
 type ruleDiff struct {
@@ -478,14 +507,20 @@ func parseEntry(line []byte, e *trailEntry) error {
 	return err
 }
 
-// judge fills b.out, one judged per line; a rule still running when ctx
-// ends stops.
+// judge fills b.out, one judged per line, up to the first line that is
+// not an entry, which ends the trail as b.err; a rule still running when
+// ctx ends stops.
 func (bt *backtester[T]) judge(ctx context.Context, b *batch) {
 	b.out = make([]judged, len(b.ends))
 	start := 0
 	for i, end := range b.ends {
-		bt.judgeLine(ctx, b.data[start:end], &b.out[i])
-		b.out[i].line = b.lines[i]
+		j := &b.out[i]
+		bt.judgeLine(ctx, b.data[start:end], j)
+		j.line = b.lines[i]
+		if j.fatal {
+			b.out, b.err = b.out[:i], &TrailError{File: b.file, Line: j.line, Err: j.err}
+			break
+		}
 		start = end
 	}
 	b.data = nil

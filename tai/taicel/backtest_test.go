@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -1023,4 +1024,61 @@ func TestRecordedNilsGrowAsThePayload(t *testing.T) {
 	}
 	short, long := record(1000), record(2000)
 	assert.Less(t, len(long.Inputs), 2*len(short.Inputs)+100, "%d bytes, then %d", len(short.Inputs), len(long.Inputs))
+}
+
+// The error that stops a backtest at a line of its trail is a
+// *taicel.TrailError naming the line, and the file when there is one, so
+// that a caller reading a trail from an io.Reader (a command reading its
+// standard input) can name the input itself.
+func TestBacktestTrailErrorNamesTheLine(t *testing.T) {
+	trail := writeTrail(t, stream(20))
+	lines := strings.SplitAfter(string(trail), "\n")
+	bad := strings.Join(lines[:2], "") + "hello\n" + strings.Join(lines[2:], "")
+	readFails := errors.New("connection reset")
+
+	dir := t.TempDir()
+	file := filepath.Join(dir, "a.jsonl")
+	require.NoError(t, os.WriteFile(file, []byte(bad), 0o600))
+
+	for _, tc := range []struct {
+		name  string
+		run   func() (*taicel.Report, error)
+		file  string
+		line  int
+		cause string
+		is    error
+	}{
+		{"a reader's line that is no entry", func() (*taicel.Report, error) {
+			return taicel.Backtest(t.Context(), candidateSet(t, nil), strings.NewReader(bad), taicel.BacktestOptions{Workers: 2})
+		}, "", 3, "not an audit trail entry: offset 0: ", nil},
+		{"a file's line that is no entry", func() (*taicel.Report, error) {
+			return taicel.BacktestFiles(t.Context(), candidateSet(t, nil), taicel.BacktestOptions{Workers: 2}, file)
+		}, file, 3, "not an audit trail entry: offset 0: ", nil},
+		{"a line too long", func() (*taicel.Report, error) {
+			long := io.MultiReader(strings.NewReader(lines[0]), io.LimitReader(zeros{}, int64(kaizen.MaxAuditLineLen)+1))
+			return taicel.Backtest(t.Context(), candidateSet(t, nil), long, taicel.BacktestOptions{Workers: 1})
+		}, "", 2, "bufio.Scanner: token too long", bufio.ErrTooLong},
+		{"a read that fails", func() (*taicel.Report, error) {
+			r := io.MultiReader(strings.NewReader(strings.Join(lines[:4], "")), iotest.ErrReader(readFails))
+			return taicel.Backtest(t.Context(), candidateSet(t, nil), r, taicel.BacktestOptions{Workers: 1})
+		}, "", 5, "connection reset", readFails},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := tc.run()
+			assert.Nil(t, rep)
+			var te *taicel.TrailError
+			require.ErrorAs(t, err, &te)
+			assert.Equal(t, tc.file, te.File)
+			assert.Equal(t, tc.line, te.Line)
+			assert.ErrorContains(t, te.Err, tc.cause)
+			if tc.is != nil {
+				assert.ErrorIs(t, err, tc.is)
+			}
+			where := fmt.Sprintf("line %d", tc.line)
+			if tc.file != "" {
+				where = fmt.Sprintf("%s:%d", tc.file, tc.line)
+			}
+			assert.Equal(t, "taicel: backtest: "+where+": "+te.Err.Error(), err.Error())
+		})
+	}
 }

@@ -185,9 +185,6 @@ func newMerger[T any](cand *Set[T], opts BacktestOptions) *merger {
 func (m *merger) merge(b *batch) error {
 	for i := range b.out {
 		j := &b.out[i]
-		if j.fatal {
-			return fmt.Errorf("taicel: backtest: %s: %w", where(b.file, j.line), j.err)
-		}
 		if j.status == lineBlank {
 			continue
 		}
