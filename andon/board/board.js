@@ -57,8 +57,16 @@
     return Math.floor(h / 24) + "d " + (h % 24) + "h";
   }
 
+  // clockTime is the time t in the browser's time zone, with its day
+  // (and year) when that is not today's: a transition of three days ago
+  // would read as one of this morning.
   function clockTime(t) {
-    return new Date(Date.parse(t)).toLocaleTimeString([], { hour12: false });
+    var d = new Date(Date.parse(t)), today = new Date(now());
+    var time = d.toLocaleTimeString([], { hour12: false });
+    if (d.toDateString() === today.toDateString()) return time;
+    var day = { month: "short", day: "numeric" };
+    if (d.getFullYear() !== today.getFullYear()) day.year = "numeric";
+    return d.toLocaleDateString([], day) + " " + time;
   }
 
   function since(t) {
@@ -281,9 +289,16 @@
     // goes on every second, is beside it rather than in it.
     setParts($("cord-text"), s.cord.pulled ? ["PULLED by ", s.cord.who, ": ", s.cord.reason] : ["ready"]);
     update($("cord-since"), s.cord.pulled && s.cord.since ? [document.createTextNode(" — "), since(s.cord.since)] : []);
+    var had = document.activeElement;
     $("cord-form").hidden = s.read_only || s.cord.pulled;
     $("cord-reset").hidden = s.read_only || !s.cord.pulled;
     $("cord-who").hidden = !!s.named_by_board;
+    // A control hidden while it has the focus (the button just pressed)
+    // leaves it to the cord rather than to the document, where a screen
+    // reader loses its place: the next Tab reaches the control shown in
+    // its place. The focus goes to no button, so that a key pressed again
+    // does not undo what the first did.
+    if (had && had !== cord && cord.contains(had) && had.closest("[hidden]")) cord.focus();
 
     update($("lines"), s.lines.map(renderLine));
     update($("breakers"), s.breakers.map(renderBreaker));
@@ -291,7 +306,9 @@
     var rules = s.rules.filter(function (r) { return r.name !== s.cord.name; });
     update($("rules"), rules.map(renderRule));
     update($("history"), s.history.slice().reverse().map(function (t) {
-      return el("li", { class: "to-" + t.to, text: clockTime(t.at) + "  " + t.rule + ": " + t.from + " → " + t.to });
+      var li = el("li", { class: "to-" + t.to });
+      setParts(li, [clockTime(t.at) + "  ", t.rule, ": " + t.from + " → " + t.to]);
+      return li;
     }));
 
     var firing = rules.filter(function (r) { return r.state === "firing"; }).length;

@@ -61,3 +61,27 @@ func TestBoardIsolatesOutsideText(t *testing.T) {
 	assert.Equal(t, true, inOrder, "the runbook link after the error is laid out left to right")
 	assert.Empty(t, thrown(), "no error on the page")
 }
+
+// TestBoardIsolatesRuleNamesInHistory: a rule's name holding a
+// right-to-left override ("Probe\u202e") does not turn around the board's
+// words after it in the list of recent transitions: "inactive → firing"
+// read "gnirif ← evitcani" beside it.
+func TestBoardIsolatesRuleNamesInHistory(t *testing.T) {
+	errorRate := &switchCond{}
+	errorRate.Set(true)
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Rules: []andon.Rule{
+		{Name: "Probe\u202e", Severity: andon.Page, Condition: errorRate}}})
+	require.NoError(t, err)
+	ev.EvaluateAt(context.Background(), time.Now())
+	srv := serveBoard(t, ev, andon.BoardOptions{})
+	ctx, thrown := browser(t, 60*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#history li`))))
+	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#history li")))
+	require.NoError(t, err)
+	assert.Contains(t, text, "Probe\u202e: inactive → firing", "the words as they came")
+	inOrder, err := chromedp.Run(ctx, chromedp.Evaluate[any](textLeftToRight+`("#history li", "inactive → firing")`))
+	require.NoError(t, err)
+	assert.Equal(t, true, inOrder, "the transition after the rule's name is laid out left to right")
+	assert.Empty(t, thrown(), "no error on the page")
+}
