@@ -724,7 +724,7 @@ func (e *engine[T]) handleMessage(l Lease[T], d *Delivery[T], err error, resume 
 		if e.rt.Tracer == nil && e.o.Observer == nil {
 			err = e.call(ctx, d)
 		} else {
-			err = e.callObserved(ctx, d, &x)
+			err = e.callObserved(ctx, l, d, &x)
 		}
 		if err == nil {
 			x.returned = true
@@ -963,12 +963,12 @@ func sleep(ctx context.Context, d time.Duration) {
 // and changes nothing else: the attempt's result is the handler's. x
 // tells handleMessage's deferred check which of them ended the goroutine,
 // if one did, and how the handler's attempt went.
-func (e *engine[T]) callObserved(ctx context.Context, d *Delivery[T], x *exit) (err error) {
+func (e *engine[T]) callObserved(ctx context.Context, l Lease[T], d *Delivery[T], x *exit) (err error) {
 	end := endNothing
 	x.ran, x.exited = false, false // an attempt in place starts afresh
 	if e.rt.Tracer != nil {
 		x.hook = "Tracer"
-		ctx, end = e.startSpan(ctx, d)
+		ctx, end = e.startSpan(ctx, l, d)
 		x.hook = ""
 	}
 	var start time.Time
@@ -1006,8 +1006,8 @@ func (e *engine[T]) callObserved(ctx context.Context, d *Delivery[T], x *exit) (
 	return err
 }
 
-// startSpan starts the span of the attempt of d.
-func (e *engine[T]) startSpan(ctx context.Context, d *Delivery[T]) (sctx context.Context, end func(error)) {
+// startSpan starts the span of the attempt of d, the delivery of l.
+func (e *engine[T]) startSpan(ctx context.Context, l Lease[T], d *Delivery[T]) (sctx context.Context, end func(error)) {
 	defer func() {
 		if v := recover(); v != nil {
 			e.hookPanicked("Tracer", d.ID, d.Attempt, v)
@@ -1015,7 +1015,19 @@ func (e *engine[T]) startSpan(ctx context.Context, d *Delivery[T]) (sctx context
 		}
 	}()
 	return e.rt.Tracer.Start(ctx, Operation{Type: OpProcess, System: e.rt.System, Queue: e.rt.Queue,
-		Consumer: e.rt.Consumer, MessageID: d.ID, Attempt: d.Attempt})
+		Consumer: e.rt.Consumer, MessageID: d.ID, Attempt: d.Attempt, BodySize: bodySize(l)})
+}
+
+// bodySize returns the size of the body of l's message, if l tells it (a
+// BodySizer), or 0.
+func bodySize[T any](l Lease[T]) int {
+	if h, ok := l.(*heldLease[T]); ok {
+		l = h.Lease
+	}
+	if s, ok := l.(BodySizer); ok {
+		return max(s.BodySize(), 0)
+	}
+	return 0
 }
 
 // endSpan ends the span of the attempt of d with its error.

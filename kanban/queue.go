@@ -98,6 +98,15 @@ type ReleaseOrderer interface {
 	ReleaseOrder() ReleaseOrder
 }
 
+// BodySizer is an optional interface of a Lease: BodySize returns the
+// size in bytes of the message's body as it was delivered, its payload as
+// the queue's Codec encoded it (not its headers). Serve tells the Tracer
+// of each attempt at the message (Operation.BodySize); a Lease that does
+// not implement it, or returns 0, tells none.
+type BodySizer interface {
+	BodySize() int
+}
+
 // Lease is one pulled message, held until it is settled by exactly one of
 // Ack, Retry, Release or DeadLetter. Serve does not touch a lease once it
 // has called one of those, so a backend may reuse the value.

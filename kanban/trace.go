@@ -63,6 +63,13 @@ type Operation struct {
 	// Attempt is the delivery's attempt, from 1, for OpProcess; 0 for
 	// OpSend.
 	Attempt int
+	// BodySize is the size in bytes of the message's body, its payload as
+	// the queue's Codec encodes it (not its headers), as the backend
+	// publishes it or delivers it (messaging.message.body.size). Zero
+	// when the backend does not know it: Memory holds values, not bytes,
+	// and tells none; natsjs tells it for OpSend and OpProcess. A
+	// payload that encodes to no bytes has zero too.
+	BodySize int
 }
 
 // HandlerObserver is told how long each handler attempt took and how it
@@ -82,10 +89,17 @@ func (f HandlerObserverFunc) ObserveHandler(d time.Duration, err error) { f(d, e
 // StartSend starts the span of a publish for a backend: it returns ctx
 // and a no-op when t is nil.
 func StartSend(ctx context.Context, t Tracer, system, queue, id string) (context.Context, func(error)) {
+	return startSend(ctx, t, Operation{System: system, Queue: queue, MessageID: id})
+}
+
+// startSend starts the span of op, a publish (its Type is OpSend
+// whatever it says): it returns ctx and a no-op when t is nil.
+func startSend(ctx context.Context, t Tracer, op Operation) (context.Context, func(error)) {
 	if t == nil {
 		return ctx, endNothing
 	}
-	return t.Start(ctx, Operation{Type: OpSend, System: system, Queue: queue, MessageID: id})
+	op.Type = OpSend
+	return t.Start(ctx, op)
 }
 
 func endNothing(error) {}
@@ -96,10 +110,17 @@ func endNothing(error) {}
 // Codec's Marshal, say) or calls runtime.Goexit, which then goes on. With
 // a nil t it calls publish alone.
 func SendTraced(ctx context.Context, t Tracer, system, queue, id string, publish func(context.Context) error) error {
+	return SendTracedOp(ctx, t, Operation{System: system, Queue: queue, MessageID: id}, publish)
+}
+
+// SendTracedOp is SendTraced for a backend that tells the Tracer more of
+// the message than SendTraced's arguments do: its BodySize, say. op's
+// Type is OpSend whatever it says.
+func SendTracedOp(ctx context.Context, t Tracer, op Operation, publish func(context.Context) error) error {
 	if t == nil {
 		return publish(ctx)
 	}
-	ctx, end := StartSend(ctx, t, system, queue, id)
+	ctx, end := startSend(ctx, t, op)
 	returned := false
 	defer func() {
 		if !returned {

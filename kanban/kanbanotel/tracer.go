@@ -62,14 +62,17 @@ type TracerOptions struct {
 // with messaging.system ("kanban" for kanban.Memory, "nats" for natsjs),
 // messaging.destination.name (the queue or stream), messaging.operation.type
 // and messaging.operation.name ("send" or "process"),
-// messaging.message.id, messaging.consumer.group.name (the JetStream
-// durable) and kanban.delivery.attempt on process spans. An empty queue
-// name or message ID is left out, and the span of an operation on a queue
-// without a name is named "send" or "process" alone, as the conventions
-// ask when the destination is not known. A failed operation's span has
-// status Error and error.type: "permanent", "panic" (a handler, or a
-// publish, that panicked or called runtime.Goexit), "full", "timeout",
-// "canceled" or "_OTHER".
+// messaging.message.id, messaging.message.body.size (the size in bytes
+// of the payload as the queue's Codec encoded it, when the queue knows
+// it: natsjs does; kanban.Memory, which holds values, does not), and
+// messaging.consumer.group.name (the JetStream durable) and
+// kanban.delivery.attempt on process spans. An empty queue name or
+// message ID, and a body size of 0, are left out, and the span of an
+// operation on a queue without a name is named "send" or "process"
+// alone, as the conventions ask when the destination is not known. A
+// failed operation's span has status Error and error.type: "permanent",
+// "panic" (a handler, or a publish, that panicked or called
+// runtime.Goexit), "full", "timeout", "canceled" or "_OTHER".
 //
 // The send span is the parent of what the queue's Propagator injects, so
 // with a Propagator of this package (TraceContext, say) each process span
@@ -91,9 +94,9 @@ type TracerOptions struct {
 // holds this package, with the schema URL of the version of the
 // conventions they follow, https://opentelemetry.io/schemas/1.40.0.
 //
-// The attributes of the queue (all but the message ID and the attempt)
-// are given at the span's start, where a sampler reads them, as the
-// conventions ask; the message ID and the attempt are set only on a span
+// The attributes of the queue (all but the message ID, the body size and
+// the attempt) are given at the span's start, where a sampler reads them,
+// as the conventions ask; those of the message are set only on a span
 // that records, so that one the sampler drops costs little, and so is a
 // process span's link: the context it links to is the span's parent,
 // which the sampler reads (as SamplingParameters.ParentContext, not among
@@ -179,6 +182,9 @@ func (t *tracer) Start(ctx context.Context, op kanban.Operation) (context.Contex
 	// built only for a span that records.
 	if op.MessageID != "" {
 		span.SetAttributes(semconv.MessagingMessageID(utf8text.Cut(op.MessageID, MaxMessageIDLen)))
+	}
+	if op.BodySize > 0 {
+		span.SetAttributes(semconv.MessagingMessageBodySize(op.BodySize))
 	}
 	if op.Type == kanban.OpProcess {
 		span.SetAttributes(AttemptKey.Int(op.Attempt))

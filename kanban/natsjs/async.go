@@ -160,15 +160,19 @@ func wake(signal *chan struct{}) {
 // refusal is its final failure.
 func (q *Queue[T]) PublishAsync(ctx context.Context, msg kanban.Message[T]) error {
 	if q.opts.Tracer != nil {
-		return kanban.SendTraced(ctx, q.opts.Tracer, natsSystem, q.opts.Stream, msg.ID, func(ctx context.Context) error {
-			return q.publishAsync(ctx, msg)
+		return q.sendTraced(ctx, msg, func(ctx context.Context, data []byte) error {
+			return q.publishAsync(ctx, msg, data)
 		})
 	}
-	return q.publishAsync(ctx, msg)
+	data, err := q.marshal(msg)
+	if err != nil {
+		return err
+	}
+	return q.publishAsync(ctx, msg, data)
 }
 
-func (q *Queue[T]) publishAsync(ctx context.Context, msg kanban.Message[T]) error {
-	nm, err := q.encode(ctx, msg)
+func (q *Queue[T]) publishAsync(ctx context.Context, msg kanban.Message[T], data []byte) error {
+	nm, err := q.encode(ctx, msg, data)
 	if err != nil {
 		return err
 	}

@@ -243,7 +243,8 @@ func (q *Queue[T]) eachDeadLetter(ctx context.Context, f kanban.DeadLetterFilter
 // whose publish stored the message or was a duplicate of this one's, or
 // a delete) deleted it first.
 func (q *Queue[T]) redrive(ctx context.Context, s *probedStream, m *jetstream.RawStreamMsg, d *kanban.DeadLetter) (done bool, err error) {
-	err = kanban.SendTraced(ctx, q.opts.Tracer, natsSystem, q.opts.Stream, d.ID, func(ctx context.Context) (err error) {
+	op := kanban.Operation{System: natsSystem, Queue: q.opts.Stream, MessageID: d.ID, BodySize: len(m.Data)}
+	err = kanban.SendTracedOp(ctx, q.opts.Tracer, op, func(ctx context.Context) (err error) {
 		done, err = q.redriveMsg(ctx, s, m, d)
 		return err
 	})

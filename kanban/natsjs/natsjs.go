@@ -192,7 +192,8 @@ type Options struct {
 	Propagator kanban.Propagator
 	// Tracer records a span around each publish and each handler attempt
 	// (messaging.system "nats", the stream as destination, the durable as
-	// consumer group); kanban/kanbanotel implements it with OpenTelemetry.
+	// consumer group, the size of the payload as the Codec encoded it as
+	// the body size); kanban/kanbanotel implements it with OpenTelemetry.
 	// PublishAsync's span ends when the message is sent, before its
 	// acknowledgement. nil records nothing.
 	Tracer kanban.Tracer
@@ -678,7 +679,9 @@ func isTokenChar(c byte) bool {
 
 func isBlank(c byte) bool { return c == ' ' || c == '\t' }
 
-func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg, error) {
+// marshal checks msg's ID and Key and returns its payload encoded by the
+// Codec: the body of its NATS message.
+func (q *Queue[T]) marshal(msg kanban.Message[T]) ([]byte, error) {
 	if msg.ID == "" {
 		return nil, kanban.ErrNoID
 	}
@@ -688,15 +691,22 @@ func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T]) (*nats.Msg
 	if err := checkIdentifier("Key", msg.Key); err != nil {
 		return nil, err
 	}
+	data, err := q.opts.Codec.Marshal(msg.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: encoding message %s: %w", msg.ID, err)
+	}
+	return data, nil
+}
+
+// encode returns the NATS message of msg, whose payload marshal encoded
+// to data, with the trace context of ctx in its headers, or the error
+// that refuses it.
+func (q *Queue[T]) encode(ctx context.Context, msg kanban.Message[T], data []byte) (*nats.Msg, error) {
 	hdr := kanban.InjectHeaders(ctx, q.opts.Propagator, msg.Headers)
 	for k, v := range hdr {
 		if err := checkHeader(k, v); err != nil {
 			return nil, err
 		}
-	}
-	data, err := q.opts.Codec.Marshal(msg.Payload)
-	if err != nil {
-		return nil, fmt.Errorf("natsjs: encoding message %s: %w", msg.ID, err)
 	}
 	if len(data) == 0 && hdr[statusHeader] != "" {
 		return nil, fmt.Errorf("%w header %q: on a message whose payload encodes to nothing, NATS clients read it as the server's status and never deliver the message", ErrInvalidMessage, statusHeader)
@@ -872,15 +882,46 @@ const natsSystem = "nats"
 
 func (q *Queue[T]) publish(ctx context.Context, msg kanban.Message[T], wait bool) error {
 	if q.opts.Tracer != nil {
-		return kanban.SendTraced(ctx, q.opts.Tracer, natsSystem, q.opts.Stream, msg.ID, func(ctx context.Context) error {
-			return q.publishMsg(ctx, msg, wait)
+		return q.sendTraced(ctx, msg, func(ctx context.Context, data []byte) error {
+			return q.publishMsg(ctx, msg, data, wait)
 		})
 	}
-	return q.publishMsg(ctx, msg, wait)
+	data, err := q.marshal(msg)
+	if err != nil {
+		return err
+	}
+	return q.publishMsg(ctx, msg, data, wait)
 }
 
-func (q *Queue[T]) publishMsg(ctx context.Context, msg kanban.Message[T], wait bool) error {
-	nm, err := q.encode(ctx, msg)
+// sendTraced runs publish, a publish of msg given its payload encoded
+// (marshal), in the span of a send, as kanban.SendTraced does. The
+// payload is encoded before the span starts, so that the Tracer is told
+// its size (Operation.BodySize); the headers, which carry the span's
+// trace context, are encoded in the span. A payload that cannot be
+// encoded (or a message marshal refuses) ends the span with the error,
+// without publish, and a Codec that panics or calls runtime.Goexit ends
+// it with kanban.ErrPublishInterrupted, as one in publish does.
+func (q *Queue[T]) sendTraced(ctx context.Context, msg kanban.Message[T], publish func(context.Context, []byte) error) error {
+	op := kanban.Operation{Type: kanban.OpSend, System: natsSystem, Queue: q.opts.Stream, MessageID: msg.ID}
+	marshalled := false
+	defer func() {
+		if !marshalled {
+			_ = kanban.SendTracedOp(ctx, q.opts.Tracer, op, func(context.Context) error { return kanban.ErrPublishInterrupted })
+		}
+	}()
+	data, err := q.marshal(msg)
+	marshalled = true
+	op.BodySize = len(data)
+	return kanban.SendTracedOp(ctx, q.opts.Tracer, op, func(ctx context.Context) error {
+		if err != nil {
+			return err
+		}
+		return publish(ctx, data)
+	})
+}
+
+func (q *Queue[T]) publishMsg(ctx context.Context, msg kanban.Message[T], data []byte, wait bool) error {
+	nm, err := q.encode(ctx, msg, data)
 	if err != nil {
 		return err
 	}

@@ -502,6 +502,10 @@ func (l *lease[T]) ID() string   { return messageID(l.m.Headers()) }
 func (l *lease[T]) Key() string  { return first(l.m.Headers(), HeaderKey) }
 func (l *lease[T]) Attempt() int { return l.attempt }
 
+// BodySize returns the size of the message's body, its payload as the
+// Codec encoded it: the Tracer is told it (kanban.BodySizer).
+func (l *lease[T]) BodySize() int { return len(l.m.Data()) }
+
 // messageID returns the message ID: a redriven message's Kanban-Id, else
 // its Nats-Msg-Id.
 func messageID(h nats.Header) string {
