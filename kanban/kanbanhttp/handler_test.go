@@ -114,6 +114,25 @@ func (r response) code() string {
 	return c
 }
 
+// pages lists target and the pages its next links lead to, up to five,
+// calling between before each next one, and returns the IDs listed.
+func (s *server) pages(t *testing.T, target string, between func()) []string {
+	t.Helper()
+	var got []string
+	for range 5 {
+		r := s.do("GET", target, "")
+		require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+		got = append(got, r.ids()...)
+		next, _ := r.body["next"].(string)
+		if next == "" {
+			break
+		}
+		target = next
+		between()
+	}
+	return got
+}
+
 func (r response) ids() []string {
 	out := []string{}
 	dls, _ := r.body["dead_letters"].([]any)
@@ -144,18 +163,7 @@ func TestListDeadLetters(t *testing.T) {
 	assert.NoError(t, err)
 
 	// Pages, newest first, following next.
-	var got []string
-	target := "/ops/queues/orders/deadletters?order=newest&limit=2"
-	for range 5 {
-		r := s.do("GET", target, "")
-		require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
-		got = append(got, r.ids()...)
-		next, _ := r.body["next"].(string)
-		if next == "" {
-			break
-		}
-		target = next
-	}
+	got := s.pages(t, "/ops/queues/orders/deadletters?order=newest&limit=2", func() {})
 	assert.Equal(t, []string{"o-5", "o-4", "o-3", "o-2", "o-1"}, got)
 
 	for query, want := range map[string][]string{

@@ -46,19 +46,9 @@ func TestOlderThanIsFixedAcrossPages(t *testing.T) {
 		time.Sleep(30 * time.Minute)
 		_, s := newServer(t, kanbanhttp.Options{}, map[string]kanban.DeadLetterStore{"orders": q})
 
-		var got []string
-		target := "/queues/orders/deadletters?older_than=2h&limit=1"
-		for range 5 {
-			r := s.do("GET", target, "")
-			require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
-			got = append(got, r.ids()...)
-			next, _ := r.body["next"].(string)
-			if next == "" {
-				break
-			}
-			target = next
+		got := s.pages(t, "/queues/orders/deadletters?older_than=2h&limit=1", func() {
 			time.Sleep(2 * time.Hour) // o-3 ages past 2h before the next page
-		}
+		})
 		assert.Equal(t, []string{"o-1", "o-2"}, got)
 	})
 }
