@@ -111,3 +111,185 @@ func TestOptionsValidatePublishTimeoutTooShort(t *testing.T) {
 	}
 	assert.NoError(t, natsjs.Options{PublishTimeout: time.Millisecond, AsyncAttempts: 1}.Validate())
 }
+
+// consumeOne consumes q with a WIP of wip until it has handled a message,
+// and returns the message's ID; it fails the test when Consume returns
+// first.
+func consumeOne(t *testing.T, ctx context.Context, q *natsjs.Queue[int], wip int) string {
+	t.Helper()
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	handled := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			select {
+			case handled <- d.ID:
+			default:
+			}
+			return nil
+		}, kanban.ConsumeOptions{WIP: wip})
+	}()
+	var id string
+	select {
+	case id = <-handled:
+	case err := <-done:
+		t.Fatalf("Consume returned before handling a message: %v", err)
+	}
+	stop()
+	require.NoError(t, <-done)
+	return id
+}
+
+// TestConsumeKeepsDurableSettingsItDoesNotOwn: Consume updating a durable
+// an administrator gave settings the queue does not set (a description,
+// an inactivity threshold, pull request limits, a sampling rate,
+// metadata) keeps them, and still sets its own: MaxAckPending from the
+// WIP, AckWait, and no BackOff, headers-only delivery or priority groups
+// (the queue's pulls name none). Before, Consume sent its whole
+// configuration, and the update reset every setting it left out.
+func TestConsumeKeepsDurableSettingsItDoesNotOwn(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	nc := connect(t, srv.Connect)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q, err := natsjs.New[int](ctx, nc, natsjs.Options{Stream: "KEPT", AckWait: 7 * time.Second, FetchWait: 50 * time.Millisecond})
+	require.NoError(t, err)
+	js := q.JetStream()
+	_, err = js.CreateOrUpdateConsumer(ctx, "KEPT", jetstream.ConsumerConfig{
+		Durable: "KEPT_WORKERS", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "KEPT",
+		Description: "the warehouse's workers", InactiveThreshold: time.Hour,
+		MaxRequestBatch: 10, MaxRequestExpires: 10 * time.Second, MaxRequestMaxBytes: 1 << 20,
+		SampleFrequency: "50%", Metadata: map[string]string{"owner": "warehouse"},
+		BackOff: []time.Duration{time.Second, 2 * time.Second}, HeadersOnly: true,
+		PriorityPolicy: jetstream.PriorityPolicyOverflow, PriorityGroups: []string{"jobs"},
+	})
+	require.NoError(t, err)
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m", Payload: 1}))
+
+	assert.Equal(t, "m", consumeOne(t, ctx, q, 3))
+	c, err := js.Consumer(ctx, "KEPT", "KEPT_WORKERS")
+	require.NoError(t, err)
+	cfg := c.CachedInfo().Config
+	assert.Equal(t, "the warehouse's workers", cfg.Description)
+	assert.Equal(t, time.Hour, cfg.InactiveThreshold)
+	assert.Equal(t, 10, cfg.MaxRequestBatch)
+	assert.Equal(t, 10*time.Second, cfg.MaxRequestExpires)
+	assert.Equal(t, 1<<20, cfg.MaxRequestMaxBytes)
+	assert.Equal(t, "50%", cfg.SampleFrequency)
+	assert.Equal(t, "warehouse", cfg.Metadata["owner"])
+	// The queue's own.
+	assert.Equal(t, 3, cfg.MaxAckPending)
+	assert.Equal(t, 7*time.Second, cfg.AckWait)
+	assert.Empty(t, cfg.BackOff)
+	assert.False(t, cfg.HeadersOnly)
+	assert.Empty(t, cfg.PriorityGroups)
+	assert.Equal(t, jetstream.PriorityPolicyNone, cfg.PriorityPolicy)
+	assert.Equal(t, "KEPT", cfg.FilterSubject)
+}
+
+// TestConsumeTakesADurableWithSettingsNoUpdateChanges: a durable given a
+// setting the queue does not need and the server lets no update change (a
+// replay at the original pace, consumer state held in memory) is updated
+// by Consume and delivers, the setting kept. Before, Consume asked for
+// the server's default, and the server refused the update: Consume
+// returned "replay policy can not be updated" (or "storage type can not
+// be updated") and handled nothing.
+func TestConsumeTakesADurableWithSettingsNoUpdateChanges(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		set   func(*jetstream.ConsumerConfig)
+		check func(*testing.T, jetstream.ConsumerConfig)
+	}{
+		{"ReplayPolicy", func(c *jetstream.ConsumerConfig) { c.ReplayPolicy = jetstream.ReplayOriginalPolicy },
+			func(t *testing.T, c jetstream.ConsumerConfig) {
+				assert.Equal(t, jetstream.ReplayOriginalPolicy, c.ReplayPolicy)
+			}},
+		{"MemoryStorage", func(c *jetstream.ConsumerConfig) { c.MemoryStorage = true },
+			func(t *testing.T, c jetstream.ConsumerConfig) { assert.True(t, c.MemoryStorage) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startServer(t, natsembed.Options{InProcess: true})
+			nc := connect(t, srv.Connect)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			q, err := natsjs.New[int](ctx, nc, natsjs.Options{Stream: "FIXED", FetchWait: 50 * time.Millisecond})
+			require.NoError(t, err)
+			js := q.JetStream()
+			cfg := jetstream.ConsumerConfig{Durable: "FIXED_WORKERS", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "FIXED"}
+			tc.set(&cfg)
+			_, err = js.CreateOrUpdateConsumer(ctx, "FIXED", cfg)
+			require.NoError(t, err)
+			require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m", Payload: 1}))
+
+			assert.Equal(t, "m", consumeOne(t, ctx, q, 2))
+			c, err := js.Consumer(ctx, "FIXED", "FIXED_WORKERS")
+			require.NoError(t, err)
+			tc.check(t, c.CachedInfo().Config)
+			assert.Equal(t, 2, c.CachedInfo().Config.MaxAckPending, "updated with the WIP of Consume")
+		})
+	}
+}
+
+// TestConsumeRefusesADurableItCannotUse: a durable with a setting the
+// queue needs otherwise and the server lets no update change (pushed
+// deliveries, acknowledgements other than explicit ones) makes Consume
+// return at once an error naming the setting, the value found and the
+// one the queue needs; the durable is left as it is. Before, Consume
+// returned the server's refusal of the update ("can not update push
+// consumer to pull based", "ack policy can not be updated"), which named
+// neither. The acknowledgement policy is tried on a stream an
+// administrator made with limits retention, which a user who may create
+// consumers but not update streams uses as it is: the queue's own work
+// stream takes explicit acknowledgements alone.
+func TestConsumeRefusesADurableItCannotUse(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cfg   jetstream.ConsumerConfig
+		wants []string
+	}{
+		{"DeliverSubject", jetstream.ConsumerConfig{AckPolicy: jetstream.AckExplicitPolicy, DeliverSubject: "deliver.here"},
+			[]string{"natsjs: consumer MADE_WORKERS:", "DeliverSubject", `"deliver.here"`, "pull"}},
+		{"AckPolicy", jetstream.ConsumerConfig{AckPolicy: jetstream.AckAllPolicy},
+			[]string{"natsjs: consumer MADE_WORKERS:", "AckPolicy", "AckAll", "AckExplicit"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ops := append([]string{"$JS.API.CONSUMER.CREATE.>"}, workerPerms...)
+			ns := startUsersServer(t, user("admin"), user("ops", ops...))
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			admin, err := jetstream.New(connectAs(t, ns, "admin", &violations{}))
+			require.NoError(t, err)
+			for _, name := range []string{"MADE", "MADE_DLQ"} {
+				_, err = admin.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{name}, Storage: jetstream.MemoryStorage})
+				require.NoError(t, err)
+			}
+			cfg := tc.cfg
+			cfg.Durable = "MADE_WORKERS"
+			_, err = admin.CreateConsumer(ctx, "MADE", cfg)
+			require.NoError(t, err)
+
+			q, err := natsjs.New[int](ctx, connectAs(t, ns, "ops", &violations{}),
+				natsjs.Options{Stream: "MADE", Storage: natsjs.MemoryStorage, FetchWait: 50 * time.Millisecond})
+			require.NoError(t, err)
+			err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error { return nil }, kanban.ConsumeOptions{})
+			require.Error(t, err)
+			for _, want := range tc.wants {
+				assert.ErrorContains(t, err, want)
+			}
+			assert.NoError(t, ctx.Err(), "returned at once")
+			var info *jetstream.ConsumerInfo
+			if cfg.DeliverSubject != "" {
+				c, err := admin.PushConsumer(ctx, "MADE", "MADE_WORKERS")
+				require.NoError(t, err)
+				info = c.CachedInfo()
+			} else {
+				c, err := admin.Consumer(ctx, "MADE", "MADE_WORKERS")
+				require.NoError(t, err)
+				info = c.CachedInfo()
+			}
+			assert.Equal(t, tc.cfg.AckPolicy, info.Config.AckPolicy, "left as it is")
+			assert.Equal(t, tc.cfg.DeliverSubject, info.Config.DeliverSubject, "left as it is")
+		})
+	}
+}

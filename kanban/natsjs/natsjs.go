@@ -1034,8 +1034,7 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 }
 
 // Consume creates or updates the durable consumer with MaxAckPending set
-// to the WIP (keeping the MaxWaiting of a durable that exists, which the
-// server lets no update change) and runs h on the messages until ctx ends, then drains; see
+// to the WIP and runs h on the messages until ctx ends, then drains; see
 // kanban.Serve. It returns once the server has answered the releases of
 // the messages handed back, which are sent without waiting for each
 // answer in turn, and has confirmed the settlements sent before the stop
@@ -1044,7 +1043,17 @@ func (q *Queue[T]) countAck(ack *jetstream.PubAck) {
 // JetStream delivers it again (see the package doc): while WIP messages
 // wait so, the durable delivers nothing else. Every process sharing the
 // durable should use the same WIP and AckWait: the last one to start
-// sets them for all (see Options.AckWait). A durable that goes away while
+// sets them for all (see Options.AckWait). Updating a durable that
+// exists sets the queue's own settings — AckWait, MaxAckPending,
+// MaxDeliver, the subject filter, and no BackOff, headers-only delivery
+// or priority groups — and keeps the others as the durable has them: a
+// description, an inactivity threshold, pull request limits, metadata,
+// and those the server lets no update change (MaxWaiting, ReplayPolicy,
+// MemoryStorage). A durable whose AckPolicy is not explicit, or that
+// pushes its messages (a DeliverSubject), neither of which an update
+// changes, is refused at once with an error naming the setting, the
+// value found and the one the queue needs; the durable is left as it
+// is. A durable that goes away while
 // Consume runs — deleted by an operator, or with its stream, which New
 // then creates again — is created again, with this call's WIP, at the
 // pull after its loss, also by a connection not permitted to read the

@@ -373,19 +373,31 @@ func (q *Queue[T]) probeConsumer(ctx context.Context, cfg jetstream.ConsumerConf
 	return err
 }
 
-// upsertConsumer creates or updates the durable as cfg says and returns
-// it, with the MaxWaiting it has, when it exists (see durableMaxWaiting).
-// A connection not permitted to create it uses the durable as it is,
-// when it exists: one an administrator made. A durable whose
-// configuration then differs from cfg is logged at Warn, with the fields
-// that differ.
-func (q *Queue[T]) upsertConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	nc, stream := q.js.Conn(), q.opts.Stream
-	mw, err := q.durableMaxWaiting(ctx, cfg.Durable)
+// upsertConsumer creates the durable as want says, or updates it, and
+// returns it. The update changes the fields the queue sets (see
+// ownConsumer) and keeps the others as the durable has them: a
+// description, an inactivity threshold, pull request limits, metadata and
+// the like that an administrator gave it, and those the server lets no
+// update change (MaxWaiting, ReplayPolicy, MemoryStorage...). A durable
+// whose own fields the server lets no update change to the queue's (see
+// ownConsumer) is an error naming them, sent no update. A connection not
+// permitted to read the durable's info ($JS.API.CONSUMER.INFO...) creates
+// or updates it with want whole. A connection not permitted to create it
+// uses the durable as it is, when it exists: one an administrator made. A
+// durable whose configuration then differs from want is logged at Warn,
+// with the fields that differ.
+func (q *Queue[T]) upsertConsumer(ctx context.Context, want jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	stream := q.opts.Stream
+	cur, infoDenied, err := q.durableConfig(ctx, want.Durable)
 	if err != nil {
 		return nil, err
 	}
-	cfg.MaxWaiting = mw
+	cfg := want
+	if cur != nil {
+		if cfg, err = ownConsumer(*cur, want); err != nil {
+			return nil, err
+		}
+	}
 	err = q.probeConsumer(ctx, cfg, "")
 	if err == nil {
 		return q.js.CreateOrUpdateConsumer(ctx, stream, cfg)
@@ -394,52 +406,81 @@ func (q *Queue[T]) upsertConsumer(ctx context.Context, cfg jetstream.ConsumerCon
 		return nil, err
 	}
 	denied := err
-	if _, err := apiRequest(ctx, nc, apiPrefix+"CONSUMER.INFO."+stream+"."+cfg.Durable, nil); err != nil {
-		if isDenied(err) {
-			return nil, fmt.Errorf("%w; %w", denied, err)
-		}
-		return nil, err
+	if infoDenied != nil {
+		return nil, fmt.Errorf("%w; %w", denied, infoDenied)
 	}
-	cons, err := q.js.Consumer(ctx, stream, cfg.Durable)
+	// Read again: another process may have made it since.
+	cons, err := q.js.Consumer(ctx, stream, want.Durable)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 		return nil, denied
 	case err != nil:
 		return nil, err
 	}
-	if diff := consumerDiff(cfg, cons.CachedInfo().Config); len(diff) > 0 {
+	if diff := consumerDiff(want, cons.CachedInfo().Config); len(diff) > 0 {
 		q.opts.Logger.Warn("natsjs: the connection may not create or update the consumer; the queue uses it as it is",
-			"consumer", cfg.Durable, "stream", stream, "differs", diff, "err", denied)
+			"consumer", want.Durable, "stream", stream, "differs", diff, "err", denied)
 	}
 	return cons, nil
 }
 
-// durableMaxWaiting returns the MaxWaiting of the durable name, the most
-// pull requests it holds at once, or 0 (the server's default) when it
-// does not exist or the connection may not read its info. The server
-// refuses an update that changes it ("max waiting can not be updated"),
-// and the queue needs no particular one: each Consume keeps one pull
-// request open at a time. JetStream out of reach, or the connection
-// closed, is returned as the error.
-func (q *Queue[T]) durableMaxWaiting(ctx context.Context, name string) (int, error) {
+// durableConfig returns the configuration of the durable name, nil when
+// it does not exist or its info cannot be read; and the server's refusal
+// of the connection's request for its info, if it refused. JetStream out
+// of reach, or the connection closed, is returned as the error.
+func (q *Queue[T]) durableConfig(ctx context.Context, name string) (cfg *jetstream.ConsumerConfig, infoDenied, err error) {
 	reply, err := apiRequest(ctx, q.js.Conn(), apiPrefix+"CONSUMER.INFO."+q.opts.Stream+"."+name, nil)
 	switch {
 	case err == nil:
 	case Unreachable(err) || errors.Is(err, nats.ErrConnectionClosed):
-		return 0, err
+		return nil, nil, err
+	case isDenied(err):
+		return nil, err, nil
 	default:
-		return 0, nil
+		return nil, nil, nil
 	}
 	var r struct {
-		Error  *jetstream.APIError `json:"error"`
-		Config *struct {
-			MaxWaiting int `json:"max_waiting"`
-		} `json:"config"`
+		Error  *jetstream.APIError       `json:"error"`
+		Config *jetstream.ConsumerConfig `json:"config"`
 	}
-	if json.Unmarshal(reply.Data, &r) != nil || r.Error != nil || r.Config == nil {
-		return 0, nil
+	if json.Unmarshal(reply.Data, &r) != nil || r.Error != nil {
+		return nil, nil, nil
 	}
-	return r.Config.MaxWaiting, nil
+	return r.Config, nil, nil
+}
+
+// ownConsumer returns cur, a durable's configuration as the server has
+// it, with the fields the queue sets taken from want: those
+// Queue.consumerConfig sets, and those it leaves out on purpose — no
+// BackOff (leases are extended within AckWait), no headers-only delivery
+// (the payloads are the messages), no priority groups (the queue's pull
+// requests name none, which the server refuses such a durable). Fields
+// the server lets no update change are kept; those the queue needs as
+// want has them — explicit acknowledgements, pulled deliveries (no
+// DeliverSubject) — are an error naming each, with the value found and
+// the one needed, when they differ.
+func ownConsumer(cur, want jetstream.ConsumerConfig) (jetstream.ConsumerConfig, error) {
+	var fixed []string
+	if cur.AckPolicy != want.AckPolicy {
+		fixed = append(fixed, fmt.Sprintf("its AckPolicy is %s and the queue needs %s", cur.AckPolicy, want.AckPolicy))
+	}
+	if cur.DeliverSubject != want.DeliverSubject {
+		fixed = append(fixed, fmt.Sprintf("its DeliverSubject is %q (a push consumer) and the queue needs none (a pull consumer)", cur.DeliverSubject))
+	}
+	if len(fixed) > 0 {
+		return cur, fmt.Errorf("%s, which the server lets no update change: delete the consumer, or name another in Options.Durable", strings.Join(fixed, "; "))
+	}
+	cur.AckWait = want.AckWait
+	cur.MaxAckPending = want.MaxAckPending
+	cur.MaxDeliver = want.MaxDeliver
+	cur.FilterSubject = want.FilterSubject
+	cur.FilterSubjects = want.FilterSubjects
+	cur.BackOff = want.BackOff
+	cur.HeadersOnly = want.HeadersOnly
+	cur.PriorityPolicy = want.PriorityPolicy
+	cur.PriorityGroups = want.PriorityGroups
+	cur.PinnedTTL = want.PinnedTTL
+	return cur, nil
 }
 
 // consumerDiff names the fields Consume sets that differ between want
