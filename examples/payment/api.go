@@ -839,6 +839,11 @@ func (s *Service) handleGetPayment(w http.ResponseWriter, r *http.Request) {
 	// record before it stops counting as storing.
 	_, storing := s.committing.Load(id)
 	p, ok, err := s.records.Get(r.Context(), id)
+	if err != nil && r.Context().Err() != nil {
+		// The client went away during the read, which its request's end
+		// cut short: no store failed, and no one waits for an answer.
+		return
+	}
 	if err != nil {
 		writeError(w, s.storeUnavailable("payments", err))
 		return

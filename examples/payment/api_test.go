@@ -1,11 +1,18 @@
 package main
 
 import (
+	"bufio"
+	"context"
+	"io"
 	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -119,5 +126,65 @@ func TestREADMEListsEveryErrorCode(t *testing.T) {
 	}
 	for code := range listed {
 		assert.True(t, answered[code], "the README lists error code %s, which the service does not answer", code)
+	}
+}
+
+// A client that hangs up while its payment is read is no outage of the
+// payments store: the read cut short by the request's end is not logged
+// as one (an operator would chase a store that never failed), and
+// nothing is answered to no one.
+func TestGetPaymentOfAClientGoneIsNoStoreOutage(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	const id = "txn_00000000000000000000000000000000"
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the server ends a request's context when its client goes
+	r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/payment/"+id, nil)
+	r.SetPathValue("id", id)
+	w := httptest.NewRecorder()
+	ts.handleGetPayment(w, r)
+	assert.NotContains(t, ts.logs.String(), "store unavailable")
+	assert.Empty(t, w.Body.String(), "no store_unavailable answer")
+
+	got := ts.do(t, http.MethodGet, "/payment/"+id, nil)
+	assert.Equal(t, http.StatusNotFound, got.Code, "a client still there is answered: %s", got.Raw)
+}
+
+// Some requests are answered by Go's HTTP server before the service sees
+// them, without the error schema, and two of those answers are a 5xx: the
+// README says which, beside its word that client input never gets a 5xx
+// from the service.
+func TestREADMEListsTheServersOwnAnswers(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	host := strings.TrimPrefix(ts.URL, "http://")
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	_, rest, found := strings.Cut(string(readme), "Client input never gets a 5xx")
+	require.True(t, found, "the README says client input never gets a 5xx")
+	paragraph, _, _ := strings.Cut(rest, "\n\n")
+
+	for _, c := range []struct {
+		name, head string
+		code       int
+	}{
+		{"headers over 64 KiB", "GET /payment/x HTTP/1.1\r\nX-Big: " + strings.Repeat("x", 70<<10) + "\r\n", http.StatusRequestHeaderFieldsTooLarge},
+		{"a path with a bad escape", "GET /payment/%zz HTTP/1.1\r\n", http.StatusBadRequest},
+		{"an Expect other than 100-continue", "GET /payment/x HTTP/1.1\r\nExpect: teapot\r\n", http.StatusExpectationFailed},
+		{"a Transfer-Encoding other than chunked", "POST /payment HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n", http.StatusNotImplemented},
+		{"HTTP/2.0 in an HTTP/1 request line", "GET /payment/x HTTP/2.0\r\n", http.StatusHTTPVersionNotSupported},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", host)
+			require.NoError(t, err)
+			defer conn.Close()
+			_, err = io.WriteString(conn, c.head+"Host: "+host+"\r\nConnection: close\r\n\r\n")
+			require.NoError(t, err)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			require.NoError(t, err)
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			require.Equal(t, c.code, resp.StatusCode, "%s", body)
+			assert.NotContains(t, string(body), `"error"`, "Go's server answers it, not the service")
+			assert.Contains(t, paragraph, "`"+strconv.Itoa(c.code), "the README names the %d Go's server answers for %s", c.code, c.name)
+		})
 	}
 }
