@@ -20,7 +20,8 @@ import (
 
 // ReadBody checks that r has one Content-Type (400 otherwise), that it is
 // application/json and its body is not compressed (415 otherwise), and
-// reads the body, at most limit bytes (413 beyond).
+// reads the body, at most limit bytes (413 beyond, and before reading a
+// byte of a body whose Content-Length says it is).
 func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if cts := r.Header.Values("Content-Type"); len(cts) > 1 {
 		// A field of one value given twice: what the first says is not
@@ -36,11 +37,19 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 				"Content-Encoding %q is not accepted; send the body uncompressed", Clip(ce, 32))
 		}
 	}
+	tooLarge := func() error {
+		return Errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body is larger than %d bytes", limit)
+	}
+	if r.ContentLength > limit {
+		// Refused before a byte is read: a client that sent Expect:
+		// 100-continue hears 413 instead of an invitation to send it all.
+		return nil, tooLarge()
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, Errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body is larger than %d bytes", limit)
+			return nil, tooLarge()
 		}
 		return nil, Errorf(http.StatusBadRequest, "invalid_request", "could not read the request body")
 	}

@@ -1,10 +1,13 @@
 package httpapi
 
 import (
+	"bufio"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -837,4 +840,31 @@ func TestCheckHostRefusesANameDNSCannotHold(t *testing.T) {
 	for _, good := range []string{"pay.example.", "pay.example.:443", strings.Repeat("a", 63) + ".example", "localhost."} {
 		assert.NoError(t, CheckHost(good), good)
 	}
+}
+
+// A body declared larger than the limit is refused before it is read:
+// with Expect: 100-continue the client is told 413 at once, not invited
+// (100 Continue) to send megabytes that would be refused.
+func TestReadBodyRefusesADeclaredLengthOverTheLimit(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := ReadBody(w, r, 1<<10); err != nil {
+			WriteError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+		"Content-Length: 2000000\r\nExpect: 100-continue\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "the first answer")
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Contains(t, string(body), `"body_too_large"`)
 }
