@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/taipattern/taikit/examples/internal/httpapi"
 	"github.com/taipattern/taikit/examples/internal/svc"
@@ -32,12 +34,33 @@ const auditHeadsBucket = "payment_audit_heads"
 const auditHeadEvery = 10 * time.Second
 
 // auditHeads publishes the audit trail's head to a JetStream KV bucket.
+//
+// Each write names the revision of the head it replaces, the one this
+// process last wrote or, before its first, the one its start read
+// (checkAuditHead): a write refused because the head changed since was
+// made by another process publishing under the same instance, which
+// instanceClash reports.
 type auditHeads struct {
 	kv       jetstream.KeyValue
 	instance string
+	clashes  prometheus.Counter
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
+
+	mu sync.Mutex // serializes publications, and guards what follows
+	// revision is that of the head this process last wrote or read;
+	// 0: none, the next write creates the key.
+	revision uint64
+	// unsure holds the heads of the writes that failed without an
+	// answer (a timeout, a connection lost) since the last one answered:
+	// any may have been stored all the same. At most maxUnsureHeads, the
+	// first kept (an outage's first write is the one likely stored).
+	unsure []string
 }
+
+// maxUnsureHeads bounds auditHeads.unsure: a JetStream out of reach for
+// long fails a write every auditHeadEvery.
+const maxUnsureHeads = 64
 
 func (s *Service) startAuditHeads(ctx context.Context) error {
 	var kv jetstream.KeyValue
@@ -50,13 +73,18 @@ func (s *Service) startAuditHeads(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("audit heads: %w", err)
 	}
-	h := &auditHeads{kv: kv, instance: s.cfg.Instance}
+	h := &auditHeads{kv: kv, instance: s.cfg.Instance, clashes: s.instanceClashes, revision: s.headRevision}
 	hctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	h.stop = stop
+	s.heads = h
+	every := s.cfg.auditHeadEvery
+	if every <= 0 {
+		every = auditHeadEvery
+	}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		t := time.NewTicker(auditHeadEvery)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
@@ -69,7 +97,6 @@ func (s *Service) startAuditHeads(ctx context.Context) error {
 			}
 		}
 	}()
-	s.heads = h
 	return nil
 }
 
@@ -83,14 +110,71 @@ func (s *Service) publishAuditHead(ctx context.Context) error {
 	return s.putAuditHead(ctx)
 }
 
+// putAuditHead publishes the trail's head over the one this process last
+// wrote or read. When another process wrote the head since (a clash), it
+// is reported, and the head written over the one found: each process of
+// the instance goes on publishing its own.
 func (s *Service) putAuditHead(ctx context.Context) error {
+	h := s.heads
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	hash, lines := s.audit.Last()
-	_, err := s.heads.kv.PutString(ctx, s.heads.instance, strconv.FormatUint(lines, 10)+" "+hash)
-	return err
+	head := strconv.FormatUint(lines, 10) + " " + hash
+	// A second attempt follows a write refused over a head found since;
+	// a third would follow another process's write within that moment.
+	const attempts = 2
+	var err error
+	for range attempts {
+		var rev uint64
+		if h.revision == 0 {
+			rev, err = h.kv.Create(ctx, h.instance, []byte(head))
+		} else {
+			rev, err = h.kv.Update(ctx, h.instance, []byte(head), h.revision)
+		}
+		if err == nil {
+			h.revision, h.unsure = rev, nil
+			return nil
+		}
+		if !isConflict(err) {
+			if len(h.unsure) == maxUnsureHeads {
+				h.unsure = slices.Delete(h.unsure, 1, 2)
+			}
+			h.unsure = append(h.unsure, head)
+			return err
+		}
+		found, gerr := h.kv.Get(ctx, h.instance)
+		switch {
+		case errors.Is(gerr, jetstream.ErrKeyNotFound):
+			// Deleted since: created again.
+			h.revision, h.unsure = 0, nil
+			continue
+		case gerr != nil:
+			return fmt.Errorf("audit head of instance %q changed since this process wrote it; reading it: %w", h.instance, gerr)
+		}
+		h.revision = found.Revision()
+		own := slices.Contains(h.unsure, string(found.Value()))
+		h.unsure = nil
+		if !own { // else this process's own write, stored though unanswered
+			s.instanceClash(found)
+		}
+	}
+	return fmt.Errorf("audit head of instance %q: %w", h.instance, err)
+}
+
+// instanceClash reports a head of this instance that another process
+// wrote: two processes run as the same -instance.
+func (s *Service) instanceClash(found jetstream.KeyValueEntry) {
+	s.heads.clashes.Inc()
+	s.log.Error("another process publishes the audit head of this instance: each -instance must be unique, and two processes running as one "+
+		"take over each other's idempotency claims at once, so that a payment retried with its Idempotency-Key may be charged twice; "+
+		"stop one of them, or start it with an -instance of its own",
+		"instance", s.heads.instance, "other_head", httpapi.Clip(string(found.Value()), 200), "other_published", found.Created().UTC().Format(time.RFC3339))
 }
 
 // errAuditHeadLost is the error of a start whose audit trail no longer
-// holds the head published for its instance.
+// holds the head published for its instance: the trail was cut short,
+// replaced or rewritten, or the head is another process's, running as the
+// same instance on another data dir.
 var errAuditHeadLost = errors.New("the audit trail does not hold the head published for this instance")
 
 // checkAuditHead compares the audit trail, as the start opened it, with
@@ -107,8 +191,11 @@ var errAuditHeadLost = errors.New("the audit trail does not hold the head publis
 // hash) is in the trail's last file or, when the trail went on in a new
 // file since, in the one before; the chain from there on was checked as
 // the trail was opened. An instance with no head yet (a first start) has
-// nothing to check.
+// nothing to check. The head a start goes on from is its own: its first
+// publication replaces that revision (auditHeads), so that a restart
+// after a crash is not taken for another process of the instance.
 func (s *Service) checkAuditHead(ctx context.Context) error {
+	s.headRevision = 0
 	kv, err := s.js.KeyValue(ctx, auditHeadsBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil
@@ -135,16 +222,19 @@ func (s *Service) checkAuditHead(ctx context.Context) error {
 			return fmt.Errorf("audit head of instance %q: %w", s.cfg.Instance, err)
 		}
 		if held {
+			s.headRevision = e.Revision()
 			return nil
 		}
-		lost = fmt.Errorf("%w: the trail %s (%d lines in that file, last hash %s) does not hold line %d with hash %s, published %s: lines were cut from its end, or it was replaced or rewritten, since; "+
+		lost = fmt.Errorf("%w: the trail %s (%d lines in that file, last hash %s) does not hold line %d with hash %s, published %s: lines were cut from its end, or it was replaced or rewritten, since, "+
+			"or another process runs as instance %q on another data dir (each -instance must be unique: stop that process, or start this one with an -instance of its own); "+
 			"check it with `go run ./cmd/taikit audit verify -expect %s %s*`, and %s",
-			errAuditHeadLost, s.auditState.File, s.auditState.Lines, s.auditState.Last, lines, hash, published, hash, s.auditPath, accept)
+			errAuditHeadLost, s.auditState.File, s.auditState.Lines, s.auditState.Last, lines, hash, published, s.cfg.Instance, hash, s.auditPath, accept)
 	}
 	if !s.cfg.AuditAcceptLostHead {
 		return lost
 	}
 	s.log.Error("starting with an audit trail that lost its published head (-audit-accept-lost-head)", "err", lost)
+	s.headRevision = e.Revision()
 	return nil
 }
 

@@ -107,6 +107,9 @@ type Config struct {
 	// levelsJS wraps the JetStream context the storage gate reads the
 	// stores' levels through: a store that cannot be read, in tests.
 	levelsJS func(jetstream.JetStream) jetstream.JetStream
+	// auditHeadEvery is how often the audit trail's head is published;
+	// 0: auditHeadEvery.
+	auditHeadEvery time.Duration
 }
 
 // Clock tells the service the time. It drives the fraud rules, the

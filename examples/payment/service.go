@@ -117,6 +117,10 @@ type Service struct {
 	consumer sync.WaitGroup
 	stop     context.CancelFunc // stops the consumer
 	heads    *auditHeads        // publishes the audit trail's head
+	// headRevision is the revision of the head checkAuditHead found at
+	// the start, which the first publication replaces; 0: none.
+	headRevision    uint64
+	instanceClashes prometheus.Counter // heads of this instance another process wrote
 	// auditPath is the trail's first file, and auditState what
 	// OpenAuditFile found in its last: the head published before the
 	// start is checked against them.
@@ -389,6 +393,9 @@ func (s *Service) measure() error {
 	s.freesDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "payment_idempotency_frees_dropped_total", Help: "Idempotency keys of requests that decided nothing left to their claims' leases, not freed in the background, as 1,024 keys were being freed there already.",
 	})
+	s.instanceClashes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "payment_instance_clashes_total", Help: "Audit heads of this -instance found written by another process since this one last wrote or read its own: two processes run as one -instance, and take over each other's idempotency claims.",
+	})
 	s.pendingGauge = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "payment_commits_pending", Help: "Charged payments whose record or confirmation is still being stored in the background.",
 	})
@@ -411,7 +418,7 @@ func (s *Service) measure() error {
 		s.fraudRules.WithLabelValues(r)
 	}
 	s.registry.MustRegister(s.fraudRules)
-	s.registry.MustRegister(s.transactions, s.fraud, s.badRequests, s.confirmed, s.storeRefused, s.freesDropped, s.pendingGauge, s.storeBytes, s.storeLimit)
+	s.registry.MustRegister(s.transactions, s.fraud, s.badRequests, s.confirmed, s.storeRefused, s.freesDropped, s.instanceClashes, s.pendingGauge, s.storeBytes, s.storeLimit)
 	if m, ok := s.state.(*MemoryState); ok {
 		s.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "payment_customer_state_evicted_total", Help: "Customers the in-memory fraud state forgot to stay within its byte limit, the least recently seen first.",
