@@ -25,7 +25,9 @@
 // that selects every dead letter counts as not given: older_than "0s" (every
 // dead letter is older than 0) or an empty id, key, reason or before. So
 // ?older_than=0s alone is an empty filter, refused with 400 "empty_filter",
-// and ?older_than=0s&all=true is all=true. A page is limit dead letters (1
+// and ?older_than=0s&all=true is all=true. A seq of 0, no dead letter's, is
+// refused (in a query and in JSON alike): taken as not given, it would
+// leave the other fields to select many where one was meant. A page is limit dead letters (1
 // to 1000; 100 when not given), order "oldest" (the default) or "newest",
 // continuing after cursor — the next_cursor of the page before. The next
 // link of a page listed with older_than gives the bound as before, the
@@ -35,7 +37,8 @@
 // that says so). Unknown query parameters and JSON fields are refused, so a
 // misspelt filter is an error rather than a wider one; so are a parameter or
 // field given twice, a JSON field named in another case ("ID" for "id"), a
-// query that does not parse and a body sent with a delete or with the
+// query that does not parse, a redrive's body that is not one JSON object
+// (empty, null, an array) and a body sent with a delete or with the
 // redrive of one dead letter.
 //
 // Errors are JSON too: {"error": {"code": "...", "message": "..."}} with

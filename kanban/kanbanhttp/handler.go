@@ -685,17 +685,25 @@ func single(params map[string][]string, k string) (string, bool) {
 
 // filterJSON is a filter as a request gives it.
 type filterJSON struct {
-	All       bool   `json:"all"`
-	Seq       uint64 `json:"seq"`
-	ID        string `json:"id"`
-	Key       string `json:"key"`
-	Reason    string `json:"reason"`
-	OlderThan string `json:"older_than"`
-	Before    string `json:"before"`
+	All       bool    `json:"all"`
+	Seq       *uint64 `json:"seq"` // nil: not given; 0 is refused
+	ID        string  `json:"id"`
+	Key       string  `json:"key"`
+	Reason    string  `json:"reason"`
+	OlderThan string  `json:"older_than"`
+	Before    string  `json:"before"`
 }
 
 func (f filterJSON) filter() (kanban.DeadLetterFilter, error) {
-	out := kanban.DeadLetterFilter{All: f.All, Seq: f.Seq, ID: f.ID, Key: f.Key, Reason: f.Reason}
+	out := kanban.DeadLetterFilter{All: f.All, ID: f.ID, Key: f.Key, Reason: f.Reason}
+	if f.Seq != nil {
+		if *f.Seq == 0 {
+			// No dead letter's: taken as not given, it would leave the
+			// other fields to select many where the client meant one.
+			return out, badRequest("invalid seq 0: a dead letter's number, from 1")
+		}
+		out.Seq = *f.Seq
+	}
 	if f.OlderThan != "" {
 		d, err := time.ParseDuration(f.OlderThan)
 		if err != nil || d < 0 {
@@ -737,7 +745,7 @@ func filterFromQuery(params map[string][]string) (kanban.DeadLetterFilter, error
 		if err != nil || n == 0 {
 			return kanban.DeadLetterFilter{}, badRequest("invalid seq %s: a dead letter's number", quote(v))
 		}
-		f.Seq = n
+		f.Seq = &n
 	}
 	f.ID, _ = single(params, "id")
 	f.Key, _ = single(params, "key")
@@ -766,6 +774,9 @@ func (h *Handler) readFilter(w http.ResponseWriter, r *http.Request) (kanban.Dea
 		}
 		return kanban.DeadLetterFilter{}, badRequest("reading the body: %s", clip(err.Error()))
 	}
+	if err := filterIsObject(body); err != nil {
+		return kanban.DeadLetterFilter{}, err
+	}
 	if err := filterFieldsOnce(body); err != nil {
 		return kanban.DeadLetterFilter{}, err
 	}
@@ -773,12 +784,94 @@ func (h *Handler) readFilter(w http.ResponseWriter, r *http.Request) (kanban.Dea
 	dec.DisallowUnknownFields()
 	var f filterJSON
 	if err := dec.Decode(&f); err != nil {
-		return kanban.DeadLetterFilter{}, badRequest("invalid JSON filter: %s", clip(err.Error()))
+		return kanban.DeadLetterFilter{}, filterDecodeError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return kanban.DeadLetterFilter{}, badRequest("invalid JSON filter: data after the object")
 	}
 	return f.filter()
+}
+
+// filterObjectMessage says what a filter's body must be.
+const filterObjectMessage = `the body must be one JSON object, the filter, such as {"key":"k-1"} or {"all":true}`
+
+// filterIsObject refuses a body that is not a JSON object: an empty one,
+// or null, an array, a string, a number or a boolean, which the decoder
+// would refuse in its own words or (null) take as an empty filter.
+func filterIsObject(body []byte) error {
+	t, err := json.NewDecoder(bytes.NewReader(body)).Token()
+	switch {
+	case err == io.EOF:
+		return badRequest("%s; it is empty", filterObjectMessage)
+	case err != nil:
+		return filterDecodeError(err)
+	case t == json.Delim('{'):
+		return nil
+	}
+	var got string
+	switch t.(type) {
+	case nil:
+		got = "null"
+	case json.Delim: // '[': '}' and ']' are syntax errors
+		got = "an array"
+	case string:
+		got = "a string"
+	case float64:
+		got = "a number"
+	case bool:
+		got = "a boolean"
+	}
+	return badRequest("%s, not %s", filterObjectMessage, got)
+}
+
+// filterFieldTypes say what each field of a JSON filter takes.
+var filterFieldTypes = map[string]string{
+	"all":        "true or false",
+	"seq":        "a positive whole number, a dead letter's seq",
+	"id":         "a string",
+	"key":        "a string",
+	"reason":     "a string",
+	"older_than": `a string, a duration such as "30m" or "24h"`,
+	"before":     `a string, a time in RFC 3339 such as "2026-01-02T15:04:05Z"`,
+}
+
+// filterDecodeError says what is wrong with a filter the decoder
+// refused, in the terms of the request: the field as the body names it
+// and the JSON it takes, not the Go type it is decoded into.
+func filterDecodeError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &typeErr):
+		// Field is the path of JSON names; a filter's fields hold no
+		// objects, so its first element is the field the body gave.
+		field, _, _ := strings.Cut(typeErr.Field, ".")
+		if want, ok := filterFieldTypes[field]; ok {
+			return badRequest("invalid JSON filter: %s must be %s, not %s", field, want, jsonValueText(typeErr.Value))
+		}
+		return badRequest("%s, not %s", filterObjectMessage, jsonValueText(typeErr.Value))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("invalid JSON filter: the body ends before its JSON does")
+	}
+	return badRequest("invalid JSON filter: %s", clip(err.Error()))
+}
+
+// jsonValueText names the kind of JSON value an UnmarshalTypeError's
+// Value describes ("string", "number -1", "array"), as a client would.
+func jsonValueText(v string) string {
+	switch kind, lit, _ := strings.Cut(v, " "); kind {
+	case "number":
+		if lit != "" {
+			return clip(lit)
+		}
+		return "a number"
+	case "bool":
+		return "a boolean"
+	case "array", "object":
+		return "an " + kind
+	case "string":
+		return "a string"
+	}
+	return clip(v)
 }
 
 // filterFields are the fields of a JSON filter, as filterJSON names them.

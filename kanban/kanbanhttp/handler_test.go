@@ -237,6 +237,10 @@ func TestBadRequests(t *testing.T) {
 		{"POST", "/queues/orders/deadletters/redrive", `{"key":"k-1"} {"all":true}`, 400, "bad_request"},
 		{"POST", "/queues/orders/deadletters/redrive", `{"key":`, 400, "bad_request"},
 		{"POST", "/queues/orders/deadletters/redrive", `{"seq":-1}`, 400, "bad_request"},
+		// seq 0 is no dead letter's: with a key it would redrive every one
+		// of the key, where the client meant one.
+		{"POST", "/queues/orders/deadletters/redrive", `{"seq":0,"key":"k-1"}`, 400, "bad_request"},
+		{"DELETE", "/queues/orders/deadletters?seq=0&key=k-1", "", 400, "bad_request"},
 		{"POST", "/queues/orders/deadletters/redrive", `{"older_than":"1 day"}`, 400, "bad_request"},
 		{"POST", "/queues/orders/deadletters/redrive?key=k-1", `{"key":"k-1"}`, 400, "bad_request"},
 		{"POST", "/queues/orders/deadletters/redrive", `{"key":"` + strings.Repeat("x", kanbanhttp.DefaultMaxBodyBytes) + `"}`, 413, "body_too_large"},
@@ -928,4 +932,52 @@ func TestZeroHandler(t *testing.T) {
 	assert.Equal(t, http.StatusInternalServerError, w.Code)
 	assert.JSONEq(t, `{"error":{"code":"internal_error","message":"the Handler was not made by kanbanhttp.New"}}`, w.Body.String())
 	require.NoError(t, h.Refresh(context.Background()), "no queue to read")
+}
+
+// TestFilterBodyErrorsSpeakJSON: a redrive's filter that is no JSON
+// object, or gives a field a value of another type, is refused with a
+// message in the terms of the request — the field as the body names it
+// and the JSON it takes — and not in those of the decoder.
+func TestFilterBodyErrorsSpeakJSON(t *testing.T) {
+	q := deadQueue(t, 0, 2)
+	_, s := newServer(t, kanbanhttp.Options{Token: token}, map[string]kanban.DeadLetterStore{"orders": q})
+	const object = "the body must be one JSON object, the filter"
+	for _, tc := range []struct{ body, want string }{
+		{"", object},
+		{" \n", object},
+		{"null", object},
+		{"[]", object},
+		{`[{"all":true}]`, object},
+		{`"all"`, object},
+		{"7", object},
+		{"true", object},
+		{`{"seq":"3"}`, "seq must be a positive whole number"},
+		{`{"seq":-1}`, "seq must be a positive whole number"},
+		{`{"seq":1.5}`, "seq must be a positive whole number"},
+		{`{"seq":[1]}`, "seq must be a positive whole number"},
+		{`{"all":"true"}`, "all must be true or false"},
+		{`{"key":7}`, "key must be a string"},
+		{`{"id":{"a":1}}`, "id must be a string"},
+		{`{"older_than":3600}`, "older_than must be a string"},
+		{`{"key":`, "the body ends before its JSON does"},
+	} {
+		r := httptest.NewRequest("POST", "/queues/orders/deadletters/redrive", strings.NewReader(tc.body))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		s.h.ServeHTTP(w, r)
+		var got struct {
+			Error struct{ Code, Message string }
+		}
+		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &got), "%q: %s", tc.body, w.Body)
+		assert.Equal(t, http.StatusBadRequest, w.Code, "%q: %s", tc.body, w.Body)
+		assert.Equal(t, "bad_request", got.Error.Code, "%q", tc.body)
+		assert.Contains(t, got.Error.Message, tc.want, "%q", tc.body)
+		for _, internal := range []string{"EOF", "Go ", "filterJSON", "uint64", "unmarshal", "json:"} {
+			assert.NotContains(t, got.Error.Message, internal, "%q", tc.body)
+		}
+	}
+	dl, err := q.DeadLetters(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, dl, 2, "nothing redriven")
 }
