@@ -218,6 +218,11 @@ func TestGatewayAdminRefusesBadSettings(t *testing.T) {
 		{`{"failure_rate": 1e400}`, "failure_rate"},
 		{`{"latency": 5}`, "latency"},
 		{`[]`, ""},
+		{`null`, ""},
+		{` null `, ""},
+		{`"x"`, ""},
+		{`7`, ""},
+		{`true`, ""},
 		{`{"failure_rate": 0.5`, ""},
 	} {
 		r := ts.do(t, http.MethodPost, "/admin/gateway", c.body, auth...)
@@ -231,7 +236,7 @@ func TestGatewayAdminRefusesBadSettings(t *testing.T) {
 	rate, latency := ts.gateway.Settings()
 	assert.Equal(t, 0.25, rate, "nothing changed")
 	assert.Equal(t, 5*time.Millisecond, latency, "nothing changed")
-	assert.Equal(t, before400+11, testutil.ToFloat64(ts.badRequests.WithLabelValues("400")), "every refusal counted")
+	assert.Equal(t, before400+16, testutil.ToFloat64(ts.badRequests.WithLabelValues("400")), "every refusal counted")
 	assert.Equal(t, before415+1, testutil.ToFloat64(ts.badRequests.WithLabelValues("415")), "every refusal counted")
 }
 

@@ -56,6 +56,11 @@ func TestParsePaymentInvalid(t *testing.T) {
 	}{
 		{"malformed", `{"amount": 1,`, "", "malformed JSON"},
 		{"not an object", `[1, 2]`, "", "the request body must be an object"},
+		{"null", `null`, "", "the request body must be an object, not null"},
+		{"null with space", " null\n", "", "the request body must be an object, not null"},
+		{"string", `"x"`, "", "the request body must be an object"},
+		{"number", `7`, "", "the request body must be an object"},
+		{"bool", `true`, "", "the request body must be an object"},
 		{"empty", ``, "", "request body is empty"},
 		{"two values", `{"amount": 1, ` + base + `} {}`, "", "more than one JSON value"},
 		{"amount string", `{"amount": "99.99", ` + base + `}`, "amount", "amount must be a number, not a JSON string"},
@@ -217,4 +222,20 @@ func TestMetadataNullValuesAreNotCountedAsKeys(t *testing.T) {
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, "metadata", re.Field)
 	assert.Contains(t, re.Message, "metadata has 51 keys; at most 50 are allowed")
+}
+
+// A body that is not one JSON object is refused: null too, which would
+// otherwise read as an object without fields (a payment missing its
+// customer_id).
+func TestPaymentBodyThatIsNoObjectIsRefused(t *testing.T) {
+	ts := startService(t, testConfig(t))
+	for _, path := range []string{"/payment"} {
+		for _, body := range []string{`null`, ` null `, `[]`, `"x"`, `7`, `true`} {
+			r := ts.do(t, http.MethodPost, path, body)
+			require.Equal(t, http.StatusBadRequest, r.Code, "%s %s: %s", path, body, r.Raw)
+			assert.Equal(t, "invalid_request", r.errField("code"), "%s %s: %s", path, body, r.Raw)
+			assert.Empty(t, r.errField("field"), "%s %s: %s", path, body, r.Raw)
+			assert.Contains(t, r.errField("message"), "the request body must be an object", "%s %s: %s", path, body, r.Raw)
+		}
+	}
 }

@@ -80,7 +80,8 @@ func CheckContentType(ct string) error {
 // array holds (encoding/json drops them), a string that is not UTF-8 or
 // holds half of a UTF-16 surrogate pair (\ud800), and anything after the
 // value are errors, each a 400 *Error naming the key — a map's key and an
-// array's index too (metadata.a, items[1]). Numbers are decoded as encoding/json
+// array's index too (metadata.a, items[1]), and a body of null for a
+// struct or a map (encoding/json leaves it as it was). Numbers are decoded as encoding/json
 // does (1000e-4 is 0.1 for a float64); one its field cannot hold (1e400,
 // 2.5 for an integer) is an error naming the field. A field tagged
 // ",string" takes its value inside a JSON string ("5"), as encoding/json
@@ -461,8 +462,14 @@ var textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 // of range, and an interface's number out of a float64's range is "a
 // number" to it. A type that decodes text itself, an interface and an
 // unknown type (nil) take anything else here; null leaves any value as it
-// is.
+// is, but for the body, which must be the object or map it is decoded
+// into.
 func checkScalar(tok json.Token, t reflect.Type, path string) error {
+	if tok == nil && path == "" && t != nil && (t.Kind() == reflect.Struct || t.Kind() == reflect.Map) {
+		// A body of null: encoding/json leaves the value as it was, which
+		// would read as an object without its fields.
+		return Invalid(path, "%s must be %s, not null", orBody(path), kindName(t))
+	}
 	if n, ok := tok.(json.Number); ok && untyped(t) != nil {
 		return checkNumber(string(n), float64Type, path) // what encoding/json makes of it
 	}

@@ -868,3 +868,22 @@ func TestReadBodyRefusesADeclaredLengthOverTheLimit(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(body), `"body_too_large"`)
 }
+
+// A body of null is no object: encoding/json leaves the value as it was,
+// which would read as a request without its fields. A null inside the
+// object leaves its field as it is, as encoding/json does.
+func TestDecodeRefusesABodyOfNull(t *testing.T) {
+	for _, body := range []string{`null`, " null\n"} {
+		var v request
+		err := Decode([]byte(body), &v)
+		var e *Error
+		require.ErrorAs(t, err, &e, "%q", body)
+		assert.Equal(t, 400, e.Status)
+		assert.Equal(t, "the request body must be an object, not null", e.Message, "%q", body)
+		var m map[string]string
+		assert.ErrorContains(t, Decode([]byte(body), &m), "must be an object, not null", "%q", body)
+	}
+	var v request
+	require.NoError(t, Decode([]byte(`{"location":null,"amount":1}`), &v))
+	assert.Nil(t, v.Location)
+}
