@@ -100,6 +100,9 @@ var (
 // guards returned, and a *RejectedError is Rejected whatever its hook's
 // error. Without one
 // of them, an error matching ErrDenied is Denied, ErrRejected Rejected.
+// The tree is searched as errors.As searches it, depth first: of the
+// errors an errors.Join holds, the first that holds one of tai's decides,
+// however deep in it that one lies.
 // An action's error is returned by Process as it is, so an action that
 // returns another pipeline's rejection or denial passes that outcome on.
 // A caller maps outcomes to responses in one switch:

@@ -111,6 +111,8 @@
 // brace ("{" or "}") is kept so too: in a Redis Cluster the part of a
 // name between braces, its hash tag, picks the name's slot, and a client
 // that chose keys with one tag would put all of their limits on one node.
+// A key that begins with "sha256:" is kept as its digest as well, so that
+// no key a client chooses can name the digest of another.
 // Each decision touches one key, so no hash tag is needed; a Prefix with
 // one of its own ("{limits}:") puts every key in the slot of that tag.
 //
