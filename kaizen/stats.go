@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"sync"
@@ -396,15 +397,26 @@ func (k *kindStats) snapshot(since *atomic.Int64, tol Tolerance) KindStats {
 }
 
 // ServeHTTP serves the Snapshot as JSON. The query parameter kind limits
-// it to one kind. Only GET and HEAD are allowed.
+// it to one kind; a query that does not parse, or gives kind more than
+// once, is refused with 400 (read as no kind, it would answer every
+// kind). Only GET and HEAD are allowed.
 func (s *Stats) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		http.Error(w, "the query does not parse: "+strconv.Quote(err.Error()), http.StatusBadRequest)
+		return
+	}
+	if len(q["kind"]) > 1 {
+		http.Error(w, "the query gives kind more than once", http.StatusBadRequest)
+		return
+	}
 	snap := s.Snapshot()
-	if kind := r.URL.Query().Get("kind"); kind != "" {
+	if kind := q.Get("kind"); kind != "" {
 		k, ok := snap.Kinds[kind]
 		if !ok {
 			http.Error(w, "unknown kind "+strconv.Quote(kind), http.StatusNotFound)

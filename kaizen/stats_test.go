@@ -568,6 +568,14 @@ func testStatsHandler(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, res2.StatusCode)
 	assert.Contains(t, readAll(t, res2), `unknown kind "nope"`)
 
+	// A query that does not parse, or names the kind twice, is refused:
+	// read as no kind, it answered every kind's statistics.
+	for _, target := range []string{"/stats?kind=%zz", "/stats?kind=a;b", "/stats?kind=payment&kind=deployment"} {
+		bad := serve(http.MethodGet, target)
+		assert.Equal(t, http.StatusBadRequest, bad.StatusCode, target)
+		assert.Contains(t, readAll(t, bad), "query", target)
+	}
+
 	res3 := serve(http.MethodPost, "/stats")
 	assert.Equal(t, http.StatusMethodNotAllowed, res3.StatusCode)
 	assert.Equal(t, "GET, HEAD", res3.Header.Get("Allow"))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -898,6 +899,12 @@ func (e *statsErrorWriter) WriteHeader(code int) {
 	e.replaced = true
 	var err *requestError
 	switch code {
+	case http.StatusBadRequest:
+		msg := "the query gives kind more than once"
+		if _, qerr := url.ParseQuery(e.r.URL.RawQuery); qerr != nil {
+			msg = "the query does not parse: " + clip(qerr.Error())
+		}
+		err = &requestError{Status: code, Code: "invalid_request", Field: "kind", Message: msg}
 	case http.StatusNotFound:
 		err = &requestError{Status: code, Code: "not_found", Field: "kind",
 			Message: fmt.Sprintf("no statistics of kind %q here (yet)", clip(e.r.URL.Query().Get("kind")))}

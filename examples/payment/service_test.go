@@ -498,6 +498,13 @@ func TestStatisticsErrorsAreJSON(t *testing.T) {
 	kinds, _ := r.Body["kinds"].(map[string]any)
 	assert.Contains(t, kinds, "payment", string(r.Raw))
 	assert.Equal(t, http.StatusOK, ts.do(t, http.MethodGet, "/kaizen", nil).Code)
+	// A query that does not parse, or names two kinds, answered every kind.
+	for _, q := range []string{"kind=%zz", "kind=a;b", "kind=payment&kind=x"} {
+		r := ts.do(t, http.MethodGet, "/kaizen?"+q, nil)
+		require.Equal(t, http.StatusBadRequest, r.Code, "%s: %s", q, r.Raw)
+		assert.Equal(t, "invalid_request", r.errField("code"), string(r.Raw))
+		assert.Contains(t, r.errField("message"), "query", string(r.Raw))
+	}
 }
 
 // IDs that NATS cannot take as subjects or keys are client errors: 400,
