@@ -96,9 +96,17 @@ func (r *rollout) later(change func(d *Deployment, rr *RegionResult)) {
 	r.queued = append(r.queued, change)
 }
 
+// commandMaxAge is how old a command may be when it reaches a rollout,
+// on the clock of the NATS server that stored it (Command.Stored).
+const commandMaxAge = time.Hour
+
 // deliver hands a command to the rollout, once: the same command may come
-// from the store's watcher and from the read at the start. Commands over an
-// hour old are stale and dropped, and so is a promote or a resume sent to
+// from the store's watcher and from the read at the start. Commands stored
+// over commandMaxAge (an hour) ago are stale and dropped — their age told
+// by the NATS server's clock (Command.Stored), never by the time the
+// replica that answered gave them (Command.At) against this one's clock:
+// replicas' clocks hours apart neither drop a command just sent nor keep
+// a stale one. So is a promote or a resume sent to
 // another region of the wave: a command stays pending until the
 // deployment ends, and a promote of the first region's canary must not
 // skip the next region's. The command waits in the inbox until the run
@@ -107,7 +115,7 @@ func (r *rollout) later(change func(d *Deployment, rr *RegionResult)) {
 func (r *rollout) deliver(c Command) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if c.Seq <= r.lastCmd || time.Since(c.At) > time.Hour {
+	if c.Seq <= r.lastCmd || !c.Stored.IsZero() && time.Since(c.Stored) > commandMaxAge {
 		return
 	}
 	if c.Action != "abort" && c.Action != "promote" && c.Action != "resume" {

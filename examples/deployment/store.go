@@ -441,10 +441,22 @@ type Command struct {
 	// SUCCESS. Stored with the closure, the decision stands for every
 	// later attempt of the region's job (see Service.decidedEnd). An end
 	// stored without it (by an earlier release) decides nothing.
-	Verdict  string    `json:"verdict,omitempty"`
-	Decision string    `json:"decision,omitempty"`
-	At       time.Time `json:"at"`
-	Seq      uint64    `json:"-"` // the store's revision: commands are told apart by it
+	Verdict  string `json:"verdict,omitempty"`
+	Decision string `json:"decision,omitempty"`
+	// At is when the replica that answered the request sent the command,
+	// on that replica's clock (in the end of the commands, when the
+	// region ended): a record of it, never judged against another clock,
+	// as replicas' clocks may be hours apart. A command's age is Stored's.
+	At  time.Time `json:"at"`
+	Seq uint64    `json:"-"` // the store's revision: commands are told apart by it
+	// Stored is when the NATS server that holds the control bucket
+	// stored the command, by its own clock (the entry's creation), told
+	// on this process's clock, with its monotonic reading, by the
+	// server's time read as the command was (WatchCommands):
+	// time.Since(Stored) is the command's age on the server's clock,
+	// whatever the replicas' clocks say. Zero in a command not read by
+	// WatchCommands, whose age is not known.
+	Stored time.Time `json:"-"`
 }
 
 // Verdicts of an end of the commands (Command.Verdict) other than a
@@ -797,8 +809,16 @@ func (s *Store) WatchStable(ctx context.Context, fn func(key, version string)) e
 // WatchCommands calls fn with every command sent to any deployment, those
 // pending now first (before it returns), with the deployment's ID, and gone with each command
 // dropped or closed by the end of the deployment's commands
-// (EndCommands), until ctx ends.
+// (EndCommands), until ctx ends. Each command comes with when it was
+// stored (Command.Stored), as the clock of the NATS server that holds
+// the bucket tells it, read as the command is: should the server not
+// answer then, its time is the last it told, carried on by this
+// process's clock since.
 func (s *Store) WatchCommands(ctx context.Context, fn func(id string, c Command), gone func(id string)) error {
+	clock, err := s.controlClock(ctx)
+	if err != nil {
+		return err
+	}
 	return watchEntries(ctx, s.control, "cmd.*", false, func(e jetstream.KeyValueEntry) {
 		id := strings.TrimPrefix(e.Key(), "cmd.")
 		if e.Operation() != jetstream.KeyValuePut {
@@ -813,9 +833,39 @@ func (s *Store) WatchCommands(ctx context.Context, fn func(id string, c Command)
 			gone(id) // no command is taken after it
 			return
 		}
-		c.Seq = e.Revision()
+		if now, err := s.controlClock(ctx); err == nil {
+			clock = now
+		}
+		c.Seq, c.Stored = e.Revision(), clock.local(e.Created())
 		fn(id, c)
 	})
+}
+
+// clockReading is a reading of a NATS server's clock: the time it told,
+// and this process's time (with its monotonic reading) as it was told.
+type clockReading struct {
+	server, here time.Time
+}
+
+// local returns the time on this process's clock at which the server's
+// clock read t: it runs on by this process's monotonic clock, never by
+// its wall clock, which may be hours from the server's.
+func (c clockReading) local(t time.Time) time.Time { return c.here.Add(t.Sub(c.server)) }
+
+// controlClock reads the clock that stamps the control bucket's entries:
+// that of the NATS server that holds it (its stream's leader), as it
+// reports it with the stream's info. A server that reports no time
+// leaves this process's clock.
+func (s *Store) controlClock(ctx context.Context) (clockReading, error) {
+	info, err := s.controlStream.Info(ctx)
+	if err != nil {
+		return clockReading{}, err
+	}
+	now := time.Now()
+	if info.TimeStamp.IsZero() {
+		return clockReading{server: now, here: now}, nil
+	}
+	return clockReading{server: info.TimeStamp, here: now}, nil
 }
 
 // DropCommands forgets a finished deployment's commands. A command is
@@ -867,15 +917,11 @@ func (s *Store) DropCommands(ctx context.Context, id string) error {
 // clock.) olderThan gives a replica's watcher time to read a marker
 // (WatchCommands), and forget the command it held, before it goes.
 func (s *Store) DropCommandMarkers(ctx context.Context, olderThan time.Duration) (int, error) {
-	info, err := s.controlStream.Info(ctx)
+	clock, err := s.controlClock(ctx)
 	if err != nil {
 		return 0, err
 	}
-	now := info.TimeStamp
-	if now.IsZero() {
-		now = time.Now()
-	}
-	cutoff := now.Add(-olderThan)
+	cutoff := clock.server.Add(-olderThan)
 	w, err := s.control.Watch(ctx, "cmd.*", jetstream.MetaOnly())
 	if err != nil {
 		return 0, err
