@@ -572,29 +572,52 @@
 
   // postCord sends the cord's action and renders the answer; it resolves
   // true when the board took it, false when it was refused or unanswered.
+  // A request unanswered is given up after cordLimit ms, or the number of
+  // ms in the cord's data-limit (set by a page, or a test, that will not
+  // wait as long): over a network that dropped without a word, the browser
+  // waits minutes before giving up, with no word on the page meanwhile.
+  var cordLimit = 10000;
+
   function postCord(body) {
     var err = $("cord-error");
     err.hidden = true;
     var n = ++asked;
+    var not = body.action === "reset" ? "The cord was not reset: " : "The cord was not pulled: ";
+    var abort = window.AbortController ? new AbortController() : null;
+    var late = false;
+    var limit = abort ? setTimeout(function () { late = true; abort.abort(); },
+      Number($("cord").getAttribute("data-limit")) || cordLimit) : null;
+    function show(text) {
+      err.textContent = text;
+      err.hidden = false;
+      return false;
+    }
+    function unanswered(e) {
+      return show("The cord did not respond: " + (late ? "the board did not answer in time" : e.message));
+    }
     return fetch("api/cord", {
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-Andon-Board": "1" },
-      body: JSON.stringify(body)
+      body: JSON.stringify(body),
+      signal: abort ? abort.signal : undefined
     }).then(function (r) {
       // An error is {"error": {"code", "message"}}; one from something
       // in front of the board (a proxy's page) may not be JSON at all.
+      // Either is an answer: the cord was not pulled (or reset), for the
+      // reason it gives. A success whose body cannot be read is taken as
+      // no answer.
       return r.json().then(function (j) {
-        if (!r.ok) throw new Error((j && j.error && j.error.message) || r.status + " " + r.statusText);
+        if (!r.ok) return show(not + ((j && j.error && j.error.message) || r.status + " " + r.statusText));
         if (take(n)) render(j);
         return true;
       }, function (e) {
-        throw r.ok ? e : new Error(r.status + " " + r.statusText);
+        if (r.ok) throw e;
+        return show(not + r.status + " " + r.statusText);
       });
-    }).catch(function (e) {
-      err.textContent = "The cord did not respond: " + e.message;
-      err.hidden = false;
-      return false;
+    }).catch(unanswered).then(function (ok) {
+      clearTimeout(limit);
+      return ok;
     });
   }
 

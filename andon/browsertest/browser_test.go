@@ -376,8 +376,8 @@ func cordBoard(t *testing.T) (*jidoka.Line, *andon.Evaluator, *httptest.Server) 
 }
 
 // TestBoardCordErrorInChromium pulls the cord from the page with a reason
-// the board refuses: the page shows the board's message for it, not
-// "[object Object]", and the line runs on.
+// the board refuses: the page says that the cord was not pulled, with the
+// board's message for it, not "[object Object]", and the line runs on.
 func TestBoardCordErrorInChromium(t *testing.T) {
 	line, ev, srv := cordBoard(t)
 	ctx, thrown := browser(t, 60*time.Second)
@@ -390,7 +390,7 @@ func TestBoardCordErrorInChromium(t *testing.T) {
 	))
 	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#cord-error")))
 	require.NoError(t, err)
-	assert.Equal(t, "The cord did not respond: reason and who must not hold control characters, bidi overrides or line separators", text)
+	assert.Equal(t, "The cord was not pulled: reason and who must not hold control characters, bidi overrides or line separators", text)
 	reason, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("cord-reason").value`))
 	require.NoError(t, err)
 	assert.Equal(t, "pay\u202eton", reason, "the reason refused stays in the field, to be corrected")

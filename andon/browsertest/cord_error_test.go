@@ -1,9 +1,12 @@
 package browsertest_test
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taipattern/taikit/andon"
+	"github.com/taipattern/taikit/jidoka"
 )
 
 // refusingCord answers POST /api/cord as answer says, when it is set, and
@@ -43,8 +47,10 @@ func (c *refusingCord) set(answer func(http.ResponseWriter)) {
 // board, or something in front of it, refuses in each of the ways it can:
 // every error code of the board's schema, a proxy's page that is not
 // JSON, and a connection closed without an answer. The page shows each
-// refusal's message as text, keeps the reason typed, and, the board
-// taking the next pull, hides the error.
+// refusal's message as text, saying that the cord was not pulled when
+// there was an answer and that it did not respond when there was none,
+// keeps the reason typed, and, the board taking the next pull, hides the
+// error.
 func TestBoardCordShowsEveryRefusal(t *testing.T) {
 	jsonError := func(status int, code, msg string) func(http.ResponseWriter) {
 		return func(w http.ResponseWriter) {
@@ -79,6 +85,14 @@ func TestBoardCordShowsEveryRefusal(t *testing.T) {
 			}
 		}, "Failed to fetch"},
 	}
+	// The board, or the proxy in front of it, answered every case but
+	// the last.
+	said := func(name string) string {
+		if name == "no answer" {
+			return "The cord did not respond: "
+		}
+		return "The cord was not pulled: "
+	}
 	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{})
 	require.NoError(t, err)
 	c := &refusingCord{}
@@ -99,7 +113,7 @@ func TestBoardCordShowsEveryRefusal(t *testing.T) {
 		), tc.name)
 		text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#cord-error")))
 		require.NoError(t, err)
-		assert.Equal(t, "The cord did not respond: "+tc.want, text, tc.name)
+		assert.Equal(t, said(tc.name)+tc.want, text, tc.name)
 		value, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("cord-reason").value`))
 		require.NoError(t, err)
 		assert.Equal(t, reason, value, "%s: the reason stays in the field", tc.name)
@@ -116,5 +130,137 @@ func TestBoardCordShowsEveryRefusal(t *testing.T) {
 	pwned, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.pwned === 1 || document.querySelectorAll("#cord-error *").length > 0`))
 	require.NoError(t, err)
 	assert.False(t, pwned, "no refusal is read as HTML")
+	assert.Empty(t, thrown(), "no error on the page")
+}
+
+// TestBoardCordShowsARefusedReset resets from the page a cord the board
+// will not reset: the page says that the cord was not reset, with the
+// board's message, not that it did not respond.
+func TestBoardCordShowsARefusedReset(t *testing.T) {
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{})
+	require.NoError(t, err)
+	require.True(t, ev.Pull(context.Background(), "jam at station 3", "alice"))
+	c := &refusingCord{answer: func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = fmt.Fprint(w, `{"error":{"code":"shutting_down","message":"the evaluator is shut down; the cord is left as it was"}}`)
+	}}
+	srv := serveBoardBehind(t, ev, andon.BoardOptions{AllowCord: true}, func(h http.Handler) http.Handler {
+		c.next = h
+		return c
+	})
+	ctx, thrown := browser(t, 60*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`)),
+		chromedp.Click(chromedp.CSS("#cord-reset")),
+		chromedp.WaitVisible(chromedp.CSS("#cord-error"))))
+	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#cord-error")))
+	require.NoError(t, err)
+	assert.Equal(t, "The cord was not reset: the evaluator is shut down; the cord is left as it was", text)
+	assert.True(t, ev.Cord().Pulled)
+	assert.Empty(t, thrown(), "no error on the page")
+}
+
+// unansweredCord holds every POST /api/cord, while hold is set, until
+// the browser gives it up, as over a network that dropped without a
+// word, and passes every other request to the board. It sends on held
+// when it takes such a request, and on dropped when the browser has given
+// it up.
+type unansweredCord struct {
+	next    http.Handler
+	hold    atomic.Bool
+	held    chan struct{}
+	dropped chan struct{}
+}
+
+func (c *unansweredCord) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.Path == "/api/cord" && c.hold.Load() {
+		c.held <- struct{}{}
+		// The request's context ends with its connection only once its
+		// body is read.
+		_, _ = io.Copy(io.Discard, r.Body)
+		<-r.Context().Done()
+		c.dropped <- struct{}{}
+		return
+	}
+	c.next.ServeHTTP(w, r)
+}
+
+// TestBoardCordGivesUpOnABoardThatDoesNotAnswer pulls, then resets, the
+// cord from the page while the board never answers the cord's request:
+// the page gives the request up after the time it allows the board (made
+// short here through the cord's data-limit), says that the cord did not
+// respond, and keeps the reason typed, to be sent again; the states the
+// event stream brings later show on the page as ever. The request was
+// left unanswered until the browser gave up, minutes later, with no word
+// on the page meanwhile.
+func TestBoardCordGivesUpOnABoardThatDoesNotAnswer(t *testing.T) {
+	line, err := jidoka.NewLine(jidoka.LineOptions{Name: "checkout"})
+	require.NoError(t, err)
+	ev, err := andon.NewEvaluator(andon.EvaluatorOptions{Cord: andon.CordOptions{Hooks: []andon.Hook{andon.StopLine(line)}}})
+	require.NoError(t, err)
+	c := &unansweredCord{held: make(chan struct{}, 1), dropped: make(chan struct{}, 1)}
+	c.hold.Store(true)
+	srv := serveBoardBehind(t, ev, andon.BoardOptions{Lines: []andon.Line{line}, AllowCord: true}, func(h http.Handler) http.Handler {
+		c.next = h
+		return c
+	})
+	ctx, thrown := browser(t, 60*time.Second)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-mode="live"]`)),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("cord").dataset.limit = "500"`)))
+	// given waits for the handler to take the cord's request and for the
+	// browser to give it up.
+	given := func(what string) {
+		t.Helper()
+		for _, ch := range []chan struct{}{c.held, c.dropped} {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				t.Fatalf("%s: the request was not sent, or not given up", what)
+			}
+		}
+	}
+	const unanswered = "The cord did not respond: the board did not answer in time"
+	shown := `(function (e) { return !e.hidden && e.textContent === "` + unanswered + `"; })(document.getElementById("cord-error"))`
+
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.CSS("#cord-reason"), "jam at station 3"),
+		chromedp.Click(chromedp.CSS("#cord-pull"))))
+	given("pull")
+	waitFor(t, ctx, shown, 15*time.Second)
+	reason, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("cord-reason").value`))
+	require.NoError(t, err)
+	assert.Equal(t, "jam at station 3", reason, "the reason stays in the field, to be sent again")
+	assert.False(t, ev.Cord().Pulled)
+
+	// The cord pulled elsewhere: the stream's state shows on the page.
+	require.True(t, ev.Pull(context.Background(), "smoke at station 5", "bob"))
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.WaitVisible(chromedp.CSS(`#cord[data-pulled="true"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-line="checkout"][data-stopped="true"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#cord-reset"))))
+	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#cord-text")))
+	require.NoError(t, err)
+	assert.Equal(t, "PULLED by bob: smoke at station 5", text)
+
+	// A reset unanswered is given up as well.
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#cord-reset"))))
+	given("reset")
+	waitFor(t, ctx, shown, 15*time.Second)
+	assert.True(t, ev.Cord().Pulled)
+	require.True(t, ev.Reset(context.Background()))
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.WaitVisible(chromedp.CSS(`#cord[data-pulled="false"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-line="checkout"][data-stopped="false"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#cord-pull"))))
+
+	// The board answers again: the pull sent again is taken.
+	c.hold.Store(false)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS("#cord-pull")),
+		chromedp.WaitVisible(chromedp.CSS("#cord-reset")),
+		chromedp.WaitNotVisible(chromedp.CSS("#cord-error"))))
+	assert.Equal(t, "jam at station 3", ev.Cord().Reason)
 	assert.Empty(t, thrown(), "no error on the page")
 }
