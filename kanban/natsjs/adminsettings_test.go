@@ -54,6 +54,26 @@ func TestNewKeepsStreamSettingsItDoesNotOwn(t *testing.T) {
 	}
 }
 
+// queueWithDurable makes the queue of opts on a server of its own, its
+// durable first made as cfg says (as an administrator or another client
+// would: its Durable and FilterSubject are the queue's), with one message
+// published; it returns the queue and a context for the test.
+func queueWithDurable(t *testing.T, opts natsjs.Options, cfg jetstream.ConsumerConfig) (context.Context, *natsjs.Queue[int]) {
+	t.Helper()
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	nc := connect(t, srv.Connect)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	opts.FetchWait = 50 * time.Millisecond
+	q, err := natsjs.New[int](ctx, nc, opts)
+	require.NoError(t, err)
+	cfg.Durable, cfg.FilterSubject = opts.Stream+"_WORKERS", opts.Stream
+	_, err = q.JetStream().CreateOrUpdateConsumer(ctx, opts.Stream, cfg)
+	require.NoError(t, err)
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m", Payload: 1}))
+	return ctx, q
+}
+
 // TestConsumeTakesADurableWithItsOwnMaxWaiting: a durable given a
 // MaxWaiting other than the server's default (by an administrator, or by
 // another client) is updated by Consume and delivers, keeping its
@@ -61,19 +81,10 @@ func TestNewKeepsStreamSettingsItDoesNotOwn(t *testing.T) {
 // asked for the default MaxWaiting, and the server refused the update:
 // Consume returned "max waiting can not be updated" and handled nothing.
 func TestConsumeTakesADurableWithItsOwnMaxWaiting(t *testing.T) {
-	srv := startServer(t, natsembed.Options{InProcess: true})
-	nc := connect(t, srv.Connect)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	q, err := natsjs.New[int](ctx, nc, natsjs.Options{Stream: "WAITING", FetchWait: 50 * time.Millisecond})
-	require.NoError(t, err)
-	js := q.JetStream()
-	_, err = js.CreateOrUpdateConsumer(ctx, "WAITING", jetstream.ConsumerConfig{
-		Durable: "WAITING_WORKERS", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "WAITING",
-		MaxWaiting: 64, Description: "the warehouse's workers",
+	ctx, q := queueWithDurable(t, natsjs.Options{Stream: "WAITING"}, jetstream.ConsumerConfig{
+		AckPolicy: jetstream.AckExplicitPolicy, MaxWaiting: 64, Description: "the warehouse's workers",
 	})
-	require.NoError(t, err)
-	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m", Payload: 1}))
+	js := q.JetStream()
 
 	cctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -149,23 +160,15 @@ func consumeOne(t *testing.T, ctx context.Context, q *natsjs.Queue[int], wip int
 // (the queue's pulls name none). Before, Consume sent its whole
 // configuration, and the update reset every setting it left out.
 func TestConsumeKeepsDurableSettingsItDoesNotOwn(t *testing.T) {
-	srv := startServer(t, natsembed.Options{InProcess: true})
-	nc := connect(t, srv.Connect)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	q, err := natsjs.New[int](ctx, nc, natsjs.Options{Stream: "KEPT", AckWait: 7 * time.Second, FetchWait: 50 * time.Millisecond})
-	require.NoError(t, err)
-	js := q.JetStream()
-	_, err = js.CreateOrUpdateConsumer(ctx, "KEPT", jetstream.ConsumerConfig{
-		Durable: "KEPT_WORKERS", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "KEPT",
+	ctx, q := queueWithDurable(t, natsjs.Options{Stream: "KEPT", AckWait: 7 * time.Second}, jetstream.ConsumerConfig{
+		AckPolicy:   jetstream.AckExplicitPolicy,
 		Description: "the warehouse's workers", InactiveThreshold: time.Hour,
 		MaxRequestBatch: 10, MaxRequestExpires: 10 * time.Second, MaxRequestMaxBytes: 1 << 20,
 		SampleFrequency: "50%", Metadata: map[string]string{"owner": "warehouse"},
 		BackOff: []time.Duration{time.Second, 2 * time.Second}, HeadersOnly: true,
 		PriorityPolicy: jetstream.PriorityPolicyOverflow, PriorityGroups: []string{"jobs"},
 	})
-	require.NoError(t, err)
-	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m", Payload: 1}))
+	js := q.JetStream()
 
 	assert.Equal(t, "m", consumeOne(t, ctx, q, 3))
 	c, err := js.Consumer(ctx, "KEPT", "KEPT_WORKERS")
@@ -209,18 +212,10 @@ func TestConsumeTakesADurableWithSettingsNoUpdateChanges(t *testing.T) {
 			func(t *testing.T, c jetstream.ConsumerConfig) { assert.True(t, c.MemoryStorage) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := startServer(t, natsembed.Options{InProcess: true})
-			nc := connect(t, srv.Connect)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			q, err := natsjs.New[int](ctx, nc, natsjs.Options{Stream: "FIXED", FetchWait: 50 * time.Millisecond})
-			require.NoError(t, err)
-			js := q.JetStream()
-			cfg := jetstream.ConsumerConfig{Durable: "FIXED_WORKERS", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "FIXED"}
+			cfg := jetstream.ConsumerConfig{AckPolicy: jetstream.AckExplicitPolicy}
 			tc.set(&cfg)
-			_, err = js.CreateOrUpdateConsumer(ctx, "FIXED", cfg)
-			require.NoError(t, err)
-			require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m", Payload: 1}))
+			ctx, q := queueWithDurable(t, natsjs.Options{Stream: "FIXED"}, cfg)
+			js := q.JetStream()
 
 			assert.Equal(t, "m", consumeOne(t, ctx, q, 2))
 			c, err := js.Consumer(ctx, "FIXED", "FIXED_WORKERS")
