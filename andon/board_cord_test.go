@@ -21,12 +21,7 @@ import (
 // had been taken).
 func TestBoardCordRefusedOnceTheEvaluatorIsShutDown(t *testing.T) {
 	post := func(f *boardFixture, body string) *http.Response {
-		req, err := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(body))
-		require.NoError(t, err)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("X-Andon-Board", "1")
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
+		resp := cordPost(t, f, body)
 		t.Cleanup(func() { resp.Body.Close() })
 		return resp
 	}
@@ -136,10 +131,9 @@ func TestBoardCordFieldTypesNamed(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 }
 
-// postCord posts body to the board's cord as its page does and returns
-// the status and the error's message ("" for an answer that is not an
-// error).
-func postCord(t *testing.T, f *boardFixture, body string) (int, string) {
+// cordPost posts body to the board's cord as its page does and returns
+// the response, its body for the caller to close.
+func cordPost(t *testing.T, f *boardFixture, body string) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, f.srv.URL+"/andon/api/cord", strings.NewReader(body))
 	require.NoError(t, err)
@@ -147,6 +141,15 @@ func postCord(t *testing.T, f *boardFixture, body string) (int, string) {
 	req.Header.Set("X-Andon-Board", "1")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
+	return resp
+}
+
+// postCord posts body to the board's cord as its page does and returns
+// the status and the error's message ("" for an answer that is not an
+// error).
+func postCord(t *testing.T, f *boardFixture, body string) (int, string) {
+	t.Helper()
+	resp := cordPost(t, f, body)
 	defer resp.Body.Close()
 	var e struct {
 		Error struct{ Code, Message string }

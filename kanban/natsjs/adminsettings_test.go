@@ -86,24 +86,7 @@ func TestConsumeTakesADurableWithItsOwnMaxWaiting(t *testing.T) {
 	})
 	js := q.JetStream()
 
-	cctx, stop := context.WithCancel(ctx)
-	defer stop()
-	handled := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- q.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
-			handled <- d.ID
-			return nil
-		}, kanban.ConsumeOptions{WIP: 3})
-	}()
-	select {
-	case id := <-handled:
-		assert.Equal(t, "m", id)
-	case err := <-done:
-		t.Fatalf("Consume returned before handling the message: %v", err)
-	}
-	stop()
-	require.NoError(t, <-done)
+	assert.Equal(t, "m", consumeOne(t, ctx, q, 3))
 	c, err := js.Consumer(ctx, "WAITING", "WAITING_WORKERS")
 	require.NoError(t, err)
 	assert.Equal(t, 64, c.CachedInfo().Config.MaxWaiting, "kept")
