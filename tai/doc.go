@@ -72,8 +72,9 @@
 //   - a Deny gives a *[DeniedError] carrying the Decision
 //     (errors.Is(err, ErrDenied));
 //   - a policy error gives a *[PolicyError]; a panic anywhere in the
-//     pipeline gives a *[PanicError] with the stack (the line stops for that
-//     signal, the process keeps running); a context that has ended before
+//     pipeline (but in a FailOpen policy or rule, which fails open) gives
+//     a *[PanicError] with the stack (the line stops for that signal, the
+//     process keeps running); a context that has ended before
 //     a stage (the gates, the policy, the action), or that was canceled
 //     while a gate or a guard made the signal wait, gives a *[StageError],
 //     in which errors.Is finds ctx.Err(); all of them are Failed;

@@ -92,10 +92,13 @@ func (n *named[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) 
 	return d, err
 }
 
-// FailOpen wraps p so that an error from it allows the signal instead of
-// failing it. The decision then has Verdict Allow, FailedOpen set and the
-// error in its Reason, so records and audit trails show what happened. Use
-// it for advisory checks whose outage must not stop the line.
+// FailOpen wraps p so that an error from it, or a panic in it, allows the
+// signal instead of failing it, as a Scored rule marked FailOpen does. The
+// decision then has Verdict Allow, FailedOpen set and the error (a panic's
+// as a *PanicError's text, without its stack) in its Reason, so records
+// and audit trails show what happened. Use it for advisory checks whose
+// outage, or bug, must not stop the line. A policy that ends its goroutine
+// with runtime.Goexit ends it all the same.
 func FailOpen[T any](p Policy[T]) Policy[T] {
 	return &failOpen[T]{p: p}
 }
@@ -105,20 +108,35 @@ type failOpen[T any] struct{ p Policy[T] }
 func (f *failOpen[T]) Name() string    { return nameOf(f.p, "") }
 func (f *failOpen[T]) validate() error { return validatePolicy(f.p) }
 
-func (f *failOpen[T]) Evaluate(ctx context.Context, s Signal[T]) (Decision, error) {
-	d, err := f.p.Evaluate(ctx, s)
+func (f *failOpen[T]) Evaluate(ctx context.Context, s Signal[T]) (d Decision, err error) {
+	returned := false
+	defer func() {
+		if !returned {
+			// recover gives nil for a runtime.Goexit, which goes on.
+			if v := recover(); v != nil {
+				d, err = f.failed(Decision{}, newPanicError(StagePolicy, v)), nil
+			}
+		}
+	}()
+	d, err = f.p.Evaluate(ctx, s)
+	returned = true
 	if err == nil && !d.Verdict.Valid() {
 		err = errNoVerdict(d.Verdict)
 	}
 	if err != nil {
-		return Decision{
-			Verdict:    Allow,
-			Policy:     nameOf(f.p, d.Policy),
-			Reason:     "failed open: " + err.Error(),
-			FailedOpen: true,
-		}, nil
+		return f.failed(d, err), nil
 	}
 	return d, nil
+}
+
+// failed is the decision of a policy that failed open with err.
+func (f *failOpen[T]) failed(d Decision, err error) Decision {
+	return Decision{
+		Verdict:    Allow,
+		Policy:     nameOf(f.p, d.Policy),
+		Reason:     "failed open: " + err.Error(),
+		FailedOpen: true,
+	}
 }
 
 func errNoVerdict(v Verdict) error {
