@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -577,6 +578,77 @@ func TestPrometheusRulesValuesStartingWithTilde(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), b.Bytes(), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolTildeTest), 0o600))
+	cmd := exec.Command(promtool, "test", "rules", "test.yml")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
+}
+
+// promtoolMinutesTest proves that the summary Prometheus renders for a
+// latency of minutes reads as the one the same rule has in process.
+const promtoolMinutesTest = `rule_files:
+  - rules.yml
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'taikit_signal_duration_seconds_bucket{kind="payment",le="60"}'
+        values: '0x10'
+      - series: 'taikit_signal_duration_seconds_bucket{kind="payment",le="120"}'
+        values: '0+100x10'
+      - series: 'taikit_signal_duration_seconds_bucket{kind="payment",le="+Inf"}'
+        values: '0+100x10'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: SlowExports
+        exp_alerts:
+          - exp_labels:
+              severity: ticket
+            exp_annotations:
+              summary: "p99 latency of payment over 5m is 1m 59s (threshold 1m 30s)"
+`
+
+// fixedDescribed is a condition with a description, measuring m.
+type fixedDescribed struct {
+	desc string
+	m    andon.Measurement
+}
+
+func (c fixedDescribed) String() string { return c.desc }
+
+func (c fixedDescribed) Measure(context.Context, time.Time) (andon.Measurement, error) {
+	return c.m, nil
+}
+
+// TestDefaultSummaryOfMinutesReadsAlike: a latency rule of a threshold of
+// 90 s whose p99 is 119.4 s is summed up alike by Prometheus, from the
+// exported rule, and in process, and in one way within the summary:
+// "is 1m 59s (threshold 1m 30s)". Prometheus wrote "is 1m 59s (threshold
+// 90s)", and the board and the in-process notifications "is 119s
+// (threshold 90s)".
+func TestDefaultSummaryOfMinutesReadsAlike(t *testing.T) {
+	const want = "p99 latency of payment over 5m is 1m 59s (threshold 1m 30s)"
+	rule := andon.Rule{Name: "SlowExports", Severity: andon.Ticket,
+		Condition: andon.LatencyQuantile(exportStats(t), "payment", 5*time.Minute, 0.99, 90*time.Second)}
+
+	// In process, the same description and value.
+	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: rule.Name, Severity: rule.Severity,
+		Condition: fixedDescribed{desc: rule.Condition.(fmt.Stringer).String(),
+			m: andon.Measurement{Active: true, Value: 119.4, Threshold: 90, Unit: andon.UnitSeconds, Samples: 100}}}}})
+	e.EvaluateAt(context.Background(), t0)
+	a, ok := e.Alert(rule.Name)
+	require.True(t, ok)
+	assert.Equal(t, want, a.Annotations["summary"], "in process")
+	assert.Equal(t, "1m 59s", a.ValueText(), "on the board")
+	assert.Equal(t, "1m 30s", a.ThresholdText(), "on the board")
+
+	// In Prometheus.
+	var b bytes.Buffer
+	require.NoError(t, andon.PrometheusRules(&b, "g", []andon.Rule{rule}, andon.ExportOptions{}))
+	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), b.Bytes(), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolMinutesTest), 0o600))
 	cmd := exec.Command(promtool, "test", "rules", "test.yml")
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()

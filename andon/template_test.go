@@ -197,7 +197,15 @@ func TestUnitFormatEdges(t *testing.T) {
 		{andon.UnitSeconds, 0.000001, "1µs"},
 		{andon.UnitSeconds, 0.0000000025, "2.5ns"},
 		{andon.UnitSeconds, -0.25, "-250ms"},
-		{andon.UnitSeconds, 90, "90s"},
+		// A minute or more as Prometheus's humanizeDuration writes it.
+		{andon.UnitSeconds, 90, "1m 30s"},
+		{andon.UnitSeconds, 1000, "16m 40s"},
+		{andon.UnitSeconds, 3725, "1h 2m 5s"},
+		{andon.UnitSeconds, 90061.7, "1d 1h 1m 1s"},
+		{andon.UnitSeconds, -90, "-1m 30s"},
+		{andon.UnitSeconds, 59.9996, "60s"},
+		{andon.UnitSeconds, 59.5, "59.5s"},
+		{andon.UnitSeconds, 1e300, "1e+300s"},
 		// Rounded up to the next prefix's one, it is shown in that prefix.
 		{andon.UnitSeconds, 0.9996, "1s"},
 		{andon.UnitSeconds, -0.9996, "-1s"},

@@ -51,7 +51,12 @@ func (u *Unit) UnmarshalText(b []byte) error {
 
 // Format writes v in the unit with three significant digits: "3.1%",
 // "250ms", "5.2s", "14.4×", "on"/"off" for UnitState. A ratio below one
-// has as many more as keep it from reading 100%: "99.95%".
+// has as many more as keep it from reading 100%: "99.95%". In
+// UnitSeconds, a minute or more is written in days, hours, minutes and
+// whole seconds, as Prometheus's humanizeDuration writes it: "1m 30s",
+// "16m 40s", "1h 2m 5s", so that a summary reads alike in process and in
+// Prometheus, where the exported rules render the value with
+// humanizeDuration (and the threshold with Format).
 func (u Unit) Format(v float64) string {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return strconv.FormatFloat(v, 'g', -1, 64)
@@ -65,6 +70,10 @@ func (u Unit) Format(v float64) string {
 		}
 		return sig3(v*100) + "%"
 	case UnitSeconds:
+		// Past what int64 holds, humanizeDuration's days would overflow.
+		if a := math.Abs(v); a >= 60 && a < 0x1p63 {
+			return humanizeDuration(v)
+		}
 		// The prefix is chosen for the value as it is shown, rounded to
 		// three digits: 0.9996 is "1s", not "1000ms".
 		a, _ := strconv.ParseFloat(strconv.FormatFloat(math.Abs(v), 'g', 3, 64), 64)

@@ -576,24 +576,42 @@
   // ms in the cord's data-limit (set by a page, or a test, that will not
   // wait as long): over a network that dropped without a word, the browser
   // waits minutes before giving up, with no word on the page meanwhile.
+  // The board may have taken a request it did not answer, so the page
+  // says that the cord may have changed, which the event stream will show.
+  // The button pressed is disabled until the request is answered or given
+  // up, so that a second click does not send the cord's action again; its
+  // text says what it waits for.
   var cordLimit = 10000;
 
   function postCord(body) {
+    var reset = body.action === "reset";
+    var button = $(reset ? "cord-reset" : "cord-pull");
+    if (button.disabled) return Promise.resolve(false);
     var err = $("cord-error");
     err.hidden = true;
     var n = ++asked;
-    var not = body.action === "reset" ? "The cord was not reset: " : "The cord was not pulled: ";
+    var not = reset ? "The cord was not reset: " : "The cord was not pulled: ";
+    var maybe = reset ? "The cord may still have been reset; the board's event stream will show it." :
+      "The cord may still have been pulled; the board's event stream will show it.";
+    var label = button.textContent;
+    var cord = $("cord");
+    // A button disabled while it has the focus drops it to the document,
+    // where a screen reader loses its place: it is left to the cord.
+    var focused = document.activeElement === button;
+    button.disabled = true;
+    button.textContent = reset ? "Resetting the cord\u2026" : "Pulling the cord\u2026";
+    if (focused) cord.focus();
     var abort = window.AbortController ? new AbortController() : null;
     var late = false;
     var limit = abort ? setTimeout(function () { late = true; abort.abort(); },
-      Number($("cord").getAttribute("data-limit")) || cordLimit) : null;
+      Number(cord.getAttribute("data-limit")) || cordLimit) : null;
     function show(text) {
       err.textContent = text;
       err.hidden = false;
       return false;
     }
     function unanswered(e) {
-      return show("The cord did not respond: " + (late ? "the board did not answer in time" : e.message));
+      return show("The cord did not respond: " + (late ? "the board did not answer in time" : e.message) + ". " + maybe);
     }
     return fetch("api/cord", {
       method: "POST",
@@ -617,6 +635,8 @@
       });
     }).catch(unanswered).then(function (ok) {
       clearTimeout(limit);
+      button.disabled = false;
+      button.textContent = label;
       return ok;
     });
   }

@@ -48,8 +48,8 @@ func (c *refusingCord) set(answer func(http.ResponseWriter)) {
 // every error code of the board's schema, a proxy's page that is not
 // JSON, and a connection closed without an answer. The page shows each
 // refusal's message as text, saying that the cord was not pulled when
-// there was an answer and that it did not respond when there was none,
-// keeps the reason typed, and, the board taking the next pull, hides the
+// there was an answer and, when there was none, that it did not respond
+// and may still have been pulled, keeps the reason typed, and, the board taking the next pull, hides the
 // error.
 func TestBoardCordShowsEveryRefusal(t *testing.T) {
 	jsonError := func(status int, code, msg string) func(http.ResponseWriter) {
@@ -83,7 +83,7 @@ func TestBoardCordShowsEveryRefusal(t *testing.T) {
 			if err == nil {
 				_ = conn.Close()
 			}
-		}, "Failed to fetch"},
+		}, "Failed to fetch. The cord may still have been pulled; the board's event stream will show it."},
 	}
 	// The board, or the proxy in front of it, answered every case but
 	// the last.
@@ -190,10 +190,12 @@ func (c *unansweredCord) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // cord from the page while the board never answers the cord's request:
 // the page gives the request up after the time it allows the board (made
 // short here through the cord's data-limit), says that the cord did not
-// respond, and keeps the reason typed, to be sent again; the states the
-// event stream brings later show on the page as ever. The request was
-// left unanswered until the browser gave up, minutes later, with no word
-// on the page meanwhile.
+// respond but may still have been pulled (or reset), as the board may
+// have taken a request it did not answer, enables the button again, and
+// keeps the reason typed, to be sent again; the states the event stream
+// brings later show on the page as ever. The request was left unanswered
+// until the browser gave up, minutes later, with no word on the page
+// meanwhile; then the page read as if the cord had not been pulled.
 func TestBoardCordGivesUpOnABoardThatDoesNotAnswer(t *testing.T) {
 	line, err := jidoka.NewLine(jidoka.LineOptions{Name: "checkout"})
 	require.NoError(t, err)
@@ -221,14 +223,25 @@ func TestBoardCordGivesUpOnABoardThatDoesNotAnswer(t *testing.T) {
 			}
 		}
 	}
-	const unanswered = "The cord did not respond: the board did not answer in time"
-	shown := `(function (e) { return !e.hidden && e.textContent === "` + unanswered + `"; })(document.getElementById("cord-error"))`
+	shown := func(done string) string {
+		return `(function (e) { return !e.hidden && e.textContent === "The cord did not respond: the board did not answer in time. ` +
+			`The cord may still have been ` + done + `; the board's event stream will show it."; })(document.getElementById("cord-error"))`
+	}
+	// enabled says whether the button of the id given is enabled, with
+	// its own text again.
+	enabled := func(id, text string) {
+		t.Helper()
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(function (b) { return [String(b.disabled), b.textContent]; })(document.getElementById("`+id+`"))`))
+		require.NoError(t, err)
+		assert.Equal(t, []string{"false", text}, got, "%s is enabled again", id)
+	}
 
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.SetValue(chromedp.CSS("#cord-reason"), "jam at station 3"),
 		chromedp.Click(chromedp.CSS("#cord-pull"))))
 	given("pull")
-	waitFor(t, ctx, shown, 15*time.Second)
+	waitFor(t, ctx, shown("pulled"), 15*time.Second)
+	enabled("cord-pull", "Pull the cord")
 	reason, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("cord-reason").value`))
 	require.NoError(t, err)
 	assert.Equal(t, "jam at station 3", reason, "the reason stays in the field, to be sent again")
@@ -247,7 +260,8 @@ func TestBoardCordGivesUpOnABoardThatDoesNotAnswer(t *testing.T) {
 	// A reset unanswered is given up as well.
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#cord-reset"))))
 	given("reset")
-	waitFor(t, ctx, shown, 15*time.Second)
+	waitFor(t, ctx, shown("reset"), 15*time.Second)
+	enabled("cord-reset", "Reset the cord")
 	assert.True(t, ev.Cord().Pulled)
 	require.True(t, ev.Reset(context.Background()))
 	require.NoError(t, chromedp.Do(ctx,
