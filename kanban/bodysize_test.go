@@ -2,6 +2,7 @@ package kanban_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -84,31 +85,79 @@ func TestServeTellsTheTracerTheBodySizeOfALease(t *testing.T) {
 	}
 }
 
-// TestMemorySpansHaveNoBodySize: a Memory queue holds values, not
-// bytes: its send and process operations tell the Tracer no body size,
-// with a Codec too.
-func TestMemorySpansHaveNoBodySize(t *testing.T) {
-	for _, codec := range []kanban.Codec{nil, kanban.JSON{}} {
-		tr := queuetest.NewTracer()
-		q, err := kanban.NewMemory[string](kanban.MemoryOptions{Name: "orders", Codec: codec, Tracer: tr})
-		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(context.Background())
-		require.NoError(t, q.Publish(ctx, kanban.Message[string]{ID: "m1", Payload: "a payload"}))
-		handled := make(chan struct{})
-		done := make(chan error, 1)
-		go func() {
-			done <- q.Consume(ctx, func(context.Context, kanban.Delivery[string]) error {
-				close(handled)
-				return nil
-			}, kanban.ConsumeOptions{})
-		}()
-		<-handled
-		cancel()
-		require.NoError(t, <-done)
-		spans := tr.Spans()
-		require.Len(t, spans, 2)
-		for _, s := range spans {
-			assert.Zero(t, s.Op.BodySize, "%v, Codec %T", s.Op.Type, codec)
-		}
+// TestMemorySpansHaveTheBodySizeWithACodec: a Memory queue with a
+// Codec holds its messages' payloads encoded, and tells the Tracer the
+// size of the encoding, as a queue on a wire does: on the send of
+// Publish, TryPublish and the redrive of a dead letter, and on each
+// attempt to handle the message, whether its consumer takes messages
+// shared or in key order (PerKey). Without a Codec it holds values, not
+// bytes, and tells no body size.
+func TestMemorySpansHaveTheBodySizeWithACodec(t *testing.T) {
+	const payload = "a payload"
+	body, err := kanban.JSON{}.Marshal(payload)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name   string
+		codec  kanban.Codec
+		perKey bool
+		want   int
+	}{
+		{"no codec", nil, false, 0},
+		{"no codec, PerKey", nil, true, 0},
+		{"JSON", kanban.JSON{}, false, len(body)},
+		{"JSON, PerKey", kanban.JSON{}, true, len(body)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := queuetest.NewTracer()
+			q, err := kanban.NewMemory[string](kanban.MemoryOptions{Name: "orders", Codec: tc.codec, Tracer: tr})
+			require.NoError(t, err)
+			ctx := context.Background()
+			require.NoError(t, q.Publish(ctx, kanban.Message[string]{ID: "m1", Key: "k", Payload: payload}))
+			require.NoError(t, q.TryPublish(ctx, kanban.Message[string]{ID: "m2", Key: "k", Payload: payload}))
+			// m1 is retried once, then dead-lettered; m2 is handled.
+			consumeN := func(n int, refuse bool) {
+				t.Helper()
+				cctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				handled := make(chan struct{}, n)
+				done := make(chan error, 1)
+				go func() {
+					done <- q.Consume(cctx, func(_ context.Context, d kanban.Delivery[string]) error {
+						defer func() { handled <- struct{}{} }()
+						switch {
+						case !refuse || d.ID != "m1":
+						case d.Attempt == 1:
+							return errors.New("not yet")
+						default:
+							return kanban.Permanent(errors.New("refused"))
+						}
+						return nil
+					}, kanban.ConsumeOptions{PerKey: tc.perKey, MaxAttempts: 3, Backoff: kanban.BackoffFunc(func(int) time.Duration { return 0 })})
+				}()
+				for range n {
+					<-handled
+				}
+				cancel()
+				require.NoError(t, <-done)
+			}
+			consumeN(3, true)
+			n, err := q.RedriveDeadLetters(ctx, kanban.DeadLetterFilter{ID: "m1"})
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+			consumeN(1, false)
+
+			var sends, processes int
+			for _, s := range tr.Spans() {
+				switch s.Op.Type {
+				case kanban.OpSend:
+					sends++
+				case kanban.OpProcess:
+					processes++
+				}
+				assert.Equal(t, tc.want, s.Op.BodySize, "%v of %s, attempt %d", s.Op.Type, s.Op.MessageID, s.Op.Attempt)
+			}
+			assert.Equal(t, 3, sends, "Publish, TryPublish and the redrive")
+			assert.Equal(t, 4, processes)
+		})
 	}
 }

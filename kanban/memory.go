@@ -41,7 +41,9 @@ type MemoryOptions struct {
 	// every attempt, the dead letter and a redrive then have the value
 	// published itself, so what a publisher or a handler changes through
 	// it (a map, a slice, a pointer) they see too; a Codec gives each
-	// attempt its own decoded copy, as a queue on a wire does.
+	// attempt its own decoded copy, as a queue on a wire does, and the
+	// Tracer is told the size of each encoded payload
+	// (Operation.BodySize).
 	Codec Codec
 	// Propagator carries context (a trace) from Publish to the handler in
 	// the message headers; kanban/kanbanotel adapts OpenTelemetry's. nil
@@ -301,9 +303,33 @@ func (q *Memory[T]) TryPublish(ctx context.Context, msg Message[T]) error {
 	return q.publish(ctx, msg, false)
 }
 
+// publishTraced is publish in the span of a send. With a Codec the
+// payload is encoded before the span starts, so that the Tracer is told
+// its size (Operation.BodySize); the headers, which carry the span's
+// trace context, are made in the span. A payload that cannot be encoded
+// ends the span with the error, and a Codec that panics or calls
+// runtime.Goexit ends it with ErrPublishInterrupted, as in publish.
 func (q *Memory[T]) publishTraced(ctx context.Context, msg Message[T], wait bool) error {
-	return SendTraced(ctx, q.opts.Tracer, memorySystem, q.opts.Name, msg.ID, func(ctx context.Context) error {
-		return q.publish(ctx, msg, wait)
+	op := Operation{System: memorySystem, Queue: q.opts.Name, MessageID: msg.ID}
+	if q.opts.Codec == nil || msg.ID == "" || ctx.Err() != nil {
+		return SendTracedOp(ctx, q.opts.Tracer, op, func(ctx context.Context) error {
+			return q.publish(ctx, msg, wait)
+		})
+	}
+	encoded := false
+	defer func() {
+		if !encoded {
+			_ = SendTracedOp(ctx, q.opts.Tracer, op, func(context.Context) error { return ErrPublishInterrupted })
+		}
+	}()
+	data, err := q.encode(msg)
+	encoded = true
+	op.BodySize = len(data)
+	return SendTracedOp(ctx, q.opts.Tracer, op, func(ctx context.Context) error {
+		if err != nil {
+			return err
+		}
+		return q.store(ctx, msg, data, wait)
 	})
 }
 
@@ -317,15 +343,32 @@ func (q *Memory[T]) publish(ctx context.Context, msg Message[T], wait bool) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// A copy: the caller may reuse its Header for the next message.
-	h := injectHeaders(ctx, q.opts.Propagator, msg.Headers, true)
-	payload := msg.Payload
 	var data []byte
 	if q.opts.Codec != nil {
 		var err error
-		if data, err = q.opts.Codec.Marshal(payload); err != nil {
-			return fmt.Errorf("kanban: encoding message %s: %w", msg.ID, err)
+		if data, err = q.encode(msg); err != nil {
+			return err
 		}
+	}
+	return q.store(ctx, msg, data, wait)
+}
+
+// encode returns msg's payload as the queue's Codec encodes it.
+func (q *Memory[T]) encode(msg Message[T]) ([]byte, error) {
+	data, err := q.opts.Codec.Marshal(msg.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("kanban: encoding message %s: %w", msg.ID, err)
+	}
+	return data, nil
+}
+
+// store stores msg, with its payload encoded in data when the queue has a
+// Codec, as publish says.
+func (q *Memory[T]) store(ctx context.Context, msg Message[T], data []byte, wait bool) error {
+	// A copy: the caller may reuse its Header for the next message.
+	h := injectHeaders(ctx, q.opts.Propagator, msg.Headers, true)
+	payload := msg.Payload
+	if q.opts.Codec != nil {
 		var zero T
 		payload = zero
 	}
@@ -740,6 +783,11 @@ func (s *memSource[T]) Pull(ctx context.Context, max int) ([]Lease[T], error) {
 	n := 1 + s.q.takeMore(out[1:])
 	return out[:n], nil
 }
+
+// BodySize returns the size of the message's payload as the queue's
+// Codec encoded it; 0 without a Codec, which holds the value, not bytes
+// (BodySizer).
+func (e *memEntry[T]) BodySize() int { return len(e.m.data) }
 
 func (e *memEntry[T]) ID() string   { return e.m.d.ID }
 func (e *memEntry[T]) Key() string  { return e.m.d.Key }

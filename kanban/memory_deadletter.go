@@ -115,9 +115,10 @@ func (q *Memory[T]) RedriveDeadLetters(ctx context.Context, f DeadLetterFilter) 
 	}()
 	for i < len(moved) {
 		m := &moved[i]
-		// SendTraced ends the span with ErrPublishInterrupted when the
+		// SendTracedOp ends the span with ErrPublishInterrupted when the
 		// Propagator panics or ends the goroutine.
-		_ = SendTraced(ctx, q.opts.Tracer, memorySystem, q.opts.Name, m.d.ID, func(sctx context.Context) error {
+		op := Operation{System: memorySystem, Queue: q.opts.Name, MessageID: m.d.ID, BodySize: len(m.data)}
+		_ = SendTracedOp(ctx, q.opts.Tracer, op, func(sctx context.Context) error {
 			m.d.Headers = InjectHeaders(sctx, q.opts.Propagator, m.d.Headers)
 			i++
 			q.put(m, false)

@@ -66,9 +66,10 @@ type Operation struct {
 	// BodySize is the size in bytes of the message's body, its payload as
 	// the queue's Codec encodes it (not its headers), as the backend
 	// publishes it or delivers it (messaging.message.body.size). Zero
-	// when the backend does not know it: Memory holds values, not bytes,
-	// and tells none; natsjs tells it for OpSend and OpProcess. A
-	// payload that encodes to no bytes has zero too.
+	// when the backend does not know it: Memory without a Codec holds
+	// values, not bytes, and tells none; Memory with a Codec, and natsjs,
+	// tell it for OpSend and OpProcess. A payload that encodes to no
+	// bytes has zero too.
 	BodySize int
 }
 

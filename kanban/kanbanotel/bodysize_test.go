@@ -47,10 +47,13 @@ func TestTracerRecordsTheBodySize(t *testing.T) {
 	}
 }
 
-// TestTracerRecordsNoBodySizeForMemory: a kanban.Memory queue holds
-// values, not bytes, so its spans have no messaging.message.body.size,
-// with a Codec too.
-func TestTracerRecordsNoBodySizeForMemory(t *testing.T) {
+// TestTracerRecordsTheBodySizeForMemoryWithACodec: a kanban.Memory
+// queue with a Codec holds its payloads encoded, so its send and process
+// spans have the size of the encoding as messaging.message.body.size; one
+// without a Codec holds values, not bytes, and its spans have none.
+func TestTracerRecordsTheBodySizeForMemoryWithACodec(t *testing.T) {
+	body, err := kanban.JSON{}.Marshal("a payload")
+	require.NoError(t, err)
 	for _, codec := range []kanban.Codec{nil, kanban.JSON{}} {
 		rec := tracetest.NewSpanRecorder()
 		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
@@ -64,7 +67,11 @@ func TestTracerRecordsNoBodySizeForMemory(t *testing.T) {
 		require.Len(t, byName(ended, "send ORDERS"), 1)
 		require.Len(t, byName(ended, "process ORDERS"), 1)
 		for _, s := range ended {
-			assert.NotContains(t, attrs(s), bodySizeKey, "%s, Codec %T", s.Name(), codec)
+			if codec == nil {
+				assert.NotContains(t, attrs(s), bodySizeKey, "%s without a Codec", s.Name())
+				continue
+			}
+			assert.Equal(t, int64(len(body)), attrs(s)[bodySizeKey].AsInt64(), "%s with a Codec", s.Name())
 		}
 		require.NoError(t, tp.Shutdown(context.Background()))
 	}

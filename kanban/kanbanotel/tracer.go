@@ -64,7 +64,8 @@ type TracerOptions struct {
 // and messaging.operation.name ("send" or "process"),
 // messaging.message.id, messaging.message.body.size (the size in bytes
 // of the payload as the queue's Codec encoded it, when the queue knows
-// it: natsjs does; kanban.Memory, which holds values, does not), and
+// it: natsjs does, and kanban.Memory with a Codec; without one it holds
+// values, not bytes, and tells none), and
 // messaging.consumer.group.name (the JetStream durable) and
 // kanban.delivery.attempt on process spans. An empty queue name or
 // message ID, and a body size of 0, are left out, and the span of an
