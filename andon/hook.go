@@ -27,7 +27,10 @@ import "context"
 // on a goroutine of its own, so it goes on.
 //
 // Hooks run whether or not the alert is silenced: a silence mutes
-// notifications, not the line's protection.
+// notifications, not the line's protection. The Alert is a copy of the
+// evaluator's, shared by the rule's hooks: its maps (Labels,
+// Annotations) must not be changed, or the hooks after this one see the
+// change.
 type Hook interface {
 	// Fire is called when the rule enters Firing.
 	Fire(ctx context.Context, a Alert)
