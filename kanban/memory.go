@@ -711,7 +711,10 @@ const publishRecheck = 10 * time.Millisecond
 // taken wait for the handler before them, as with a prefetch, and go back
 // to the front of the queue when that handler returns, if the drain has
 // started by then: until it returns, another consumer of the queue cannot
-// have them.
+// have them. A message whose handler the drain's deadline cut off is
+// released to the front first and those behind it then go in front of
+// it: without PerKey no order is kept (a, b, c, d may come back as b, c,
+// d, a).
 func (q *Memory[T]) Consume(ctx context.Context, h Handler[T], opts ConsumeOptions) error {
 	return Serve(ctx, &memSource[T]{q: q}, h, opts, Runtime{
 		Propagator: q.opts.Propagator, Counters: &q.counters,
