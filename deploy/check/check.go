@@ -4,8 +4,8 @@
 // the tools that read them accept them (the Compose specification's own
 // loader, Kubernetes' API types decoded strictly), and that the pieces
 // agree with each other (probes on the ports the containers open, disruption
-// budgets that select the pods they protect, no two services on one host
-// port).
+// budgets and network policies that select the pods they are for, no two
+// services on one host port).
 //
 // The package's tests run these checks on the files in the repository, and
 // run the servers' own tools on the rest: promtool on the Prometheus

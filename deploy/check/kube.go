@@ -16,6 +16,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,7 +47,7 @@ func (m Manifest) Name() string {
 // scheme holds the kinds the manifests may use.
 var scheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme, networkingv1.AddToScheme} {
 		if err := add(s); err != nil {
 			panic(err) // the API packages' own registrations: cannot fail
 		}
@@ -60,9 +61,9 @@ var decoder = serializer.NewCodecFactory(scheme, serializer.EnableStrict).Univer
 
 // DecodeManifests decodes every document of a multi-document YAML stream
 // into Kubernetes API types (k8s.io/api), strictly: an unknown or
-// duplicate field, a kind outside core/v1, apps/v1 and policy/v1, or a
-// value of the wrong type is an error naming the document. Empty
-// documents are skipped.
+// duplicate field, a kind outside core/v1, apps/v1, policy/v1 and
+// networking.k8s.io/v1, or a value of the wrong type is an error naming
+// the document. Empty documents are skipped.
 func DecodeManifests(r io.Reader) ([]Manifest, error) {
 	rd := utilyaml.NewYAMLReader(bufio.NewReader(r))
 	var out []Manifest
@@ -146,14 +147,27 @@ func stripComments(b []byte) []byte {
 //     requests at least as much ephemeral storage as those add up to, as
 //     the scheduler counts a pod's request: its containers and sidecars
 //     together, or an init container with the sidecars started before
-//     it, whichever is more.
+//     it, whichever is more;
+//   - every NetworkPolicy's podSelector selects a Deployment's pods, and
+//     every port its ingress rules open is one that each of those pods
+//     declares (by name or number, and protocol); every Deployment's pods
+//     are under a default-deny ingress policy (policyTypes Ingress, no
+//     ingress rule), and when they are isolated for ingress, the ports its
+//     Services target and Prometheus scrapes are open to pods of other
+//     namespaces (a rule without peers, or with a namespaceSelector or an
+//     ipBlock); when they are isolated for egress, an egress rule lets out
+//     the port of every URL their variables *_URL and *_ENDPOINT name, to
+//     the namespace of a Service's name, and DNS (UDP port 53).
 //
 // The error lists every problem found.
 func CheckManifests(ms []Manifest) error {
 	var p problems
 	var deps []*appsv1.Deployment
+	var services []*corev1.Service
+	var netPolicies []*networkingv1.NetworkPolicy
 	configMaps := map[string]*corev1.ConfigMap{}
 	secrets := map[string]*corev1.Secret{}
+	namespaces := map[string]*corev1.Namespace{}
 	for _, m := range ms {
 		switch o := m.Object.(type) {
 		case *appsv1.Deployment:
@@ -162,6 +176,12 @@ func CheckManifests(ms []Manifest) error {
 			configMaps[o.Namespace+"/"+o.Name] = o
 		case *corev1.Secret:
 			secrets[o.Namespace+"/"+o.Name] = o
+		case *corev1.Namespace:
+			namespaces[o.Name] = o
+		case *corev1.Service:
+			services = append(services, o)
+		case *networkingv1.NetworkPolicy:
+			netPolicies = append(netPolicies, o)
 		}
 	}
 	for _, d := range deps {
@@ -175,6 +195,7 @@ func CheckManifests(ms []Manifest) error {
 			checkPDB(&p, o, deps)
 		}
 	}
+	checkNetworkPolicies(&p, netPolicies, networkScope{deps: deps, services: services, namespaces: namespaces, configMaps: configMaps, secrets: secrets})
 	return p.err()
 }
 

@@ -47,6 +47,7 @@ func TestKubernetesManifests(t *testing.T) {
 	assert.ElementsMatch(t, []string{"Secret taikit/payment-tokens", "Secret taikit/deployment-tokens"}, kinds["Secret"])
 	assert.ElementsMatch(t, []string{"ConfigMap taikit/payment-config", "ConfigMap taikit/deployment-config"}, kinds["ConfigMap"])
 	assert.Len(t, kinds["Namespace"], 1)
+	assert.ElementsMatch(t, []string{"NetworkPolicy taikit/default-deny-ingress", "NetworkPolicy taikit/allow-within-namespace", "NetworkPolicy taikit/payment", "NetworkPolicy taikit/deployment"}, kinds["NetworkPolicy"])
 
 	for _, m := range ms {
 		d, ok := m.Object.(*appsv1.Deployment)
@@ -95,6 +96,11 @@ func TestCheckManifestsFindsEachProblem(t *testing.T) {
 	require.NoError(t, err)
 	secrets, err := os.ReadFile(deployPath(t, "k8s", "secrets.yaml"))
 	require.NoError(t, err)
+	// The namespace's default-deny NetworkPolicy, which the pods must be
+	// under.
+	namespace, err := os.ReadFile(deployPath(t, "k8s", "namespace.yaml"))
+	require.NoError(t, err)
+	secrets = append(append(secrets, "\n---\n"...), namespace...)
 	for _, tc := range []struct{ name, old, new, want string }{
 		{"one replica", "  replicas: 2\n", "  replicas: 1\n", "fewer than 2 replicas"},
 		{"no spread across nodes", "          topologyKey: kubernetes.io/hostname\n", "          topologyKey: topology.kubernetes.io/zone\n", "nothing spreads its replicas across nodes"},
@@ -209,6 +215,11 @@ func TestCheckManifestsScrapePortBesideAnUnnamedPort(t *testing.T) {
 	require.NoError(t, err)
 	secrets, err := os.ReadFile(deployPath(t, "k8s", "secrets.yaml"))
 	require.NoError(t, err)
+	// The namespace's default-deny NetworkPolicy, which the pods must be
+	// under.
+	namespace, err := os.ReadFile(deployPath(t, "k8s", "namespace.yaml"))
+	require.NoError(t, err)
+	secrets = append(append(secrets, "\n---\n"...), namespace...)
 	src := string(orig)
 	for _, r := range []struct{ old, new string }{
 		{"              containerPort: 3001\n              protocol: TCP\n", "              containerPort: 3001\n              protocol: TCP\n            - containerPort: 6060\n              protocol: TCP\n"},
@@ -233,6 +244,11 @@ func paymentManifests(t *testing.T, replace ...string) []Manifest {
 	require.NoError(t, err)
 	secrets, err := os.ReadFile(deployPath(t, "k8s", "secrets.yaml"))
 	require.NoError(t, err)
+	// The namespace's default-deny NetworkPolicy, which the pods must be
+	// under.
+	namespace, err := os.ReadFile(deployPath(t, "k8s", "namespace.yaml"))
+	require.NoError(t, err)
+	secrets = append(append(secrets, "\n---\n"...), namespace...)
 	src := string(orig)
 	for i := 0; i+1 < len(replace); i += 2 {
 		changed := strings.Replace(src, replace[i], replace[i+1], 1)
@@ -455,7 +471,9 @@ func TestCheckManifestsCountsASidecarsPorts(t *testing.T) {
 		"          ports: [{name: proxy, containerPort: 9443}]\n" +
 		"          resources:\n            requests: {cpu: 100m, memory: 64Mi}\n            limits: {cpu: 500m, memory: 128Mi}\n" +
 		"          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}\n      containers:\n"
-	ms := paymentManifests(t, "      containers:\n", sidecar, "      targetPort: http", "      targetPort: proxy", `prometheus.io/port: "3001"`, `prometheus.io/port: "9443"`)
+	ms := paymentManifests(t, "      containers:\n", sidecar, "      targetPort: http", "      targetPort: proxy", `prometheus.io/port: "3001"`, `prometheus.io/port: "9443"`,
+		// The NetworkPolicy opens the sidecar's port in the container's stead.
+		"        - port: http\n", "        - port: proxy\n")
 	assert.NoError(t, CheckManifests(ms))
 }
 
