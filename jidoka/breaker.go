@@ -211,17 +211,19 @@ func Execute[R any](ctx context.Context, b *Breaker, fn func(context.Context) (R
 
 // Allow is the two-step form of Do, for calls that do not fit in a
 // function: it admits a call or returns an *OpenError, and the caller
-// reports the result with done exactly once (a half-open probe that never
-// reports gives its lease back after ProbeTimeout). A *tai.PanicError given
-// to done, as a tai pipeline reports a panicking action, counts as a
-// failure whatever IsFailure and Ignore say. When ctx is already done it
-// returns ctx.Err(). done is told the error only, not ctx: unlike Do, it
-// cannot tell that the caller canceled ctx while the call ran, and counts
-// the error as the classifiers judge it. A caller that gives up reports
-// context.Canceled, or an error that wraps it, to have the call ignored
-// (a tai pipeline reports the action's error: an action that returns
-// ctx.Err(), or an error wrapping it, when its ctx is canceled is not
-// counted).
+// reports the result with done exactly once. A half-open probe that never
+// reports gives its lease back after ProbeTimeout, and a second report of
+// a probe is ignored; in the closed state done cannot tell one call from
+// another, and a second report counts as another call's. A
+// *tai.PanicError given to done, as a tai pipeline reports a panicking
+// action, counts as a failure whatever IsFailure and Ignore say. When ctx
+// is already done it returns ctx.Err(). done is told the error only, not
+// ctx: unlike Do, it cannot tell that the caller canceled ctx while the
+// call ran, and counts the error as the classifiers judge it. A caller
+// that gives up reports context.Canceled, or an error that wraps it, to
+// have the call ignored (a tai pipeline reports the action's error: an
+// action that returns ctx.Err(), or an error wrapping it, when its ctx is
+// canceled is not counted).
 //
 // In the closed state without a slow-call rule done is made once per
 // generation, so Allow does not allocate.

@@ -81,8 +81,10 @@ type BreakerOptions struct {
 	// WindowDuration makes the window a time window of this length.
 	WindowDuration time.Duration
 	// WindowBuckets is how many buckets a time window has; the oldest
-	// bucket expires every WindowDuration/WindowBuckets. Zero means
-	// DefaultWindowBuckets (10).
+	// bucket expires every WindowDuration/WindowBuckets, counted from when
+	// NewBreaker made the breaker, not from when its state began: with one
+	// bucket the window is emptied at every whole WindowDuration since the
+	// breaker was made. Zero means DefaultWindowBuckets (10).
 	WindowBuckets int
 
 	// OpenDuration is how long the breaker stays open before it lets
