@@ -79,7 +79,8 @@ type BulkheadOptions struct {
 	// taken; the calls beyond it are refused at once. Zero: none waits.
 	MaxWaiting int
 	// MaxWait is how long a waiting call waits before it is refused. Zero
-	// means until its context ends. Used only with MaxWaiting.
+	// means until its context ends. It needs MaxWaiting: a MaxWait with
+	// MaxWaiting 0, which no call would wait for, is refused.
 	MaxWait time.Duration
 	// RetryAfter is the hint a refusal carries (BulkheadFullError's
 	// RetryAfter): about how long a call holds a slot is a good value.
@@ -150,6 +151,8 @@ func NewBulkhead(opts BulkheadOptions) (*Bulkhead, error) {
 		return nil, fmt.Errorf("jidoka: BulkheadOptions.MaxWaiting is %d, want a value in [0, %d]", opts.MaxWaiting, MaxBulkheadWaiting)
 	case opts.MaxWait < 0:
 		return nil, fmt.Errorf("jidoka: BulkheadOptions.MaxWait is %v, want >= 0", opts.MaxWait)
+	case opts.MaxWait > 0 && opts.MaxWaiting == 0:
+		return nil, fmt.Errorf("jidoka: BulkheadOptions.MaxWait is %v, but MaxWaiting is 0: no call waits; set MaxWaiting to let calls wait in line", opts.MaxWait)
 	case opts.RetryAfter < 0:
 		return nil, fmt.Errorf("jidoka: BulkheadOptions.RetryAfter is %v, want >= 0", opts.RetryAfter)
 	}

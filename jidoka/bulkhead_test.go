@@ -33,6 +33,9 @@ func TestNewBulkheadRejectsBadOptions(t *testing.T) {
 		{jidoka.BulkheadOptions{MaxConcurrent: 1, MaxWaiting: -1}, "BulkheadOptions.MaxWaiting is -1"},
 		{jidoka.BulkheadOptions{MaxConcurrent: 1, MaxWaiting: jidoka.MaxBulkheadWaiting + 1}, "BulkheadOptions.MaxWaiting is"},
 		{jidoka.BulkheadOptions{MaxConcurrent: 1, MaxWait: -time.Second}, "BulkheadOptions.MaxWait is -1s"},
+		// A wait with no line to wait in would be ignored: every call
+		// beyond MaxConcurrent is refused at once.
+		{jidoka.BulkheadOptions{MaxConcurrent: 1, MaxWait: time.Second}, "BulkheadOptions.MaxWait is 1s, but MaxWaiting is 0: no call waits; set MaxWaiting to let calls wait in line"},
 		{jidoka.BulkheadOptions{MaxConcurrent: 1, RetryAfter: -time.Second}, "BulkheadOptions.RetryAfter is -1s"},
 	} {
 		b, err := jidoka.NewBulkhead(tt.opts)
@@ -241,7 +244,11 @@ func TestBulkheadDoneTwiceDoesNotRaiseTheLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		for _, waiting := range []int{0, 1} {
-			b, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{MaxConcurrent: 1, MaxWaiting: waiting, MaxWait: time.Millisecond})
+			opts := jidoka.BulkheadOptions{MaxConcurrent: 1, MaxWaiting: waiting}
+			if waiting > 0 {
+				opts.MaxWait = time.Millisecond
+			}
+			b, err := jidoka.NewBulkhead(opts)
 			require.NoError(t, err)
 			done, err := b.Allow(ctx)
 			require.NoError(t, err)
