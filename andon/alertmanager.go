@@ -31,7 +31,10 @@ type AlertmanagerOptions struct {
 // generatorURL, and endsAt — the alert's ValidUntil while it fires, its
 // resolve time once it resolves. It is a Refresher: the evaluator re-sends
 // firing alerts every NotifyOptions.ResendInterval, so Alertmanager keeps
-// them active, and lets them expire if the process dies.
+// them active, and lets them expire if the process dies; and, as
+// Prometheus does, it re-sends a resolution at that interval for 15
+// minutes, so that an Alertmanager that restarted and lost the alerts it
+// held still tells its receivers the alert resolved.
 //
 // Make one with NewAlertmanager; the zero Alertmanager is not usable: it
 // has no URL, and Notify returns a permanent error saying it was not made

@@ -67,7 +67,8 @@
 // receiver, and Alertmanager pushes to Alertmanager's API v2, re-sending
 // firing alerts with endsAt ahead so Alertmanager keeps them and lets them
 // expire if the process dies, or if the rule's evaluations fail (endsAt
-// moves only with an evaluation that measured). Each notifier has a
+// moves only with an evaluation that measured), and re-sending
+// resolutions for 15 minutes, as Prometheus does. Each notifier has a
 // bounded queue and a worker goroutine; notifications are deduplicated by
 // label fingerprint (an alert is sent when it fires and when it
 // resolves), requests have a timeout, failures are retried with back-off

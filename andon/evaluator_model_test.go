@@ -106,6 +106,9 @@ type modelRule struct {
 	held    bool
 	owed    bool
 	missed  bool
+	// resolutionAt is when a Refresher was last sent the resolution of
+	// the alert, resolved now, to be re-sent for 15 minutes; zero if none.
+	resolutionAt time.Time
 }
 
 // modelSilence is a silence the model keeps: it matches by one label.
@@ -239,8 +242,10 @@ func (m *evalModel) notify(rules []*modelRule, now, wall time.Time) {
 	owedAny := slices.ContainsFunc(m.rules, func(r *modelRule) bool { return r.owed })
 	for _, r := range rules {
 		var tell string
+		resend := false // a resolution re-sent to a Refresher
 		switch r.state {
 		case andon.Firing:
+			r.resolutionAt = time.Time{}
 			r.owed = false // firing again: the resolution owed is out of date
 			due := m.refresh && now.Sub(r.sentAt) >= m.resend
 			switch {
@@ -261,6 +266,10 @@ func (m *evalModel) notify(rules []*modelRule, now, wall time.Time) {
 				r.sent, r.refused = false, false // never taken: not told
 			case r.sent:
 				tell = "resolved"
+			case m.refresh && !r.resolutionAt.IsZero() && now.Sub(r.resolvedAt) <= 15*time.Minute &&
+				now.Sub(r.resolutionAt) >= m.resend:
+				// Re-sent every ResendInterval for 15 minutes.
+				tell, resend = "resolved", true
 			}
 		default:
 			if r.sent && r.owed && owedAny {
@@ -284,7 +293,7 @@ func (m *evalModel) notify(rules []*modelRule, now, wall time.Time) {
 			// resolution is owed while the alert does not fire, and the
 			// alert firing again first is sent in its place.
 			m.stats.Dropped++
-			if tell == "resolved" {
+			if tell == "resolved" && !resend {
 				r.owed, r.missed, r.sentAt = true, true, time.Time{}
 			}
 			continue
@@ -295,6 +304,9 @@ func (m *evalModel) notify(rules []*modelRule, now, wall time.Time) {
 			r.sent, r.sentAt, r.refused = true, now, false
 		} else {
 			r.sent, r.owed = false, false
+			if m.refresh && r.state == andon.Resolved {
+				r.resolutionAt = now
+			}
 		}
 		r.missed = false
 	}

@@ -52,13 +52,18 @@ type Notifier interface {
 // A Refresher is a Notifier whose receiver forgets an alert it does not
 // hear of again before the alert's ValidUntil, as Alertmanager does: the
 // evaluator re-sends firing alerts to it every NotifyOptions.ResendInterval.
-// Other notifiers hear of an alert once when it fires and once when it
-// resolves; one whose resolution did not go out (dropped or given up)
-// before the alert fired again hears of the new firing alert, with its
-// FiredAt, in its place.
+// As a Prometheus server does, it re-sends a resolution too, at that
+// interval for 15 minutes after the alert resolved, while the alert stays
+// Resolved: Alertmanager keeps alerts in memory only, and one that
+// restarted after the resolution came would otherwise never tell its
+// receivers that the alert resolved. Other notifiers hear of an alert
+// once when it fires and once when it resolves; one whose resolution did
+// not go out (dropped or given up) before the alert fired again hears of
+// the new firing alert, with its FiredAt, in its place.
 type Refresher interface {
 	Notifier
-	// Refreshes reports whether firing alerts must be re-sent.
+	// Refreshes reports whether firing alerts, and resolutions, must be
+	// re-sent.
 	Refreshes() bool
 }
 
@@ -118,8 +123,9 @@ type NotifyOptions struct {
 	// among them, is not sent before it has passed.
 	Backoff kanban.Backoff
 	// ResendInterval is how often firing alerts are re-sent to a
-	// Refresher (Alertmanager); they are re-sent no more often than the
-	// rules are evaluated. Alerts carry ValidUntil four times the longer of
+	// Refresher (Alertmanager), and resolutions for 15 minutes after the
+	// alerts resolved; they are re-sent no more often than the rules are
+	// evaluated. Alerts carry ValidUntil four times the longer of
 	// ResendInterval and EvaluatorOptions.Interval ahead, as Prometheus
 	// sets endsAt. Zero means one minute.
 	ResendInterval time.Duration
@@ -241,6 +247,17 @@ type firingSent struct {
 	refused bool
 }
 
+// resolutionSent is when a Refresher was last sent the resolution of an
+// alert that resolved at resolvedAt.
+type resolutionSent struct {
+	resolvedAt, at time.Time
+}
+
+// resolvedRetention is how long after an alert resolved its resolution is
+// re-sent to a Refresher, as long as a Prometheus server keeps a resolved
+// alert and re-sends it to Alertmanager.
+const resolvedRetention = 15 * time.Minute
+
 // dispatcher owns the queue and the worker goroutine of one notifier.
 type dispatcher struct {
 	n       Notifier
@@ -262,6 +279,9 @@ type dispatcher struct {
 	// so it is owed their resolutions, and only it is.
 	held map[string]struct{}
 	owed map[string]Alert // fingerprint → a resolution dropped or given up
+	// resolved holds, for a Refresher, the resolutions queued, to be
+	// re-sent for resolvedRetention.
+	resolved map[string]resolutionSent
 	// notBefore is when the receiver said, with the Retry-After of the
 	// last failure of a batch given up, it could be asked again: the
 	// batches after it wait until then, as its retry would have.
@@ -312,7 +332,7 @@ func newDispatcher(ctx context.Context, n Notifier, t notifierTraits, opts Notif
 	d := &dispatcher{
 		n: n, name: t.name, refresh: t.refresh, opts: opts, log: log, ctx: ctx,
 		index: map[string]int{}, sent: map[string]firingSent{}, held: map[string]struct{}{}, owed: map[string]Alert{}, owedAll: owed,
-		wake: make(chan struct{}, 1), exited: make(chan struct{}),
+		resolved: map[string]resolutionSent{}, wake: make(chan struct{}, 1), exited: make(chan struct{}),
 	}
 	_, d.perRequest = n.(requestTimer)
 	d.stats.Name = d.name
@@ -322,8 +342,9 @@ func newDispatcher(ctx context.Context, n Notifier, t notifierTraits, opts Notif
 // offer queues the alerts this notifier has not heard of in their present
 // state: a firing alert once (and again every ResendInterval for a
 // Refresher), a resolved alert once if it was sent firing, unless the
-// receiver refused that for good. A resolution that was dropped or given
-// up is queued again while the alert does not fire, Pending or Inactive
+// receiver refused that for good (and again every ResendInterval for
+// resolvedRetention for a Refresher). A resolution that was dropped or
+// given up is queued again while the alert does not fire, Pending or Inactive
 // as well as Resolved: the receiver holds the alert firing until it hears
 // of it. Should the alert fire again first, the resolution is out of
 // date and the new firing alert is queued in its place, to any notifier:
@@ -347,6 +368,10 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 	}
 	for _, a := range alerts {
 		s, firing := d.sent[a.Fingerprint]
+		resend := false // a resolution re-sent to a Refresher
+		if a.State == Firing {
+			delete(d.resolved, a.Fingerprint)
+		}
 		if a.State == Firing && len(d.owed) > 0 {
 			// Firing again: the resolution owed is out of date, and the
 			// receiver, which still holds the alert firing, hears of
@@ -382,7 +407,12 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 			}
 		case a.State == Resolved:
 			if !firing {
-				continue // it was never sent firing
+				// Sent already, or never sent firing: a Refresher that
+				// was sent it is sent it again, for a while.
+				if resend = d.resendsResolution(now, a); !resend {
+					continue
+				}
+				break
 			}
 			if s.refused {
 				// The receiver refused it firing: it does not hold it.
@@ -412,7 +442,7 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 			if len(names) < 10 && !slices.Contains(names, a.Name) {
 				names = append(names, a.Name)
 			}
-			if a.State == Resolved {
+			if a.State == Resolved && !resend {
 				d.owe(a)
 			}
 			continue
@@ -425,6 +455,9 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 		} else {
 			delete(d.sent, a.Fingerprint)
 			d.forgive(a.Fingerprint)
+			if a.State == Resolved && d.refresh {
+				d.resolved[a.Fingerprint] = resolutionSent{resolvedAt: a.ResolvedAt, at: now}
+			}
 		}
 	}
 	if len(d.queue) > 0 {
@@ -433,6 +466,22 @@ func (d *dispatcher) offer(now time.Time, alerts []Alert) {
 		default:
 		}
 	}
+}
+
+// resendsResolution reports whether the resolution of a, which this
+// notifier was sent, is to be re-sent at now: to a Refresher, every
+// ResendInterval until resolvedRetention has passed since a resolved. It
+// forgets one past that; d.mu is held.
+func (d *dispatcher) resendsResolution(now time.Time, a Alert) bool {
+	r, ok := d.resolved[a.Fingerprint]
+	switch {
+	case !ok || !r.resolvedAt.Equal(a.ResolvedAt):
+		return false
+	case now.Sub(a.ResolvedAt) > resolvedRetention:
+		delete(d.resolved, a.Fingerprint)
+		return false
+	}
+	return now.Sub(r.at) >= d.opts.ResendInterval
 }
 
 // run is the worker: it sends what is queued, in batches, until the

@@ -56,7 +56,9 @@ type Rule struct {
 	// toUpper and toLower, so
 	// the same text works in an exported Prometheus rule:
 	// "fraud rate {{ $value | humanizePercentage }}". They also see
-	// .Threshold and .Detail, which Prometheus does not have.
+	// .Threshold and .Detail, which Prometheus does not have. The
+	// variables $externalLabels and $externalURL, which Prometheus fills
+	// from its configuration, are defined but empty in process.
 	Summary string
 	// Description is a longer text, a template like Summary. Optional.
 	Description string

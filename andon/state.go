@@ -63,6 +63,10 @@ type Alert struct {
 	Labels map[string]string `json:"labels"`
 	// Annotations are the rule's annotations rendered with the last
 	// value: "summary", "description", "runbook_url" and any others.
+	// A firing alert kept by KeepFiringFor, and a resolved one, have them
+	// rendered with the value measured last, below the threshold, as
+	// Value is; Prometheus keeps those of the last evaluation at which
+	// the condition held.
 	Annotations map[string]string `json:"annotations"`
 	// Fingerprint identifies the label set; notifiers deduplicate by it.
 	Fingerprint string `json:"fingerprint"`

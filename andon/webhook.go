@@ -49,7 +49,10 @@ type WebhookOptions struct {
 // startsAt, endsAt, generatorURL and fingerprint. A message holds one
 // notification of each alert: an alert that fired and resolved while the
 // receiver was busy is sent firing and then resolved, in two messages, so
-// that no message says "firing" of an alert that has resolved.
+// that no message says "firing" of an alert that has resolved. It is not
+// Alertmanager: it neither waits to group alerts (group_wait) nor repeats
+// a firing alert (repeat_interval); the receiver hears of an alert once
+// when it fires and once when it resolves. Send to Alertmanager for those.
 //
 // A 2xx answer is success; 5xx, 408, 425, 429 and transport errors are
 // retried, not before the answer's Retry-After, in seconds or an HTTP
