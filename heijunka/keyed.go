@@ -160,7 +160,10 @@ func (k *Keyed) Allow(ctx context.Context, key string) (Decision, error) {
 }
 
 // AllowN decides on n events for key at time now and records them if
-// allowed.
+// allowed. More events than the Limit's Burst never pass: they are
+// denied, with a RetryAfter of InfDuration; an Unlimited Limit admits
+// any n, and a closed one none. n = 0 records nothing and reports the
+// key's state.
 //
 // It returns an error only when it has no decision: n is negative, or the
 // Store could not decide and does not fail open (a MemoryStore full under

@@ -23,7 +23,10 @@ import (
 //
 //   - Rate 0: admits nothing, whatever Burst is (a closed valve; useful to
 //     shed all traffic with SetLimit).
-//   - Rate +Inf: admits everything; Burst is ignored (see Unlimited).
+//   - Rate +Inf: admits everything, any number of events at once; Burst
+//     is ignored, 0 included (see Unlimited). This is rate.Inf of
+//     golang.org/x/time/rate, whose value, math.MaxFloat64, is a finite
+//     Rate here, and invalid.
 //   - Rate NaN or negative, Burst negative, Burst 0 with a positive finite
 //     Rate, a Rate above one event per nanosecond, or a Burst whose refill
 //     spans more than ten years: invalid. Constructors and SetLimit return
@@ -56,7 +59,8 @@ func Every(interval time.Duration) Limit {
 	return Limit{Rate: float64(time.Second) / float64(interval), Burst: 1}
 }
 
-// Unlimited returns the Limit that admits every event.
+// Unlimited returns the Limit that admits every event: a Rate of +Inf
+// (its Burst of 1 limits nothing).
 func Unlimited() Limit { return Limit{Rate: math.Inf(1), Burst: 1} }
 
 // WithBurst returns a copy of l with Burst b.

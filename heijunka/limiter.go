@@ -48,21 +48,25 @@ type LimiterOptions struct {
 // before the step in force was set counts as that many intervals of the
 // full Limit, not of the step's (see WarmUp).
 //
-// Code moving from golang.org/x/time/rate finds the same decisions for the
-// same calls and times, but for these differences: a Limit of Rate 0 admits
-// nothing (rate.Limiter spends what is left of its burst); a finite Rate
-// with Burst 0, or one whose Burst takes more than ten years to refill, is
-// an invalid Limit; n < 0 is refused (rate.Limiter takes it for events
-// given back); a WaitN that cannot pass fails with a *LimitedError;
-// SetLimitAt carries the events used, not the tokens left, so raising Burst
-// frees the added events at once and lowering it still counts what was
-// used, and switching from or to a closed or Unlimited Limit starts full
-// (rate.Limiter keeps its tokens, or its deficit); a time going back
-// frees nothing (rate.Limiter refills the stretch again); a Reservation
-// canceled once its time has come (at once, for one that need not wait)
-// or after the Limit changed returns nothing (rate.Limiter returns its
-// tokens until that time has passed, a change of Limit or not); and the
-// rate is rounded as Limit says.
+// Code moving from golang.org/x/time/rate writes rate.NewLimiter(r, b) as
+// NewLimiter(Limit{Rate: r, Burst: b}, LimiterOptions{}), rate.Inf as
+// Unlimited() (see Limit), SetBurst(b) as SetLimit(l.Limit().WithBurst(b))
+// (outside a warm-up, which SetLimit ends), and TokensAt(t) as
+// DecideN(t, 0).Remaining: whole events, never below 0 (ResetAfter tells a
+// debt). It finds the same decisions for the same calls and times, but for
+// these differences: a Limit of Rate 0 admits nothing (rate.Limiter spends
+// what is left of its burst); a finite Rate with Burst 0, or one whose Burst
+// takes more than ten years to refill, is an invalid Limit; n < 0 is refused
+// (rate.Limiter takes it for events given back); a WaitN that cannot pass
+// fails with a *LimitedError; SetLimitAt carries the events used, not the
+// tokens left, so raising Burst frees the added events at once and lowering
+// it still counts what was used, and switching from or to a closed or
+// Unlimited Limit starts full (rate.Limiter keeps its tokens, or its
+// deficit); a time going back frees nothing (rate.Limiter refills the
+// stretch again); a Reservation canceled once its time has come (at once,
+// for one that need not wait) or after the Limit changed returns nothing
+// (rate.Limiter returns its tokens until that time has passed, a change of
+// Limit or not); and the rate is rounded as Limit says.
 //
 // A WarmUp may drive the Limit of a Limiter after a recovery; the Limiter
 // is used as before, and its calls raise the limit as the climb goes on.

@@ -544,12 +544,14 @@ func (c *climb) sooner(p *params, back goneBack, tat, used, now int64, n int, wa
 // stepOf returns the step of the climb whose limit p is, in force at now:
 // the step of now, or a later one that a call at a later time set (a
 // time going back does not lower the step). ok is false when p is
-// neither, as when a change of limit races with the call.
+// neither, as when a change of limit races with the call. The later step
+// is tried first: steps may share a Limit (all of them do for a From of
+// 1), and the step a later call set is the one in force then.
 func (c *climb) stepOf(p *params, now int64) (s int64, ok bool) {
-	if s = c.stepAt(now); p.limit == c.limitAt(s) {
+	if s = c.step.Load(); s > c.stepAt(now) && p.limit == c.limitAt(s) {
 		return s, true
 	}
-	if s = c.step.Load(); s > c.stepAt(now) && p.limit == c.limitAt(s) {
+	if s = c.stepAt(now); p.limit == c.limitAt(s) {
 		return s, true
 	}
 	return 0, false

@@ -988,6 +988,34 @@ func TestWarmUpRetryAfterAtATimeGoneBackAcrossSteps(t *testing.T) {
 	assert.True(t, build().AllowN(now.Add(d.RetryAfter), 1), "at RetryAfter %v", d.RetryAfter)
 }
 
+// TestWarmUpRetryAfterAtATimeGoneBackUnderEqualSteps: a climb of From 1
+// has every step at the full Limit, so a step's Limit does not tell which
+// step is in force. A request at a time before the step in force was set
+// was counted as if the step of its time were in force, and a later step
+// as if it were still to come: its RetryAfter said 500ms where the events
+// pass after 375ms.
+func TestWarmUpRetryAfterAtATimeGoneBackUnderEqualSteps(t *testing.T) {
+	// Step 1 begins at 1.25s; the climb ends at 2.5s.
+	build := func() *heijunka.Limiter {
+		lim := newLimiter(t, heijunka.Limit{Rate: 1, Burst: 4})
+		w, err := heijunka.NewWarmUp(lim, heijunka.WarmUpOptions{From: 1, Over: 2500 * time.Millisecond, Steps: 2})
+		require.NoError(t, err)
+		require.NoError(t, w.StartAt(t0))
+		require.True(t, lim.AllowN(t0.Add(1750*time.Millisecond), 0), "sets step 1 at 1.75s")
+		require.True(t, lim.AllowN(t0.Add(2*time.Second), 1), "the schedule runs to 3s")
+		return lim
+	}
+	// A call at t before 1.75s passes two events once the schedule (3s),
+	// the time gone back to 1.75s and two intervals lie within the Burst
+	// (4s) of t: 3s + (1.75s - t) + 2s ≤ t + 4s, from 1.375s on.
+	now := t0.Add(time.Second)
+	d := build().DecideN(now, 2)
+	require.False(t, d.Allowed)
+	assert.Equal(t, 375*time.Millisecond, d.RetryAfter)
+	assert.False(t, build().AllowN(now.Add(d.RetryAfter-1), 2), "a nanosecond before RetryAfter %v", d.RetryAfter)
+	assert.True(t, build().AllowN(now.Add(d.RetryAfter), 2), "at RetryAfter %v", d.RetryAfter)
+}
+
 // TestWarmUpRetryAfterPropertyTimeGoingBack: whatever the calls before,
 // at times going back as well as forward, the RetryAfter of a denied
 // request during a climb is exact: the same calls followed by the request

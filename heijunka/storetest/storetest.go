@@ -203,9 +203,16 @@ func testUnlimitedAndClosed(t *testing.T, s heijunka.Store) {
 		d := take(t, s, k, heijunka.Unlimited(), base, 1000)
 		require.True(t, d.Allowed)
 	}
-	d := take(t, s, k, heijunka.Limit{}, base, 1)
-	assert.False(t, d.Allowed, "a closed limit admits nothing")
-	assert.Equal(t, heijunka.InfDuration, d.RetryAfter)
+	// An infinite Rate ignores its Burst, 0 included, and takes any n.
+	d := take(t, s, k, heijunka.Limit{Rate: math.Inf(1)}, base, math.MaxInt)
+	assert.True(t, d.Allowed, "an infinite rate of burst 0")
+	assert.Equal(t, math.MaxInt, d.Remaining)
+	for _, closed := range []heijunka.Limit{{}, {Burst: 5}} {
+		d = take(t, s, k, closed, base, 1)
+		assert.False(t, d.Allowed, "a closed limit admits nothing, whatever its burst: %+v", closed)
+		assert.Equal(t, heijunka.InfDuration, d.RetryAfter)
+		assert.True(t, take(t, s, k, closed, base, 0).Allowed, "but no events: %+v", closed)
+	}
 	assert.True(t, take(t, s, k, sixPerMinute, base, sixPerMinute.Burst).Allowed,
 		"unlimited and closed decisions record nothing")
 }
@@ -237,6 +244,13 @@ func testFreshAfterQuiet(t *testing.T, s heijunka.Store) {
 	assert.Equal(t, time.Duration(0), d.ResetAfter)
 	require.True(t, take(t, s, k, sixPerMinute, base.Add(time.Hour), sixPerMinute.Burst).Allowed)
 	require.False(t, take(t, s, k, sixPerMinute, base.Add(time.Hour), 1).Allowed)
+	// Decades later: the time between requests is never turned into a
+	// count of events that could overflow.
+	years := base.Add(50 * 365 * 24 * time.Hour)
+	d = take(t, s, k, sixPerMinute, years, 0)
+	assert.Equal(t, sixPerMinute.Burst, d.Remaining, "full again after decades, and not fuller")
+	require.True(t, take(t, s, k, sixPerMinute, years, sixPerMinute.Burst).Allowed)
+	require.False(t, take(t, s, k, sixPerMinute, years, 1).Allowed)
 }
 
 func testTimeGoingBack(t *testing.T, s heijunka.Store) {
