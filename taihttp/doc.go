@@ -15,7 +15,11 @@
 //     Retry-After in whole seconds, rounded up and never 0, and the fields
 //     of draft-ietf-httpapi-ratelimit-headers on every response, such as
 //     RateLimit-Policy: "default";q=100;w=60 and
-//     RateLimit: "default";r=42;t=1.
+//     RateLimit: "default";r=42;t=1: structured-field Lists whose items
+//     name a policy with a String, as the draft has written them since
+//     its version 08 (version 07 sent RateLimit as a Dictionary, limit,
+//     remaining and reset, and policies without names; earlier ones
+//     had RateLimit-Limit, -Remaining and -Reset).
 //   - Gate asks any tai.Gate: a stopped jidoka.Line gives 503 with the
 //     line's Retry-After.
 //   - Pipeline runs each request through a tai pipeline whose action is

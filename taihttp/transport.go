@@ -133,7 +133,12 @@ type TransportOptions struct {
 // Header, or a ContentLength other than 0 with a nil Body — fails at
 // once with an error naming the field, without an attempt: it is neither
 // retried nor paced, and the breaker does not count it, as it says
-// nothing of the server.
+// nothing of the server. Over an *http.Transport, a URL whose scheme it has
+// no protocol for (neither http nor https, nor one registered with
+// RegisterProtocol: "htps", say) fails its first attempt with the
+// Transport's error, sent to no server: it is not retried (the error is
+// marked jidoka.Permanent), and the breaker does not count it, so that a
+// mistyped URL cannot open the breaker for every other request.
 //
 // What RoundTrip returns: the response that succeeded, with a body that
 // stays readable until closed; when every attempt failed with a status
@@ -769,7 +774,13 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	}
 	if err != nil {
 		a.cancel()
+		report := error(nil)
 		switch {
+		case rt.t.noProtocol(sent, err):
+			// Sent to no server: the breaker is told of a refusal
+			// inside it, which it never counts, and no retry would
+			// fare better.
+			report, err = errNotSent, jidoka.Permanent(err)
 		case a.expiry.Fired(): // set before Remove returned
 			err = &jidoka.TimeoutError{Timeout: "attempt", Duration: rt.t.timeout, Err: context.DeadlineExceeded}
 		case ctx.Err() != nil:
@@ -777,8 +788,11 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 			// failed, and what the breaker and the retry should see.
 			err = ctx.Err()
 		}
+		if report == nil {
+			report = err
+		}
 		reported = true
-		done(err)
+		done(report)
 		ended = true
 		return err
 	}
@@ -814,6 +828,34 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	rt.claim(resp, a)
 	return nil
 }
+
+// noProtocol reports whether err is the answer of the base, an
+// *http.Transport, to req, whose URL has a scheme it has no protocol for:
+// neither http nor https, nor one registered with RegisterProtocol. The
+// Transport answers so at once, before it dials, with an error of a type
+// of its own that only its text tells apart; which schemes are registered
+// cannot be asked beforehand.
+func (t *Transport) noProtocol(req *http.Request, err error) bool {
+	if _, ok := t.base.(*http.Transport); !ok {
+		return false
+	}
+	s := req.URL.Scheme
+	return s != "http" && s != "https" && err.Error() == "unsupported protocol scheme "+strconv.Quote(s)
+}
+
+// errNotSent is what the breaker is told of an attempt the base refused
+// without sending it (see noProtocol). It matches jidoka.ErrBulkheadFull,
+// a refusal by a guard inside the breaker, which the breaker never counts
+// whatever its IsFailure and Ignore say, nor shows to them: the call did
+// not reach the server. The caller gets the base's own error.
+var errNotSent error = notSentError{}
+
+type notSentError struct{}
+
+func (notSentError) Error() string { return "taihttp: the base transport sent nothing" }
+
+// Is reports whether target is jidoka.ErrBulkheadFull.
+func (notSentError) Is(target error) bool { return target == jidoka.ErrBulkheadFull }
 
 // attemptBody controls the context of an attempt's request, and becomes
 // the body of its response: reading it to its end, or closing it, ends
