@@ -53,17 +53,19 @@ const MaxSignalIDLen = 256
 // taikit.kind, taikit.stage, taikit.hook (the gate's or policy's name),
 // and on the root taikit.outcome.
 //
-// A failed stage ends with status Error and error.type set to the Go type
-// of the most specific error in its chain (or context.DeadlineExceeded,
-// context.Canceled; tai.ErrAbandoned for a signal a guard abandoned whose
-// error says nothing more); the status description is that same name, not
-// the error's message, which can carry a key or payload. A denial is an
-// answer, not an error: its span keeps status Unset and records
-// taikit.verdict and, when the decision names one, taikit.policy. A
-// rejection (a gate or guard shedding load) is not a failure of the span
-// either: it keeps status Unset and records taikit.outcome "rejected" and
-// taikit.rejection.type, the type of the gate's or guard's error named as
-// error.type would name it.
+// A failed stage ends with status Error and error.type set to the name an
+// error in its chain gives itself with an ErrorType() string method, as
+// semconv.ErrorType reads it, or else to the Go type of the most specific
+// error in its chain (or context.DeadlineExceeded, context.Canceled;
+// tai.ErrAbandoned for a signal a guard abandoned whose error says
+// nothing more; "_OTHER" for a plain message); the status description is
+// that same name, not the error's message, which can carry a key or
+// payload. A denial is an answer, not an error: its span keeps status
+// Unset and records taikit.verdict and, when the decision names one,
+// taikit.policy. A rejection (a gate or guard shedding load) is not a
+// failure of the span either: it keeps status Unset and records
+// taikit.outcome "rejected" and taikit.rejection.type, the type of the
+// gate's or guard's error named as error.type would name it.
 //
 // A Kind, hook name, policy name or signal ID that is not UTF-8 is
 // recorded with U+FFFD in place of each run of bytes that is not: OTLP
@@ -320,7 +322,8 @@ func spanContextOf(sc trace.SpanContext) tai.SpanContext {
 	return tai.SpanContext{TraceID: tai.TraceID(sc.TraceID()), SpanID: tai.SpanID(sc.SpanID()), Sampled: sc.IsSampled()}
 }
 
-// errorType names an error for the error.type attribute: the context's
+// errorType names an error for the error.type attribute: the name an
+// error in the chain gives itself (declaredType), else the context's
 // sentinel errors by name, else the Go type of the deepest error in the
 // chain that is more specific than a tai wrapper or a plain message (the
 // error of an abandoned signal is such a wrapper, named tai.ErrAbandoned
@@ -328,6 +331,9 @@ func spanContextOf(sc trace.SpanContext) tai.SpanContext {
 // (or any Unwrap() []error) are searched in order, depth first, as
 // errors.As searches them.
 func errorType(err error) string {
+	if name := declaredType(err); name != "" {
+		return name
+	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return "context.DeadlineExceeded"
@@ -336,6 +342,49 @@ func errorType(err error) string {
 	}
 	name, _ := specificType(err, "_OTHER")
 	return name
+}
+
+// declaredType returns the name that the first error in the tree of err
+// with an ErrorType() string method gives itself, as semconv.ErrorType
+// reads it: an error that names its class ("gateway_timeout") is the
+// best judge of it. The tree is searched depth first, in the order
+// errors.As searches it, by hand: errors.As allocates and costs several
+// times as much (an As method is not asked). The name is cleaned to
+// UTF-8, which OTLP carries alone; it is "" when no error has the method,
+// the first one returns "", or reading the tree panics (a nil receiver),
+// and the Tracer then names the error itself.
+func declaredType(err error) (name string) {
+	defer func() {
+		if recover() != nil {
+			name = ""
+		}
+	}()
+	name, _ = declaredIn(err)
+	return name
+}
+
+// declaredIn is declaredType without the recover; found reports whether
+// an error with the method was met, which ends the search.
+func declaredIn(err error) (name string, found bool) {
+	for err != nil {
+		if d, ok := err.(interface{ ErrorType() string }); ok {
+			return utf8text.Clean(d.ErrorType()), true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if name, found := declaredIn(e); found {
+					return name, true
+				}
+			}
+			return "", false
+		default:
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // specificType walks the tree of err for errorType. name is the answer so
