@@ -105,6 +105,16 @@ func TestInstanceClashFoundWhileBothRun(t *testing.T) {
 	assert.Contains(t, a.logs.String()+b.logs.String(), clashLog)
 	require.Equal(t, http.StatusOK, a.pay(t, "twin_a", 10, nil).Code, "a still serves")
 	require.Equal(t, http.StatusOK, b.pay(t, "twin_b", 10, nil).Code, "b still serves")
+
+	// Each shutdown publishes a last head over the one it finds; with the
+	// other twin still publishing every 10 ms, its write could land
+	// between that read and that write, twice, and the shutdown fail on
+	// a clash this test has already seen. The twins' publications stop
+	// first, so that each shutdown finds the head where it read it.
+	for _, s := range []*testService{a, b} {
+		s.heads.stop()
+		s.heads.wg.Wait()
+	}
 }
 
 // A second process of the instance that starts after the first published
