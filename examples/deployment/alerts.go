@@ -322,6 +322,12 @@ func (r *rollout) boardRow() (time.Time, andon.PanelRow) {
 				samples = append(samples, "no verdict ("+hs.Reason+")")
 				continue
 			}
+			if hs.Verdict == "failed" && hs.Requests == 0 && hs.ErrorRate == 0 && hs.P99Ms == 0 && hs.CPU == 0 && hs.Memory == 0 {
+				// No readings recorded: the source answered one that
+				// cannot be a measurement, which the reason names.
+				samples = append(samples, "failed ("+hs.Reason+")")
+				continue
+			}
 			samples = append(samples, fmt.Sprintf("%s: errors %.2f%%, p99 %.0f ms, CPU %.0f%%, memory %.0f%%",
 				hs.Verdict, hs.ErrorRate*100, hs.P99Ms, hs.CPU*100, hs.Memory*100))
 		}

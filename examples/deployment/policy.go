@@ -100,7 +100,8 @@ func (s *Service) changeFreeze(_ context.Context, _ tai.Signal[*rollout]) (tai.D
 // reading with no data, or on fewer than -min-requests requests, is
 // inconclusive, as it is in a rollout's analysis, and refuses nothing; one
 // whose request count cannot be one refuses, as a reading that cannot be a
-// measurement does.
+// measurement does (the simulated fleet's NaN, or the source's
+// fleet.ErrNotAMeasurement).
 func (s *Service) regionHealth(ctx context.Context, sig tai.Signal[*rollout]) (tai.Decision, error) {
 	r := sig.Payload
 	if r.stable == "" {
@@ -111,6 +112,9 @@ func (s *Service) regionHealth(ctx context.Context, sig tai.Signal[*rollout]) (t
 		if why := invalidRequests(sample); why != "" {
 			return deny("Region %s unhealthy before the change (%s %s): %s", r.region, r.service, r.stable, why)
 		}
+	}
+	if errors.Is(err, fleet.ErrNotAMeasurement) {
+		return deny("Region %s unhealthy before the change (%s %s): %v", r.region, r.service, r.stable, err)
 	}
 	if errors.Is(err, fleet.ErrNoData) || err == nil && s.tooFewRequests(sample) {
 		return allow()

@@ -100,6 +100,8 @@ func (s *Service) prerequisiteLookup(ctx context.Context, sig tai.Signal[RegionR
 		sample, err := s.health.Sample(ctx, r.service, r.region, stable, s.sampleWindow(0))
 		switch {
 		case errors.Is(err, fleet.ErrNoData):
+		case errors.Is(err, fleet.ErrNotAMeasurement):
+			healthy, why = false, err.Error()
 		case err != nil:
 			return nil, fmt.Errorf("health of %s %s in %s: %w", r.service, stable, r.region, err)
 		case invalidRequests(sample) != "":

@@ -1066,7 +1066,8 @@ const movedOnVerdict = "moved on"
 // check is the watchdog's probe: one health sample of the new version,
 // analysed. No data is inconclusive and passes the probe, and so does a
 // sample the health source fails to give, with an error or by not
-// answering within sampleTimeout. The sample
+// answering within sampleTimeout; a reading the source gives that cannot
+// be a measurement (fleet.ErrNotAMeasurement) fails. The sample
 // covers the stage so far (at least a second, at most five minutes), so
 // a small traffic share is judged on all its requests, not on the last
 // interval's few. Before the first stage begins (a rollout held on a
@@ -1098,6 +1099,11 @@ func (r *rollout) check(ctx context.Context) error {
 	switch {
 	case errors.Is(err, fleet.ErrNoData):
 		hs.Verdict, hs.Reason = "inconclusive", "no data"
+	case errors.Is(err, fleet.ErrNotAMeasurement):
+		// The source answered, with a reading no healthy version gives:
+		// it fails, as a NaN reading does, rather than count as a sample
+		// not given.
+		hs.Verdict, hs.Reason = "failed", err.Error()
 	case err != nil:
 		hs.Verdict, hs.Reason = "inconclusive", err.Error()
 	case invalidRequests(sample) != "":
@@ -1134,7 +1140,9 @@ func (r *rollout) check(ctx context.Context) error {
 	if hs.Verdict == "failed" && r.stage == stage {
 		r.lastFailed = failure{reason: hs.Reason, at: sampled}
 	}
-	if hs.Verdict != "inconclusive" {
+	// A sample without readings (the source's error) keeps the error
+	// rate measured last.
+	if hs.Verdict != "inconclusive" && err == nil {
 		r.s.metrics.errorRate.WithLabelValues(r.service, r.region, r.version).Set(hs.ErrorRate)
 		r.s.rollouts.setErrorRate(r.d.ID+"/"+r.region, hs.ErrorRate)
 	}

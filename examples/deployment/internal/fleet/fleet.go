@@ -54,3 +54,12 @@ type Health interface {
 // readings for the window yet, e.g. no traffic reached it. An analysis
 // treats it as inconclusive, not as a failure.
 var ErrNoData = errors.New("fleet: no health data")
+
+// ErrNotAMeasurement is matched (errors.Is) by the error of Health.Sample
+// when the source answered with a reading that cannot be a measurement: a
+// negative count, latency or share, an error rate over 1 (a query with
+// its sign wrong, or its ratio upside down). The source works, and what it
+// says cannot be a healthy version's: an analysis fails the sample, as it
+// fails a NaN reading, rather than take it as a sample the source failed
+// to give (inconclusive).
+var ErrNotAMeasurement = errors.New("fleet: reading is not a measurement")

@@ -7,8 +7,10 @@
 // Every query must come back as one number: a vector of one series (so
 // aggregate with sum or avg) or a scalar. No series, or NaN (a ratio of no
 // requests), means no data yet: Sample returns an error wrapping
-// fleet.ErrNoData, which an analysis takes as inconclusive. An error the
-// server answers comes back as an *APIError.
+// fleet.ErrNoData, which an analysis takes as inconclusive. A reading
+// that cannot be a measurement (negative, or an error rate over 1) is an
+// error matching fleet.ErrNotAMeasurement, which an analysis fails. An
+// error the server answers comes back as an *APIError.
 package promhealth
 
 import (
@@ -272,8 +274,10 @@ func promDuration(d time.Duration) string {
 // Sample runs the queries for version of service in region over window
 // and returns their values: P99 converted from seconds; CPU and Memory
 // held to at most 1, as fleet.Sample has them (a process busy on two cores
-// reads 1). A negative reading is an error: it cannot be a measurement. All queries are evaluated at the moment the server evaluated
-// the first one, which is the sample's Time.
+// reads 1). A negative reading, or an error rate over 1, cannot be a
+// measurement: the error matches fleet.ErrNotAMeasurement, and an analysis
+// fails the sample. All queries are evaluated at the moment the server
+// evaluated the first one, which is the sample's Time.
 func (h *Health) Sample(ctx context.Context, service, region, version string, window time.Duration) (fleet.Sample, error) {
 	queries, err := h.render(service, region, version, window)
 	if err != nil {
@@ -298,14 +302,14 @@ func (h *Health) Sample(ctx context.Context, service, region, version string, wi
 		// A negative reading is a broken query, not a healthy version:
 		// holding it to 0 would pass a check it must fail.
 		if v < 0 {
-			return fleet.Sample{}, fmt.Errorf("promhealth: %s of %s of %s in %s is %v, not a measurement: %s", readingNames[i], version, service, region, v, queries[i])
+			return fleet.Sample{}, notAMeasurement{fmt.Errorf("promhealth: %s of %s of %s in %s is %v, not a measurement: %s", readingNames[i], version, service, region, v, queries[i])}
 		}
 	}
 	if h.queries[readRequests] != nil && values[readRequests] == 0 {
 		return fleet.Sample{}, fmt.Errorf("promhealth: no requests to %s of %s in %s in the last %v: %w", version, service, region, window, fleet.ErrNoData)
 	}
 	if r := values[readErrorRate]; r > 1 { // +Inf too
-		return fleet.Sample{}, fmt.Errorf("promhealth: ErrorRate of %s of %s in %s is %v, not a share in [0, 1]: %s", version, service, region, r, queries[readErrorRate])
+		return fleet.Sample{}, notAMeasurement{fmt.Errorf("promhealth: ErrorRate of %s of %s in %s is %v, not a share in [0, 1]: %s", version, service, region, r, queries[readErrorRate])}
 	}
 	return fleet.Sample{
 		Time:      at,
@@ -316,6 +320,12 @@ func (h *Health) Sample(ctx context.Context, service, region, version string, wi
 		Memory:    share(values[readMemory]),
 	}, nil
 }
+
+// notAMeasurement is the error of a reading that cannot be a measurement:
+// it matches fleet.ErrNotAMeasurement, and reads as the error it holds.
+type notAMeasurement struct{ error }
+
+func (notAMeasurement) Is(target error) bool { return target == fleet.ErrNotAMeasurement }
 
 // seconds converts a latency in seconds; +Inf (beyond the histogram's last
 // bucket) becomes the longest duration.

@@ -139,9 +139,11 @@ func TestSampleValues(t *testing.T) {
 		{"NaN error rate", map[string]string{"ErrorRate": "NaN"}, func(t *testing.T, _ fleet.Sample, err error) {
 			assert.ErrorIs(t, err, fleet.ErrNoData)
 			assert.ErrorContains(t, err, "ErrorRate of v2 of web in eu")
+			assert.NotErrorIs(t, err, fleet.ErrNotAMeasurement, "no data is inconclusive")
 		}},
 		{"error rate beyond 1", map[string]string{"ErrorRate": "1.5"}, func(t *testing.T, _ fleet.Sample, err error) {
 			assert.ErrorContains(t, err, "is 1.5, not a share in [0, 1]")
+			assert.ErrorIs(t, err, fleet.ErrNotAMeasurement, "an analysis fails it")
 			assert.NotErrorIs(t, err, fleet.ErrNoData)
 		}},
 		{"p99 beyond the last bucket", map[string]string{"P99": "+Inf"}, func(t *testing.T, s fleet.Sample, err error) {
@@ -155,19 +157,24 @@ func TestSampleValues(t *testing.T) {
 		}},
 		{"negative cpu", map[string]string{"CPU": "-0.4"}, func(t *testing.T, _ fleet.Sample, err error) {
 			assert.ErrorContains(t, err, "CPU of v2 of web in eu is -0.4, not a measurement")
+			assert.ErrorIs(t, err, fleet.ErrNotAMeasurement, "an analysis fails it")
 			assert.NotErrorIs(t, err, fleet.ErrNoData)
 		}},
 		{"negative memory", map[string]string{"Memory": "-1e-9"}, func(t *testing.T, _ fleet.Sample, err error) {
 			assert.ErrorContains(t, err, "Memory of v2 of web in eu is -1e-09, not a measurement")
+			assert.ErrorIs(t, err, fleet.ErrNotAMeasurement, "an analysis fails it")
 		}},
 		{"negative p99", map[string]string{"P99": "-Inf"}, func(t *testing.T, _ fleet.Sample, err error) {
 			assert.ErrorContains(t, err, "P99 of v2 of web in eu is -Inf, not a measurement")
+			assert.ErrorIs(t, err, fleet.ErrNotAMeasurement, "an analysis fails it")
 		}},
 		{"negative requests", map[string]string{"Requests": "-3"}, func(t *testing.T, _ fleet.Sample, err error) {
 			assert.ErrorContains(t, err, "Requests of v2 of web in eu is -3, not a measurement")
+			assert.ErrorIs(t, err, fleet.ErrNotAMeasurement, "an analysis fails it")
 		}},
 		{"not a number", map[string]string{"CPU": "lots"}, func(t *testing.T, _ fleet.Sample, err error) {
 			assert.ErrorContains(t, err, `sample value "lots"`)
+			assert.NotErrorIs(t, err, fleet.ErrNotAMeasurement, "an answer that does not parse is the source failing")
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
