@@ -54,8 +54,16 @@ type Delivery[T any] struct {
 // d.Headers is the handler's own copy: what it writes there is not seen
 // by a later attempt, nor kept in a dead letter.
 //
-// ctx carries the trace context of the publisher, and is cancelled only
-// when the consumer's drain deadline passes.
+// ctx carries the values of Consume's ctx and the trace context of the
+// publisher. It is cancelled when the consumer's drain deadline passes,
+// and once Consume has returned; not when Consume's ctx ends (a running
+// handler finishes during the drain), nor when the handler returns: work
+// it leaves running on ctx goes on until then. Consume sets no deadline
+// on an attempt: a handler bounds its own (context.WithTimeout on ctx),
+// and the error it returns when that passes fails the attempt as any
+// error does: retried after the back-off, up to MaxAttempts. Only the
+// drain deadline's cancellation hands the message back instead (see
+// ErrDrainTimeout).
 type Handler[T any] func(ctx context.Context, d Delivery[T]) error
 
 // Header holds message headers, keeping names exactly as written (no

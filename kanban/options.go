@@ -59,9 +59,10 @@ type ConsumeOptions struct {
 	// A Memory queue counts the deliveries that were handled; JetStream
 	// counts every one, so there a message handed back unstarted (pulled
 	// as its consumer stopped, or waiting behind its key at a drain) uses
-	// up an attempt: with a small MaxAttempts and a consumer that stops
-	// often with a backlog, a message can be dead-lettered having been
-	// handled fewer times.
+	// up an attempt (two at most for one stop, however many consumers
+	// stop together: see kanban/natsjs): with a small MaxAttempts and a
+	// consumer that stops often with a backlog, a message can be
+	// dead-lettered having been handled fewer times.
 	MaxAttempts int
 	// Backoff spaces attempts. nil means Exponential{}. A Delay that
 	// panics is logged at Error level with its stack ("kanban: Backoff

@@ -199,3 +199,44 @@ func TestConsumeOnAClosedConnectionIsPermanent(t *testing.T) {
 	assert.ErrorIs(t, err, nats.ErrConnectionClosed)
 	assert.True(t, kanban.IsPermanent(err), "not marked Permanent: %v", err)
 }
+
+// TestUnacknowledgedMessageComesBackAfterAckWait: a message whose
+// consumer is gone before it acknowledges it (its process killed, its
+// connection closed while the handler runs) stays in the stream and is
+// delivered again, to a consumer of another connection, once its lease
+// has run out (AckWait), under its next attempt. A handler's success is
+// not the message's: it is settled only by the acknowledgement that
+// reaches the server.
+func TestUnacknowledgedMessageComesBackAfterAckWait(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	opts := natsjs.Options{Stream: "UNACKED", AckWait: 500 * time.Millisecond, FetchWait: 100 * time.Millisecond}
+	dying := connect(t, srv.Connect)
+	q, err := natsjs.New[int](context.Background(), dying, opts)
+	require.NoError(t, err)
+	require.NoError(t, q.Publish(context.Background(), kanban.Message[int]{ID: "a", Payload: 1}))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = q.Consume(ctx, func(context.Context, kanban.Delivery[int]) error {
+		dying.Close() // as the process dies, before the acknowledgement
+		return nil
+	}, kanban.ConsumeOptions{})
+	require.ErrorIs(t, err, nats.ErrConnectionClosed)
+
+	other, err := natsjs.New[int](context.Background(), connect(t, srv.Connect), opts)
+	require.NoError(t, err)
+	got := make(chan kanban.Delivery[int], 1)
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	require.NoError(t, other.Consume(cctx, func(_ context.Context, d kanban.Delivery[int]) error {
+		got <- d
+		stop()
+		return nil
+	}, kanban.ConsumeOptions{}))
+	select {
+	case d := <-got:
+		assert.Equal(t, "a", d.ID)
+		assert.Equal(t, 2, d.Attempt)
+	default:
+		t.Fatal("the message did not come back") // ctx's deadline ended the consumer
+	}
+}

@@ -73,7 +73,16 @@
 // pull request delivers after the stop, once the request has ended
 // (within FetchWait), its lease extended meanwhile, so that it does not
 // come back into the same request — and JetStream counts that delivery
-// among its attempts (see kanban.ConsumeOptions.MaxAttempts). Consume
+// among its attempts (see kanban.ConsumeOptions.MaxAttempts). A stopping
+// consumer opens no request. One whose open request delivers, after the
+// stop, a message delivered before (handed back by another consumer,
+// stopping with it, say) hands it back to be delivered again only once
+// FetchWait has passed, when every request open now has ended: the
+// server gives a message handed back to the oldest request open, and
+// consumers stopping together (a service's replicas scaled down at once)
+// passed it on so from one to the next, until its attempts were used up
+// and it was dead-lettered unhandled. So a stop costs a message two of
+// its attempts at most. Consume
 // returns once the server has answered each such release, or once the
 // release has waited PublishTimeout from its send; every
 // acknowledgement, retry and dead letter's termination made once
@@ -119,11 +128,19 @@
 // in the order they were pulled, and with PerKey those waiting behind a
 // running message of their key once it is settled, not at once: JetStream
 // delivers such messages again ahead of those it has not delivered yet,
-// those handed back together in the stream's order and the others in the
-// order it is told of them, so the next consumer gets each key's in their
-// order (see kanban.ReleaseOrder). A connection hands the server what it
-// sends in the order sent, so releases sent without waiting keep that
-// order.
+// in the order it is told of them, so the next consumer, even one
+// started at once, gets each key's in their order (see
+// kanban.ReleaseOrder). Each release is two negative acknowledgements: one
+// with a delay, which the server keeps in the durable's stored state, so
+// that a server restarted delivers the message at once, then a plain one,
+// which has it delivered again at once now: the first alone holds it
+// back until the server's timer next fires, some milliseconds later, and
+// a consumer pulling meanwhile would be given the next messages of its
+// key first. (Should that timer fire between the two, a server stalled
+// for as long, and the message be delivered meanwhile, the plain one has
+// it delivered once more: a duplicate, as at-least-once delivery allows.)
+// A connection hands the server what it sends in the order sent, so
+// releases sent without waiting keep that order.
 //
 // The dead-letter stream keeps the newest DeadLetterLimit dead letters,
 // and, when DeadLetterMaxBytes is set, no more bytes than that: the

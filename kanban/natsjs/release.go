@@ -5,15 +5,17 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // A release — a message handed back unstarted as the consumer stops — is
-// a negative acknowledgement sent as a request, whose answer comes once
-// the consumer has taken it: with replicas, once its leader has, before
-// its followers have (see confirm, and the package doc). A drain hands back up to the
+// a negative acknowledgement with a delay, then a plain one sent as a
+// request (see nakNow), whose answer comes once the consumer has taken
+// both: with replicas, once its leader has, before its followers have
+// (see confirm, and the package doc). A drain hands back up to the
 // WIP at once, one Release after the other: each waiting for its answer
 // before the next was sent, they took a round trip each, 12.8 s for 256
 // messages over a link of 50 ms. So a release is sent, and its answer
@@ -66,27 +68,39 @@ type pendingRelease struct {
 // it are not waited for (see confirm), as when each release waited. A
 // release that cannot be sent returns its error.
 func (s *source[T]) release(ctx context.Context, m jetstream.Msg, report bool) error {
+	return s.releaseAfter(ctx, m, report, 0)
+}
+
+// releaseAfter is release, but for a positive delay the message is
+// delivered again only once delay has passed (see heldBack).
+func (s *source[T]) releaseAfter(ctx context.Context, m jetstream.Msg, report bool, delay time.Duration) error {
 	s.releases.mu.Lock()
-	failed, err := s.sendRelease(ctx, m, report)
+	failed, err := s.sendRelease(ctx, m, report, delay)
 	s.releases.mu.Unlock()
 	s.logRelease(failed)
 	return err
 }
 
-// sendRelease is release under releases.mu. It returns the release sent
-// before that failed, if any.
-func (s *source[T]) sendRelease(ctx context.Context, m jetstream.Msg, report bool) (failed *pendingRelease, err error) {
+// sendRelease is releaseAfter under releases.mu. It returns the release
+// sent before that failed, if any.
+func (s *source[T]) sendRelease(ctx context.Context, m jetstream.Msg, report bool, delay time.Duration) (failed *pendingRelease, err error) {
 	r := &s.releases
 	nc := s.q.js.Conn()
 	if len(r.pending) >= maxReleasing {
 		failed = s.answerFirst()
 	}
 	if s.unconfirmed.Load() {
-		return failed, nc.Publish(m.Reply(), nakNowBody)
+		if delay > 0 {
+			return failed, nc.Publish(m.Reply(), nakBody(delay))
+		}
+		if err := nc.Publish(m.Reply(), nakNowBody); err != nil {
+			return failed, err
+		}
+		return failed, nc.Publish(m.Reply(), nakBodyPlain)
 	}
 	p := &pendingRelease{id: messageID(m.Headers()), report: report}
 	p.ctx, p.cancel = context.WithTimeout(ctx, s.q.opts.PublishTimeout)
-	if err := r.send(nc, m.Reply(), p); err != nil {
+	if err := r.send(nc, m.Reply(), p, delay); err != nil {
 		p.cancel()
 		// Those sent before it are waited for first: had one of them
 		// failed, this one would have been sent without waiting, and its
@@ -102,9 +116,10 @@ func (s *source[T]) sendRelease(ctx context.Context, m jetstream.Msg, report boo
 }
 
 // send sends the release p of the message whose reply subject is subj,
-// its answer to come to inbox, and adds p to pending. The subscription
-// is made with the first release.
-func (r *releases) send(nc *nats.Conn, subj string, p *pendingRelease) error {
+// its answer to come to inbox, and adds p to pending; with a positive
+// delay, a negative acknowledgement with that delay alone. The
+// subscription is made with the first release.
+func (r *releases) send(nc *nats.Conn, subj string, p *pendingRelease, delay time.Duration) error {
 	if r.inbox == nil {
 		inbox := nc.NewInbox()
 		// Room for every answer that may come and not be read: those of
@@ -119,7 +134,23 @@ func (r *releases) send(nc *nats.Conn, subj string, p *pendingRelease) error {
 	}
 	p.token = strconv.FormatUint(r.sent, 10)
 	r.sent++
-	if err := nc.PublishRequest(subj, r.prefix+p.token, nakNowBody); err != nil {
+	if delay > 0 {
+		if err := nc.PublishRequest(subj, r.prefix+p.token, nakBody(delay)); err != nil {
+			return err
+		}
+		r.pending = append(r.pending, p)
+		r.byToken[p.token] = p
+		return nil
+	}
+	// The negative acknowledgement with a delay is stored, and the plain
+	// one after it has the message delivered again at once, ahead of
+	// those not delivered yet (see nakNow). The server takes a
+	// connection's acknowledgements in the order sent, and answers the
+	// plain one once it has taken both.
+	if err := nc.Publish(subj, nakNowBody); err != nil {
+		return err
+	}
+	if err := nc.PublishRequest(subj, r.prefix+p.token, nakBodyPlain); err != nil {
 		return err
 	}
 	r.pending = append(r.pending, p)

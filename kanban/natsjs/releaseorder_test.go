@@ -134,3 +134,49 @@ wait:
 	require.NoError(t, <-done)
 	return order
 }
+
+// TestNextConsumerGetsHandedBackMessagesFirst: the messages a stopping
+// PerKey consumer hands back come to the consumer started right after it
+// before the messages of their key it never pulled. A release was a
+// negative acknowledgement with a delay alone, which the server holds
+// until its timer next fires, some milliseconds later: a consumer pulling
+// meanwhile was given the next messages of the stream first, m3 before m1.
+func TestNextConsumerGetsHandedBackMessagesFirst(t *testing.T) {
+	const n = 6
+	q := keyedMessages(t, "NEXT_FIRST", n)
+	opts := kanban.ConsumeOptions{WIP: 3, PerKey: true}
+	started := make(chan struct{})
+	stopped := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+			if d.ID != "m0" {
+				t.Errorf("%s handled by the consumer stopping", d.ID)
+				return nil
+			}
+			close(started)
+			<-stopped
+			return nil
+		}, opts)
+	}()
+	<-started
+	// m1 and m2 pulled, waiting behind m0.
+	require.Eventually(t, func() bool { return q.Stats().InFlight == 3 }, 10*time.Second, time.Millisecond)
+	cancel()
+	close(stopped)
+	require.NoError(t, <-done)
+
+	// The next consumer, as the one before, started at once.
+	var order []string
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	require.NoError(t, q.Consume(ctx, func(_ context.Context, d kanban.Delivery[int]) error {
+		if order = append(order, d.ID); len(order) == n-1 {
+			cancel()
+		}
+		return nil
+	}, opts))
+	assert.Equal(t, []string{"m1", "m2", "m3", "m4", "m5"}, order)
+}

@@ -20,7 +20,7 @@ import (
 )
 
 // holdProxy passes TCP connections on to a server. From the first
-// release a client sends (a negative acknowledgement, "-NAK") until it
+// release a client sends (negative acknowledgements, "-NAK") until it
 // has sent want of them, nothing the server sends reaches the client: no
 // answer to a release comes before want are sent.
 type holdProxy struct {
@@ -42,10 +42,12 @@ func startHoldProxy(t *testing.T, rawURL string, want int) (*holdProxy, string) 
 }
 
 // count counts the releases in b, what the client sends, before the
-// server gets them. A "-NAK" split between two chunks is not counted: the
-// client writes each release whole, most often several in one chunk.
+// server gets them: a release is a negative acknowledgement with a delay,
+// then a plain one, and the first is counted. One split between two
+// chunks is not counted: the client writes each release whole, most
+// often several in one chunk.
 func (p *holdProxy) count(b []byte) {
-	n := bytes.Count(b, []byte("-NAK"))
+	n := bytes.Count(b, []byte(`-NAK {"delay"`))
 	if n == 0 {
 		return
 	}

@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -115,9 +116,8 @@ func leaseTimeOf(cfg jetstream.ConsumerConfig) time.Duration {
 
 // ReleaseOrder implements kanban.ReleaseOrderer: the server delivers
 // messages handed back (see nakNow) again ahead of those it has not
-// delivered yet, in the order it got them, but for those handed back
-// within some milliseconds of each other, which come in the stream's
-// order. A key's messages are in the stream in their order.
+// delivered yet, in the order it got them. A key's messages are in the
+// stream in their order.
 func (s *source[T]) ReleaseOrder() kanban.ReleaseOrder { return kanban.ReleaseInTurn }
 
 func (s *source[T]) fetch(n int) error {
@@ -378,7 +378,9 @@ func (s *source[T]) Pull(ctx context.Context, max int) ([]kanban.Lease[T], error
 			}
 			return
 		}
-		out = append(out, s.lease(m))
+		l := s.lease(m)
+		l.late = ctx.Err() != nil
+		out = append(out, l)
 	}
 	if err := s.ackRefused(); err != nil {
 		return nil, err
@@ -392,6 +394,11 @@ func (s *source[T]) Pull(ctx context.Context, max int) ([]kanban.Lease[T], error
 		}
 	}
 	for {
+		if s.cur == nil && ctx.Err() != nil {
+			// No request once the consumer stops: what it delivered would
+			// only be handed back.
+			return out, cmp.Or(ferr, ctx.Err())
+		}
 		// One request at a time: two open requests would interleave their
 		// messages and break the stream's order.
 		if want := max - len(out); want > 0 && s.cur == nil {
@@ -451,10 +458,7 @@ func (s *source[T]) collect(take func(jetstream.Msg, bool), held *[]kanban.Lease
 // returned and nothing pulls any more: it collects the messages until the
 // request ends, then releases them in their order (see release).
 func (s *source[T]) wait() {
-	var (
-		out  []kanban.Lease[T]
-		msgs []jetstream.Msg
-	)
+	var out []kanban.Lease[T]
 	s.collect(func(m jetstream.Msg, ok bool) {
 		if !ok {
 			_ = s.end()
@@ -464,11 +468,12 @@ func (s *source[T]) wait() {
 			_ = m.Ack()
 			return
 		}
-		out = append(out, s.lease(m))
-		msgs = append(msgs, m)
+		l := s.lease(m)
+		l.late = true
+		out = append(out, l)
 	}, &out)
-	for _, m := range msgs {
-		_ = s.release(context.Background(), m, false)
+	for _, l := range out {
+		_ = s.releaseAfter(context.Background(), l.(*lease[T]).m, false, l.(*lease[T]).heldBack())
 	}
 }
 
@@ -496,6 +501,30 @@ type lease[T any] struct {
 	s       *source[T]
 	m       jetstream.Msg
 	attempt int
+	// late says the open pull request delivered the message after the
+	// consumer's ctx had ended (see heldBack).
+	late bool
+}
+
+// heldBack is how long a release of the message waits before the server
+// delivers it again: 0, at once, but for a message that came late, into
+// the pull request of a consumer already stopping, having been delivered
+// before. That is one another consumer handed back (or a retry come due)
+// which the server gave to the oldest request open, this one's; consumers
+// stopping together (a service's replicas scaled down at once) passed it
+// on so from one to the next, each delivery counted among its attempts,
+// until MaxAttempts were used up and it was dead-lettered unhandled. It
+// is delivered again once FetchWait has passed, by when every request
+// open now, and so every one of a consumer stopping with this one, has
+// ended (a stopping consumer opens none). Meanwhile it holds its slot of
+// the durable's MaxAckPending, and the messages after it may be
+// delivered first: the order of a key holds within one consumer, not
+// among consumers stopping together (see kanban.ConsumeOptions.PerKey).
+func (l *lease[T]) heldBack() time.Duration {
+	if l.late && l.attempt > 1 {
+		return l.s.q.opts.FetchWait
+	}
+	return 0
 }
 
 func (l *lease[T]) ID() string   { return messageID(l.m.Headers()) }
@@ -560,10 +589,12 @@ func (l *lease[T]) Retry(ctx context.Context, delay time.Duration) error {
 	return l.s.retry(l.m, delay)
 }
 
-// Release hands the message back to be delivered again at once. It does
-// not wait for the server to have taken it: Consume does, before it
-// returns (see release).
-func (l *lease[T]) Release(ctx context.Context) error { return l.s.release(ctx, l.m, true) }
+// Release hands the message back to be delivered again at once, or
+// after heldBack. It does not wait for the server to have taken it:
+// Consume does, before it returns (see release).
+func (l *lease[T]) Release(ctx context.Context) error {
+	return l.s.releaseAfter(ctx, l.m, true, l.heldBack())
+}
 
 // nakNow is the delay of a negative acknowledgement meant to have its
 // message delivered again at once. A plain one (no delay) puts the message
@@ -573,9 +604,12 @@ func (l *lease[T]) Release(ctx context.Context) error { return l.s.release(ctx, 
 // only once its lease has run out. One with a delay records the message's
 // new deadline in the consumer's stored, replicated state (the server
 // answers it once the consumer's leader has taken it, before its
-// followers have it: see the package doc); the server delivers it again
-// within some milliseconds, in the stream's order among those handed back
-// together.
+// followers have it: see the package doc); but the server delivers it
+// again only once its timer next fires, some milliseconds later, in the
+// stream's order among those handed back together: a pull meanwhile is
+// given messages not delivered yet before it. So a release sends both,
+// the one with a delay first (see releases.send): the plain one, after
+// it, puts the message on the redelivery queue at once, in turn.
 const nakNow = time.Nanosecond
 
 // Bodies of acknowledgements, as jetstream.Msg writes them.
@@ -585,6 +619,9 @@ var (
 	// nakNowBody is that of a negative acknowledgement with the delay
 	// nakNow.
 	nakNowBody = nakBody(nakNow)
+	// nakBodyPlain is that of a negative acknowledgement without a
+	// delay.
+	nakBodyPlain = []byte("-NAK")
 )
 
 // nakBody is the body of a negative acknowledgement with delay.

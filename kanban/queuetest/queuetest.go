@@ -24,6 +24,18 @@
 // is full; one that still cannot be decoded dead-lettered again at its
 // first delivery) and deleted, and its Backlog — so every backend must implement
 // kanban.DeadLetterStore and kanban.BacklogReader too.
+//
+// It also holds the cases of Watermill's pub/sub test suite and handler
+// middlewares for which a queue has the same notion (see peer.go): a
+// failed message delivered again while the others go on; a consumer that
+// fails everything, then stops, leaving every message to the next, its
+// attempts counted on; consumers stopped in turn part way through the
+// backlog, and stopped together, losing nothing and handling nothing
+// twice, each key's messages in their order across the stops; a handler
+// that panics retried, then dead-lettered with the panic as reason; a
+// handler's own deadline failing its attempt as any error does; and the
+// handler's ctx carrying the values of Consume's, outliving Consume's
+// ctx while the drain waits, and cancelled once Consume returns.
 package queuetest
 
 import (

@@ -46,6 +46,13 @@ func Run(t *testing.T, newQueue NewQueue) {
 		{"DeadLetterDelete", testDeadLetterDelete},
 		{"DeadLetterBadInput", testDeadLetterBadInput},
 		{"Backlog", testBacklog},
+		{"ResendOnError", testResendOnError},
+		{"ContinueAfterErrors", testContinueAfterErrors},
+		{"ContinueAfterStops", testContinueAfterStops},
+		{"ConcurrentStops", testConcurrentStops},
+		{"HandlerPanics", testHandlerPanics},
+		{"HandlerTimeout", testHandlerTimeout},
+		{"HandlerContext", testHandlerContext},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, newQueue) })
