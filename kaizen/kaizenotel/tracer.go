@@ -16,7 +16,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taipattern/taikit/tai"
@@ -119,7 +119,7 @@ type spanShape struct {
 // NewTracer returns a Tracer whose spans come from opts.Provider under the
 // scope ScopeName, versioned with the version of the module that holds
 // this package, with the schema URL of the version of the semantic
-// conventions its error.type follows, https://opentelemetry.io/schemas/1.40.0.
+// conventions its error.type follows, https://opentelemetry.io/schemas/1.43.0.
 func NewTracer(opts TracerOptions) *Tracer {
 	tp := opts.Provider
 	if tp == nil || typednil.Holds(tp) {

@@ -509,7 +509,7 @@ func TestTracerScopeNamesTheConventionsSchema(t *testing.T) {
 	require.Len(t, ended, 2)
 	for _, s := range ended {
 		assert.Equal(t, kaizenotel.ScopeName, s.InstrumentationScope().Name)
-		assert.Equal(t, "https://opentelemetry.io/schemas/1.40.0", s.InstrumentationScope().SchemaURL)
+		assert.Equal(t, "https://opentelemetry.io/schemas/1.43.0", s.InstrumentationScope().SchemaURL)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taipattern/taikit/kanban"
@@ -93,7 +93,7 @@ type TracerOptions struct {
 // The spans come from the instrumentation scope named after this
 // package's import path, versioned with the version of the module that
 // holds this package, with the schema URL of the version of the
-// conventions they follow, https://opentelemetry.io/schemas/1.40.0.
+// conventions they follow, https://opentelemetry.io/schemas/1.43.0.
 //
 // The attributes of the queue (all but the message ID, the body size and
 // the attempt) are given at the span's start, where a sampler reads them,

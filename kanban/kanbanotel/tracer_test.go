@@ -509,7 +509,7 @@ func TestTracerScopeNamesTheConventionsSchema(t *testing.T) {
 	require.Len(t, ended, 1)
 	scope := ended[0].InstrumentationScope()
 	assert.Equal(t, "github.com/taipattern/taikit/kanban/kanbanotel", scope.Name)
-	assert.Equal(t, "https://opentelemetry.io/schemas/1.40.0", scope.SchemaURL)
+	assert.Equal(t, "https://opentelemetry.io/schemas/1.43.0", scope.SchemaURL)
 }
 
 // The spans' instrumentation scope carries the version of the module
