@@ -202,17 +202,12 @@ func TestPromtool(t *testing.T) {
 	var b bytes.Buffer
 	require.NoError(t, andon.PrometheusRules(&b, "payment", paymentRules(stats), andon.ExportOptions{}))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), b.Bytes(), 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolTest), 0o600))
 
 	out, err := exec.Command(promtool, "check", "rules", filepath.Join(dir, "rules.yml")).CombinedOutput()
 	require.NoError(t, err, "promtool check rules:\n%s\n%s", out, b.String())
 	assert.Contains(t, string(out), "SUCCESS: 8 rules found")
 
-	cmd := exec.Command(promtool, "test", "rules", "test.yml")
-	cmd.Dir = dir
-	out, err = cmd.CombinedOutput()
-	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
-	assert.Contains(t, string(out), "SUCCESS")
+	assert.Contains(t, runPromtoolTest(t, promtool, dir, promtoolTest, b.String()), "SUCCESS")
 
 	// The same templates render the same text in-process.
 	e := newEvaluator(t, andon.EvaluatorOptions{Rules: []andon.Rule{{Name: "F", Severity: andon.Page,
@@ -487,13 +482,8 @@ func TestPromtoolMinSamples(t *testing.T) {
 	var b bytes.Buffer
 	require.NoError(t, andon.PrometheusRules(&b, "min", rules, andon.ExportOptions{}))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), b.Bytes(), 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolMinSamplesTest), 0o600))
 
-	cmd := exec.Command(promtool, "test", "rules", "test.yml")
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
-	assert.Contains(t, string(out), "SUCCESS")
+	assert.Contains(t, runPromtoolTest(t, promtool, dir, promtoolMinSamplesTest, b.String()), "SUCCESS")
 }
 
 // promtoolLiteralTest proves that label values, a runbook URL and the
@@ -531,13 +521,9 @@ func TestPromtoolLiteralText(t *testing.T) {
 	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), b.Bytes(), 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolLiteralTest), 0o600))
 	out, err := exec.Command(promtool, "check", "rules", filepath.Join(dir, "rules.yml")).CombinedOutput()
 	require.NoError(t, err, "promtool check rules:\n%s\n%s", out, b.String())
-	cmd := exec.Command(promtool, "test", "rules", "test.yml")
-	cmd.Dir = dir
-	out, err = cmd.CombinedOutput()
-	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
+	runPromtoolTest(t, promtool, dir, promtoolLiteralTest, b.String())
 }
 
 // promtoolTildeTest has a kind "~pay.*" that is healthy beside a kind
@@ -577,11 +563,7 @@ func TestPrometheusRulesValuesStartingWithTilde(t *testing.T) {
 	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), b.Bytes(), 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolTildeTest), 0o600))
-	cmd := exec.Command(promtool, "test", "rules", "test.yml")
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
+	runPromtoolTest(t, promtool, dir, promtoolTildeTest, b.String())
 }
 
 // promtoolMinutesTest proves that the summary Prometheus renders for a
@@ -648,11 +630,7 @@ func TestDefaultSummaryOfMinutesReadsAlike(t *testing.T) {
 	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), b.Bytes(), 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolMinutesTest), 0o600))
-	cmd := exec.Command(promtool, "test", "rules", "test.yml")
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
+	runPromtoolTest(t, promtool, dir, promtoolMinutesTest, b.String())
 }
 
 // promtoolLabelsTest proves that annotation templates reading $labels
@@ -705,13 +683,9 @@ func TestPromtoolTemplatesSeeTheRuleLabels(t *testing.T) {
 	promtool := needBinary(t, "/usr/bin/promtool", "promtool")
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), b.Bytes(), 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolLabelsTest), 0o600))
 	out, err := exec.Command(promtool, "check", "rules", filepath.Join(dir, "rules.yml")).CombinedOutput()
 	require.NoError(t, err, "promtool check rules:\n%s\n%s", out, b.String())
-	cmd := exec.Command(promtool, "test", "rules", "test.yml")
-	cmd.Dir = dir
-	out, err = cmd.CombinedOutput()
-	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
+	runPromtoolTest(t, promtool, dir, promtoolLabelsTest, b.String())
 }
 
 // promtoolMatchersBurnTest proves that two services exporting the same
@@ -757,11 +731,7 @@ func TestPromtoolBurnRateUnderMatchers(t *testing.T) {
 		assert.Contains(t, b.String(), `slo:sli_error:ratio_rate1h{job=\"`+svc+`\",kind=\"http\",slo=\"http\"}`)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, svc+".yml"), b.Bytes(), 0o600))
 	}
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolMatchersBurnTest), 0o600))
-	cmd := exec.Command(promtool, "test", "rules", "test.yml")
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "promtool test rules:\n%s", out)
+	runPromtoolTest(t, promtool, dir, promtoolMatchersBurnTest)
 }
 
 // promtoolMatchersAlertTest proves that the alerts of two services that
@@ -806,11 +776,7 @@ func TestPromtoolAlertsUnderMatchers(t *testing.T) {
 			andon.ExportOptions{Matchers: map[string]string{"job": svc}}))
 		require.NoError(t, os.WriteFile(filepath.Join(dir, svc+".yml"), b.Bytes(), 0o600))
 	}
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(promtoolMatchersAlertTest), 0o600))
-	cmd := exec.Command(promtool, "test", "rules", "test.yml")
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "promtool test rules:\n%s", out)
+	runPromtoolTest(t, promtool, dir, promtoolMatchersAlertTest)
 
 	// A label of the rule's own of the same name is the rule's.
 	var b bytes.Buffer
@@ -880,11 +846,7 @@ tests:
           - exp_labels: {severity: page, "null": a, "NULL": b, "Null": c, "true": d, "off": e, "yes": f}
             exp_annotations: {"null": g, "False": h, summary: "Words is 1"}
 `
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(test), 0o600))
-	cmd := exec.Command(promtool, "test", "rules", "test.yml")
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "promtool test rules:\n%s\n%s", out, b.String())
+	runPromtoolTest(t, promtool, dir, test, b.String())
 }
 
 // The default summary of an exported burn rate of several pairs does not

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,4 +136,18 @@ func evaluateAndFlush(t *testing.T, e *andon.Evaluator, at time.Duration) {
 	t.Helper()
 	e.EvaluateAt(context.Background(), t0.Add(at))
 	require.NoError(t, e.Flush(context.Background()))
+}
+
+// runPromtoolTest writes test to dir/test.yml, runs `promtool test rules
+// test.yml` in dir, beside the rule files the test names, and fails t
+// unless it passes, showing promtool's output, shown (the rules) and the
+// test. It returns the output.
+func runPromtoolTest(t *testing.T, promtool, dir, test string, shown ...string) string {
+	t.Helper()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(test), 0o600))
+	cmd := exec.Command(promtool, "test", "rules", "test.yml")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "promtool test rules:\n%s\n%s\n%s", out, strings.Join(shown, "\n"), test)
+	return string(out)
 }

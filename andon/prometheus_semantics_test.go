@@ -207,12 +207,7 @@ func TestPromtoolStatesAsInProcess(t *testing.T) {
 		series.String() + "    promql_expr_test:\n" + exprTests.String()
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), b.Bytes(), 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(test), 0o600))
-	cmd := exec.Command(promtool, "test", "rules", "test.yml")
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "promtool test rules:\n%s\n%s\n%s", out, b.String(), test)
-	assert.Contains(t, string(out), "SUCCESS")
+	assert.Contains(t, runPromtoolTest(t, promtool, dir, test, b.String()), "SUCCESS")
 }
 
 // A firing alert kept by KeepFiringFor, and a resolved one, show what was

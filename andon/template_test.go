@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -327,11 +326,7 @@ func TestTemplateFunctionsAgreeWithPromtool(t *testing.T) {
 	}
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yml"), []byte(rules.String()), 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yml"), []byte(want.String()), 0o600))
-	cmd := exec.Command(promtool, "test", "rules", "test.yml")
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "promtool test rules:\n%s\n%s\n%s", out, rules.String(), want.String())
+	runPromtoolTest(t, promtool, dir, want.String(), rules.String())
 }
 
 func TestTemplateTitleBreaksWordsAsPrometheus(t *testing.T) {
