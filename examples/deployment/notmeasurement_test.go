@@ -14,8 +14,8 @@ import (
 )
 
 // promStub is a Prometheus server that answers each query with the value
-// of the first of readings whose key the query holds for version, and
-// healthy values otherwise.
+// of the first of readings whose key the query holds for version (every
+// version when it is ""), and healthy values otherwise.
 func promStub(t *testing.T, version string, readings map[string]string) *httptest.Server {
 	t.Helper()
 	prom := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -29,7 +29,7 @@ func promStub(t *testing.T, version string, readings map[string]string) *httptes
 		case strings.Contains(q, "process_"):
 			v = "0.3"
 		}
-		if strings.Contains(q, `version="`+version+`"`) {
+		if version == "" || strings.Contains(q, `version="`+version+`"`) {
 			for key, value := range readings {
 				if strings.Contains(q, key) {
 					v = value

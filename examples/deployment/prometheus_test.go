@@ -5,14 +5,11 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -84,21 +81,7 @@ scrape_configs:
 // holds, is still written. It could not be, and the rollout of a healthy
 // version was rolled back as if cut off by a restart.
 func TestReadingsJSONCannotHold(t *testing.T) {
-	prom := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.FormValue("query")
-		v := "0.01" // the error rate
-		switch {
-		case strings.HasPrefix(q, "sum(increase("):
-			v = "+Inf"
-		case strings.HasPrefix(q, "histogram_quantile"):
-			v = "0.1"
-		case strings.Contains(q, "process_"):
-			v = "0.3"
-		}
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[%d,%q]}]}}`, time.Now().Unix(), v)
-	}))
-	defer prom.Close()
+	prom := promStub(t, "", map[string]string{"sum(increase(": "+Inf"})
 	ts := startService(t, append(slices.Clone(fastArgs), "-prometheus-url", prom.URL)...)
 	r := deploy(t, ts.URL, map[string]any{"service": "api-service", "version": "v2.0.0", "target_region": "us-west-2"})
 	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
