@@ -86,9 +86,10 @@ type PostableAlert struct {
 // Notify POSTs the alerts in one request. A 2xx answer is success; 5xx,
 // 408, 425, 429 and transport errors are worth a retry, and any other
 // status is a permanent error (kanban.Permanent). A retryable answer with
-// a Retry-After header, in seconds or an HTTP date, gives the error a
-// retry hint (tai.RetryAfter) of that wait, at most 5 minutes, as the
-// evaluator would wait.
+// a Retry-After header, in seconds or an HTTP date (counted from the
+// answer's Date when it has a valid one), gives the error a retry hint
+// (tai.RetryAfter) of that wait, at most 5 minutes, as the evaluator
+// would wait.
 func (am *Alertmanager) Notify(ctx context.Context, alerts []Alert) error {
 	if am.client == nil {
 		return errAlertmanagerNotMade

@@ -56,8 +56,10 @@ type WebhookOptions struct {
 //
 // A 2xx answer is success; 5xx, 408, 425, 429 and transport errors are
 // retried, not before the answer's Retry-After, in seconds or an HTTP
-// date, up to 5 minutes (see NotifyOptions.Backoff); any other status, a
-// 3xx redirect among them, is a permanent error (kanban.Permanent).
+// date (counted from the answer's Date, the receiver's clock, when it has
+// a valid one), up to 5 minutes (see NotifyOptions.Backoff); any other
+// status, a 3xx redirect among them, is a permanent error
+// (kanban.Permanent).
 // Errors name the URL as scheme and host only, with "/…" for a path or
 // query, which may hold a token; where the answer they quote repeats the
 // path, the query or one of its values, the password (or the user name
@@ -501,7 +503,7 @@ func postJSON(ctx context.Context, c *http.Client, rawURL string, header http.He
 		err = fmt.Errorf("%w (redirect to %s not followed)", err, redactURL(loc))
 	}
 	if retryable(resp.StatusCode) {
-		if d := retryAfter(resp.Header.Get("Retry-After")); d > 0 {
+		if d := retryAfter(resp.Header.Get("Retry-After"), resp.Header.Get("Date")); d > 0 {
 			return &retryAfterError{err: err, after: d}
 		}
 		return err
@@ -522,17 +524,25 @@ func drainClose(body io.ReadCloser) {
 	_ = body.Close()
 }
 
-// retryAfter reads a Retry-After header, delta-seconds or an HTTP date,
+// retryAfter reads a Retry-After header h, delta-seconds or an HTTP date,
 // as a wait of at most maxRetryAfter; 0 means none (or a time that has
 // passed). Delta-seconds too large for an int64 ask for the longest wait.
-func retryAfter(h string) time.Duration {
+// A date is the receiver's clock's: it is counted from the answer's Date
+// header, date, when that is a valid HTTP date (RFC 9110, section
+// 10.2.3), so that a receiver whose clock is off this one's gets the
+// wait it asked for; from this clock otherwise.
+func retryAfter(h, date string) time.Duration {
 	h = strings.TrimSpace(h)
 	var d time.Duration
 	if n, err := strconv.ParseInt(h, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
 		// n is clamped to what a Duration holds before it is multiplied.
 		d = time.Duration(min(max(n, 0), int64(math.MaxInt64/time.Second))) * time.Second
 	} else if t, err := http.ParseTime(h); err == nil {
-		d = time.Until(t)
+		if sent, err := http.ParseTime(strings.TrimSpace(date)); err == nil {
+			d = t.Sub(sent)
+		} else {
+			d = time.Until(t)
+		}
 	}
 	return min(max(d, 0), maxRetryAfter)
 }

@@ -52,8 +52,11 @@
 // key in that header, one or given twice, is not hedged);
 // and a body that can be sent again (GetBody). A response with a status of
 // RetryStatus (408, 429, 500, 502, 503, 504) fails its attempt, and its
-// Retry-After (seconds or an HTTP date, see ParseRetryAfter) is the
-// retry's hint; the breaker counts 5xx (FailureStatus), transport errors
-// and timeouts. The responses of failed and losing attempts are drained
-// and closed; the one returned keeps a readable body.
+// Retry-After (seconds or an HTTP date, counted from the response's
+// Date; see ParseRetryAfter) is the retry's hint; the breaker counts 5xx
+// (FailureStatus), transport errors and timeouts. An error no retry can
+// mend — a certificate the client cannot verify, a scheme with no
+// protocol — ends the retries at its first attempt. The responses of
+// failed and losing attempts are drained and closed; the one returned
+// keeps a readable body.
 package taihttp

@@ -23,6 +23,7 @@ const MaxRetryAfter = 24 * time.Hour
 // The field names, in the canonical form net/http stores them in.
 const (
 	headerRetryAfter      = "Retry-After"
+	headerDate            = "Date"
 	headerRateLimit       = "Ratelimit"
 	headerRateLimitPolicy = "Ratelimit-Policy"
 	headerContentEncoding = "Content-Encoding"
@@ -449,7 +450,10 @@ func SetRetryAfter(h http.Header, d, fallback time.Duration) {
 // two-digit year of an RFC 850 date is the one nearest now, no more than
 // 50 years ahead, as RFC 9110 asks). It returns the delay, at most
 // MaxRetryAfter (a date in the past gives 0), and false for an empty or
-// malformed value.
+// malformed value. For a response's field, pass as now the response's
+// Date, when it is a valid HTTP date (http.ParseTime): the server's
+// date is meant from its own clock, which may be off the client's. The
+// Transport does so.
 func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	d, ok := parseRetryAfter(v, now)
 	return min(d, MaxRetryAfter), ok
@@ -486,6 +490,26 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 		t = rfc850Century(t, now)
 	}
 	return max(t.Sub(now), 0), true
+}
+
+// responseDate returns the time from which the Retry-After date of a
+// response with header h is measured: its Date, the time the server
+// made it, when that is a valid HTTP date (RFC 9110, sections 6.6.1 and
+// 10.2.3), so that a server whose clock is off the client's asks for the
+// wait it means; now, the client's clock, otherwise.
+func responseDate(h http.Header, now time.Time) time.Time {
+	v := strings.TrimSpace(h.Get(headerDate))
+	if v == "" {
+		return now
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return now
+	}
+	if strings.IndexByte(v, '-') >= 0 {
+		t = rfc850Century(t, now)
+	}
+	return t
 }
 
 // rfc850Century returns the RFC 850 date t, whose two-digit year

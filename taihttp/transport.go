@@ -3,6 +3,8 @@ package taihttp
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -36,9 +38,13 @@ type TransportOptions struct {
 	// the statuses apart from one another and from other errors. A failed
 	// response's Retry-After (seconds or an HTTP date) is the attempt's
 	// retry hint, so the wait is at least that long, and a hint longer
-	// than the Retry's MaxRetryAfter ends the retries. With a Hedge the
-	// hint is the longest of the round's copies that failed on their
-	// status, whichever copy's error the Hedge returns. Nil: no retries.
+	// than the Retry's MaxRetryAfter ends the retries. A date is counted
+	// from the response's Date, when it has a valid one (RFC 9110,
+	// section 10.2.3), so that a server whose clock is off the client's
+	// gets the wait it asked for; from the client's clock otherwise.
+	// With a Hedge the hint is the longest of the round's copies that
+	// failed on their status, whichever copy's error the Hedge returns.
+	// Nil: no retries.
 	Retry *jidoka.Retry
 	// Hedge sends a second copy of a request whose response is slow to
 	// come, and takes the first response that RetryStatus does not
@@ -139,6 +145,18 @@ type TransportOptions struct {
 // Transport's error, sent to no server: it is not retried (the error is
 // marked jidoka.Permanent), and the breaker does not count it, so that a
 // mistyped URL cannot open the breaker for every other request.
+// A server whose certificate the client cannot verify — signed by an
+// authority the client does not trust, made for another host name,
+// expired: a *tls.CertificateVerificationError, or a bare error of
+// package x509 — fails every attempt alike until a certificate or the
+// client's roots are changed. The first attempt fails with that error,
+// marked jidoka.Permanent (errors.As still finds it), and is not
+// retried, unless a RetryOn of yours retries it. Unlike a scheme without
+// a protocol, it counts as a failure for the breaker, as a refused
+// connection or an unknown host does: the attempt reached for the
+// server, and every other request to it fails the same way; a
+// BreakerOptions.Ignore that finds the error with errors.As leaves it
+// out.
 //
 // What RoundTrip returns: the response that succeeded, with a body that
 // stays readable until closed; when every attempt failed with a status
@@ -781,6 +799,12 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 			// inside it, which it never counts, and no retry would
 			// fare better.
 			report, err = errNotSent, jidoka.Permanent(err)
+		case isCertificateError(err):
+			// The server's certificate fails verification, as it will
+			// for every attempt until a certificate or the client's
+			// roots are changed: no retry would fare better. The
+			// breaker counts it, as it counts a refused connection.
+			report, err = err, jidoka.Permanent(err)
 		case a.expiry.Fired(): // set before Remove returned
 			err = &jidoka.TimeoutError{Timeout: "attempt", Duration: rt.t.timeout, Err: context.DeadlineExceeded}
 		case ctx.Err() != nil:
@@ -805,7 +829,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	ended = true
 	if failed {
 		now := time.Now()
-		hint, _ := parseRetryAfter(resp.Header.Get(headerRetryAfter), now)
+		hint, _ := parseRetryAfter(resp.Header.Get(headerRetryAfter), responseDate(resp.Header, now))
 		serr := &retryStatusError{status: StatusError{Status: resp.StatusCode}, retryAfter: hint}
 		var until time.Time
 		if hint > 0 {
@@ -841,6 +865,24 @@ func (t *Transport) noProtocol(req *http.Request, err error) bool {
 	}
 	s := req.URL.Scheme
 	return s != "http" && s != "https" && err.Error() == "unsupported protocol scheme "+strconv.Quote(s)
+}
+
+// isCertificateError reports whether err is the failure to verify a
+// server's certificate: crypto/tls's *tls.CertificateVerificationError
+// (an unknown authority, a name the certificate does not hold, one that
+// expired), or an error of package x509 that a base verifying on its own
+// may return bare. A handshake that fails so fails the same way each
+// time. (An error of a VerifyPeerCertificate or VerifyConnection of the
+// caller's may be of any kind: it is retried as any other error is,
+// unless it is marked jidoka.Permanent.)
+func isCertificateError(err error) bool {
+	var (
+		ve *tls.CertificateVerificationError
+		ua x509.UnknownAuthorityError
+		he x509.HostnameError
+		ie x509.CertificateInvalidError
+	)
+	return errors.As(err, &ve) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ie)
 }
 
 // errNotSent is what the breaker is told of an attempt the base refused

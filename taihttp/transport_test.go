@@ -1065,6 +1065,58 @@ func TestTransportWaitsForRetryAfter(t *testing.T) {
 	}
 }
 
+// A Retry-After date is read against the response's Date (RFC 9110,
+// section 10.2.3): a server whose clock is an hour off the client's, that
+// asks for a retry two seconds after its Date, is retried two seconds
+// later, not an hour more or less. Without a Date, or with one that is
+// not an HTTP date, the client's clock is all there is. Time runs under
+// synctest.
+func TestTransportReadsARetryAfterDateAgainstTheResponseDate(t *testing.T) {
+	date := func(off time.Duration) func(now time.Time) string {
+		return func(now time.Time) string { return now.Add(off).UTC().Format(http.TimeFormat) }
+	}
+	for _, tc := range []struct {
+		name             string
+		date, retryAfter func(now time.Time) string // date nil: no Date field
+	}{
+		{"server an hour ahead", date(time.Hour), date(time.Hour + 2*time.Second)},
+		{"server an hour behind", date(-time.Hour), date(-time.Hour + 2*time.Second)},
+		{"server an hour ahead, in RFC 850", date(time.Hour), func(now time.Time) string {
+			return now.Add(time.Hour + 2*time.Second).UTC().Format("Monday, 02-Jan-06 15:04:05 GMT")
+		}},
+		{"server an hour ahead, delay-seconds", date(time.Hour), func(time.Time) string { return "2" }},
+		{"no Date", nil, date(2 * time.Second)},
+		{"a Date that is not a date", func(time.Time) string { return "an hour from now" }, date(2 * time.Second)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var sent []time.Time
+				base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					sent = append(sent, time.Now())
+					if len(sent) == 1 {
+						h := http.Header{}
+						if tc.date != nil {
+							h.Set("Date", tc.date(time.Now()))
+						}
+						h.Set("Retry-After", tc.retryAfter(time.Now()))
+						return response(r, http.StatusServiceUnavailable, h, "wait"), nil
+					}
+					return response(r, http.StatusOK, nil, "ok"), nil
+				})
+				c := client(t, nil, taihttp.TransportOptions{Base: base, Retry: newRetry(t, jidoka.RetryOptions{
+					MaxAttempts: 2, MaxDelay: time.Minute, Jitter: func(time.Duration) time.Duration { return 0 }})})
+				resp, err := c.Get("http://example.test/")
+				require.NoError(t, err)
+				assert.Equal(t, "ok", readAll(t, resp))
+				require.Len(t, sent, 2, "a hint past MaxRetryAfter ends the retries")
+				// synctest's clock starts on a whole second, as an HTTP
+				// date counts: the wait is exact.
+				assert.Equal(t, 2*time.Second, sent[1].Sub(sent[0]))
+			})
+		})
+	}
+}
+
 // The context a Transport gives an attempt's request ends once its
 // response is whole: when the body has been read to its end, or at once
 // when there is none (HEAD, 204, 304), as http.Transport's own does. The
