@@ -154,10 +154,12 @@ func (b *Breaker) ended(p *period) bool {
 // Do calls fn if the breaker admits a call and counts its result; it returns
 // fn's error, or an *OpenError (errors.Is ErrOpen) without calling fn. When
 // ctx is already done it returns ctx.Err() without calling fn or counting.
-// A panic in fn counts as a failure and is passed on. Without an Ignore of
-// one's own, the error of a call whose ctx was canceled by the time fn
-// returned is not counted, whatever it is: the caller gave up, and the
-// dependency is not to blame (see BreakerOptions.Ignore).
+// A panic in fn counts as a failure and is passed on. A runtime.Goexit in
+// fn (t.FailNow in a test) counts as a failure too, before the goroutine
+// ends: a half-open probe reports it, and so gives its lease back. Without
+// an Ignore of one's own, the error of a call whose ctx was canceled by
+// the time fn returned is not counted, whatever it is: the caller gave up,
+// and the dependency is not to blame (see BreakerOptions.Ignore).
 func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -1494,6 +1494,64 @@ func TestBreakerListenerEndingItsGoroutine(t *testing.T) {
 	assert.Equal(t, jidoka.StateClosed, <-events)
 }
 
+// TestBreakerGoexitCountsAsAFailure: a call that ends its goroutine with
+// runtime.Goexit (t.FailNow in a test) did not succeed, and counts as a
+// failure, as a panic does, whether it ran through Do, Execute or a tai
+// pipeline (which reports it as a *tai.PanicError). A half-open probe
+// that does so gives its lease back: the breaker opens again, and is
+// never left half-open with a lease nobody will return.
+func TestBreakerGoexitCountsAsAFailure(t *testing.T) {
+	goexit := func(context.Context) error { runtime.Goexit(); return nil }
+	for name, run := range map[string]func(b *jidoka.Breaker){
+		"Do": func(b *jidoka.Breaker) { _ = b.Do(context.Background(), goexit) },
+		"Execute": func(b *jidoka.Breaker) {
+			_, _ = jidoka.Execute(context.Background(), b, func(ctx context.Context) (int, error) { return 0, goexit(ctx) })
+		},
+		"pipeline": func(b *jidoka.Breaker) {
+			action := tai.ActionFunc[int, int](func(ctx context.Context, _ tai.Signal[int]) (int, error) { return 0, goexit(ctx) })
+			p, err := tai.New(allowAll, action, tai.WithGuards(b))
+			if err == nil {
+				_, _ = p.Process(context.Background(), tai.Signal[int]{ID: "s", Kind: "k"})
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newBreaker(t, jidoka.BreakerOptions{ConsecutiveFailures: 2, OpenDuration: time.Second, HalfOpenSuccesses: 1})
+				// goexits runs a call that ends its goroutine on a goroutine
+				// of its own, and waits for that goroutine to end.
+				goexits := func() {
+					ended := make(chan struct{})
+					go func() {
+						defer close(ended)
+						run(b)
+						t.Error("the call returned")
+					}()
+					<-ended
+				}
+
+				goexits()
+				s := b.Snapshot()
+				assert.Equal(t, jidoka.StateClosed, s.State)
+				assert.Equal(t, 1, s.ConsecutiveFailures, "counted as a failure")
+				goexits()
+				require.Equal(t, jidoka.StateOpen, b.State(), "the second failure in a row trips it")
+
+				advance(time.Second)
+				require.Equal(t, jidoka.StateHalfOpen, b.State())
+				goexits()
+				s = b.Snapshot()
+				assert.Equal(t, jidoka.StateOpen, s.State, "a probe that failed opens it again")
+				assert.Zero(t, s.ProbesInFlight, "the probe's lease is back")
+
+				advance(time.Second)
+				calls(t, b, 1, nil)
+				assert.Equal(t, jidoka.StateClosed, b.State(), "the next probe is let through, and closes it")
+			})
+		})
+	}
+}
+
 // Once the open period has ended, State and Snapshot report what the next
 // call sees: a half-open breaker, whether or not the timer that ends the
 // period has run by then, counted in the generation, with one event of the

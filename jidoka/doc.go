@@ -53,7 +53,9 @@
 // Each guard is a tai.Guard, usable alone through its Do or in a tai
 // pipeline through tai.WithGuards; Breaker and Bulkhead are also
 // tai.TwoStepGuards (Allow, then done). Each is made by a constructor
-// that takes XxxOptions and returns an error naming a bad field.
+// that takes XxxOptions and returns an error naming a bad field. Given a
+// context that has already ended, each returns ctx.Err() and calls
+// nothing: not fn, and not a Fallback's Func.
 //
 //   - Timeout gives a call a deadline: its context ends after Duration,
 //     and an error it returns past the deadline becomes a *TimeoutError
@@ -130,10 +132,13 @@
 // and the call is not counted: a half-open probe gives its lease back.
 //
 // One that ends its goroutine with runtime.Goexit (t.FailNow in a test)
-// does not either: a Check doing so fails its check; a listener doing so
-// ends the call that was delivering to it, but the events after its own
-// are delivered before that goroutine ends; a Watchdog's callback runs on
-// a goroutine of its own, so the Goexit is logged and checks go on.
+// does not either: a Check doing so fails its check; the function given to
+// Breaker.Do or Execute, or the action under a breaker in a tai pipeline,
+// doing so did not succeed, and counts as a failure as a panic does (a
+// half-open probe gives its lease back); a listener doing so ends the call
+// that was delivering to it, but the events after its own are delivered
+// before that goroutine ends; a Watchdog's callback runs on a goroutine of
+// its own, so the Goexit is logged and checks go on.
 //
 // # Time
 //

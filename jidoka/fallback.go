@@ -17,17 +17,18 @@ type FallbackOptions struct {
 	// to Do has been canceled (a Retry inside the Fallback returns the
 	// last call's error when the caller cancels its wait, and an action
 	// may answer a cancellation with an error of its own); a deadline that
-	// passed is a failure to degrade from. A denial (tai.ErrDenied, as an
-	// action that asks another pipeline returns its *tai.DeniedError): a
-	// decision, not a failure, which a pipeline keeps as the outcome
-	// Denied. And a defect to fix, not a failure to degrade from: an
-	// invalid signal (tai.ErrInvalidSignal) or a panic, a *tai.PanicError
-	// or a *PanicError (a tai pipeline turns an action's panic into a
-	// *tai.PanicError, and the signal fails with it, as a panic goes on
-	// through Do alone). These are what Retryable does not retry either,
-	// but for ErrPermanent: a permanent failure may still be degraded
-	// from. A When of your own is asked about every error, whatever the
-	// context.
+	// passed while the call ran is a failure to degrade from (one that had
+	// passed before Do was called is not: see Do). A denial
+	// (tai.ErrDenied, as an action that asks another pipeline returns its
+	// *tai.DeniedError): a decision, not a failure, which a pipeline keeps
+	// as the outcome Denied. And a defect to fix, not a failure to degrade
+	// from: an invalid signal (tai.ErrInvalidSignal) or a panic, a
+	// *tai.PanicError or a *PanicError (a tai pipeline turns an action's
+	// panic into a *tai.PanicError, and the signal fails with it, as a
+	// panic goes on through Do alone). These are what Retryable does not
+	// retry either, but for ErrPermanent: a permanent failure may still be
+	// degraded from. A When of your own is asked about every error fn
+	// returns, whatever the context.
 	When func(err error) bool
 	// Func is what the error is replaced by: its result is what Do
 	// returns, nil to make the call a success. It gets the context of the
@@ -93,8 +94,14 @@ var errFallbackNotMade = errors.New("jidoka: Fallback not made by NewFallback")
 func (f *Fallback) Name() string { return f.name }
 
 // Do calls fn and returns its error, or Func's result for an error When
-// chooses.
+// chooses. When ctx is already done it returns ctx.Err() without calling
+// fn or Func, as the other guards do: no call was made, so there is no
+// failure to degrade from, and the caller has given up or has no time
+// left for an answer.
 func (f *Fallback) Do(ctx context.Context, fn func(context.Context) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if f.fn == nil {
 		return errFallbackNotMade
 	}

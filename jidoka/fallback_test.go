@@ -182,3 +182,45 @@ func TestFallbackDefaultKeepsPanics(t *testing.T) {
 	}, "with Do alone the panic goes on")
 	assert.False(t, called)
 }
+
+// Every guard's Do, given a context that has already ended, returns its
+// error and calls nothing: not fn, and not a Fallback's Func. A Fallback
+// called fn, and answered the deadline its caller had already passed with
+// Func, as if a call had been made and had failed; a pipeline does not run
+// its guards once the context has ended either.
+func TestGuardsOnAnEndedContextCallNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		funcCalled := false
+		fallback, err := jidoka.NewFallback(jidoka.FallbackOptions{Func: func(context.Context, error) error { funcCalled = true; return nil }})
+		require.NoError(t, err)
+		timeout, err := jidoka.NewTimeout(jidoka.TimeoutOptions{Duration: time.Second})
+		require.NoError(t, err)
+		retry, err := jidoka.NewRetry(jidoka.RetryOptions{MaxAttempts: 3})
+		require.NoError(t, err)
+		bulkhead, err := jidoka.NewBulkhead(jidoka.BulkheadOptions{MaxConcurrent: 1})
+		require.NoError(t, err)
+		hedge, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: time.Second})
+		require.NoError(t, err)
+		breaker, err := jidoka.NewBreaker(jidoka.BreakerOptions{ConsecutiveFailures: 1})
+		require.NoError(t, err)
+		guards := map[string]tai.Guard{
+			"Fallback": fallback, "Timeout": timeout, "Retry": retry,
+			"Bulkhead": bulkhead, "Hedge": hedge, "Breaker": breaker,
+		}
+
+		canceled, cancel := context.WithCancel(context.Background())
+		cancel()
+		expired, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+		defer cancel()
+		for name, g := range guards {
+			for _, ctx := range []context.Context{canceled, expired} {
+				called := false
+				err := g.Do(ctx, func(context.Context) error { called = true; return errFlaky })
+				assert.Equal(t, ctx.Err(), err, "%s: the context's error", name)
+				assert.False(t, called, "%s called fn on a context that had ended (%v)", name, ctx.Err())
+			}
+		}
+		assert.False(t, funcCalled, "the Fallback's Func answered a call that was not made")
+		assert.Equal(t, jidoka.StateClosed, breaker.State())
+	})
+}

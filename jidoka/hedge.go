@@ -180,6 +180,10 @@ func (h *Hedge) Do(ctx context.Context, fn func(context.Context) error) error {
 	// goroutine.
 	r := &hedging{h: h, ctx: ctx, fn: fn, delay: delay}
 	now := h.waiting.Since()
+	// now+delay wraps only for a Delay near the longest Duration (the
+	// quantile stays under about 25 days), which every call then waits:
+	// harmless, as the timer waits At minus the time, which the wrap
+	// leaves exact, and every deadline of the Hedge is centuries away.
 	r.begin, r.links.At = now, now+delay
 	pctx, cancel := context.WithCancel(ctx)
 	r.cancels[0], r.started = cancel, 1

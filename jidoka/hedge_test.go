@@ -100,6 +100,42 @@ func TestHedgeTiming(t *testing.T) {
 	})
 }
 
+// A Delay too long to add to the time the Hedge has run, as "never hedge
+// by time" might be written, is the farthest time there is, as a
+// Timeout's Duration is: the sum overflowed to a deadline in the past, and
+// the hedge started at once.
+func TestHedgeLongestDelayStartsNoHedge(t *testing.T) {
+	for name, opts := range map[string]jidoka.HedgeOptions{
+		"Delay":    {Delay: math.MaxInt64, MaxHedges: 2},
+		"Quantile": {Delay: math.MaxInt64 - 1, Quantile: 0.9, Samples: 1, Window: 2, MaxHedges: 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h, err := jidoka.NewHedge(opts)
+				require.NoError(t, err)
+				time.Sleep(time.Second) // the Hedge has run a while
+				for range 3 {           // with a quantile, the later calls know a latency
+					var calls atomic.Int32
+					start := time.Now()
+					err = h.Do(context.Background(), func(ctx context.Context) error {
+						calls.Add(1)
+						select {
+						case <-ctx.Done():
+							return ctx.Err()
+						case <-time.After(time.Hour):
+							return nil
+						}
+					})
+					require.NoError(t, err)
+					assert.Equal(t, int32(1), calls.Load(), "no hedge was started")
+					assert.Equal(t, time.Hour, time.Since(start))
+				}
+				assert.GreaterOrEqual(t, h.Delay(), time.Duration(math.MaxInt64-1))
+			})
+		})
+	}
+}
+
 func TestHedgeFailureIsNotHedged(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h, err := jidoka.NewHedge(jidoka.HedgeOptions{Delay: time.Second})
