@@ -11,6 +11,9 @@
 //		})
 //	}
 //
+// TestStore runs the same suite without a *testing.T, and returns what it
+// found as an error, as testing/fstest.TestFS does.
+//
 // The suite calls Take with explicit times, so a store must decide at the
 // time it is given (a Redis store reading the server's clock must be
 // configured not to, for the suite). Every subtest asks newStore for a fresh
@@ -42,6 +45,16 @@ func Run(t *testing.T, newStore func(t *testing.T) heijunka.Store) {
 	}
 }
 
+// tb is what a case of the suite needs of the test running it: a
+// *testing.T under Run, a checker under TestStore.
+type tb interface {
+	Helper()
+	Name() string
+	Error(args ...any)
+	Errorf(format string, args ...any)
+	FailNow()
+}
+
 // base is a fixed instant with whole microseconds, so stores of any time
 // resolution down to a microsecond agree exactly.
 var base = time.Unix(1_900_000_000, 0)
@@ -56,7 +69,7 @@ const interval = 10 * time.Second
 
 var cases = []struct {
 	name string
-	run  func(t *testing.T, s heijunka.Store)
+	run  func(t tb, s heijunka.Store)
 }{
 	{"StartsFull", testStartsFull},
 	{"Refills", testRefills},
@@ -75,16 +88,16 @@ var cases = []struct {
 	{"OneScheduleWhateverTheLimit", testLimitChanged},
 }
 
-func key(t *testing.T, k string) string { return t.Name() + "/" + k }
+func key(t tb, k string) string { return t.Name() + "/" + k }
 
-func take(t *testing.T, s heijunka.Store, k string, l heijunka.Limit, now time.Time, n int) heijunka.Decision {
+func take(t tb, s heijunka.Store, k string, l heijunka.Limit, now time.Time, n int) heijunka.Decision {
 	t.Helper()
 	d, err := s.Take(context.Background(), k, l, now, n)
 	require.NoError(t, err)
 	return d
 }
 
-func testStartsFull(t *testing.T, s heijunka.Store) {
+func testStartsFull(t tb, s heijunka.Store) {
 	k := key(t, "a")
 	for i := range sixPerMinute.Burst {
 		d := take(t, s, k, sixPerMinute, base, 1)
@@ -102,7 +115,7 @@ func testStartsFull(t *testing.T, s heijunka.Store) {
 	assert.Equal(t, 5*interval, d.ResetAfter)
 }
 
-func testRefills(t *testing.T, s heijunka.Store) {
+func testRefills(t tb, s heijunka.Store) {
 	k := key(t, "a")
 	for range sixPerMinute.Burst {
 		require.True(t, take(t, s, k, sixPerMinute, base, 1).Allowed)
@@ -122,7 +135,7 @@ func testRefills(t *testing.T, s heijunka.Store) {
 	assert.Equal(t, 0, d.Remaining)
 }
 
-func testDeniedRecordsNothing(t *testing.T, s heijunka.Store) {
+func testDeniedRecordsNothing(t tb, s heijunka.Store) {
 	k := key(t, "a")
 	for range sixPerMinute.Burst {
 		require.True(t, take(t, s, k, sixPerMinute, base, 1).Allowed)
@@ -134,7 +147,7 @@ func testDeniedRecordsNothing(t *testing.T, s heijunka.Store) {
 	require.True(t, take(t, s, k, sixPerMinute, base.Add(interval), 1).Allowed)
 }
 
-func testMoreThanBurst(t *testing.T, s heijunka.Store) {
+func testMoreThanBurst(t tb, s heijunka.Store) {
 	k := key(t, "a")
 	d := take(t, s, k, sixPerMinute, base, sixPerMinute.Burst+1)
 	assert.False(t, d.Allowed)
@@ -150,7 +163,7 @@ func testMoreThanBurst(t *testing.T, s heijunka.Store) {
 	assert.True(t, d.Allowed, "a whole burst still fits")
 }
 
-func testZeroEvents(t *testing.T, s heijunka.Store) {
+func testZeroEvents(t tb, s heijunka.Store) {
 	k := key(t, "a")
 	d := take(t, s, k, sixPerMinute, base, 0)
 	assert.True(t, d.Allowed)
@@ -165,7 +178,7 @@ func testZeroEvents(t *testing.T, s heijunka.Store) {
 	assert.True(t, d.Allowed, "n = 0 took nothing")
 }
 
-func testBatch(t *testing.T, s heijunka.Store) {
+func testBatch(t tb, s heijunka.Store) {
 	k := key(t, "a")
 	d := take(t, s, k, sixPerMinute, base, 3)
 	require.True(t, d.Allowed)
@@ -176,7 +189,7 @@ func testBatch(t *testing.T, s heijunka.Store) {
 	assert.Equal(t, interval, d.RetryAfter, "the third event needs one interval")
 }
 
-func testKeysIndependent(t *testing.T, s heijunka.Store) {
+func testKeysIndependent(t tb, s heijunka.Store) {
 	a, b := key(t, "a"), key(t, "b")
 	require.True(t, take(t, s, a, sixPerMinute, base, sixPerMinute.Burst).Allowed)
 	require.False(t, take(t, s, a, sixPerMinute, base, 1).Allowed)
@@ -188,7 +201,7 @@ func testKeysIndependent(t *testing.T, s heijunka.Store) {
 	}
 }
 
-func testReset(t *testing.T, s heijunka.Store) {
+func testReset(t tb, s heijunka.Store) {
 	k := key(t, "a")
 	require.True(t, take(t, s, k, sixPerMinute, base, sixPerMinute.Burst).Allowed)
 	require.False(t, take(t, s, k, sixPerMinute, base, 1).Allowed)
@@ -197,7 +210,7 @@ func testReset(t *testing.T, s heijunka.Store) {
 	require.NoError(t, s.Reset(context.Background(), key(t, "never-seen")))
 }
 
-func testUnlimitedAndClosed(t *testing.T, s heijunka.Store) {
+func testUnlimitedAndClosed(t tb, s heijunka.Store) {
 	k := key(t, "a")
 	for range 1000 {
 		d := take(t, s, k, heijunka.Unlimited(), base, 1000)
@@ -217,7 +230,7 @@ func testUnlimitedAndClosed(t *testing.T, s heijunka.Store) {
 		"unlimited and closed decisions record nothing")
 }
 
-func testInvalid(t *testing.T, s heijunka.Store) {
+func testInvalid(t tb, s heijunka.Store) {
 	ctx := context.Background()
 	k := key(t, "a")
 	for _, l := range []heijunka.Limit{
@@ -236,7 +249,7 @@ func testInvalid(t *testing.T, s heijunka.Store) {
 	assert.True(t, take(t, s, k, sixPerMinute, base, sixPerMinute.Burst).Allowed, "errors recorded nothing")
 }
 
-func testFreshAfterQuiet(t *testing.T, s heijunka.Store) {
+func testFreshAfterQuiet(t tb, s heijunka.Store) {
 	k := key(t, "a")
 	require.True(t, take(t, s, k, sixPerMinute, base, sixPerMinute.Burst).Allowed)
 	d := take(t, s, k, sixPerMinute, base.Add(time.Hour), 0)
@@ -253,7 +266,7 @@ func testFreshAfterQuiet(t *testing.T, s heijunka.Store) {
 	require.False(t, take(t, s, k, sixPerMinute, years, 1).Allowed)
 }
 
-func testTimeGoingBack(t *testing.T, s heijunka.Store) {
+func testTimeGoingBack(t tb, s heijunka.Store) {
 	k := key(t, "a")
 	require.True(t, take(t, s, k, sixPerMinute, base, sixPerMinute.Burst).Allowed)
 	earlier := base.Add(-time.Minute)
@@ -265,7 +278,7 @@ func testTimeGoingBack(t *testing.T, s heijunka.Store) {
 // testWindowBound drives a key with a pseudo-random sequence of requests
 // and checks the defining property: over any window of length w no more
 // than Burst + Rate·w events pass.
-func testWindowBound(t *testing.T, s heijunka.Store) {
+func testWindowBound(t tb, s heijunka.Store) {
 	k := key(t, "a")
 	var admitted []time.Time
 	now := base
@@ -296,7 +309,7 @@ func testWindowBound(t *testing.T, s heijunka.Store) {
 // part of a key's state: a key has one schedule whatever the Limit it is
 // decided under, so one store serves any number of limits, and a
 // Keyed.SetLimit keeps each key's schedule as it is.
-func testLimitChanged(t *testing.T, s heijunka.Store) {
+func testLimitChanged(t tb, s heijunka.Store) {
 	k := key(t, "a")
 	slow := heijunka.Limit{Rate: sixPerMinute.Rate / 10, Burst: 2} // 10 intervals between events
 	require.True(t, take(t, s, k, sixPerMinute, base, sixPerMinute.Burst).Allowed)
@@ -331,13 +344,21 @@ func testLimitChanged(t *testing.T, s heijunka.Store) {
 	assert.True(t, take(t, s, b, sixPerMinute, base, 3).Allowed, "fast burst 5")
 }
 
-func testConcurrent(t *testing.T, s heijunka.Store) {
+func testConcurrent(t tb, s heijunka.Store) {
 	k := key(t, "a")
 	limit := heijunka.Limit{Rate: 1, Burst: 50}
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
+			// A store that panics here fails the case: nothing else
+			// could recover the panic, and it would end the program
+			// that called TestStore.
+			defer func() {
+				if v := recover(); v != nil {
+					t.Errorf("goroutine %d: panic: %v", g, v)
+				}
+			}()
 			for range 20 {
 				d, err := s.Take(context.Background(), k, limit, base, 1)
 				if err != nil {

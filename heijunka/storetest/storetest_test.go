@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -145,4 +146,40 @@ func TestRunFailsMutants(t *testing.T) {
 			assert.Contains(t, string(out), "--- FAIL: TestRunMutant/", "the suite itself, not the mutant's setup, fails:\n%s", out)
 		})
 	}
+}
+
+// TestStore fails each mutant store too, in the process that calls it, and
+// names in its first line the cases that failed.
+func TestTestStoreFailsMutants(t *testing.T) {
+	for name, newStore := range mutants {
+		t.Run(name, func(t *testing.T) {
+			err := storetest.TestStore(func() (heijunka.Store, error) { return newStore(), nil })
+			require.Error(t, err, "the suite passed the mutant store")
+			summary, details, _ := strings.Cut(err.Error(), "\n")
+			assert.Regexp(t, `^storetest: \d+ of \d+ cases failed: \w+`, summary)
+			assert.Contains(t, details, "--- ")
+		})
+	}
+}
+
+// A store newStore cannot make, or one that panics, fails every case, on
+// whatever goroutine of the suite it panics, and TestStore returns.
+func TestTestStoreFailsAStoreItCannotUse(t *testing.T) {
+	down := errors.New("connection refused")
+	err := storetest.TestStore(func() (heijunka.Store, error) { return nil, down })
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "storetest: 15 of 15 cases failed: StartsFull, Refills,")
+	assert.Contains(t, err.Error(), "newStore: connection refused")
+
+	err = storetest.TestStore(func() (heijunka.Store, error) { return panicking{}, nil })
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "storetest: 15 of 15 cases failed:")
+	assert.Contains(t, err.Error(), "ConcurrentAtOneInstant")
+	assert.Contains(t, err.Error(), "panic: store exploded")
+}
+
+type panicking struct{ heijunka.Store }
+
+func (panicking) Take(context.Context, string, heijunka.Limit, time.Time, int) (heijunka.Decision, error) {
+	panic("store exploded")
 }
