@@ -231,7 +231,7 @@ func auditVerify(path string, opts kaizen.VerifyOptions, files []string, stdin i
 	var ie *inputError
 	switch {
 	case err == nil:
-		if _, err := fmt.Fprintf(stdout, "ok: %d lines in %d %s; last hash %s\n", sum.Lines, len(files), plural(len(files), "file"), sum.Last); err != nil {
+		if _, err := fmt.Fprintf(stdout, "ok: %d %s in %d %s; last hash %s\n", sum.Lines, plural(sum.Lines, "line"), len(files), plural(len(files), "file"), sum.Last); err != nil {
 			// The last hash is what a script keeps: without it the
 			// command did not do its job.
 			fmt.Fprintf(stderr, "%s: writing the result: %v\n", path, err)
@@ -350,7 +350,7 @@ func keyNewlineHint(file string, opts kaizen.VerifyOptions) string {
 }
 
 // plural returns word, with an s unless n is 1.
-func plural(n int, word string) string {
+func plural[N int | uint64](n N, word string) string {
 	if n == 1 {
 		return word
 	}

@@ -86,9 +86,12 @@ func TestAuditVerify(t *testing.T) {
 	raw, err := os.ReadFile(f.one)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(again, raw, 0o600))
+	oneLine := filepath.Join(f.dir, "one-line.jsonl")
+	lastOfOneLine := writeTrail(t, oneLine, kaizen.AuditOptions{Key: testKey}, 1)
 
 	runCLICases(t, []cliCase{
 		{"one file", slices.Concat(keyed, []string{f.one}), 0, "ok: 3 lines in 1 file; last hash " + f.last1 + "\n", ""},
+		{"one line", slices.Concat(keyed, []string{oneLine}), 0, "ok: 1 line in 1 file; last hash " + lastOfOneLine + "\n", ""},
 		{"a chain of files", slices.Concat(keyed, []string{f.one, f.two}), 0, "ok: 5 lines in 2 files; last hash " + f.last2 + "\n", ""},
 		{"the later file from its genesis", slices.Concat(keyed, []string{"-genesis", f.last1, f.two}), 0, "ok: 2 lines in 1 file; last hash " + f.last2 + "\n", ""},
 		{"the published hash is there", slices.Concat(keyed, []string{"-expect", f.last1, f.one, f.two}), 0, "ok: 5 lines in 2 files; last hash " + f.last2 + "\n", ""},
@@ -421,7 +424,7 @@ func TestAuditVerifyStandardInputIsNoSeries(t *testing.T) {
 
 	code, stdout, stderr := runCLIWithStdin(strings.NewReader(string(last)), "audit", "verify", "-key-file", key, "-genesis", lastHash(first), "-")
 	assert.Equal(t, 0, code, stderr)
-	assert.Equal(t, "ok: 1 lines in 1 file; last hash "+lastHash(whole)+"\n", stdout, "the last hash of the whole series")
+	assert.Equal(t, "ok: 1 line in 1 file; last hash "+lastHash(whole)+"\n", stdout, "the last hash of the whole series")
 
 	code, stdout, stderr = runCLIWithStdin(strings.NewReader(string(last)), "audit", "verify", "-key-file", key, files[0], "-")
 	assert.Equal(t, 2, code)

@@ -231,8 +231,8 @@ func backtest(path, rules string, audits []string, opts taicel.BacktestOptions, 
 	}
 	switch {
 	case rep.Replayed == 0 && rep.Errors == 0:
-		fmt.Fprintf(stderr, "%s: no decision of %s to replay: %d lines read, %d without inputs, %d of other kinds or policies\n",
-			path, replayedFilter(rep), rep.Read, rep.Skipped, rep.Filtered)
+		fmt.Fprintf(stderr, "%s: no decision of %s to replay: %d %s read, %d without inputs, %d of other kinds or policies\n",
+			path, replayedFilter(rep), rep.Read, plural(rep.Read, "line"), rep.Skipped, rep.Filtered)
 		return exitUsage
 	case rep.Changed > 0 || rep.Errors > 0:
 		return exitProblem

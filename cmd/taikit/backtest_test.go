@@ -506,6 +506,11 @@ func TestBacktestReadsStandardInput(t *testing.T) {
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, `no decision of policy "fraud" to replay: 0 lines read`, "nothing on it")
 
+	firstLine, _, _ := strings.Cut(string(a), "\n")
+	code, _, stderr = runCLIWithStdin(strings.NewReader(firstLine+"\n"), "backtest", "-rules", f.cand, "-audit", "-", "-kind", "refund")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, `no decision of kind "refund" in policy "fraud" to replay: 1 line read, 0 without inputs, 1 of other kinds or policies`)
+
 	for _, c := range []stdinCase{
 		{"with another -audit", strings.NewReader(both), []string{"backtest", "-rules", f.cand, "-audit", "-", "-audit", f.trailA}, 2, "",
 			"-audit - (the standard input) is given with another -audit: it is then the only one"},

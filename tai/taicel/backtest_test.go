@@ -1082,3 +1082,10 @@ func TestBacktestTrailErrorNamesTheLine(t *testing.T) {
 		})
 	}
 }
+
+// A count of one reads in the singular: "1 line", "1 error".
+func TestReportTextSingular(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, (&taicel.Report{Policy: "fraud", Read: 1, Errors: 1}).WriteText(&out))
+	assert.Contains(t, out.String(), "\n1 line: 0 replayed, 0 without inputs, 0 of other kinds or policies, 1 error\n")
+}

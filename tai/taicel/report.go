@@ -306,8 +306,8 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Kind != "" {
 		p(", kind %q", r.Kind)
 	}
-	p("\n%d lines: %d replayed, %d without inputs, %d of other kinds or policies, %d errors\n",
-		r.Read, r.Replayed, r.Skipped, r.Filtered, r.Errors)
+	p("\n%d %s: %d replayed, %d without inputs, %d of other kinds or policies, %d %s\n",
+		r.Read, plural(r.Read, "line"), r.Replayed, r.Skipped, r.Filtered, r.Errors, plural(r.Errors, "error"))
 	p("changed verdicts: %d of %d (%s)", r.Changed, r.Replayed, percent(r.Changed, r.Replayed))
 	if r.Amount != "" {
 		var total float64
@@ -394,6 +394,14 @@ func spaced(s string) string {
 		return ""
 	}
 	return " " + s
+}
+
+// plural returns word, with an s unless n is 1.
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }
 
 func percent(n, of int) string {
