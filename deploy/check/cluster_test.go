@@ -284,7 +284,7 @@ func TestServicesOnTheNATSCluster(t *testing.T) {
 	got := streams(t, monitors)
 	for _, s := range []string{
 		"KV_payments", "KV_payment_idempotency", "KV_payment_audit_heads", "PAYMENT_CONFIRMATIONS", "PAYMENT_CONFIRMATIONS_DEAD",
-		"KV_deployments", "KV_deploy_locks", "KV_deploy_stable", "KV_deploy_control", "DEPLOYMENTS", "DEPLOYMENTS_DEAD",
+		"KV_deployments", "KV_deploy_locks", "KV_deploy_stable", "KV_deploy_capacity", "KV_deploy_control", "DEPLOYMENTS", "DEPLOYMENTS_DEAD",
 	} {
 		replicas, ok := got[s]
 		if assert.True(t, ok, "stream %s is on the cluster (it has %v)", s, slices.Sorted(func(yield func(string) bool) {

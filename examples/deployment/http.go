@@ -507,8 +507,8 @@ var listParams = []string{"service", "region", "status", "limit", "offset"}
 // newest first.
 func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 	// A pair that does not parse (a bad escape, a semicolon), which
-	// URL.Query drops, a parameter given twice, or one the list does not
-	// have, is refused: leaving out the filter it held, taking the first
+	// URL.Query drops, a parameter given twice or with no value, or one
+	// the list does not have, is refused: leaving out the filter it held, taking the first
 	// of two filters, or none for a misspelt one, would answer a list the
 	// client did not ask for, without a word.
 	q, err := url.ParseQuery(r.URL.RawQuery)
@@ -523,6 +523,12 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 		}
 		if n := len(q[name]); n > 1 {
 			httpapi.WriteError(w, httpapi.Invalid(name, "query parameter %q is given %d times; give it once", name, n))
+			return
+		}
+		// An empty value (?limit=, or ?status=$STATUS with the variable
+		// unset) is refused rather than taken as not given.
+		if q.Get(name) == "" {
+			httpapi.WriteError(w, httpapi.Invalid(name, "query parameter %q is empty; give a value or leave it out", name))
 			return
 		}
 	}

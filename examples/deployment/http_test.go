@@ -212,6 +212,29 @@ func TestListRefusesRepeatedAndUnknownParameters(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.Code, "%s", r.Body)
 }
 
+// TestListRefusesEmptyParameters: a parameter given with no value
+// (?limit=, ?status=) is a 400 naming it. It counted as not given: the
+// first page of 50 or every deployment answered for a client whose
+// variable was unset (?status=$STATUS), without a word.
+func TestListRefusesEmptyParameters(t *testing.T) {
+	ts := startService(t, fastArgs...)
+	for query, want := range map[string]string{
+		"limit=":               `query parameter "limit" is empty; give a value or leave it out`,
+		"offset=":              `query parameter "offset" is empty; give a value or leave it out`,
+		"service=":             `query parameter "service" is empty; give a value or leave it out`,
+		"region=":              `query parameter "region" is empty; give a value or leave it out`,
+		"status=":              `query parameter "status" is empty; give a value or leave it out`,
+		"service=orders&limit": `query parameter "limit" is empty; give a value or leave it out`,
+	} {
+		r := do(t, "GET", ts.URL+"/deployments?"+query, nil)
+		require.Equal(t, http.StatusBadRequest, r.Code, "%s: %s", query, r.Body)
+		e := r.errorBody(t)
+		assert.Equal(t, want, e["message"], query)
+		assert.Equal(t, "invalid_request", e["code"], query)
+		assert.Contains(t, want, `"`+e["field"].(string)+`"`, query)
+	}
+}
+
 // TestErrorsQuoteWholeCharacters: a long value an error message quotes
 // is shortened between characters; it was cut within one, and the
 // message named a byte the client never sent ("\xc3").

@@ -78,8 +78,11 @@ type rollout struct {
 	stage    int // index of the stage in progress in the plan; -1 before the first
 	st       plannedStage
 	since    time.Time // when the stage began
-	paused   bool
-	passed   int // conclusive passing samples since the stage began
+	// decided is set once the stage in progress has its verdict: a
+	// health sample that answers after it is late (see check).
+	decided bool
+	paused  bool
+	passed  int // conclusive passing samples since the stage began
 	// lastFailed is the stage's last failing analysis (reason "" if
 	// none): too few in a row for -fail-after, it is why the stage fails
 	// at its limit without a passing sample.
@@ -649,7 +652,7 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 		}
 		start := time.Now()
 		r.mu.Lock()
-		r.stage, r.st, r.since, r.passed, r.lastFailed = i, st, start, 0, failure{}
+		r.stage, r.st, r.since, r.passed, r.lastFailed, r.decided = i, st, start, 0, failure{}, false
 		r.mu.Unlock()
 		if err := r.update(ctx, func(d *Deployment, rr *RegionResult) {
 			rr.Stage, rr.Percent = st.name, st.percent
@@ -664,6 +667,9 @@ func (s *Service) rollOut(ctx context.Context, sig tai.Signal[*rollout]) (string
 		r.mu.Unlock()
 		var at time.Time
 		verdict, reason, at = r.bake(ctx, st)
+		r.mu.Lock()
+		r.decided = true
+		r.mu.Unlock()
 		span.SetAttributes(attribute.String("deployment.verdict", verdict))
 		if verdict == "failed" || verdict == "aborted" {
 			span.SetStatus(codes.Error, reason)
@@ -935,6 +941,9 @@ func (r *rollout) bake(ctx context.Context, st plannedStage) (verdict, reason st
 			}
 			r.mu.Lock()
 			passed, lastFailed := r.passed, r.lastFailed
+			// Decided with the samples read: one that answers from now
+			// on is late, and neither joins the stage nor fails it.
+			r.decided = passed > 0
 			r.mu.Unlock()
 			if passed > 0 {
 				if f, ok := r.failedNow(); ok {
@@ -1133,11 +1142,21 @@ func (r *rollout) check(ctx context.Context) error {
 		}
 	}
 	r.mu.Lock()
-	// A sample begun before the stage changed speaks for the stage before.
-	if hs.Verdict == "passed" && r.stage == stage {
+	// A sample begun in a stage that has had its verdict since (the
+	// stage passed, was promoted or failed, and the next may have begun)
+	// is late: it speaks for a stage decided without it, so it is not
+	// added to that stage's record, counted for the stage in progress,
+	// nor taken as a failure of it.
+	if r.stage != stage || r.decided {
+		r.mu.Unlock()
+		aspan.SetAttributes(attribute.String("deployment.analysis.verdict", hs.Verdict), attribute.Bool("deployment.analysis.late", true))
+		r.s.log.Info("health sample answered after its stage ended; left out", "deployment_id", r.d.ID, "region", r.region, "verdict", hs.Verdict, "reason", hs.Reason)
+		return nil
+	}
+	if hs.Verdict == "passed" {
 		r.passed++
 	}
-	if hs.Verdict == "failed" && r.stage == stage {
+	if hs.Verdict == "failed" {
 		r.lastFailed = failure{reason: hs.Reason, at: sampled}
 	}
 	// A sample without readings (the source's error) keeps the error

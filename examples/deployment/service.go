@@ -225,6 +225,7 @@ func newService(ctx context.Context, cfg Config, log *slog.Logger, lock *datadir
 	if s.prereqRules == nil {
 		prerequisites = s.prerequisites()
 	}
+	prerequisites = capacityReserved{s: s, inner: prerequisites}
 	if s.pipeline, err = tai.New[*rollout, string](prerequisites, tai.ActionFunc[*rollout, string](s.rollOut),
 		// The alert rules and the metrics count outcomes: an attempt
 		// that failed with an error is counted apart (see outcomes).
@@ -557,6 +558,11 @@ func (s *Service) runJob(ctx context.Context, m kanban.Delivery[Job]) error {
 				return err
 			}
 		}
+	}
+	if terminal(r.status()) {
+		// The region has ended: the capacity its rollout reserved is
+		// free again (see reserveCapacity).
+		s.releaseCapacity(ctx, r)
 	}
 	return s.continueWave(ctx, r, again, m.Attempt >= jobAttempts && ctx.Err() == nil)
 }

@@ -24,12 +24,14 @@ import (
 //     there, so a second one is refused (409) on any replica;
 //   - deploy_stable: "service.region" → the version serving there, the one
 //     a rollback returns to;
+//   - deploy_capacity: region → the capacity reserved there by the region
+//     rollouts in progress (see Reservation);
 //   - deploy_control: a deployment's pending command (abort, promote,
 //     resume), and the cord. A command dropped at its deployment's end
 //     leaves a marker, which a sweep removes an hour later
 //     (DropCommandMarkers).
 type Store struct {
-	deployments, locks, stable, control jetstream.KeyValue
+	deployments, locks, stable, control, capacity jetstream.KeyValue
 	// controlStream is the control bucket's stream: DropCommands removes
 	// an end of the commands from it without a trace.
 	controlStream jetstream.Stream
@@ -83,6 +85,9 @@ func openStore(ctx context.Context, js jetstream.JetStream, more []jetstream.Jet
 		return nil, err
 	}
 	if s.stable, err = open(jetstream.KeyValueConfig{Bucket: "deploy_stable", MaxBytes: 64 << 20}); err != nil {
+		return nil, err
+	}
+	if s.capacity, err = open(jetstream.KeyValueConfig{Bucket: "deploy_capacity", MaxBytes: 64 << 20}); err != nil {
 		return nil, err
 	}
 	if s.control, err = open(jetstream.KeyValueConfig{Bucket: "deploy_control", MaxBytes: 64 << 20, History: 1}); err != nil {
