@@ -3,6 +3,7 @@ package kaizen_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -79,4 +80,85 @@ func TestAuditAwkwardValuesVerify(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(len(awkward)), sum.Lines)
 	assert.Error(t, kaizen.VerifyAudit(bytes.NewReader(buf.Bytes())), "keyed lines need the key")
+}
+
+// TestStatsAfterAGapOfAWindowOrMore: as in a time-based sliding window,
+// the signals of a window leave the current period once a window has
+// passed, and the previous one once two have; rates, latencies and
+// throughput of the emptied periods are zero (not NaN: the snapshot
+// still encodes), their trends Unknown; and a signal long after, in the
+// slot that once held them, is counted alone.
+func TestStatsAfterAGapOfAWindowOrMore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := kaizen.NewStats(kaizen.StatsOptions{Windows: []time.Duration{time.Minute}, Resolution: 6})
+		require.NoError(t, err)
+		ctx := context.Background()
+		time.Sleep(time.Second)
+		for _, o := range []tai.Outcome{tai.Failed, tai.Failed, tai.Failed, tai.Succeeded} {
+			s.Observe(ctx, rec("k", o, tai.Allow, time.Now(), time.Second))
+		}
+		read := func() kaizen.WindowStats {
+			w, ok := s.Window("k", time.Minute)
+			require.True(t, ok)
+			_, err := json.Marshal(s.Snapshot())
+			require.NoError(t, err)
+			return w
+		}
+		empty := func(p kaizen.Period, what string) {
+			assert.Zero(t, p.Total, what)
+			assert.Zero(t, p.ErrorRate, what)
+			assert.Zero(t, p.Throughput, what)
+			assert.Zero(t, p.P99, what)
+			assert.Zero(t, p.Quantile(0.5), what)
+		}
+		w := read()
+		assert.Equal(t, 0.75, w.Current.ErrorRate)
+
+		time.Sleep(time.Minute)
+		w = read()
+		empty(w.Current, "a window later, current")
+		assert.Equal(t, uint64(4), w.Previous.Total, "a window later, previous")
+		assert.Equal(t, 0.75, w.Previous.ErrorRate)
+		assert.Equal(t, kaizen.Unknown, w.Trend.ErrorRate.Direction)
+
+		time.Sleep(time.Minute)
+		w = read()
+		empty(w.Current, "two windows later, current")
+		empty(w.Previous, "two windows later, previous")
+		assert.Equal(t, kaizen.Unknown, w.Trend.P99.Direction)
+
+		time.Sleep(98 * time.Minute) // 50 rings later: the slot of the first signals
+		s.Observe(ctx, rec("k", tai.Succeeded, tai.Allow, time.Now(), time.Millisecond))
+		w = read()
+		assert.Equal(t, kaizen.OutcomeCounts{Succeeded: 1}, w.Current.Outcomes)
+		assert.Equal(t, time.Millisecond, w.Current.Max)
+		empty(w.Previous, "long after, previous")
+	})
+}
+
+// TestAuditKeyOfAnyLengthVerifies: an HMAC key of the shortest length
+// accepted, of the hash's block size, longer than the block (which
+// HMAC hashes first) and of the most a key file holds writes a trail
+// that verifies with it, and not with a key one byte different.
+func TestAuditKeyOfAnyLengthVerifies(t *testing.T) {
+	for _, n := range []int{kaizen.MinAuditKeyLen, 64, 65, 1000, kaizen.MaxAuditKeyFile} {
+		key := bytes.Repeat([]byte{byte(n)}, n)
+		var buf bytes.Buffer
+		a, err := kaizen.NewAudit(&buf, kaizen.AuditOptions{Key: key})
+		require.NoError(t, err)
+		for _, id := range []string{"1", "2"} {
+			a.Observe(context.Background(), tai.Record{ID: id, Kind: "k", Outcome: tai.Succeeded})
+		}
+		require.NoError(t, a.Shutdown(context.Background()))
+		sum, err := kaizen.VerifyAuditWith(bytes.NewReader(buf.Bytes()), kaizen.VerifyOptions{Key: key})
+		require.NoError(t, err, "%d bytes", n)
+		assert.Equal(t, uint64(2), sum.Lines)
+		other := bytes.Clone(key)
+		other[n-1]++
+		_, err = kaizen.VerifyAuditWith(bytes.NewReader(buf.Bytes()), kaizen.VerifyOptions{Key: other})
+		var ae *kaizen.AuditError
+		require.ErrorAs(t, err, &ae, "%d bytes", n)
+		assert.Equal(t, 1, ae.Line)
+		assert.Contains(t, ae.Reason, "the key is wrong")
+	}
 }

@@ -81,8 +81,9 @@ type Period struct {
 	// thousand.
 	Throughput float64
 
-	// Latencies of whole signals (Record.Duration). Quantiles are within
-	// 0.4% of the exact value; Min, Max and Mean are exact.
+	// Latencies of whole signals (Record.Duration; a negative one counts
+	// as zero). Quantiles are within 0.4% of the exact value; Min, Max
+	// and Mean are exact.
 	P50, P90, P99  time.Duration
 	Min, Max, Mean time.Duration
 
