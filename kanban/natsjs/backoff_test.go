@@ -33,9 +33,14 @@ func TestLeasesWithinTheDurablesBackOff(t *testing.T) {
 		backOff []time.Duration
 		naks    int // deliveries made, and handed back, before Consume's
 	}{
-		{"shortest first", "worker", []time.Duration{300 * time.Millisecond, 1500 * time.Millisecond}, 0},
-		{"shortest later", "worker", []time.Duration{1500 * time.Millisecond, 300 * time.Millisecond}, 1},
-		{"updated", "admin", []time.Duration{1500 * time.Millisecond, 300 * time.Millisecond}, 1},
+		// The leases are extended a third of the shortest entry apart,
+		// and the two thirds left are what a loaded machine has to get
+		// each extension to the server: a second here. An entry of 300ms
+		// left 200ms, and one of 1s left 667ms; a busy machine exceeded
+		// both, and the message came again while it was handled.
+		{"shortest first", "worker", []time.Duration{1500 * time.Millisecond, 5 * time.Second}, 0},
+		{"shortest later", "worker", []time.Duration{5 * time.Second, 1500 * time.Millisecond}, 1},
+		{"updated", "admin", []time.Duration{5 * time.Second, 1500 * time.Millisecond}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := startUsersServer(t, user("admin"), user("worker", workerPerms...))
@@ -67,9 +72,8 @@ func TestLeasesWithinTheDurablesBackOff(t *testing.T) {
 				require.NoError(t, m.Nak())
 			}
 
-			// A second's handling is more than three of the shortest
-			// BackOff.
-			got := attemptsHandledFor(t, q, time.Second)
+			// Handling for 3.5s is more than twice the shortest BackOff.
+			got := attemptsHandledFor(t, q, 3500*time.Millisecond)
 			assert.Equal(t, []int{tc.naks + 1}, got, "delivered again while handled")
 			if tc.user == "admin" {
 				info, err := cons.Info(ctx)

@@ -140,16 +140,21 @@ func TestConsumeNotPermittedToPull(t *testing.T) {
 func TestWorkerExtendsLeasesByTheDurablesAckWait(t *testing.T) {
 	ns := startUsersServer(t, user("admin"), user("worker", workerPerms...))
 	ctx := context.Background()
+	// The worker extends its leases a third of the durable's AckWait
+	// apart, and the two thirds left are what a loaded machine has to
+	// get each extension to the server: a second here. An AckWait of
+	// 300ms left 200ms, which a busy machine exceeded, and the message
+	// came again while it was handled.
 	admin, err := natsjs.New[int](ctx, connectAs(t, ns, "admin", &violations{}),
-		natsjs.Options{Stream: "MADE", AckWait: 300 * time.Millisecond, FetchWait: 50 * time.Millisecond})
+		natsjs.Options{Stream: "MADE", AckWait: 1500 * time.Millisecond, FetchWait: 50 * time.Millisecond})
 	require.NoError(t, err)
 	makeDurable(t, admin, 1)
 
 	q, err := natsjs.New[int](ctx, connectAs(t, ns, "worker", &violations{}), natsjs.Options{Stream: "MADE", FetchWait: 50 * time.Millisecond})
 	require.NoError(t, err)
 	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "slow"}))
-	// A second's handling is more than three of the durable's AckWaits.
-	assert.Equal(t, []int{1}, attemptsHandledFor(t, q, time.Second), "delivered again while handled")
+	// Handling for 3.5s is more than twice the durable's AckWait.
+	assert.Equal(t, []int{1}, attemptsHandledFor(t, q, 3500*time.Millisecond), "delivered again while handled")
 }
 
 // attemptsHandledFor consumes q until it is drained, handling each
