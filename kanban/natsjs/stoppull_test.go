@@ -21,10 +21,11 @@ import (
 // request, and every copy used up an attempt: the next consumer saw it
 // at attempt 5, or dead-lettered it without handling it.
 func TestMessagePulledAsTheConsumerStopsIsHandedBackAtOnce(t *testing.T) {
-	// An AckWait of 500ms, not the least (100ms): the leases held while the
-	// request runs out are extended every HeartbeatInterval, which a loaded
-	// machine can delay past the least AckWait.
-	const ackWait = 500 * time.Millisecond
+	// An AckWait of 1.5s, not the least (100ms): the leases held while the
+	// request runs out are extended a third of it apart, and the two
+	// thirds left are what a loaded machine has to get each extension to
+	// the server; 500ms left 333ms, less than a busy machine can take.
+	const ackWait = 1500 * time.Millisecond
 	srv := startServer(t, natsembed.Options{InProcess: true})
 	ctx := context.Background()
 	q, err := natsjs.New[int](ctx, connect(t, srv.Connect), natsjs.Options{
