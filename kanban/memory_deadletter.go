@@ -52,7 +52,10 @@ func (q *Memory[T]) ListDeadLetters(ctx context.Context, query DeadLetterQuery) 
 // trace context of ctx injected by the Propagator. The dead letter goes
 // and the message comes in one locked step, so a redrive is exactly once:
 // nothing is lost or doubled. The move skips the deduplication window (the
-// ID was stored before). It fails with ErrFull, leaving the dead letters
+// ID was stored before): it is neither checked against the window nor
+// recorded in it again. A redriven message joins the back of the line,
+// behind the messages of its key already waiting, and its age (Backlog)
+// is timed from the redrive. It fails with ErrFull, leaving the dead letters
 // not moved, once the queue has no room: it never waits for it, only,
 // when the queue has too little room for every letter f matches, for
 // publishes whose IDs are being checked against the dedup window, as
@@ -170,7 +173,7 @@ func (q *Memory[T]) DeleteDeadLetters(ctx context.Context, f DeadLetterFilter) (
 
 // Backlog returns the messages held (Len), the dead letters kept, and the
 // age of the message at the head of the line: the next to be delivered,
-// timed from when it was published; or of an older one that a worker of
+// timed from when it was published (or redriven); or of an older one that a worker of
 // Consume took ahead of the handler it runs (see Consume) and has not
 // started, as it waits too. That is the oldest waiting message unless a
 // retried one, which goes to the back of the line, is older; messages
