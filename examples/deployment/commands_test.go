@@ -752,11 +752,24 @@ func TestResumeBeforeTheLineStartsHere(t *testing.T) {
 	stopLine(t, ts.URL, "incident 11", auth...)
 	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Paused })
 
-	// The resume, as another replica on a started line stores it; then a
-	// promote of a stage passed, whose drop, logged, says that the
-	// rollout has read the resume before it.
+	// The resume, as another replica on a started line stores it, held
+	// here for the line's change; then a promote of a stage passed, whose
+	// drop, logged, says that the rollout has looked at the cord since.
+	// The promote is sent only once the resume is held: a deployment's
+	// command is one key of the control bucket, which keeps its last
+	// value only, and a watcher that had yet to read the resume when the
+	// promote replaced it would never see it (the rollout stayed paused).
+	held := make(chan struct{})
+	var once sync.Once
+	lineWaited = func(*rollout) { once.Do(func() { close(held) }) }
+	t.Cleanup(func() { lineWaited = nil })
 	now := time.Now()
 	require.NoError(t, ts.store.SendCommand(t.Context(), id, Command{Action: "resume", Reason: "go on", Region: "us-west-2", At: now}))
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the resume was not held for the line's change")
+	}
 	require.NoError(t, ts.store.SendCommand(t.Context(), id, Command{Action: "promote", Region: "us-west-2", Stage: "staging", At: now}))
 	require.Eventually(t, func() bool {
 		return strings.Contains(ts.logs.String(), `msg="promote of a stage that has ended is dropped"`)
