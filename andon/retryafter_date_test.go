@@ -22,15 +22,7 @@ import (
 // (RFC 9110, section 10.2.3); from the sender's clock when Date is
 // missing or malformed.
 func TestNotifyRetryAfterDateCountsFromTheAnswersDate(t *testing.T) {
-	notifiers := map[string]func(url string) (andon.Notifier, error){
-		"webhook": func(url string) (andon.Notifier, error) {
-			return andon.NewWebhook(andon.WebhookOptions{URL: url})
-		},
-		"alertmanager": func(url string) (andon.Notifier, error) {
-			return andon.NewAlertmanager(andon.AlertmanagerOptions{URL: url})
-		},
-	}
-	for name, newNotifier := range notifiers {
+	for name, newNotifier := range httpNotifiers() {
 		for _, tc := range []struct {
 			why  string
 			skew time.Duration // of the receiver's clock

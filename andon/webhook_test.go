@@ -907,12 +907,10 @@ func TestWebhookResolutionWaitsForItsFailedFiringMessage(t *testing.T) {
 	assert.Equal(t, []string{"B firing"}, tr.messages(), "A's resolution waits for its firing message")
 }
 
-// A Webhook's or Alertmanager's error, called directly, hints at most 5
-// minutes, as the evaluator waits, whether the Retry-After asks for more
-// in seconds or as an HTTP date.
-func TestNotifyRetryAfterIsCapped(t *testing.T) {
-	far := time.Now().Add(1000 * time.Hour).UTC().Format(http.TimeFormat)
-	notifiers := map[string]func(url string) (andon.Notifier, error){
+// httpNotifiers makes, by name, the notifiers that POST to a URL, with
+// their default options.
+func httpNotifiers() map[string]func(url string) (andon.Notifier, error) {
+	return map[string]func(url string) (andon.Notifier, error){
 		"webhook": func(url string) (andon.Notifier, error) {
 			return andon.NewWebhook(andon.WebhookOptions{URL: url})
 		},
@@ -920,7 +918,14 @@ func TestNotifyRetryAfterIsCapped(t *testing.T) {
 			return andon.NewAlertmanager(andon.AlertmanagerOptions{URL: url})
 		},
 	}
-	for name, newNotifier := range notifiers {
+}
+
+// A Webhook's or Alertmanager's error, called directly, hints at most 5
+// minutes, as the evaluator waits, whether the Retry-After asks for more
+// in seconds or as an HTTP date.
+func TestNotifyRetryAfterIsCapped(t *testing.T) {
+	far := time.Now().Add(1000 * time.Hour).UTC().Format(http.TimeFormat)
+	for name, newNotifier := range httpNotifiers() {
 		for _, code := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests} {
 			for _, tc := range []struct{ header, why string }{
 				{far, "an HTTP date 1000 hours ahead"},
