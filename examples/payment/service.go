@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -321,6 +322,14 @@ func (s *Service) connectRedis(ctx context.Context) error {
 	s.closers = append(s.closers, func(context.Context) error { return rdb.Close() })
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis %s: %w", svc.RedactURL(s.cfg.RedisURL.Reveal()), err)
+	}
+	// A cluster node answers a single-server client until the first key
+	// of another node's slot, or the first script over a customer's keys,
+	// which a cluster refuses unless they share a slot: every payment
+	// would fail. A server that does not answer INFO (a proxy) is taken
+	// at its word.
+	if info, err := s.rdb.Info(ctx, "cluster").Result(); err == nil && strings.Contains(info, "cluster_enabled:1") {
+		return fmt.Errorf("redis %s is a Redis Cluster node: the service needs one Redis server (a primary), as a customer's scripts touch several of its keys at once", svc.RedactURL(s.cfg.RedisURL.Reveal()))
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taipattern/taikit/examples/internal/svc"
 	"github.com/taipattern/taikit/internal/servers"
 )
 
@@ -75,4 +78,23 @@ func TestRedisStateWindowEdgeIsExact(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A Redis Cluster node given as -redis-url is refused at the start, with
+// the reason: a single-server client cannot follow its redirections, and
+// the customer state's scripts touch several keys of a customer at once,
+// which a cluster refuses unless they share a hash slot — every payment
+// would otherwise fail (502) on the first script.
+func TestRedisClusterRefusedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	node := servers.StartRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", dir+"/nodes.conf", "--dir", dir)
+	cfg := testConfig(t)
+	cfg.RedisURL = svc.NewURL(node.URL())
+	s, err := NewService(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil {
+		_ = s.Close(context.Background())
+		t.Fatal("the service started on a Redis Cluster node")
+	}
+	assert.Contains(t, err.Error(), "Redis Cluster")
+	assert.Contains(t, err.Error(), node.Addr)
 }

@@ -69,13 +69,14 @@ type Redis struct {
 	once sync.Once
 }
 
-// StartRedis starts redis-server and stops it when the test ends.
-func StartRedis(t testing.TB) *Redis {
+// StartRedis starts redis-server and stops it when the test ends. args are
+// added to its command line (say, "--cluster-enabled", "yes").
+func StartRedis(t testing.TB, args ...string) *Redis {
 	t.Helper()
 	bin := Binary(t, "redis-server", "redis-server")
 	var lastErr error
 	for range 3 { // the free port may be taken before redis binds it
-		s, err := tryStartRedis(bin, FreePort(t))
+		s, err := tryStartRedis(bin, FreePort(t), args)
 		if err == nil {
 			t.Cleanup(s.Stop)
 			return s
@@ -86,10 +87,10 @@ func StartRedis(t testing.TB) *Redis {
 	return nil
 }
 
-func tryStartRedis(bin string, port int) (*Redis, error) {
+func tryStartRedis(bin string, port int, args []string) (*Redis, error) {
 	s := &Redis{Addr: "127.0.0.1:" + strconv.Itoa(port), done: make(chan error, 1)}
-	s.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+	s.cmd = exec.Command(bin, append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"}, args...)...)
 	out := &syncBuffer{} // why it exited, should it
 	s.cmd.Stdout, s.cmd.Stderr = out, out
 	// A child it forked (a background save) may hold the output open

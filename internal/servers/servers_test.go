@@ -23,7 +23,7 @@ func TestStartRedisOnATakenPortFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := tryStartRedis(Binary(t, "redis-server", "redis-server"), p)
+	s, err := tryStartRedis(Binary(t, "redis-server", "redis-server"), p, nil)
 	if err == nil {
 		s.Stop()
 		t.Fatalf("started on %s, the port of another redis-server", s.Addr)
