@@ -409,6 +409,15 @@ func edgeHash(path string, first bool) (hash string, found bool, err error) {
 	}
 	var e struct{ Prev, Hash string }
 	if err := json.Unmarshal(line, &e); err != nil {
+		// Named as VerifyAuditFiles names it, when an editor or a copy
+		// changed the line: not as JSON that does not parse.
+		which, n := "last", 2 // a line after the first, as far as undress is concerned
+		if first {
+			which, n = "first", 1
+		}
+		if _, what := undress(bytes.TrimSuffix(line, []byte{'\n'}), n); what != "" {
+			return "", false, fmt.Errorf("kaizen: OpenAuditFile: %s: its %s line: %s", path, which, what)
+		}
 		return "", false, fmt.Errorf("kaizen: OpenAuditFile: %s: a line that is not an audit line: %w", path, err)
 	}
 	hash = e.Hash

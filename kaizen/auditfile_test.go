@@ -120,7 +120,7 @@ func TestOpenAuditFileRefusesABadLine(t *testing.T) {
 			kaizen.AuditOptions{Key: testKey}, 2, "prev hash is not the hash of line 1"},
 		{"tampered last line without its newline", strings.Join([]string{ls[0], ls[1], ls[2], strings.Replace(ls[3], `"cust_1"`, `"cust_2"`, 1)}, "\n"),
 			kaizen.AuditOptions{Key: testKey}, 4, "edited"},
-		{"blank line", string(orig) + "\n", kaizen.AuditOptions{Key: testKey}, 5, "malformed"},
+		{"blank line", string(orig) + "\n", kaizen.AuditOptions{Key: testKey}, 5, blankReason + undone},
 		{"wrong key", string(orig), kaizen.AuditOptions{Key: other}, 1, "the key is wrong"},
 		{"no key", string(orig), kaizen.AuditOptions{}, 1, "written with a key"},
 		{"another genesis", string(orig), kaizen.AuditOptions{Key: testKey, Genesis: strings.Repeat("01", 32)}, 1, "not the genesis hash"},

@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"strings"
 )
 
 // ErrAuditTampered matches (errors.Is) every *AuditError.
@@ -127,6 +128,13 @@ type AuditSummary struct {
 // the genesis hash (a trail begun again by a writer that did not continue
 // this one), or an I/O error from r. It is VerifyAuditWith with the zero VerifyOptions.
 //
+// A line's hash is of its bytes exactly, so a trail that an editor or a
+// copy changed without touching its records does not verify: a blank
+// line, a byte-order mark, CRLF line endings, whitespace around or
+// between a line's fields. The *AuditError names the first line so
+// changed and the change, and says whether every line of its file
+// verifies with the changes undone, or names the next line that does not.
+//
 // A chain cannot tell that lines were cut from its end: keep the hash of
 // the last line (Audit.Last) somewhere the trail's writer cannot change,
 // and pass it as VerifyOptions.Expect. Nor, without a key, that it was
@@ -195,11 +203,12 @@ func VerifyAuditWith(r io.Reader, opts VerifyOptions) (AuditSummary, error) {
 // whose target does not exist (the error says so), or is neither a
 // regular file nor a pipe (a device such as /dev/zero, which reads
 // without end: refused before it is read); or an error naming an invalid
-// option. A pipe (a FIFO, a shell's <(zcat FILE.gz)) is read as
-// VerifyAuditWith reads a reader that is not a regular file; one that
-// gives nothing is refused with an *fs.PathError: a file of a trail
-// rotated out holds a line at least, and an empty pipe is what a zcat of
-// one that failed gives.
+// option. A file given twice, by its name or another (a link), fails at
+// the first line of the second, said to be given twice. A pipe (a FIFO, a
+// shell's <(zcat FILE.gz)) is read as VerifyAuditWith reads a reader that
+// is not a regular file; one that gives nothing is refused with an
+// *fs.PathError: a file of a trail rotated out holds a line at least, and
+// an empty pipe is what a zcat of one that failed gives.
 func VerifyAuditFiles(opts VerifyOptions, paths ...string) (AuditSummary, error) {
 	if len(paths) == 0 {
 		return AuditSummary{}, errors.New("kaizen: VerifyAuditFiles: no file to verify")
@@ -253,6 +262,7 @@ func (c *chain) readFile(path string, end *fileEnd) error {
 	case !fi.Mode().IsRegular() && !fi.IsDir():
 		return &fs.PathError{Op: "open", Path: path, Err: errNotRegular(fi.Mode())}
 	}
+	c.given = append(c.given, givenFile{path, fi})
 	before := c.lines
 	*end, err = c.read(f, path, maxNULs)
 	if err == nil && pipe && c.lines == before && end.torn == 0 {
@@ -314,6 +324,36 @@ type chain struct {
 	// OpenAuditFile of a series, the file whose last hash is the genesis).
 	file, before string
 	line         int
+	// lastGood is the number of the last line of file that verified, 0
+	// before one; changed is the first line of file that an editor or a
+	// copy changed (undress), if any, and changes the number of such
+	// lines in file so far.
+	lastGood int
+	changed  *AuditError
+	changes  int
+	// given holds the files of VerifyAuditFiles read so far, file last.
+	given []givenFile
+}
+
+// givenFile is a file of VerifyAuditFiles, by the name it was given.
+type givenFile struct {
+	name string
+	fi   fs.FileInfo
+}
+
+// givenAgain returns the name under which the file read now, the last of
+// c.given, was read before, or "".
+func (c *chain) givenAgain() string {
+	if len(c.given) == 0 {
+		return ""
+	}
+	now := c.given[len(c.given)-1]
+	for _, g := range c.given[:len(c.given)-1] {
+		if g.name == now.name || os.SameFile(g.fi, now.fi) {
+			return g.name
+		}
+	}
+	return ""
 }
 
 func newChain(opts VerifyOptions) (*chain, error) {
@@ -388,7 +428,52 @@ func (t fileEnd) tornBeforeLastError() error {
 // followed a file system lost, returned with those bytes as torn;
 // anything else, a whole JSON value with more after it among them, is
 // verified, and fails, as a line.
+//
+// A line that an editor or a copy of the file changed (undress: a blank
+// line, a byte-order mark, a CR or whitespace) does not verify, but does
+// not stop the reading either: the rest of the file is read on, that
+// line's record verified without the change, so that the error, which
+// names the first such line, can say whether every line verifies without
+// the changes, or which line does not verify either.
 func (c *chain) read(r io.Reader, file string, maxNULs int) (fileEnd, error) {
+	c.lastGood, c.changed, c.changes = 0, nil, 0
+	end, err := c.readLines(r, file, maxNULs)
+	if c.changed == nil {
+		return end, err
+	}
+	return fileEnd{}, c.changedError(end, err)
+}
+
+// changedError returns c.changed, the first line of the file just read
+// that an editor or a copy changed, its reason saying what else is wrong
+// with the file, read to end with err: the line itself, without the
+// change; a later line, cut short or not; a read that failed; or nothing,
+// but that the file held no line that verified.
+func (c *chain) changedError(end fileEnd, err error) error {
+	e := c.changed
+	if err == nil && end.torn > 0 && !end.nulOnly {
+		err = end.tornError()
+	}
+	var ae *AuditError
+	switch {
+	case errors.As(err, &ae) && ae.Line == e.Line:
+		e.Reason += "; without that, the line does not verify either: " + ae.Reason
+	case errors.As(err, &ae):
+		e.Reason += "; line " + strconv.Itoa(ae.Line) + " does not verify either: " + ae.Reason
+	case err != nil:
+		e.Reason += "; reading on failed: " + err.Error()
+	case c.lastGood == 0:
+		e.Reason += "; the file holds no audit line"
+	case c.changes == 1:
+		e.Reason += "; with that undone, every line verifies, but the file is not as it was written"
+	default:
+		e.Reason += fmt.Sprintf("; with that undone, and the like on %d more lines, every line verifies, but the file is not as it was written", c.changes-1)
+	}
+	return e
+}
+
+// readLines reads and verifies the lines of one file for read.
+func (c *chain) readLines(r io.Reader, file string, maxNULs int) (fileEnd, error) {
 	if c.line > 0 { // an empty file holds no hash the next one links to
 		c.before = c.file
 	}
@@ -641,64 +726,157 @@ const (
 
 // verify checks line n of file against the hash of the line before it
 // and, when it verifies, makes its hash the one the next line links to.
+// A line that does not verify because an editor or a copy changed it
+// (undress) is noted as c.changed, and its record verified without the
+// change; a blank one is no line.
 func (c *chain) verify(line []byte, file string, n int) error {
-	fail := func(reason string) error { return &AuditError{File: file, Line: n, Reason: reason} }
-	const malformed = "not an audit line (malformed or truncated)"
-	if bytes.HasSuffix(line, []byte{'\r'}) {
-		// An Audit never writes one: the file was rewritten with other
-		// line endings (a copy through Windows, git's autocrlf).
-		return fail(malformed + ": it ends in a carriage return, as a copy that changed its line endings to CRLF leaves it")
-	}
-	if len(line) < hashSuffixLen+prevSuffixLen+2 || !json.Valid(line) {
-		return fail(malformed)
-	}
-	cut := len(line) - hashSuffixLen
-	suffix := line[cut:]
-	if !bytes.HasPrefix(suffix, []byte(`,"hash":"`)) || !bytes.HasSuffix(suffix, []byte(`"}`)) {
-		return fail(malformed)
-	}
-	var stated [sha256.Size]byte
-	if !decodeLowerHex(stated[:], suffix[len(`,"hash":"`):len(`,"hash":"`)+2*sha256.Size]) {
-		return fail(malformed + ": its hash is not 64 digits of lower-case hex, as an Audit writes it")
-	}
-	body := line[:cut]
-	ps := body[len(body)-prevSuffixLen:]
-	if !bytes.HasPrefix(ps, []byte(`,"prev":"`)) || ps[len(ps)-1] != '"' {
-		return fail(malformed)
-	}
-	var linked [sha256.Size]byte
-	if !decodeLowerHex(linked[:], ps[len(`,"prev":"`):len(ps)-1]) {
-		return fail(malformed + ": its prev is not 64 digits of lower-case hex, as an Audit writes it")
-	}
-	actual := lineHash(c.mac, body)
-	if actual != stated {
-		return fail(c.mismatch(body, stated, n))
-	}
-	if linked != c.prev {
-		if c.lines == 0 && c.before == "" {
-			return fail("its prev hash is not the genesis hash: the trail does not start here")
+	actual, reason := c.check(line, file, n)
+	if reason != "" {
+		core, what := undress(line, n)
+		if what == "" {
+			return &AuditError{File: file, Line: n, Reason: reason}
 		}
-		return fail(c.unlinked(linked, actual, file, n))
+		if c.changed == nil {
+			c.changed = &AuditError{File: file, Line: n, Reason: what}
+		}
+		c.changes++
+		if len(core) == 0 {
+			return nil
+		}
+		if actual, reason = c.check(core, file, n); reason != "" {
+			return &AuditError{File: file, Line: n, Reason: reason}
+		}
 	}
 	c.prev = actual
 	c.lines++
+	c.lastGood = n
 	if !c.expectMet && actual == c.expect {
 		c.expectMet = true
 	}
 	return nil
 }
 
-// unlinked explains line n of file, which verified on its own but whose
-// prev hash linked is not the hash of the line before it, after a first
-// line that verified. The causes the chain cannot tell apart are named;
-// then, when the line shows which it is, that one: a prev that is a
+// check returns the hash of line n of file, and "" when it verifies
+// against the hash of the line before it, or why it does not.
+func (c *chain) check(line []byte, file string, n int) (actual [sha256.Size]byte, reason string) {
+	const malformed = "not an audit line (malformed or truncated)"
+	// A whole JSON value is not a line cut short; a line's end is tried
+	// only on one.
+	const noRecord = malformed + ": it is whole JSON, but no audit record: it does not end in the prev and hash an audit line ends with"
+	if !json.Valid(line) {
+		if bytes.IndexByte(line, 0) >= 0 {
+			if rest := bytes.TrimLeft(line, "\x00"); len(rest) == 0 || bytes.HasPrefix(rest, []byte(lineStart)) {
+				return actual, malformed + ": it holds NUL bytes, which an Audit never writes: " +
+					"the file system lost data written there (a crash), or something overwrote the file"
+			}
+		}
+		return actual, malformed
+	}
+	if len(line) < hashSuffixLen+prevSuffixLen+2 {
+		return actual, noRecord
+	}
+	cut := len(line) - hashSuffixLen
+	suffix := line[cut:]
+	if !bytes.HasPrefix(suffix, []byte(`,"hash":"`)) || !bytes.HasSuffix(suffix, []byte(`"}`)) {
+		return actual, noRecord
+	}
+	var stated [sha256.Size]byte
+	if !decodeLowerHex(stated[:], suffix[len(`,"hash":"`):len(`,"hash":"`)+2*sha256.Size]) {
+		return actual, malformed + ": its hash is not 64 digits of lower-case hex, as an Audit writes it"
+	}
+	body := line[:cut]
+	ps := body[len(body)-prevSuffixLen:]
+	if !bytes.HasPrefix(ps, []byte(`,"prev":"`)) || ps[len(ps)-1] != '"' {
+		return actual, noRecord
+	}
+	var linked [sha256.Size]byte
+	if !decodeLowerHex(linked[:], ps[len(`,"prev":"`):len(ps)-1]) {
+		return actual, malformed + ": its prev is not 64 digits of lower-case hex, as an Audit writes it"
+	}
+	actual = lineHash(c.mac, body)
+	if actual != stated {
+		return actual, c.mismatch(body, stated)
+	}
+	if linked != c.prev {
+		if c.lines == 0 && c.before == "" {
+			return actual, "its prev hash is not the genesis hash: the trail does not start here"
+		}
+		return actual, c.unlinked(linked, actual, file)
+	}
+	return actual, ""
+}
+
+// bom is a byte-order mark (U+FEFF) in UTF-8.
+const bom = "\ufeff"
+
+// undress returns line n of a file without what an editor or a copy of
+// the file adds to a line and an Audit never writes: a byte-order mark
+// at its start, a CR at its end (CRLF line endings), whitespace around
+// its JSON or between its fields (none in its strings); and what says
+// what was taken, "" for nothing. A line that is blank, or whitespace
+// alone, is nothing: core is empty. Only a line that then begins as an
+// audit line does is taken to be one changed so: other text (a file that
+// is not a trail) is returned as it is, with what "".
+func undress(line []byte, n int) (core []byte, what string) {
+	const written = ", which an Audit never writes: "
+	if len(bytes.Trim(line, " \t\r")) == 0 {
+		return nil, "the line is blank, which no audit line is: one was added (by an editor, or by joining files), or a line's text was erased"
+	}
+	orig := line
+	defer func() {
+		if !bytes.HasPrefix(core, []byte(lineStart)) {
+			core, what = orig, ""
+		}
+	}()
+	var whats []string
+	if rest, ok := bytes.CutPrefix(line, []byte(bom)); ok {
+		line = rest
+		if n == 1 {
+			whats = append(whats, "the file begins with a byte-order mark (U+FEFF)"+written+"an editor saved it as UTF-8 with a BOM")
+		} else {
+			whats = append(whats, "the line begins with a byte-order mark (U+FEFF)"+written+"a file that began with one was joined to the lines before it")
+		}
+	}
+	if rest, ok := bytes.CutSuffix(line, []byte{'\r'}); ok {
+		line = rest
+		whats = append(whats, "the line ends in CR (CRLF line endings: the file was converted, by a Windows editor or a transfer in text mode; "+
+			"convert it back with dos2unix, or sed 's/\\r$//')")
+	}
+	if rest := bytes.TrimLeft(line, " \t"); len(rest) < len(line) {
+		line = rest
+		whats = append(whats, "the line begins with whitespace"+written+"an editor or a copy added it")
+	}
+	if rest := bytes.TrimRight(line, " \t"); len(rest) < len(line) {
+		line = rest
+		whats = append(whats, "the line has trailing whitespace"+written+"an editor or a copy added it")
+	}
+	var compact bytes.Buffer
+	if json.Valid(line) && json.Compact(&compact, line) == nil && compact.Len() < len(line) {
+		line = compact.Bytes()
+		whats = append(whats, "the line has whitespace between its fields"+written+"it was reformatted")
+	}
+	return line, strings.Join(whats, "; ")
+}
+
+// unlinked explains a line of file, which verified on its own but whose
+// prev hash linked is not the hash of the line before it (line
+// c.lastGood, or the last line of c.before when none of file verified; a
+// blank line between them is no line), after a first line that verified.
+// The causes the chain cannot tell apart are named; then, when the line shows which it is, that one: a prev that is a
 // genesis hash (a trail begun again, by a writer that did not continue
 // this one), or a line that is a copy of the one before it.
-func (c *chain) unlinked(linked, actual [sha256.Size]byte, file string, n int) string {
+func (c *chain) unlinked(linked, actual [sha256.Size]byte, file string) string {
 	var reason, before string
+	n := c.lastGood + 1 // blank lines between them are no line
 	if n == 1 {
-		reason = "its prev hash is not the last hash of " + c.before +
-			": the files are out of order, one is missing between them, or " + c.before + " was cut short"
+		reason = "its prev hash is not the last hash of " + c.before + ": "
+		switch again := c.givenAgain(); {
+		case again == file:
+			return reason + file + " is given twice: each file of a trail is given once"
+		case again != "":
+			return reason + file + " is the file " + again + " given before: each file of a trail is given once"
+		}
+		reason += "the files are out of order, one is missing between them, or " + c.before + " was cut short"
 		before = "the last line of " + c.before
 	} else {
 		reason = "its prev hash is not the hash of line " + strconv.Itoa(n-1) +
@@ -733,15 +911,16 @@ func decodeLowerHex(dst, src []byte) bool {
 	return err == nil
 }
 
-// mismatch explains line n of a file whose hash does not match its
-// content. At the first line of a file, a wrong key or a missing one looks
-// the same as an edit, so the reason says so: at the trail's first line,
+// mismatch explains a line of a file whose hash does not match its
+// content. Before a line of the file verified (at its first line), a
+// wrong key or a missing one looks the same as an edit, so the reason says
+// so: at the trail's first line,
 // and at that of a later file, which may have been written with another
 // key than the files before it (a key added, changed or dropped when the
 // file was begun).
-func (c *chain) mismatch(body []byte, stated [sha256.Size]byte, n int) string {
+func (c *chain) mismatch(body []byte, stated [sha256.Size]byte) string {
 	const edited = "edited: its hash does not match its content"
-	if n > 1 { // an earlier line of the file verified, so the key is right
+	if c.lastGood > 0 { // an earlier line of the file verified, so the key is right
 		return edited
 	}
 	written := "the trail was"

@@ -51,9 +51,14 @@ it prints FILE:LINE: and why that line, the first one that does not verify,
 is wrong: edited, deleted, inserted, copied or moved, cut short by a crash,
 the start of a trail begun again by a writer that did not continue the one
 before, hashed with another key, or missing because the trail ends before
-the -expect hash. A first line that verifies with the key of -key-file
-once a final newline is dropped from it, or added to it, says so, of a
-FILE that is a regular file, which can be read again.
+the -expect hash. A file an editor or a copy changed without touching its
+records (a blank line, a byte-order mark, CRLF line endings, whitespace
+around or between a line's fields) does not verify either, as a line's
+hash is of its bytes exactly: the first changed line is named with the
+change, and whether every line verifies with the changes undone. A first
+line that verifies with the key of -key-file once a final newline is
+dropped from it, or added to it, says so, of a FILE that is a regular
+file, which can be read again.
 
 Exit status: 0 when the files verify, 1 when they do not or cannot be read,
 2 when the command is called wrongly (no FILE, an empty FILE name, a FILE

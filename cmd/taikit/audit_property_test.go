@@ -262,6 +262,7 @@ func TestParseInterspersedMatchesAModel(t *testing.T) {
 // TestAuditVerifyFilesThatAreNoTrail: a trail whose line endings were
 // changed to CRLF, and files that are no trail at all, fail at their
 // first line with exit status 1; the standard input that holds them too.
+// Blank lines alone are named as such.
 func TestAuditVerifyFilesThatAreNoTrail(t *testing.T) {
 	f := newFixture(t)
 	raw, err := os.ReadFile(f.one)
@@ -276,14 +277,22 @@ func TestAuditVerifyFilesThatAreNoTrail(t *testing.T) {
 		"blank.jsonl":  []byte("\n"),
 		"spaces.jsonl": []byte("   "),
 	}
-	const crlfReason = "not an audit line (malformed or truncated): it ends in a carriage return, as a copy that changed its line endings to CRLF leaves it\n"
+	const (
+		crlfReason = "the line ends in CR (CRLF line endings: the file was converted, by a Windows editor or a transfer in text mode; " +
+			"convert it back with dos2unix, or sed 's/\\r$//'); with that undone, and the like on 2 more lines, every line verifies, but the file is not as it was written\n"
+		blankReason = "the line is blank, which no audit line is: one was added (by an editor, or by joining files), or a line's text was erased; " +
+			"the file holds no audit line\n"
+	)
 	for n, data := range files {
 		require.NoError(t, os.WriteFile(name(n), data, 0o600))
 		want := "not an audit line (malformed or truncated)"
 		args := []string{"audit", "verify", name(n)}
-		if n == "crlf.jsonl" {
+		switch n {
+		case "crlf.jsonl":
 			want = crlfReason
 			args = []string{"audit", "verify", "-key-file", f.keyFile, name(n)}
+		case "blank.jsonl", "spaces.jsonl":
+			want = blankReason
 		}
 		code, stdout, stderr := runCLI(args...)
 		cliCase{n, args, 1, "", name(n) + ":1: " + want}.check(t, code, stdout, stderr)
