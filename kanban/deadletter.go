@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // DeadLetter is a message the consumer gave up on: its attempts ran out,
@@ -49,17 +50,23 @@ type DeadLetterStore interface {
 	// queue, oldest first, each removed once its message is stored, and
 	// returns how many were. It stops at the first failure, returning it
 	// with the count so far; the dead letters not redriven stay. A filter
-	// naming a Seq not kept returns ErrDeadLetterNotFound.
+	// naming a Seq not kept returns ErrDeadLetterNotFound; one naming a
+	// Seq kept that its other fields do not match, a
+	// *DeadLetterMismatchError.
 	RedriveDeadLetters(ctx context.Context, f DeadLetterFilter) (int, error)
 	// DeleteDeadLetters removes the dead letters f matches and returns how
 	// many it removed. A filter naming a Seq not kept returns
-	// ErrDeadLetterNotFound.
+	// ErrDeadLetterNotFound; one naming a Seq kept that its other fields
+	// do not match, a *DeadLetterMismatchError.
 	DeleteDeadLetters(ctx context.Context, f DeadLetterFilter) (int, error)
 }
 
 var (
 	// ErrDeadLetterNotFound is returned for a DeadLetterFilter.Seq that
-	// names no dead letter kept.
+	// names no dead letter kept. A filter whose Seq names one kept that
+	// its other fields do not match selects none as well: its error, a
+	// *DeadLetterMismatchError, is ErrDeadLetterNotFound to errors.Is,
+	// but says what is true.
 	ErrDeadLetterNotFound = errors.New("kanban: no such dead letter")
 	// ErrEmptyFilter is returned by RedriveDeadLetters and
 	// DeleteDeadLetters for a filter that names nothing: acting on every
@@ -135,6 +142,76 @@ func (f DeadLetterFilter) Match(d *DeadLetter) bool {
 		return false
 	}
 	return true
+}
+
+// DeadLetterMismatchError is the error of RedriveDeadLetters and
+// DeleteDeadLetters for a filter whose Seq names a dead letter kept that
+// the filter's other fields do not match: nothing was done. Its text names
+// each field the dead letter does not match and what the dead letter has
+// there, as
+//
+//	kanban: redriving dead letter 3: it does not match the filter: its key is "a", not "other"
+//
+// in the same words from every backend. It is ErrDeadLetterNotFound to
+// errors.Is, as the filter selects no dead letter.
+type DeadLetterMismatchError struct {
+	// Op is what was asked: "redriving" or "deleting".
+	Op string
+	// Letter is the dead letter the Seq names, without its Headers and
+	// Payload.
+	Letter DeadLetter
+	// Filter is the filter it does not match.
+	Filter DeadLetterFilter
+}
+
+// mismatchText bounds each value Error quotes: a reason is an error's
+// text, of any length.
+const mismatchText = 200
+
+// Error names the dead letter and each field of the filter it does not
+// match, with what it has there.
+func (e *DeadLetterMismatchError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "kanban: %s dead letter %d: it does not match the filter", e.Op, e.Letter.Seq)
+	sep := ": "
+	add := func(format string, args ...any) {
+		b.WriteString(sep)
+		fmt.Fprintf(&b, format, args...)
+		sep = "; "
+	}
+	f, d := e.Filter, &e.Letter
+	if f.Seq != 0 && d.Seq != f.Seq {
+		add("the filter names dead letter %d", f.Seq)
+	}
+	if f.ID != "" && d.ID != f.ID {
+		add("its ID is %q, not %q", clipText(d.ID), clipText(f.ID))
+	}
+	if f.Key != "" && d.Key != f.Key {
+		add("its key is %q, not %q", clipText(d.Key), clipText(f.Key))
+	}
+	if f.Reason != "" && !strings.Contains(d.Reason, f.Reason) {
+		add("its reason %q does not contain %q", clipText(d.Reason), clipText(f.Reason))
+	}
+	if !f.Before.IsZero() && !d.Time.Before(f.Before) {
+		add("it was dead-lettered at %s, not before %s", d.Time.UTC().Format(time.RFC3339Nano), f.Before.UTC().Format(time.RFC3339Nano))
+	}
+	return b.String()
+}
+
+// Is reports whether target is ErrDeadLetterNotFound.
+func (e *DeadLetterMismatchError) Is(target error) bool { return target == ErrDeadLetterNotFound }
+
+// clipText returns s, cut to about mismatchText bytes at a rune's start,
+// with "…" where it was cut.
+func clipText(s string) string {
+	if len(s) <= mismatchText {
+		return s
+	}
+	i := mismatchText
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }
 
 // MaxDeadLetterPage bounds DeadLetterQuery.Limit.

@@ -67,3 +67,14 @@ func TestOperationType(t *testing.T) {
 	assert.Equal(t, "process", kanban.OpProcess.String())
 	assert.Equal(t, "unknown", kanban.OperationType(0).String())
 }
+
+func TestDeadLetterMismatchError(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("CET", 3600))
+	d := kanban.DeadLetter{Seq: 7, ID: "order-1", Key: "customer-7", Reason: strings.Repeat("é", 150), Time: at}
+	err := error(&kanban.DeadLetterMismatchError{Op: "deleting", Letter: d, Filter: kanban.DeadLetterFilter{Seq: 7, Reason: "refused", Before: at}})
+	assert.ErrorIs(t, err, kanban.ErrDeadLetterNotFound, "the filter selects none")
+	assert.NotErrorIs(t, err, kanban.ErrEmptyFilter)
+	assert.EqualError(t, err, `kanban: deleting dead letter 7: it does not match the filter: its reason "`+
+		strings.Repeat("é", 100)+`…" does not contain "refused"; it was dead-lettered at 2026-01-02T02:04:05Z, not before 2026-01-02T02:04:05Z`,
+		"a long reason cut at a rune's start; times in UTC")
+}

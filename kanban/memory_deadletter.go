@@ -76,6 +76,7 @@ func (q *Memory[T]) RedriveDeadLetters(ctx context.Context, f DeadLetterFilter) 
 	var (
 		moved []memMsg[T]
 		found bool
+		seen  *DeadLetter // the one of f.Seq, not matching f
 		err   error
 	)
 	q.mu.Lock()
@@ -87,6 +88,9 @@ func (q *Memory[T]) RedriveDeadLetters(ctx context.Context, f DeadLetterFilter) 
 	kept := q.dead[:0]
 	for _, d := range q.dead {
 		if !f.Match(&d.dl) {
+			if f.Seq != 0 && d.dl.Seq == f.Seq {
+				seen = &d.dl
+			}
 			kept = append(kept, d)
 			continue
 		}
@@ -129,9 +133,21 @@ func (q *Memory[T]) RedriveDeadLetters(ctx context.Context, f DeadLetterFilter) 
 		})
 	}
 	if err == nil && f.Seq != 0 && !found {
-		err = fmt.Errorf("kanban: redriving dead letter %d: %w", f.Seq, ErrDeadLetterNotFound)
+		err = seqNotMatched("redriving", f, seen)
 	}
 	return len(moved), err
+}
+
+// seqNotMatched returns the error of an operation whose filter f, naming
+// a Seq, matched no dead letter: a *DeadLetterMismatchError when the dead
+// letter of that Seq is kept (seen), else ErrDeadLetterNotFound.
+func seqNotMatched(op string, f DeadLetterFilter, seen *DeadLetter) error {
+	if seen == nil {
+		return fmt.Errorf("kanban: %s dead letter %d: %w", op, f.Seq, ErrDeadLetterNotFound)
+	}
+	d := *seen
+	d.Headers, d.Payload = nil, nil
+	return &DeadLetterMismatchError{Op: op, Letter: d, Filter: f}
 }
 
 // countDead returns the number of dead letters f matches. Called with q.mu
@@ -154,10 +170,14 @@ func (q *Memory[T]) DeleteDeadLetters(ctx context.Context, f DeadLetterFilter) (
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	var seen *DeadLetter // the one of f.Seq, not matching f
 	q.mu.Lock()
 	kept := q.dead[:0]
 	for _, d := range q.dead {
 		if !f.Match(&d.dl) {
+			if f.Seq != 0 && d.dl.Seq == f.Seq {
+				seen = &d.dl
+			}
 			kept = append(kept, d)
 		}
 	}
@@ -166,7 +186,7 @@ func (q *Memory[T]) DeleteDeadLetters(ctx context.Context, f DeadLetterFilter) (
 	q.dead = kept
 	q.mu.Unlock()
 	if n == 0 && f.Seq != 0 {
-		return 0, fmt.Errorf("kanban: deleting dead letter %d: %w", f.Seq, ErrDeadLetterNotFound)
+		return 0, seqNotMatched("deleting", f, seen)
 	}
 	return n, nil
 }

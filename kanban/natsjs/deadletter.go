@@ -135,9 +135,10 @@ func (q *Queue[T]) ListDeadLetters(ctx context.Context, query kanban.DeadLetterQ
 // What it guarantees: a dead letter is deleted only after its message is
 // stored, so a failed publish (a full stream — kanban.ErrFull, wrapping
 // the server's answer, which names the limit reached, as TryPublish's
-// does —, a lost connection) loses nothing; the dead letter stays and the
-// error is returned. A message that, with the redrive's headers, takes
-// more room than MaxBytes on its own is not sent: the error wraps
+// does —, a lost connection, a work stream deleted, which the error
+// names) loses nothing; the dead letter stays and the error is returned.
+// A message that, with the redrive's headers, takes more room than
+// MaxBytes on its own is not sent: the error wraps
 // ErrTooLarge, as it would never fit; so is one, as Publish refuses it,
 // whose dead letter could take more than the server's max_payload or
 // DeadLetterMaxBytes (with the trace context of ctx, and a reason of the
@@ -205,7 +206,8 @@ func (q *Queue[T]) eachDeadLetter(ctx context.Context, f kanban.DeadLetterFilter
 		}
 		d := deadLetterOf(m)
 		if !f.Match(&d) {
-			return 0, fmt.Errorf("natsjs: %s dead letter %d: %w", what, f.Seq, kanban.ErrDeadLetterNotFound)
+			d.Headers, d.Payload = nil, nil
+			return 0, &kanban.DeadLetterMismatchError{Op: what, Letter: d, Filter: f}
 		}
 		done, err := act(ctx, s, m, &d)
 		switch {
@@ -307,6 +309,10 @@ func (q *Queue[T]) redriveMsg(ctx context.Context, s *probedStream, m *jetstream
 	switch {
 	case isFull(err):
 		return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w", d.Seq, d.ID, fullError(err))
+	case errors.Is(err, jetstream.ErrNoStreamResponse):
+		// No stream stores the work subject: jetstream's error names none.
+		return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): stream %s did not answer (deleted, or JetStream unavailable): %w",
+			d.Seq, d.ID, q.opts.Stream, err)
 	case err != nil:
 		return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w", d.Seq, d.ID, err)
 	}

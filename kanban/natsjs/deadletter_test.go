@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -421,4 +422,44 @@ func TestDeadLetterAfterWorkStreamRecreated(t *testing.T) {
 	assert.Equal(t, "1", string(dls[0].Payload))
 	assert.Equal(t, "2", string(dls[1].Payload))
 	assert.Equal(t, "m", dls[1].ID)
+}
+
+// TestDeadLetterOpsWhenAStreamIsGone: with the work stream deleted, a
+// redrive fails naming the stream that did not answer and keeps the dead
+// letter; with the dead-letter stream deleted, each call fails naming
+// that stream, as not found.
+func TestDeadLetterOpsWhenAStreamIsGone(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	nc := connect(t, srv.Connect)
+	opts := natsjs.Options{Stream: "GONE_WORK", FetchWait: 100 * time.Millisecond}
+	q, err := natsjs.New[int](context.Background(), nc, opts)
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, q.Publish(ctx, kanban.Message[int]{ID: "m", Payload: 1}))
+	refuseAll(t, q, 1)
+	require.NoError(t, q.JetStream().DeleteStream(ctx, opts.Stream))
+
+	n, err := q.RedriveDeadLetters(ctx, kanban.DeadLetterFilter{All: true})
+	require.Error(t, err)
+	assert.Zero(t, n)
+	assert.Contains(t, err.Error(), "natsjs: redriving dead letter 1 (message m): ")
+	assert.Contains(t, err.Error(), "stream GONE_WORK", "the stream that did not answer")
+	dls, err := q.DeadLetters(ctx)
+	require.NoError(t, err)
+	assert.Len(t, dls, 1, "the dead letter kept")
+
+	require.NoError(t, q.JetStream().DeleteStream(ctx, q.Options().DeadLetterStream))
+	_, err = q.ListDeadLetters(ctx, kanban.DeadLetterQuery{})
+	assert.ErrorIs(t, err, jetstream.ErrStreamNotFound)
+	assert.ErrorContains(t, err, "natsjs: stream GONE_WORK_DLQ: ")
+	for _, f := range []kanban.DeadLetterFilter{{All: true}, {Seq: 1}} {
+		n, err = q.RedriveDeadLetters(ctx, f)
+		assert.ErrorIs(t, err, jetstream.ErrStreamNotFound)
+		assert.ErrorContains(t, err, "natsjs: stream GONE_WORK_DLQ: ")
+		assert.Zero(t, n)
+		n, err = q.DeleteDeadLetters(ctx, f)
+		assert.ErrorIs(t, err, jetstream.ErrStreamNotFound)
+		assert.ErrorContains(t, err, "natsjs: stream GONE_WORK_DLQ: ")
+		assert.Zero(t, n)
+	}
 }

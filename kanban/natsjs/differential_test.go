@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -221,5 +223,102 @@ func TestDifferentialMemoryAndJetStream(t *testing.T) {
 			}
 			assert.Equal(t, results["memory"], results["jetstream"])
 		})
+	}
+}
+
+// TestDifferentialDeadLetterOps lists, redrives and deletes the same
+// dead letters of a Memory queue and a JetStream queue with the same
+// pseudo-random filters (All, Seq, ID, Key, Reason, Before, and Seq or ID
+// with another field), pages (limit, order, cursor) and operations, and
+// requires the same pages, counts and errors of both, word for word but
+// for the package that names itself first.
+func TestDifferentialDeadLetterOps(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	ctx := context.Background()
+	const n = 20
+	reasons := []string{"gateway down", "card expired", "gateway slow"}
+	for seed := range uint64(20) {
+		qs := diffBackends(t, srv)
+		times := map[string][]time.Time{} // of each backend's dead letters, in order
+		for name, q := range qs {
+			for i := range n {
+				require.NoError(t, q.Publish(ctx, kanban.Message[diffPayload]{ID: "m" + strconv.Itoa(i), Key: []string{"", "a", "b"}[i%3], Payload: diffPayload{N: i}}))
+			}
+			consumeUntil(t, q, kanban.ConsumeOptions{WIP: 1}, func(d kanban.Delivery[diffPayload]) error {
+				return kanban.Permanent(errors.New(reasons[d.Payload.N%3]))
+			}, func(s []seen) bool { return len(s) == n })
+			for _, d := range waitDeadLetters(t, q, n) {
+				times[name] = append(times[name], d.Time)
+			}
+		}
+		r := rand.New(rand.NewPCG(seed, 1))
+		for step := range 60 {
+			op := []int{0, 0, 0, 0, 1, 2}[r.IntN(6)] // list, redrive, delete
+			which := r.IntN(10)
+			seq := uint64(r.IntN(n + 2))
+			id := "m" + strconv.Itoa(r.IntN(n+2))
+			key := []string{"", "a", "b", "c"}[r.IntN(4)]
+			before := r.IntN(n + 2)
+			query := kanban.DeadLetterQuery{Limit: r.IntN(4), Newest: r.IntN(2) == 0, Cursor: uint64(r.IntN(n + 2))}
+			out := map[string]string{}
+			for name, q := range qs {
+				s := q.(kanban.DeadLetterStore)
+				var f kanban.DeadLetterFilter
+				switch which {
+				case 0:
+					f.All = true
+				case 1:
+					f.Seq = seq
+				case 2:
+					f.ID = id
+				case 3:
+					f.Key = key
+				case 4:
+					f.Reason = "gateway"
+				case 5:
+					f.Seq, f.Key = seq, key
+				case 6:
+					f.ID, f.Reason = id, "expired"
+				case 7, 8:
+					f.Before = time.Now().Add(time.Hour)
+					if before < n {
+						f.Before = times[name][before]
+					}
+					if which == 8 {
+						f.Seq = seq
+					}
+				case 9:
+					f.Seq, f.Reason = seq, "slow"
+				}
+				var res string
+				switch op {
+				case 0:
+					query.Filter = f
+					p, err := s.ListDeadLetters(ctx, query)
+					var ls []string
+					for _, d := range p.Letters {
+						ls = append(ls, fmt.Sprintf("%d/%s/%s/%s", d.Seq, d.ID, d.Key, d.Reason))
+					}
+					res = fmt.Sprintf("list: %v, next %d, total %d, %v", ls, p.Next, p.Total, err)
+				case 1:
+					c, err := s.RedriveDeadLetters(ctx, f)
+					res = fmt.Sprintf("redrive: %d, %v", c, err)
+				case 2:
+					c, err := s.DeleteDeadLetters(ctx, f)
+					res = fmt.Sprintf("delete: %d, %v", c, err)
+				}
+				res = strings.ReplaceAll(res, "natsjs: ", "kanban: ")
+				if !f.Before.IsZero() {
+					// Each backend timed its own dead letters.
+					res = strings.ReplaceAll(res, f.Before.UTC().Format(time.RFC3339Nano), "<before>")
+					for i, at := range times[name] {
+						res = strings.ReplaceAll(res, at.UTC().Format(time.RFC3339Nano), "<time "+strconv.Itoa(i)+">")
+					}
+				}
+				out[name] = res
+			}
+			require.Equal(t, out["memory"], out["jetstream"], "seed %d, step %d: %+v of filter %d, seq %d, id %s, key %q, before %d",
+				seed, step, query, which, seq, id, key, before)
+		}
 	}
 }

@@ -548,3 +548,63 @@ func waitDeadLetters(t *testing.T, s kanban.DeadLetterStore, n int) []kanban.Dea
 		time.Sleep(time.Millisecond) // polling a condition under a deadline
 	}
 }
+
+// testDeadLetterSeqNotMatching: a redrive or delete whose filter names a
+// dead letter kept by its Seq, and fields it does not match, does nothing
+// and says so — naming what the dead letter has, in the same words from
+// every backend — rather than that the dead letter is not there. It is
+// ErrDeadLetterNotFound all the same, as the filter selects none.
+func testDeadLetterSeqNotMatching(t *testing.T, newQueue NewQueue) {
+	q := newQueue(t, defaultOptions())
+	s, _ := stores(t, q)
+	ctx := context.Background()
+	killDeadLetters(t, q)
+	all, err := s.ListDeadLetters(ctx, kanban.DeadLetterQuery{})
+	require.NoError(t, err)
+	require.Len(t, all.Letters, 5)
+	third := all.Letters[2] // m-3, key "a", "refused a"
+	seq := strconv.FormatUint(third.Seq, 10)
+	at := third.Time.UTC().Format(time.RFC3339Nano)
+	before := third.Time.Add(-time.Second)
+	for _, tc := range []struct {
+		name string
+		f    kanban.DeadLetterFilter
+		want string // after "kanban: <op> dead letter <seq>: "
+	}{
+		{"key", kanban.DeadLetterFilter{Seq: third.Seq, Key: "other"},
+			`it does not match the filter: its key is "a", not "other"`},
+		{"id", kanban.DeadLetterFilter{Seq: third.Seq, ID: "m-4"},
+			`it does not match the filter: its ID is "m-3", not "m-4"`},
+		{"reason", kanban.DeadLetterFilter{Seq: third.Seq, Reason: "refused b"},
+			`it does not match the filter: its reason "refused a" does not contain "refused b"`},
+		{"before", kanban.DeadLetterFilter{Seq: third.Seq, Before: before},
+			`it does not match the filter: it was dead-lettered at ` + at + `, not before ` + before.UTC().Format(time.RFC3339Nano)},
+		{"two fields, one matching", kanban.DeadLetterFilter{Seq: third.Seq, Key: "a", Reason: "refused c"},
+			`it does not match the filter: its reason "refused a" does not contain "refused c"`},
+		{"every field", kanban.DeadLetterFilter{Seq: third.Seq, ID: "m-9", Key: "b", Reason: "x"},
+			`it does not match the filter: its ID is "m-3", not "m-9"; its key is "a", not "b"; its reason "refused a" does not contain "x"`},
+	} {
+		n, err := s.RedriveDeadLetters(ctx, tc.f)
+		require.ErrorIs(t, err, kanban.ErrDeadLetterNotFound, "redrive, %s", tc.name)
+		assert.EqualError(t, err, "kanban: redriving dead letter "+seq+": "+tc.want, "redrive, %s", tc.name)
+		assert.Zero(t, n, "redrive, %s", tc.name)
+		n, err = s.DeleteDeadLetters(ctx, tc.f)
+		require.ErrorIs(t, err, kanban.ErrDeadLetterNotFound, "delete, %s", tc.name)
+		assert.EqualError(t, err, "kanban: deleting dead letter "+seq+": "+tc.want, "delete, %s", tc.name)
+		assert.Zero(t, n, "delete, %s", tc.name)
+		var mismatch *kanban.DeadLetterMismatchError
+		if assert.ErrorAs(t, err, &mismatch, tc.name) {
+			assert.Equal(t, third.Seq, mismatch.Letter.Seq, tc.name)
+			assert.Equal(t, tc.f, mismatch.Filter, tc.name)
+		}
+	}
+	p, err := s.ListDeadLetters(ctx, kanban.DeadLetterQuery{})
+	require.NoError(t, err)
+	assert.Equal(t, all.Letters, p.Letters, "nothing redriven or deleted")
+	assert.Zero(t, q.Stats().Redriven)
+
+	// Matching, it goes.
+	n, err := s.DeleteDeadLetters(ctx, kanban.DeadLetterFilter{Seq: third.Seq, Key: "a", Reason: "refused a", Before: third.Time.Add(time.Second)})
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+}

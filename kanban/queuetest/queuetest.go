@@ -22,7 +22,9 @@
 // parent of what is propagated; and the queue's dead letters listed a page
 // at a time, filtered, redriven (exactly once, nothing lost when the queue
 // is full; one that still cannot be decoded dead-lettered again at its
-// first delivery) and deleted, and its Backlog — so every backend must implement
+// first delivery) and deleted — a filter naming by its Seq a dead letter
+// its other fields do not match refused with a *kanban.DeadLetterMismatchError
+// in the same words from every backend —, and its Backlog — so every backend must implement
 // kanban.DeadLetterStore and kanban.BacklogReader too.
 //
 // It also holds the cases of Watermill's pub/sub test suite and handler

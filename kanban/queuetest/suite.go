@@ -45,6 +45,7 @@ func Run(t *testing.T, newQueue NewQueue) {
 		{"DeadLetterRedriveUndecodable", testRedriveUndecodable},
 		{"DeadLetterDelete", testDeadLetterDelete},
 		{"DeadLetterBadInput", testDeadLetterBadInput},
+		{"DeadLetterSeqNotMatching", testDeadLetterSeqNotMatching},
 		{"Backlog", testBacklog},
 		{"ResendOnError", testResendOnError},
 		{"ContinueAfterErrors", testContinueAfterErrors},
