@@ -43,7 +43,9 @@
 //
 // Errors are JSON too: {"error": {"code": "...", "message": "..."}} with
 // 400 for bad input, 401 or 403 for a refused caller, 404 for an unknown
-// path, queue or dead letter, 405 (with Allow, and the same methods in
+// path, queue or dead letter (dead_letter_not_found; dead_letter_not_matched,
+// saying what the letter has, for a filter whose seq names a dead letter
+// that its other fields do not match), 405 (with Allow, and the same methods in
 // error.details.allow) for a method the path does not take, 413 for a body
 // over MaxBodyBytes, 415 for a body that is not JSON, 503 (with
 // Retry-After) when a redrive finds the queue full, 504 when the request's

@@ -297,9 +297,13 @@ const backendMessage = "the queue's backend failed; the service's log has the de
 // text, which may name servers or credentials.
 func asAPIError(err error) *apiError {
 	var ae *apiError
+	var me *kanban.DeadLetterMismatchError
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &me):
+		// The letter's fields it quotes are the ones a listing shows.
+		return &apiError{http.StatusNotFound, "dead_letter_not_matched", strings.TrimPrefix(me.Error(), "kanban: ")}
 	case errors.Is(err, kanban.ErrDeadLetterNotFound):
 		return &apiError{http.StatusNotFound, "dead_letter_not_found", "no such dead letter: redriven, deleted or never there"}
 	case errors.Is(err, kanban.ErrEmptyFilter):

@@ -981,3 +981,26 @@ func TestFilterBodyErrorsSpeakJSON(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, dl, 2, "nothing redriven")
 }
+
+// A filter whose seq names a kept dead letter that its other fields do not
+// match is answered with what the letter has, not as a letter gone: the
+// operator sees that letter's fields on the board already.
+func TestFilterNotMatchingItsSeq(t *testing.T) {
+	q := deadQueue(t, 10, 2) // o-1 with key k-1, o-2 with key k-2
+	_, s := newServer(t, kanbanhttp.Options{Token: token}, map[string]kanban.DeadLetterStore{"orders": q})
+	for _, tc := range []struct{ method, target, body string }{
+		{"POST", "/queues/orders/deadletters/redrive", `{"seq":1,"key":"k-2"}`},
+		{"DELETE", "/queues/orders/deadletters?seq=1&key=k-2", ""},
+	} {
+		r := s.do(tc.method, tc.target, tc.body, bearer...)
+		assert.Equal(t, http.StatusNotFound, r.status, "%s %s: %s", tc.method, tc.target, r.raw)
+		assert.Equal(t, "dead_letter_not_matched", r.code(), "%s %s", tc.method, tc.target)
+		msg, _ := r.body["error"].(map[string]any)["message"].(string)
+		assert.Contains(t, msg, `dead letter 1: it does not match the filter: its key is "k-1", not "k-2"`, "%s %s", tc.method, tc.target)
+	}
+	dl, err := q.DeadLetters(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, dl, 2, "nothing was done")
+	r := s.do("POST", "/queues/orders/deadletters/redrive", `{"seq":7,"key":"k-2"}`, bearer...)
+	assert.Equal(t, "dead_letter_not_found", r.code(), "a seq not kept: %s", r.raw)
+}
