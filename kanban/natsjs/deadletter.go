@@ -309,12 +309,8 @@ func (q *Queue[T]) redriveMsg(ctx context.Context, s *probedStream, m *jetstream
 	switch {
 	case isFull(err):
 		return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w", d.Seq, d.ID, fullError(err))
-	case errors.Is(err, jetstream.ErrNoStreamResponse):
-		// No stream stores the work subject: jetstream's error names none.
-		return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): stream %s did not answer (deleted, or JetStream unavailable): %w",
-			d.Seq, d.ID, q.opts.Stream, err)
 	case err != nil:
-		return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w", d.Seq, d.ID, err)
+		return false, fmt.Errorf("natsjs: redriving dead letter %d (message %s): %w", d.Seq, d.ID, unanswered(err, q.opts.Stream))
 	}
 	if !ack.Duplicate {
 		q.counters.AddRedriven(1)

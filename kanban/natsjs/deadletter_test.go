@@ -444,6 +444,13 @@ func TestDeadLetterOpsWhenAStreamIsGone(t *testing.T) {
 	assert.Zero(t, n)
 	assert.Contains(t, err.Error(), "natsjs: redriving dead letter 1 (message m): ")
 	assert.Contains(t, err.Error(), "stream GONE_WORK", "the stream that did not answer")
+	for _, publish := range []func(context.Context, kanban.Message[int]) error{q.Publish, q.TryPublish} {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := publish(pctx, kanban.Message[int]{ID: "after", Payload: 2})
+		cancel()
+		assert.ErrorIs(t, err, jetstream.ErrNoStreamResponse)
+		assert.ErrorContains(t, err, "natsjs: publishing message after: stream GONE_WORK did not answer")
+	}
 	dls, err := q.DeadLetters(ctx)
 	require.NoError(t, err)
 	assert.Len(t, dls, 1, "the dead letter kept")
@@ -462,4 +469,32 @@ func TestDeadLetterOpsWhenAStreamIsGone(t *testing.T) {
 		assert.ErrorContains(t, err, "natsjs: stream GONE_WORK_DLQ: ")
 		assert.Zero(t, n)
 	}
+}
+
+// TestForeignDeadLetterHasTheStreamsTime: a dead letter another client
+// stored without Kanban-Time (or with one that does not parse) is dated
+// by the stream, when it was stored, not the zero time — which is before
+// every Before, so an "older than" delete would take it however new.
+func TestForeignDeadLetterHasTheStreamsTime(t *testing.T) {
+	srv := startServer(t, natsembed.Options{InProcess: true})
+	nc := connect(t, srv.Connect)
+	q, err := natsjs.New[int](context.Background(), nc, natsjs.Options{Stream: "FOREIGN", FetchWait: 100 * time.Millisecond})
+	require.NoError(t, err)
+	ctx := context.Background()
+	dlq := q.Options().DeadLetterStream
+	before := time.Now()
+	for _, h := range []nats.Header{{natsjs.HeaderKey: {"k"}}, {natsjs.HeaderTime: {"yesterday"}}} {
+		_, err := q.JetStream().PublishMsg(ctx, &nats.Msg{Subject: dlq, Header: h, Data: []byte("1")})
+		require.NoError(t, err)
+	}
+	dls, err := q.DeadLetters(ctx)
+	require.NoError(t, err)
+	require.Len(t, dls, 2)
+	for _, d := range dls {
+		assert.False(t, d.Time.Before(before.Add(-time.Second)), "dead letter %d dated %v", d.Seq, d.Time)
+		assert.False(t, d.Time.After(time.Now().Add(time.Second)), "dead letter %d dated %v", d.Seq, d.Time)
+	}
+	n, err := q.DeleteDeadLetters(ctx, kanban.DeadLetterFilter{Before: before.Add(-time.Hour)})
+	require.NoError(t, err)
+	assert.Zero(t, n, "stored now: none is older than an hour")
 }

@@ -30,7 +30,7 @@ const (
 	HeaderKey       = "Kanban-Key"      // the message key
 	HeaderReason    = "Kanban-Reason"   // on a dead letter: why
 	HeaderAttempts  = "Kanban-Attempts" // on a dead letter: deliveries made
-	HeaderTime      = "Kanban-Time"     // on a dead letter: when (RFC 3339)
+	HeaderTime      = "Kanban-Time"     // on a dead letter: when (RFC 3339); without it, when its stream stored it
 )
 
 // Storage says where the streams keep messages.
@@ -941,7 +941,7 @@ func (q *Queue[T]) publishMsg(ctx context.Context, msg kanban.Message[T], data [
 			q.published(len(nm.Data))
 			return nil
 		case !isFull(err):
-			return fmt.Errorf("natsjs: publishing message %s: %w", msg.ID, err)
+			return fmt.Errorf("natsjs: publishing message %s: %w", msg.ID, unanswered(err, q.opts.Stream))
 		case !wait:
 			return fmt.Errorf("natsjs: publishing message %s: %w", msg.ID, fullError(err))
 		}
@@ -954,6 +954,15 @@ func (q *Queue[T]) publishMsg(ctx context.Context, msg kanban.Message[T], data [
 		}
 		poll = min(2*poll, 100*time.Millisecond)
 	}
+}
+
+// unanswered names stream in err, a publish's, when no stream answered
+// it: jetstream's error names none, and the stream may have been deleted.
+func unanswered(err error, stream string) error {
+	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return fmt.Errorf("stream %s did not answer (deleted, or JetStream unavailable): %w", stream, err)
+	}
+	return err
 }
 
 // sendWork publishes nm to the work subject, as jetstream's PublishMsg
@@ -1297,6 +1306,12 @@ func deadLetterOf(m *jetstream.RawStreamMsg) kanban.DeadLetter {
 		default:
 			d.Headers[k] = v[0]
 		}
+	}
+	if d.Time.IsZero() {
+		// Stored by another client, without a time of its own (or one
+		// that does not parse): the stream's is when it was stored. The
+		// zero time would be before every DeadLetterFilter.Before.
+		d.Time = m.Time
 	}
 	return d
 }
