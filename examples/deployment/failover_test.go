@@ -210,8 +210,10 @@ func TestRolloutOutlivesALongElection(t *testing.T) {
 	nodes := svctest.StartNATSCluster(t, svctest.NATSServerBinary(t, ".."), 3)
 	ts := startServiceWith(t, t.TempDir(), nil, "-nats-url", svctest.ClientURLs(nodes), "-nats-replicas", "3",
 		"-stages", "canary:5:30s,prod:100:0s", "-health-interval", "100ms", "-min-requests", "0")
-	id := deploy(t, ts.URL, map[string]any{"service": "checkout", "version": "v2.0.0", "target_region": "us-west-2"},
-		"Prefer", "respond-async").deployment(t).ID
+	r := deploy(t, ts.URL, map[string]any{"service": "checkout", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async")
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	id := r.deployment(t).ID
 	waitFor(t, ts.URL, id, func(d Deployment) bool { return d.Results[0].Stage == "canary" })
 	takenUp := time.Now()
 

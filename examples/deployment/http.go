@@ -180,7 +180,7 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, e)
 		return
 	}
-	if err := s.publishJob(start, d, 0); err != nil && s.notQueued(start, d, rev, err) {
+	if err := s.queueFirst(start, d); err != nil && s.notQueued(start, d, rev, err) {
 		httpapi.WriteError(w, storeUnavailable(err))
 		return
 	}
@@ -245,6 +245,19 @@ func (s *Service) createRecord(ctx context.Context, d *Deployment) (rev uint64, 
 		return cerr
 	})
 	return rev, perhapsStored, err
+}
+
+// queueFirst queues the first region of new deployment d, and tries
+// again while the queue is out of reach (retryStore), as the request
+// stores the record (createRecord): the queue's stream electing a leader
+// leaves a publish unanswered for seconds, and the deployment ended
+// FAILED for it (notQueued). A publish that went unanswered may have
+// landed: the next one, of the same message ID, is the stream's duplicate
+// (its DedupWindow far outlasts startingFor) and queues no second job.
+func (s *Service) queueFirst(ctx context.Context, d *Deployment) error {
+	return s.retryStore(ctx, "first region's job", []any{"deployment_id", d.ID, "region", d.Results[0].Region}, func(ctx context.Context) error {
+		return s.publishJob(ctx, d, 0)
+	})
 }
 
 // notQueued ends deployment d, stored at rev, whose first region could not
@@ -415,11 +428,11 @@ const startingFor = time.Minute
 // sweepEvery (sweepRegions).
 func (s *Service) lockRegions(ctx context.Context, d *Deployment) error {
 	for i, reg := range d.Regions {
-		holder, held, err := s.store.Lock(ctx, d.Service, reg, d.ID)
+		holder, held, err := s.lockRegion(ctx, d.Service, reg, d.ID)
 		if err == nil && holder != "" {
 			var freed bool
 			if freed, err = s.releaseStale(ctx, d.Service, reg, holder, held); freed {
-				holder, _, err = s.store.Lock(ctx, d.Service, reg, d.ID)
+				holder, _, err = s.lockRegion(ctx, d.Service, reg, d.ID)
 			}
 		}
 		if err == nil && holder != "" {
@@ -434,6 +447,21 @@ func (s *Service) lockRegions(ctx context.Context, d *Deployment) error {
 		}
 	}
 	return nil
+}
+
+// lockRegion takes service/region for deployment id (Store.Lock), and tries
+// again while the store is out of reach (retryStore), as the request
+// stores its record (createRecord): the locks' bucket electing a leader
+// leaves its writes unanswered for seconds, and a deployment asked for
+// then was answered 503 without a deployment. A take that went
+// unanswered may have landed: the next finds the lock its own.
+func (s *Service) lockRegion(ctx context.Context, service, region, id string) (holder string, held time.Duration, err error) {
+	err = s.retryStore(ctx, "region lock", []any{"deployment_id", id, "region", region}, func(ctx context.Context) error {
+		var lerr error
+		holder, held, lerr = s.store.Lock(ctx, service, region, id)
+		return lerr
+	})
+	return holder, held, err
 }
 
 // releaseStale frees service/region, held by deployment holder for held
