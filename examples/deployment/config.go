@@ -107,6 +107,10 @@ type Config struct {
 	// Set by tests, not by flags: WrapLocks wraps the region locks'
 	// bucket (to give its server's clock another time, say).
 	WrapLocks func(jetstream.KeyValue) jetstream.KeyValue
+	// Set by tests, not by flags: how long one try of a write to the
+	// store waits for its answer before it is tried again (0:
+	// storeTryFor).
+	StoreTryFor time.Duration
 	// Set by tests, not by flags: how often the service looks for
 	// regions held by a deployment nothing will end (0: sweepEvery).
 	SweepEvery time.Duration

@@ -181,7 +181,10 @@ func (s *Service) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.queueFirst(start, d); err != nil && s.notQueued(start, d, rev, err) {
-		httpapi.WriteError(w, storeUnavailable(err))
+		// It is stored, ended FAILED: GET /deploy/{id} shows why.
+		e := storeUnavailable(err)
+		e.Details = map[string]any{"deployment_id": d.ID}
+		httpapi.WriteError(w, e)
 		return
 	}
 	w.Header().Set("Location", "/deploy/"+d.ID)
@@ -442,7 +445,9 @@ func (s *Service) lockRegions(ctx context.Context, d *Deployment) error {
 			return e
 		}
 		if err != nil {
-			s.unlockRegions(&Deployment{ID: d.ID, Service: d.Service, Regions: d.Regions[:i]})
+			// This region's take may have been stored unanswered: it
+			// is given back too.
+			s.unlockRegions(&Deployment{ID: d.ID, Service: d.Service, Regions: d.Regions[:i+1]})
 			return storeUnavailable(err)
 		}
 	}
@@ -469,10 +474,13 @@ func (s *Service) lockRegion(ctx context.Context, service, region, id string) (h
 // stale (see lockRegions): it has ended, or was never stored and took the
 // lock over startingFor ago, or is stored in progress and nothing will
 // ever run it (endCutOffStart). It reports whether the region is free,
-// and the store's error should the release fail.
+// and the store's error should the holder's record not be read (whether
+// it is stale is not known then) or the release fail.
 func (s *Service) releaseStale(ctx context.Context, service, region, holder string, held time.Duration) (bool, error) {
 	hd, rev, err := s.store.Get(ctx, holder)
 	switch {
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return false, err
 	case errors.Is(err, ErrNotFound) && held > startingFor || (err == nil && terminal(hd.Status)):
 		if err := s.store.Unlock(ctx, service, region, holder); err != nil {
 			return false, err

@@ -73,6 +73,8 @@ func TestDeploymentNotQueued(t *testing.T) {
 	assert.Equal(t, []string{StatusFailed, StatusSkipped, StatusSkipped}, regionStatuses(d))
 	require.NotNil(t, d.ErrorMessage)
 	assert.Equal(t, "us-west-2: Not queued: queue unavailable", *d.ErrorMessage)
+	// The answer names it, as it is stored (ended FAILED).
+	assert.Contains(t, string(r.Body), `"deployment_id":"`+d.ID+`"`)
 
 	// It ends as every FAILED deployment does: counted, and in the audit
 	// trail. It was neither.

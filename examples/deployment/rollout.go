@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -393,6 +394,10 @@ const movedOnReadFor = 2 * time.Second
 // and the bucket's group electing a new leader takes seconds.
 const storeRetryFor = 30 * time.Second
 
+// storeTryFor bounds how long one try of retryStore waits for the store's
+// answer, twice what the NATS client waits for a request's by default.
+const storeTryFor = 10 * time.Second
+
 // store writes r.d over revision r.rev, retried by retryStore while the
 // store is out of reach: giving up fails the job, whose redelivery finds
 // the region in progress and rolls it back as cut off by a restart. A
@@ -465,9 +470,17 @@ const maxUnanswered = 64
 // NATS node lost and a bucket's group electing a new leader takes
 // seconds. A rollout's writes go through it, the record's and the stable
 // version's, so that a lost node does not fail the job and roll the
-// region back as if the service had restarted.
+// region back as if the service had restarted. Each try waits for its
+// answer for storeTryFor at most: a write whose answer was lost (stored
+// or not) is waited for as long as its context lets it, which would leave
+// no time to try again.
 func (s *Service) retryStore(ctx context.Context, what string, attrs []any, write func(context.Context) error) error {
-	return svc.Retry(ctx, s.log, storeRetryFor, "storing the "+what, attrs, write)
+	try := cmp.Or(s.cfg.StoreTryFor, storeTryFor)
+	return svc.Retry(ctx, s.log, storeRetryFor, "storing the "+what, attrs, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, try)
+		defer cancel()
+		return write(ctx)
+	})
 }
 
 // plannedStage is a step of a rollout: the share of traffic on the new
