@@ -40,6 +40,15 @@ func (b *electingLocks) Create(ctx context.Context, key string, value []byte, op
 	return 0, nats.ErrTimeout
 }
 
+// withLocks makes the service's region locks' bucket the one wrap makes
+// of it, over the harness's own wrapping.
+func withLocks(wrap func(jetstream.KeyValue) jetstream.KeyValue) func(*Config) {
+	return func(c *Config) {
+		inner := c.WrapLocks
+		c.WrapLocks = func(kv jetstream.KeyValue) jetstream.KeyValue { return wrap(inner(kv)) }
+	}
+}
+
 // TestDeployWaitsOutTheLocksElection: a deployment whose region lock is
 // taken while the locks' bucket elects a leader (the lock's writes go
 // unanswered for a moment, having landed or not) is taken, answered 202
@@ -59,13 +68,10 @@ func TestDeployWaitsOutTheLocksElection(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			locks := &electingLocks{fails: tc.fails, landed: tc.landed}
-			ts := startServiceWith(t, t.TempDir(), func(c *Config) {
-				wrap := c.WrapLocks
-				c.WrapLocks = func(kv jetstream.KeyValue) jetstream.KeyValue {
-					locks.KeyValue = wrap(kv)
-					return locks
-				}
-			}, fastArgs...)
+			ts := startServiceWith(t, t.TempDir(), withLocks(func(kv jetstream.KeyValue) jetstream.KeyValue {
+				locks.KeyValue = kv
+				return locks
+			}), fastArgs...)
 			r := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
 				"Prefer", "respond-async")
 			require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
@@ -168,11 +174,10 @@ func TestDeployOutlivesALostAnswer(t *testing.T) {
 	locks := &silentLocks{}
 	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
 		c.StoreTryFor = time.Second
-		wrap := c.WrapLocks
-		c.WrapLocks = func(kv jetstream.KeyValue) jetstream.KeyValue {
-			locks.KeyValue = wrap(kv)
+		withLocks(func(kv jetstream.KeyValue) jetstream.KeyValue {
+			locks.KeyValue = kv
 			return locks
-		}
+		})(c)
 	}, fastArgs...)
 	r := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
 		"Prefer", "respond-async")
@@ -265,13 +270,10 @@ func (b *refusedAfterLost) Create(ctx context.Context, key string, value []byte,
 // of a deployment never stored went stale.
 func TestRefusedDeployLeavesNoLock(t *testing.T) {
 	locks := &refusedAfterLost{fail: true}
-	ts := startServiceWith(t, t.TempDir(), func(c *Config) {
-		wrap := c.WrapLocks
-		c.WrapLocks = func(kv jetstream.KeyValue) jetstream.KeyValue {
-			locks.KeyValue = wrap(kv)
-			return locks
-		}
-	}, fastArgs...)
+	ts := startServiceWith(t, t.TempDir(), withLocks(func(kv jetstream.KeyValue) jetstream.KeyValue {
+		locks.KeyValue = kv
+		return locks
+	}), fastArgs...)
 	body := map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"}
 	r := deploy(t, ts.URL, body)
 	require.Equal(t, http.StatusServiceUnavailable, r.Code, "%s", r.Body)
