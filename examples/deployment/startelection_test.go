@@ -49,6 +49,19 @@ func withLocks(wrap func(jetstream.KeyValue) jetstream.KeyValue) func(*Config) {
 	}
 }
 
+// deployToEnd asks for v2.0.0 of auth in us-west-2, asynchronously, and
+// returns the deployment once it has ended; the request must be taken
+// (202, with its deployment).
+func deployToEnd(t *testing.T, base string) Deployment {
+	t.Helper()
+	r := deploy(t, base, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
+		"Prefer", "respond-async")
+	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
+	id := r.deployment(t).ID
+	require.NotEmpty(t, id, "%s", r.Body)
+	return waitFor(t, base, id, ended)
+}
+
 // TestDeployWaitsOutTheLocksElection: a deployment whose region lock is
 // taken while the locks' bucket elects a leader (the lock's writes go
 // unanswered for a moment, having landed or not) is taken, answered 202
@@ -72,13 +85,7 @@ func TestDeployWaitsOutTheLocksElection(t *testing.T) {
 				locks.KeyValue = kv
 				return locks
 			}), fastArgs...)
-			r := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
-				"Prefer", "respond-async")
-			require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
-			id := r.deployment(t).ID
-			require.NotEmpty(t, id, "%s", r.Body)
-			d := waitFor(t, ts.URL, id, ended)
-			assert.Equal(t, StatusSuccess, d.Status)
+			assert.Equal(t, StatusSuccess, deployToEnd(t, ts.URL).Status)
 			// Its lock, its own after the retried take, was released at its end.
 			again := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v1.2.0", "target_region": "us-west-2"})
 			assert.Equal(t, http.StatusOK, again.Code, "%s", again.Body)
@@ -130,13 +137,7 @@ func TestDeployWaitsOutTheQueuesElection(t *testing.T) {
 				return info.State.LastSeq
 			}
 			before := lastSeq()
-			r := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
-				"Prefer", "respond-async")
-			require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
-			id := r.deployment(t).ID
-			require.NotEmpty(t, id, "%s", r.Body)
-			d := waitFor(t, ts.URL, id, ended)
-			assert.Equal(t, StatusSuccess, d.Status)
+			assert.Equal(t, StatusSuccess, deployToEnd(t, ts.URL).Status)
 			// The job published again is the stream's duplicate: the
 			// stream stored one message.
 			assert.Equal(t, before+1, lastSeq(), "jobs stored")
@@ -179,11 +180,7 @@ func TestDeployOutlivesALostAnswer(t *testing.T) {
 			return locks
 		})(c)
 	}, fastArgs...)
-	r := deploy(t, ts.URL, map[string]any{"service": "auth", "version": "v2.0.0", "target_region": "us-west-2"},
-		"Prefer", "respond-async")
-	require.Equal(t, http.StatusAccepted, r.Code, "%s", r.Body)
-	d := waitFor(t, ts.URL, r.deployment(t).ID, ended)
-	assert.Equal(t, StatusSuccess, d.Status)
+	assert.Equal(t, StatusSuccess, deployToEnd(t, ts.URL).Status)
 }
 
 // unreadableHolder is the deployments bucket while the record of one
